@@ -1,0 +1,131 @@
+// OutboundQueue: a power-of-two ring of slices; see core/outbound_queue.hpp.
+#include "core/outbound_queue.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+namespace ringhub {
+
+namespace {
+constexpr std::uint32_t kFirstCapacity = 8;
+}
+
+void OutboundQueue::grow() {
+  const std::uint32_t capacity = capacity_ == 0 ? kFirstCapacity : capacity_ * 2;
+  auto ring = std::make_unique<Slice[]>(capacity);
+  for (std::uint32_t i = 0; i < count_; ++i) {
+    ring[i] = std::move(at(i));
+  }
+  ring_ = std::move(ring);
+  capacity_ = capacity;
+  head_ = 0;
+}
+
+void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t length) {
+  if (count_ == capacity_) {
+    grow();
+  }
+  Slice& s = at(count_);
+  s.block = std::move(block);
+  s.offset = offset;
+  s.length = length;
+  ++count_;
+  queued_bytes_ += length;
+}
+
+void OutboundQueue::push_placeholder(std::uint32_t token) {
+  push(BlockRef(), token, 0);
+}
+
+bool OutboundQueue::fill_placeholder(std::uint32_t token, BlockRef block, std::uint32_t offset,
+                                     std::uint32_t length) {
+  for (std::uint32_t i = 0; i < count_; ++i) {
+    Slice& s = at(i);
+    if (s.is_placeholder() && s.offset == token) {
+      s.block = std::move(block);
+      s.offset = offset;
+      s.length = length;
+      queued_bytes_ += length;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const {
+  std::size_t filled = 0;
+  std::size_t bytes = 0;
+  for (std::uint32_t i = 0; i < count_ && filled < max_iov; ++i) {
+    const Slice& s = at(i);
+    if (s.is_placeholder()) {
+      break;
+    }
+    const std::uint32_t skip = i == 0 ? head_sent_ : 0;
+    const std::size_t len = s.length - skip;
+    if (filled > 0 && bytes + len > max_bytes) {
+      break;
+    }
+    iov[filled].iov_base = s.block.data() + s.offset + skip;
+    iov[filled].iov_len = len;
+    ++filled;
+    bytes += len;
+  }
+  return filled;
+}
+
+void OutboundQueue::pop_front() {
+  at(0) = Slice{};
+  head_ = (head_ + 1) & (capacity_ - 1);
+  --count_;
+  head_sent_ = 0;
+  if (count_ == 0) {
+    ring_.reset();  // an idle connection holds no slice memory
+    capacity_ = 0;
+    head_ = 0;
+  }
+}
+
+void OutboundQueue::consume(std::size_t bytes, std::vector<BlockRef>* keep) {
+  assert(bytes <= queued_bytes_);
+  queued_bytes_ -= bytes;
+  while (bytes > 0) {
+    Slice& s = at(0);
+    const std::size_t left = s.length - head_sent_;
+    if (bytes < left) {
+      head_sent_ += static_cast<std::uint32_t>(bytes);
+      if (keep != nullptr) {
+        keep->push_back(s.block);
+      }
+      return;
+    }
+    bytes -= left;
+    if (keep != nullptr) {
+      keep->push_back(std::move(s.block));
+    }
+    pop_front();
+  }
+}
+
+void OutboundQueue::truncate_after(std::size_t keep_bytes) {
+  std::size_t seen = 0;
+  std::uint32_t kept = 0;
+  while (kept < count_ && seen < keep_bytes) {
+    seen += at(kept).length - (kept == 0 ? head_sent_ : 0);
+    ++kept;
+  }
+  while (count_ > kept) {
+    Slice& s = at(count_ - 1);
+    queued_bytes_ -= s.length;
+    s = Slice{};
+    --count_;
+  }
+  if (count_ == 0) {
+    queued_bytes_ = 0;
+    head_sent_ = 0;
+    ring_.reset();
+    capacity_ = 0;
+    head_ = 0;
+  }
+}
+
+}  // namespace ringhub

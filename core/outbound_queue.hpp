@@ -1,0 +1,87 @@
+// OutboundQueue: one connection's ordered bytes waiting to be written, as slices of shared blocks.
+// The send path turns its head into an iovec array (no copy) and consumes what the kernel took.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/shared_block.hpp"
+
+namespace ringhub {
+
+// A run of bytes inside a shared block. A slice without a block is a placeholder: a reply that is
+// still being gathered (a cross-shard LIST). Sending stops at it so replies keep request order.
+struct Slice {
+  BlockRef block;
+  std::uint32_t offset = 0;  // for a placeholder: its token
+  std::uint32_t length = 0;
+
+  bool is_placeholder() const { return !block; }
+};
+
+// Contract: owned by one connection on one shard. Memory is allocated only while slices are queued,
+// so an idle connection pays for four words.
+class OutboundQueue {
+ public:
+  OutboundQueue() = default;
+  OutboundQueue(const OutboundQueue&) = delete;
+  OutboundQueue& operator=(const OutboundQueue&) = delete;
+  ~OutboundQueue() { clear(); }
+
+  bool empty() const { return count_ == 0; }
+  std::size_t slice_count() const { return count_; }
+  std::size_t queued_bytes() const { return queued_bytes_; }  // bytes not yet consumed
+
+  void push(BlockRef block, std::uint32_t offset, std::uint32_t length);
+  void push_placeholder(std::uint32_t token);
+  // Fills the placeholder with `token`; returns false if there is none (the queue was cleared).
+  bool fill_placeholder(std::uint32_t token, BlockRef block, std::uint32_t offset, std::uint32_t length);
+
+  // Points up to `max_iov` iovecs (at most `max_bytes` in all, at least one slice) at the head.
+  // Returns how many it filled; stops at a placeholder.
+  std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const;
+
+  // Drops `bytes` from the head (what a send took). Blocks whose slices are fully consumed are
+  // released, or moved into `keep` when the caller must hold them longer (send_zc notifications).
+  void consume(std::size_t bytes, std::vector<BlockRef>* keep = nullptr);
+
+  // Drops everything except the first `keep_bytes` bytes of the head (bytes a send in flight still
+  // points at). Used when the connection is going away or turns into an error reply.
+  void truncate_after(std::size_t keep_bytes);
+  void clear() { truncate_after(0); }
+
+  // Walks queued slices from `skip_bytes` on: fn(Slice&) may replace a slice's block (unpinning).
+  template <typename Fn>
+  void for_each_after(std::size_t skip_bytes, Fn&& fn);
+
+ private:
+  Slice& at(std::size_t i) const { return ring_[(head_ + i) & (capacity_ - 1)]; }
+  void grow();
+  void pop_front();
+
+  std::unique_ptr<Slice[]> ring_;
+  std::uint32_t capacity_ = 0;  // power of two, or 0 before the first push
+  std::uint32_t head_ = 0;
+  std::uint32_t count_ = 0;
+  std::uint32_t head_sent_ = 0;  // bytes of the head slice already written
+  std::size_t queued_bytes_ = 0;
+};
+
+template <typename Fn>
+void OutboundQueue::for_each_after(std::size_t skip_bytes, Fn&& fn) {
+  std::size_t seen = 0;
+  for (std::size_t i = 0; i < count_; ++i) {
+    Slice& s = at(i);
+    const std::size_t remaining = s.length - (i == 0 ? head_sent_ : 0);
+    if (seen >= skip_bytes && !s.is_placeholder()) {
+      fn(s);
+    }
+    seen += remaining;
+  }
+}
+
+}  // namespace ringhub

@@ -1,0 +1,80 @@
+// Hub counters. Each shard owns one ShardCounters and is its only writer; any thread may read a
+// snapshot (relaxed atomics: figures, not synchronisation). HubStats is the sum over shards.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "core/protocol.hpp"
+
+namespace ringhub {
+
+// Error codes 1..7 index this array; slot 0 is unused.
+inline constexpr std::size_t kErrorCodeSlots = 8;
+
+struct HubStats {
+  std::uint64_t connections = 0;            // relay connections open now
+  std::uint64_t accepted = 0;               // connections accepted since start
+  std::uint64_t frames_in = 0;              // complete client frames parsed
+  std::uint64_t frames_out = 0;             // frames queued to clients (replies, deliveries, errors)
+  std::uint64_t bytes_in = 0;               // bytes received from clients
+  std::uint64_t bytes_out = 0;              // bytes written to client sockets
+  std::uint64_t relays = 0;                 // RELAY frames accepted
+  std::uint64_t deliveries = 0;             // DELIVER frames queued
+  std::uint64_t skipped_receivers = 0;      // unknown, departed, duplicate or self receivers
+  std::uint64_t slow_consumer_closes = 0;   // connections closed with ERROR 6
+  std::uint64_t server_full_rejects = 0;    // connections refused with ERROR 7
+  std::uint64_t copied_bytes = 0;           // body bytes copied in user space (assembly, unpinning)
+  std::uint64_t outbound_queued_bytes = 0;  // bytes waiting in outbound queues now
+  std::uint64_t buffer_bytes_in_use = 0;    // receive-pool and assembly bytes held now
+  std::uint64_t cq_overflows = 0;           // completion-queue overflows seen (slow path, no loss)
+  std::array<std::uint64_t, kErrorCodeSlots> protocol_errors{};  // ERROR frames sent, by code
+};
+
+// One shard's counters, written only by that shard's thread.
+class alignas(64) ShardCounters {
+ public:
+  struct Cell {
+    std::atomic<std::uint64_t> value{0};
+    void add(std::uint64_t n) {
+      value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    void sub(std::uint64_t n) {
+      value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
+    void set(std::uint64_t n) { value.store(n, std::memory_order_relaxed); }
+    std::uint64_t get() const { return value.load(std::memory_order_relaxed); }
+  };
+
+  Cell connections, accepted, frames_in, frames_out, bytes_in, bytes_out, relays, deliveries,
+      skipped_receivers, slow_consumer_closes, server_full_rejects, copied_bytes, outbound_queued_bytes,
+      buffer_bytes_in_use, cq_overflows;
+  std::array<Cell, kErrorCodeSlots> protocol_errors;
+
+  void count_error(protocol::ErrorCode code) { protocol_errors[static_cast<std::size_t>(code)].add(1); }
+  void add_to(HubStats& total) const;
+};
+
+inline void ShardCounters::add_to(HubStats& t) const {
+  t.connections += connections.get();
+  t.accepted += accepted.get();
+  t.frames_in += frames_in.get();
+  t.frames_out += frames_out.get();
+  t.bytes_in += bytes_in.get();
+  t.bytes_out += bytes_out.get();
+  t.relays += relays.get();
+  t.deliveries += deliveries.get();
+  t.skipped_receivers += skipped_receivers.get();
+  t.slow_consumer_closes += slow_consumer_closes.get();
+  t.server_full_rejects += server_full_rejects.get();
+  t.copied_bytes += copied_bytes.get();
+  t.outbound_queued_bytes += outbound_queued_bytes.get();
+  t.buffer_bytes_in_use += buffer_bytes_in_use.get();
+  t.cq_overflows += cq_overflows.get();
+  for (std::size_t i = 0; i < kErrorCodeSlots; ++i) {
+    t.protocol_errors[i] += protocol_errors[i].get();
+  }
+}
+
+}  // namespace ringhub

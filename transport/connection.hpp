@@ -1,0 +1,73 @@
+// Connection: one accepted client socket on one shard: its direct-descriptor slot, lifecycle state,
+// inbound frame assembler and outbound queue. Lives from accept to the close_direct completion.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <boost/intrusive/list.hpp>
+#include <cstdint>
+#include <vector>
+
+#include "core/frame_assembler.hpp"
+#include "core/outbound_queue.hpp"
+#include "core/registry.hpp"
+
+namespace ringhub {
+
+// Iovecs per sendmsg: enough to batch a burst of small deliveries into one syscall, small enough
+// that the context stays in cache. Bytes per sendmsg: a few loopback socket buffers' worth.
+inline constexpr std::size_t kMaxIovPerSend = 64;
+inline constexpr std::size_t kMaxBytesPerSend = 4U << 20;
+
+// What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle
+// connection holds none.
+struct SendContext {
+  msghdr msg{};
+  iovec iov[kMaxIovPerSend]{};
+  std::size_t bytes = 0;
+  std::vector<BlockRef> zc_hold;  // send_zc: blocks the kernel may still read until the notification
+  SendContext* next = nullptr;    // free list, or a connection's list awaiting zc notifications
+};
+
+enum class ConnState : std::uint8_t {
+  kOpen,      // registered, parsing frames
+  kDraining,  // unregistered, input discarded, flushing its last bytes, then shutdown and wait for EOF
+  kClosing,   // cancelling what is in flight; close_direct once nothing references it
+};
+
+namespace bi = boost::intrusive;
+using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
+
+// Contract: owned by one shard and touched only by its thread. Freed only when pending_ops is 0,
+// i.e. no SQE anywhere still carries its address.
+struct alignas(16) Connection : RegistryEntry {
+  Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting)
+      : slot(fixed_slot), assembler(accounting) {}
+
+  std::uint32_t slot;  // direct descriptor index in the shard ring's file table
+  ConnState state = ConnState::kOpen;
+  bool registered = false;
+  bool recv_armed = false;
+  bool send_in_flight = false;
+  bool shutdown_sent = false;
+  bool timer_armed = false;
+  bool close_sent = false;
+  std::uint16_t pending_ops = 0;      // SQEs (and cross-shard gathers) whose completion will name us
+  std::uint32_t next_token = 0;       // placeholder tokens for gathered replies
+  SendContext* send = nullptr;        // the send in flight
+  SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
+  std::size_t inflight_bytes = 0;
+  FrameAssembler assembler;
+  OutboundQueue outbound;
+  AutoUnlinkHook dirty_hook;    // has bytes to send this loop iteration
+  AutoUnlinkHook waiting_hook;  // its recv stopped for lack of buffers
+
+  using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
+                             bi::constant_time_size<false>>;
+  using WaitingList =
+      bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::waiting_hook>,
+               bi::constant_time_size<false>>;
+};
+
+}  // namespace ringhub

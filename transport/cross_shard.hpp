@@ -1,0 +1,57 @@
+// Messages between shards. A shard never touches another shard's connections or buffers: it posts a
+// message, and batches of messages travel as one IORING_OP_MSG_RING CQE per destination per loop.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/protocol.hpp"
+#include "core/shared_block.hpp"
+
+namespace ringhub {
+
+struct Connection;
+
+struct ShardMessage {
+  enum class Kind : std::uint8_t { kRelay, kRelayDone, kListQuery, kListPart };
+  explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
+  Kind kind;
+  unsigned origin_shard;
+};
+
+// A relay's receivers on another shard. The origin keeps `original` alive; the target delivers
+// through `proxy`, a block of its own over the same bytes, and when the proxy's last reference goes
+// the message returns to the origin as kRelayDone, which drops `original` there (the owner's thread).
+struct RelayMessage : ShardMessage {
+  RelayMessage(unsigned origin, BlockRef block, std::uint32_t off, std::uint32_t len)
+      : ShardMessage(Kind::kRelay, origin), original(std::move(block)), offset(off), length(len) {}
+  BlockRef original;  // touched only on the origin shard
+  SharedBlock proxy;  // touched only on the target shard
+  std::uint32_t offset;
+  std::uint32_t length;
+  std::vector<protocol::UserId> receivers;
+  void* target_shard = nullptr;  // set by the target, for the proxy's release
+};
+
+// One shard's share of a LIST: the target appends its ids and sends the message back as kListPart.
+struct ListGather;
+struct ListMessage : ShardMessage {
+  ListMessage(unsigned origin, ListGather* g) : ShardMessage(Kind::kListQuery, origin), gather(g) {}
+  ListGather* gather;  // lives on the origin shard
+  std::vector<protocol::UserId> ids;
+};
+
+// A LIST being answered by every shard; lives on the requester's shard.
+struct ListGather {
+  Connection* requester = nullptr;  // kept alive by a pending_ops count
+  std::uint32_t token = 0;
+  unsigned remaining = 0;
+  std::vector<protocol::UserId> ids;
+};
+
+// What one MSG_RING carries: every message one shard had for another in one loop iteration.
+struct ShardBatch {
+  std::vector<ShardMessage*> messages;
+};
+
+}  // namespace ringhub

@@ -1,0 +1,182 @@
+// Hub: sizes the shards to the direct-descriptor limit, binds the listeners, starts one thread per
+// shard and stops them through MSG_RING from a small control ring.
+#include "transport/hub.hpp"
+
+#include <fmt/format.h>
+#include <liburing.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "transport/listener.hpp"
+#include "transport/op_tag.hpp"
+#include "transport/shard.hpp"
+
+namespace ringhub {
+
+namespace {
+
+// Keep this many connections' worth of slack per table when sizing shards (reuseport spreads
+// connections by hash, not evenly) plus the reject reserve.
+constexpr double kTableFill = 0.85;
+// The kernel's own cap on one ring's file table.
+constexpr rlim_t kMaxTableSize = 1U << 20;
+
+// A ring's direct-descriptor table may not exceed RLIMIT_NOFILE; raise the soft limit to the hard one
+// first (liburing 2.3's own raise fails silently). Returns the table size every shard can have.
+Result<unsigned> direct_table_size() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return make_error(fmt::format("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno)), errno);
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      spdlog::warn("cannot raise the open-file limit to {}: {}", limit.rlim_max, std::strerror(errno));
+      getrlimit(RLIMIT_NOFILE, &limit);
+    }
+  }
+  return static_cast<unsigned>(std::min(limit.rlim_cur, kMaxTableSize));
+}
+
+unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
+  if (config.shards != 0) {
+    return config.shards;
+  }
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  const auto per_shard = static_cast<std::size_t>(table_size * kTableFill);
+  const auto needed =
+      static_cast<unsigned>((config.max_connections + per_shard - 1) / std::max<std::size_t>(per_shard, 1));
+  return std::max(cores, needed);
+}
+
+}  // namespace
+
+struct Hub::Impl {
+  std::unique_ptr<HubShared> shared;
+  ListenerSet listeners;
+  std::vector<std::thread> threads;
+  io_uring control{};
+  bool control_ready = false;
+  bool stopped = false;
+
+  ~Impl() {
+    if (control_ready) {
+      io_uring_queue_exit(&control);
+    }
+    close_listeners(listeners);
+  }
+};
+
+Hub::Hub(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Hub::~Hub() {
+  stop();
+}
+
+Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
+  auto table = direct_table_size();
+  if (!table) {
+    return table.error();
+  }
+  const unsigned shards = pick_shard_count(config, *table);
+  if (shards > IdDirectory::kMaxShards) {
+    return make_error(
+        fmt::format("{} shards requested; at most {} are supported", shards, IdDirectory::kMaxShards));
+  }
+  auto impl = std::make_unique<Impl>();
+  int ret = io_uring_queue_init(8, &impl->control, 0);
+  if (ret < 0) {
+    return make_error(
+        fmt::format("io_uring is unavailable: {} (needs Linux 6.1+; in Docker the default seccomp "
+                    "profile may block it: run with --security-opt seccomp=unconfined)",
+                    std::strerror(-ret)),
+        -ret);
+  }
+  impl->control_ready = true;
+  auto listeners = open_listeners(config.bind_address, config.relay_port, shards);
+  if (!listeners) {
+    return listeners.error();
+  }
+  impl->listeners = std::move(*listeners);
+  impl->shared = std::make_unique<HubShared>(config, shards, *table, 2 * config.max_connections);
+
+  // Each shard builds its ring on its own thread (SINGLE_ISSUER), reports, then waits for the others.
+  std::vector<std::promise<Result<int>>> ready(shards);
+  std::promise<bool> go;
+  std::shared_future<bool> go_signal = go.get_future().share();
+  for (unsigned i = 0; i < shards; ++i) {
+    impl->threads.emplace_back(
+        [shared = impl->shared.get(), fd = impl->listeners.fds[i], i, &ready, go_signal] {
+          Shard shard(*shared, i, fd);
+          Result<void> init = shard.init();
+          ready[i].set_value(init ? Result<int>(shard.ring_fd()) : Result<int>(init.error()));
+          if (init && go_signal.get()) {
+            shard.run();
+          }
+        });
+  }
+  std::optional<Error> failure;
+  for (unsigned i = 0; i < shards; ++i) {
+    Result<int> fd = ready[i].get_future().get();
+    if (fd) {
+      impl->shared->ring_fds[i] = *fd;
+    } else if (!failure) {
+      failure = fd.error();
+    }
+  }
+  go.set_value(!failure);
+  if (failure) {
+    for (auto& thread : impl->threads) {
+      thread.join();
+    }
+    impl->stopped = true;
+    return *failure;
+  }
+  return std::unique_ptr<Hub>(new Hub(std::move(impl)));
+}
+
+std::uint16_t Hub::relay_port() const {
+  return impl_->listeners.port;
+}
+unsigned Hub::shard_count() const {
+  return impl_->shared->shard_count;
+}
+
+HubStats Hub::stats() const {
+  HubStats total;
+  for (const ShardCounters& counters : impl_->shared->counters) {
+    counters.add_to(total);
+  }
+  return total;
+}
+
+void Hub::stop() {
+  if (!impl_ || impl_->stopped) {
+    return;
+  }
+  impl_->stopped = true;
+  for (const int fd : impl_->shared->ring_fds) {
+    io_uring_sqe* entry = io_uring_get_sqe(&impl_->control);
+    io_uring_prep_msg_ring(entry, fd, 0, tag(nullptr, Op::kStop), 0);
+    io_uring_submit(&impl_->control);
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(&impl_->control, &cqe) == 0) {
+      if (cqe->res < 0) {
+        spdlog::error("cannot signal a shard to stop: {}", std::strerror(-cqe->res));
+      }
+      io_uring_cqe_seen(&impl_->control, cqe);
+    }
+  }
+  for (auto& thread : impl_->threads) {
+    thread.join();
+  }
+  impl_->threads.clear();
+}
+
+}  // namespace ringhub

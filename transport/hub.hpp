@@ -1,0 +1,38 @@
+// Hub: the running relay server. Owns one Shard (thread + io_uring) per shard index, starts them
+// listening on one SO_REUSEPORT port, and stops them. Created and stopped from one control thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/result.hpp"
+#include "core/stats.hpp"
+#include "transport/hub_config.hpp"
+
+namespace ringhub {
+
+class Hub {
+ public:
+  // Probes the kernel, binds the listeners and starts every shard thread. Fails with a message a
+  // user can act on (port taken, io_uring missing a feature, limits too low).
+  static Result<std::unique_ptr<Hub>> start(const HubConfig& config);
+
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+  ~Hub();  // stops if still running
+
+  std::uint16_t relay_port() const;
+  unsigned shard_count() const;
+  HubStats stats() const;  // sum of every shard's counters, readable from any thread
+
+  // Stops accepting, flushes queued bytes for up to the shutdown grace, closes every connection and
+  // joins the shard threads. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit Hub(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringhub

@@ -1,0 +1,37 @@
+// HubConfig: everything the hub is told at start-up, filled from flags by apps/ringhub_main.cpp
+// and by tests. Each limit's default is named once, here, with why it has that value.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ringhub {
+
+// Per-connection outbound queue limit (the NATS slow-consumer policy): past it, ERROR 6 and close.
+inline constexpr std::size_t kDefaultMaxOutboundBytes = 64U << 20;
+
+// The product promise: 100k clients on one box. Shard count grows to fit the direct-descriptor tables.
+inline constexpr std::size_t kDefaultMaxConnections = 100'000;
+
+// Receive buffers: 32 KiB holds any small or medium frame whole (zero copy), 512 per shard = 16 MiB.
+inline constexpr std::uint32_t kDefaultRecvBufferSize = 32U << 10;
+inline constexpr std::uint32_t kDefaultRecvBufferCount = 512;
+
+// How long a stopping hub keeps flushing queued bytes before it closes every connection.
+inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
+
+struct HubConfig {
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t relay_port = 7400;  // 0 picks an ephemeral port (tests)
+  unsigned shards = 0;              // 0 = max(cores, what max_connections needs)
+  std::size_t max_connections = kDefaultMaxConnections;
+  std::size_t max_outbound_bytes = kDefaultMaxOutboundBytes;
+  std::uint32_t recv_buffer_size = kDefaultRecvBufferSize;
+  std::uint32_t recv_buffer_count = kDefaultRecvBufferCount;
+  bool send_zc = false;  // IORING_OP_SENDMSG_ZC: pays on real NICs for large bodies, not on loopback
+  std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
+};
+
+}  // namespace ringhub

@@ -1,0 +1,23 @@
+// Listening sockets for the hub: one per shard on one address and port, joined by SO_REUSEPORT so
+// the kernel spreads incoming connections across shards. Plain fds: there are only a few.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace ringhub {
+
+struct ListenerSet {
+  std::vector<int> fds;  // one per shard
+  std::uint16_t port = 0;
+};
+
+// Binds `count` listeners on address:port (port 0 = the kernel picks one). Fails with a clear message
+// if the address is invalid or the port is taken by anyone, another hub included.
+Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count);
+void close_listeners(ListenerSet& set);
+
+}  // namespace ringhub

@@ -1,0 +1,179 @@
+// Shard: ring set-up, the event loop and the completion dispatch. The handlers live beside it:
+// shard_connections.cpp (accept and lifecycle), shard_relay.cpp (frames), shard_send.cpp (writes).
+#include "transport/shard.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/op_tag.hpp"
+
+namespace ringhub {
+
+namespace {
+
+// Submission queue: one loop iteration's SQEs (sends, re-arms, MSG_RINGs); a full SQ submits early.
+constexpr unsigned kSqEntries = 4096;
+// Completion queue: sized for bursts of recvs, sends and accepts between two reaps. Overflow is a
+// slow path, not a loss (FEAT_NODROP), and is counted.
+constexpr unsigned kCqEntries = 65536;
+// Slots kept free in each file table so a shard at capacity can still accept, send ERROR 7 and close.
+constexpr unsigned kRejectReserve = 64;
+// While finished but waiting for other shards, wake this often to look at their progress.
+constexpr long kFinishPollNanos = 5'000'000;
+
+}  // namespace
+
+Shard::Shard(HubShared& shared, unsigned index, int listen_fd)
+    : shared_(shared),
+      config_(shared.config),
+      index_(index),
+      listen_fd_(listen_fd),
+      counters_(shared.counters[index]),
+      planner_(shared.shard_count, index, &shared.directory),
+      outboxes_(shared.shard_count) {
+  scratch_ids_.reserve(protocol::kMaxReceivers);
+  linger_ts_ = to_kernel_timespec(kErrorLinger);
+  grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
+}
+
+Shard::~Shard() {
+  while (free_send_contexts_ != nullptr) {
+    delete std::exchange(free_send_contexts_, free_send_contexts_->next);
+  }
+  pool_.reset();
+  if (ring_ready_) {
+    io_uring_queue_exit(&ring_);
+  }
+}
+
+Result<void> Shard::init() {
+  io_uring_params params{};
+  // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completions run when it asks for
+  // them, in batches, instead of interrupting it. CQSIZE: see kCqEntries. SUBMIT_ALL: one bad SQE
+  // must not strand the ones behind it.
+  params.flags =
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  params.cq_entries = kCqEntries;
+  int ret = io_uring_queue_init_params(kSqEntries, &ring_, &params);
+  if (ret < 0) {
+    return make_error(
+        fmt::format("io_uring_setup with SINGLE_ISSUER|DEFER_TASKRUN failed: {} (needs Linux 6.1+ "
+                    "with io_uring enabled; in Docker the default seccomp profile may block it)",
+                    std::strerror(-ret)),
+        -ret);
+  }
+  ring_ready_ = true;
+  if ((params.features & IORING_FEAT_NODROP) == 0) {
+    return make_error("io_uring lacks IORING_FEAT_NODROP (needs Linux 5.5+)");
+  }
+  ret = io_uring_register_files_sparse(&ring_, shared_.table_size);
+  if (ret < 0) {
+    return make_error(fmt::format("cannot register a direct-descriptor table of {} slots: {}",
+                                  shared_.table_size, std::strerror(-ret)),
+                      -ret);
+  }
+  io_uring_register_ring_fd(&ring_);  // an optimisation only: failure leaves the plain fd path
+  auto pool = RecvBufferPool::create(&ring_, config_.recv_buffer_count, config_.recv_buffer_size);
+  if (!pool) {
+    return pool.error();
+  }
+  pool_ = std::move(*pool);
+  capacity_ =
+      shared_.table_size > kRejectReserve ? shared_.table_size - kRejectReserve : shared_.table_size / 2;
+  return {};
+}
+
+io_uring_sqe* Shard::sqe() {
+  io_uring_sqe* entry = io_uring_get_sqe(&ring_);
+  while (entry == nullptr) {  // SQ full: hand what we have to the kernel and take a fresh slot
+    io_uring_submit(&ring_);
+    entry = io_uring_get_sqe(&ring_);
+  }
+  return entry;
+}
+
+void Shard::run() {
+  arm_accept();
+  while (!finished()) {
+    before_wait();
+    int ret = 0;
+    if (counted_finished_) {
+      __kernel_timespec ts{0, kFinishPollNanos};
+      io_uring_cqe* cqe = nullptr;
+      ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    } else {
+      ret = io_uring_submit_and_wait(&ring_, 1);
+    }
+    if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN) {
+      spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
+      std::abort();  // an impossible internal state: the ring itself is broken
+    }
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      dispatch(*cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+  publish_counters();
+}
+
+void Shard::before_wait() {
+  flush_sends();
+  flush_outboxes();
+  if (pool_->publish_recycled() > 0) {
+    rearm_waiting_recvs();
+  }
+  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_) {
+    counted_finished_ = true;
+    shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
+  }
+  publish_counters();
+}
+
+bool Shard::finished() const {
+  if (!counted_finished_ || shared_.finished_shards.load(std::memory_order_acquire) < shared_.shard_count) {
+    return false;
+  }
+  for (const Outbox& box : outboxes_) {
+    if (!box.pending.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Shard::publish_counters() {
+  counters_.connections.set(registry_.size());
+  counters_.copied_bytes.set(assembly_.copied_bytes);
+  counters_.outbound_queued_bytes.set(queued_bytes_);
+  counters_.buffer_bytes_in_use.set(pool_->bytes_held() + assembly_.bytes_in_use + reply_bytes_in_use_);
+  if (ring_.cq.koverflow != nullptr) {
+    counters_.cq_overflows.set(*ring_.cq.koverflow);
+  }
+}
+
+void Shard::dispatch(const io_uring_cqe& cqe) {
+  const std::uint64_t data = cqe.user_data;
+  switch (tag_op(data)) {
+    case Op::kIgnore: return;
+    case Op::kAccept: on_accept(cqe); return;
+    case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
+    case Op::kSend: on_send(*tag_owner<Connection>(data), cqe); return;
+    case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;
+    case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;
+    case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;
+    case Op::kInbox: on_inbox(tag_owner<ShardBatch>(data)); return;
+    case Op::kOutbox: on_outbox_sent(static_cast<unsigned>(data >> 8), cqe); return;
+    case Op::kShardTimer: on_shard_timer(cqe); return;
+    case Op::kStop: on_stop(); return;
+  }
+  spdlog::critical("shard {}: completion with unknown tag {:#x}", index_, data);
+  std::abort();
+}
+
+}  // namespace ringhub

@@ -1,0 +1,165 @@
+// Shard: one thread, one io_uring, its share of the connections. Accepts on its own SO_REUSEPORT
+// listener, parses frames, fans relays out (posting to other shards what lives there), and writes
+// every connection's queue with one sendmsg per loop iteration.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/fanout.hpp"
+#include "core/id_directory.hpp"
+#include "core/registry.hpp"
+#include "core/result.hpp"
+#include "core/stats.hpp"
+#include "transport/connection.hpp"
+#include "transport/cross_shard.hpp"
+#include "transport/hub_config.hpp"
+#include "transport/recv_buffer_pool.hpp"
+
+namespace ringhub {
+
+// After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
+// not reset the connection before the client saw why.
+inline constexpr std::chrono::milliseconds kErrorLinger{1000};
+
+inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
+  return {static_cast<long long>(ms.count() / 1000), static_cast<long long>((ms.count() % 1000) * 1'000'000)};
+}
+
+// State every shard reads and a few atomics they share. Owned by the Hub, outlives every shard.
+struct HubShared {
+  HubShared(const HubConfig& c, unsigned shards, unsigned table, std::size_t directory_slots)
+      : config(c),
+        shard_count(shards),
+        table_size(table),
+        directory(directory_slots),
+        ring_fds(shards, -1),
+        counters(shards) {}
+
+  const HubConfig config;
+  const unsigned shard_count;
+  const unsigned table_size;  // direct descriptors per shard ring
+  IdDirectory directory;
+  std::vector<int> ring_fds;  // filled before any shard runs, read-only after
+  std::vector<ShardCounters> counters;
+  alignas(64) std::atomic<protocol::UserId> next_id{1};
+  alignas(64) std::atomic<std::size_t> live_connections{0};
+  alignas(64) std::atomic<unsigned> finished_shards{0};
+};
+
+// Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
+// ring_fd() after init and the control thread posts kStop to it by MSG_RING.
+class Shard {
+ public:
+  Shard(HubShared& shared, unsigned index, int listen_fd);
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  ~Shard();
+
+  // Creates the ring, the file table and the buffer ring on the calling thread (SINGLE_ISSUER).
+  Result<void> init();
+  int ring_fd() const { return ring_.ring_fd; }
+  // Runs until stopped and every shard has finished its work.
+  void run();
+
+ private:
+  // --- loop (shard.cpp)
+  void dispatch(const io_uring_cqe& cqe);
+  void before_wait();
+  bool finished() const;
+  io_uring_sqe* sqe();
+  void publish_counters();
+
+  // --- accept and connection lifecycle (shard_connections.cpp)
+  void arm_accept();
+  void on_accept(const io_uring_cqe& cqe);
+  void admit(std::uint32_t slot);
+  void arm_recv(Connection& conn);
+  void on_recv(Connection& conn, const io_uring_cqe& cqe);
+  void rearm_waiting_recvs();
+  // Stops reading frames, writes what is queued (and the ERROR frame, if any), sends FIN, waits for
+  // the client's EOF until `deadline` (a shard-owned timespec: the kernel reads it at submit time).
+  void begin_drain(Connection& conn, const protocol::ErrorCode* error, const __kernel_timespec* deadline);
+  void continue_drain(Connection& conn);
+  void on_shutdown(Connection& conn, const io_uring_cqe& cqe);
+  void on_conn_timer(Connection& conn, const io_uring_cqe& cqe);
+  void begin_close(Connection& conn);
+  void maybe_finish_close(Connection& conn);
+  void on_close(Connection& conn, const io_uring_cqe& cqe);
+  void unregister(Connection& conn);
+  void on_stop();
+  void on_shard_timer(const io_uring_cqe& cqe);
+  void arm_shard_timer(std::chrono::milliseconds delay);
+
+  // --- frames and fan-out (shard_relay.cpp)
+  bool on_frame(Connection& conn, FrameView&& frame);
+  void reply_identity(Connection& conn);
+  void reply_list(Connection& conn);
+  void relay(Connection& conn, FrameView& frame);
+  void deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
+                  std::uint32_t length);
+  void close_with_error(Connection& conn, protocol::ErrorCode code);
+  void on_inbox(ShardBatch* batch);
+  void on_relay_message(RelayMessage* message);
+  void on_list_query(ListMessage* message);
+  void on_list_part(ListMessage* message);
+  void finish_list(ListGather* gather);
+  static void on_proxy_released(SharedBlock* proxy);
+
+  // --- sending (shard_send.cpp)
+  void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
+  void mark_dirty(Connection& conn);
+  void flush_sends();
+  void start_send(Connection& conn);
+  void on_send(Connection& conn, const io_uring_cqe& cqe);
+  void on_send_notification(Connection& conn);
+  SendContext* acquire_send_context();
+  void release_send_context(SendContext* context);
+  void post(unsigned target, ShardMessage* message);
+  void flush_outboxes();
+  void send_batch(unsigned target);
+  void on_outbox_sent(unsigned target, const io_uring_cqe& cqe);
+
+  HubShared& shared_;
+  const HubConfig& config_;
+  const unsigned index_;
+  const int listen_fd_;
+  ShardCounters& counters_;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  std::unique_ptr<RecvBufferPool> pool_;
+  Registry registry_;
+  FanoutPlanner planner_;
+  AssemblyAccounting assembly_;
+  std::uint64_t reply_bytes_in_use_ = 0;
+  std::size_t queued_bytes_ = 0;  // sum of outbound queues on this shard
+  std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
+  std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
+
+  Connection::DirtyList dirty_;
+  Connection::WaitingList waiting_for_buffers_;
+  SendContext* free_send_contexts_ = nullptr;
+
+  struct Outbox {
+    std::vector<ShardMessage*> pending;
+    ShardBatch* in_flight = nullptr;
+  };
+  std::vector<Outbox> outboxes_;
+  std::size_t awaiting_replies_ = 0;  // messages we sent that must come back before we may exit
+
+  bool accept_armed_ = false;
+  bool stopping_ = false;
+  bool counted_finished_ = false;
+  bool shard_timer_armed_ = false;
+  __kernel_timespec shard_timer_ts_{};
+  __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
+  __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes
+  std::vector<protocol::UserId> scratch_ids_;
+  std::vector<std::uint8_t> scratch_bytes_;
+};
+
+}  // namespace ringhub

@@ -1,0 +1,291 @@
+// Shard: accepting connections and taking them through open -> draining -> closing -> freed. A
+// connection is freed only on its close_direct completion, when no SQE still names it.
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/frame_codec.hpp"
+#include "transport/op_tag.hpp"
+#include "transport/shard.hpp"
+
+namespace ringhub {
+
+namespace {
+
+// How soon to retry accepting after the file table was full or accept failed transiently.
+constexpr std::chrono::milliseconds kAcceptRetry{50};
+
+}  // namespace
+
+void Shard::arm_accept() {
+  if (accept_armed_ || stopping_) {
+    return;
+  }
+  io_uring_sqe* entry = sqe();
+  // Direct descriptors: sockets live in the ring's file table, not the process fd table (20000 here).
+  io_uring_prep_multishot_accept_direct(entry, listen_fd_, nullptr, nullptr, 0);
+  io_uring_sqe_set_data64(entry, tag(this, Op::kAccept));
+  accept_armed_ = true;
+}
+
+void Shard::on_accept(const io_uring_cqe& cqe) {
+  if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
+    accept_armed_ = false;
+  }
+  if (cqe.res >= 0) {
+    admit(static_cast<std::uint32_t>(cqe.res));
+  } else if (cqe.res != -ECANCELED) {
+    // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
+    // EMFILE/ENOMEM/ECONNABORTED: transient. Retry shortly rather than spin.
+    spdlog::warn("shard {}: accept failed: {}", index_, std::strerror(-cqe.res));
+    arm_shard_timer(kAcceptRetry);
+    return;
+  }
+  if (!accept_armed_ && !stopping_) {
+    arm_accept();
+  }
+}
+
+void Shard::admit(std::uint32_t slot) {
+  auto* conn = new Connection(slot, &assembly_);
+  ++conn_objects_;
+  if (stopping_) {
+    begin_close(*conn);
+    return;
+  }
+  const std::size_t before = shared_.live_connections.fetch_add(1, std::memory_order_relaxed);
+  if (before >= config_.max_connections || registry_.size() >= capacity_) {
+    shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
+    counters_.server_full_rejects.add(1);
+    const protocol::ErrorCode code = protocol::ErrorCode::kServerFull;
+    counters_.count_error(code);
+    arm_recv(*conn);  // so the drain sees the client's EOF
+    begin_drain(*conn, &code, &linger_ts_);
+    return;
+  }
+  conn->id = shared_.next_id.fetch_add(1, std::memory_order_relaxed);
+  conn->registered = true;
+  registry_.insert(*conn);
+  if (shared_.shard_count > 1) {
+    shared_.directory.publish(conn->id, index_);
+  }
+  counters_.accepted.add(1);
+  arm_recv(*conn);
+}
+
+void Shard::arm_recv(Connection& conn) {
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+  entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  entry->buf_group = RecvBufferPool::kGroupId;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
+  conn.recv_armed = true;
+  ++conn.pending_ops;
+}
+
+void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+  if (!more) {
+    conn.recv_armed = false;
+    --conn.pending_ops;
+  }
+  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+    const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    BlockRef buffer = pool_->take(bid);
+    counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
+    if (conn.state == ConnState::kOpen) {
+      const FeedResult fed =
+          conn.assembler.feed(buffer, 0, static_cast<std::uint32_t>(cqe.res),
+                              [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
+      if (fed.status == FeedResult::Status::kProtocolError) {
+        close_with_error(conn, fed.error);
+      } else if (fed.status == FeedResult::Status::kNoMemory) {
+        spdlog::error("shard {}: out of memory assembling a frame from user {}; closing it", index_, conn.id);
+        begin_close(conn);
+      }
+    }
+    // Draining connections discard input: it only has to be read so the close does not reset.
+    if (!more && conn.state != ConnState::kClosing) {
+      arm_recv(conn);  // the kernel ended the multishot without an error: keep reading
+    }
+  } else if (cqe.res == -ENOBUFS) {
+    // Every buffer is out (being sent). The bytes wait in the socket; re-arm when buffers return.
+    if (conn.state != ConnState::kClosing) {
+      waiting_for_buffers_.push_back(conn);
+    }
+  } else if (conn.state != ConnState::kClosing) {
+    begin_close(conn);  // EOF (0), reset, or any other error ends the connection
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::rearm_waiting_recvs() {
+  while (!waiting_for_buffers_.empty()) {
+    Connection& conn = waiting_for_buffers_.front();
+    waiting_for_buffers_.pop_front();
+    arm_recv(conn);
+  }
+}
+
+void Shard::unregister(Connection& conn) {
+  if (!conn.registered) {
+    return;
+  }
+  conn.registered = false;
+  registry_.erase(conn);
+  if (shared_.shard_count > 1) {
+    shared_.directory.retract(conn.id);
+  }
+  shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
+  counters_.count_error(code);
+  if (code == protocol::ErrorCode::kSlowConsumer) {
+    counters_.slow_consumer_closes.add(1);
+  }
+  begin_drain(conn, &code, &linger_ts_);
+}
+
+void Shard::begin_drain(Connection& conn, const protocol::ErrorCode* error,
+                        const __kernel_timespec* deadline) {
+  if (conn.state != ConnState::kOpen) {
+    return;
+  }
+  unregister(conn);
+  conn.state = ConnState::kDraining;
+  conn.assembler.reset();
+  if (error != nullptr) {
+    // Keep only what a send in flight points at (whole frames), then the ERROR frame.
+    const std::size_t before = conn.outbound.queued_bytes();
+    conn.outbound.truncate_after(conn.inflight_bytes);
+    queued_bytes_ -= before - conn.outbound.queued_bytes();
+    scratch_bytes_.clear();
+    codec::append_error(scratch_bytes_, *error, protocol::error_code_name(*error));
+    BlockRef block =
+        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
+    if (block) {
+      std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
+      enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
+    }
+  }
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_timeout(entry, const_cast<__kernel_timespec*>(deadline), 0, 0);
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kConnTimer));
+  conn.timer_armed = true;
+  ++conn.pending_ops;
+  continue_drain(conn);
+}
+
+void Shard::continue_drain(Connection& conn) {
+  if (conn.state != ConnState::kDraining || conn.shutdown_sent || conn.send_in_flight ||
+      !conn.outbound.empty()) {
+    if (conn.state == ConnState::kDraining && !conn.outbound.empty()) {
+      mark_dirty(conn);
+    }
+    return;
+  }
+  // Everything is written: send FIN, then wait for the client's EOF (or the deadline).
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_shutdown(entry, static_cast<int>(conn.slot), SHUT_WR);
+  entry->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kShutdown));
+  conn.shutdown_sent = true;
+  ++conn.pending_ops;
+}
+
+void Shard::on_shutdown(Connection& conn, const io_uring_cqe& cqe) {
+  --conn.pending_ops;
+  if (cqe.res < 0 || (!conn.recv_armed && !conn.waiting_hook.is_linked())) {
+    begin_close(conn);  // nothing left to wait for
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::on_conn_timer(Connection& conn, const io_uring_cqe& cqe) {
+  --conn.pending_ops;
+  conn.timer_armed = false;
+  if (cqe.res == -ETIME) {
+    begin_close(conn);  // the drain deadline passed
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::begin_close(Connection& conn) {
+  if (conn.state == ConnState::kClosing) {
+    return;
+  }
+  unregister(conn);
+  conn.state = ConnState::kClosing;
+  conn.dirty_hook.unlink();
+  conn.waiting_hook.unlink();
+  if (conn.recv_armed) {
+    io_uring_sqe* entry = sqe();
+    io_uring_prep_cancel64(entry, tag(&conn, Op::kRecv), 0);
+    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  }
+  if (conn.send_in_flight) {
+    io_uring_sqe* entry = sqe();
+    io_uring_prep_cancel64(entry, tag(&conn, Op::kSend), 0);
+    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  }
+  if (conn.timer_armed) {
+    io_uring_sqe* entry = sqe();
+    io_uring_prep_timeout_remove(entry, tag(&conn, Op::kConnTimer), 0);
+    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::maybe_finish_close(Connection& conn) {
+  if (conn.state != ConnState::kClosing || conn.pending_ops != 0 || conn.close_sent) {
+    return;
+  }
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_close_direct(entry, conn.slot);
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kClose));
+  conn.close_sent = true;
+}
+
+void Shard::on_close(Connection& conn, const io_uring_cqe& cqe) {
+  if (cqe.res < 0) {
+    spdlog::warn("shard {}: close of slot {} failed: {}", index_, conn.slot, std::strerror(-cqe.res));
+  }
+  queued_bytes_ -= conn.outbound.queued_bytes();
+  --conn_objects_;
+  delete &conn;
+}
+
+void Shard::on_stop() {
+  if (stopping_) {
+    return;
+  }
+  stopping_ = true;
+  if (accept_armed_) {
+    io_uring_sqe* entry = sqe();
+    io_uring_prep_cancel64(entry, tag(this, Op::kAccept), 0);
+    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  }
+  // Flush what is queued for the grace period, then close (each connection's drain deadline).
+  registry_.for_each(
+      [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), nullptr, &grace_ts_); });
+}
+
+void Shard::arm_shard_timer(std::chrono::milliseconds delay) {
+  if (shard_timer_armed_) {
+    return;
+  }
+  shard_timer_ts_ = to_kernel_timespec(delay);
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_timeout(entry, &shard_timer_ts_, 0, 0);
+  io_uring_sqe_set_data64(entry, tag(this, Op::kShardTimer));
+  shard_timer_armed_ = true;
+}
+
+void Shard::on_shard_timer(const io_uring_cqe&) {
+  shard_timer_armed_ = false;
+  arm_accept();
+}
+
+}  // namespace ringhub

@@ -1,0 +1,194 @@
+// Shard: what each client frame does. RELAY rewrites its own header into a DELIVER prefix in place
+// and queues one slice of the received buffer to every receiver (zero copy); receivers on other
+// shards get the same bytes through a RelayMessage. LIST on several shards is gathered from all.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/frame_codec.hpp"
+#include "transport/op_tag.hpp"
+#include "transport/shard.hpp"
+
+namespace ringhub {
+
+using protocol::FrameType;
+using protocol::kHeaderSize;
+using protocol::kIdSize;
+
+bool Shard::on_frame(Connection& conn, FrameView&& frame) {
+  counters_.frames_in.add(1);
+  switch (frame.header.type) {
+    case FrameType::kIdentity: reply_identity(conn); break;
+    case FrameType::kList: reply_list(conn); break;
+    case FrameType::kRelay: relay(conn, frame); break;
+    default: break;  // validate_client_header let nothing else through
+  }
+  return conn.state == ConnState::kOpen;  // a reply may have made the sender a slow consumer
+}
+
+void Shard::reply_identity(Connection& conn) {
+  BlockRef block =
+      HeapBlock::create(static_cast<std::uint32_t>(codec::identity_reply_size()), &reply_bytes_in_use_);
+  if (!block) {
+    begin_close(conn);
+    return;
+  }
+  scratch_bytes_.clear();
+  codec::append_identity_reply(scratch_bytes_, conn.id);
+  std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
+  enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
+}
+
+void Shard::reply_list(Connection& conn) {
+  if (shared_.shard_count == 1) {
+    scratch_ids_.clear();
+    registry_.append_ids(scratch_ids_, conn.id);
+    scratch_bytes_.clear();
+    codec::append_list_reply(scratch_bytes_, scratch_ids_);
+    BlockRef block =
+        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
+    if (!block) {
+      begin_close(conn);
+      return;
+    }
+    std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
+    enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
+    return;
+  }
+  // Several shards: hold the reply's place in the queue (replies keep request order) and ask each.
+  auto* gather = new ListGather;
+  gather->requester = &conn;
+  gather->token = conn.next_token++;
+  gather->remaining = shared_.shard_count - 1;
+  registry_.append_ids(gather->ids, conn.id);
+  ++conn.pending_ops;
+  conn.outbound.push_placeholder(gather->token);
+  for (unsigned s = 0; s < shared_.shard_count; ++s) {
+    if (s != index_) {
+      post(s, new ListMessage(index_, gather));
+      ++awaiting_replies_;
+    }
+  }
+}
+
+void Shard::relay(Connection& conn, FrameView& frame) {
+  const std::uint8_t count = frame.header.count;
+  const std::uint32_t body_size = frame.header.length - static_cast<std::uint32_t>(kIdSize * count);
+  std::uint8_t* bytes = frame.bytes();
+  scratch_ids_.resize(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    scratch_ids_[i] = codec::load_u64(bytes + kHeaderSize + kIdSize * i);
+  }
+  const FanoutPlan& plan = planner_.plan(conn.id, scratch_ids_);
+  counters_.relays.add(1);
+  counters_.skipped_receivers.add(plan.skipped);
+
+  // The receiver list is read: its last 16 bytes become the DELIVER prefix, in place.
+  const std::uint32_t offset =
+      frame.offset + static_cast<std::uint32_t>(kIdSize * count) - static_cast<std::uint32_t>(kIdSize);
+  const std::uint32_t length = static_cast<std::uint32_t>(protocol::kDeliverPrefixSize) + body_size;
+  codec::encode_deliver_prefix(std::span<std::uint8_t, protocol::kDeliverPrefixSize>(
+                                   frame.block.data() + offset, protocol::kDeliverPrefixSize),
+                               conn.id, body_size);
+  for (const protocol::UserId id : plan.local) {
+    deliver_to(id, frame.block, offset, length);
+  }
+  for (unsigned s = 0; s < shared_.shard_count; ++s) {
+    if (plan.remote.empty() || plan.remote[s].empty()) {
+      continue;
+    }
+    auto* message = new RelayMessage(index_, frame.block, offset, length);
+    message->receivers = plan.remote[s];
+    post(s, message);
+    ++awaiting_replies_;
+  }
+}
+
+void Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
+                       std::uint32_t length) {
+  RegistryEntry* entry = registry_.find(receiver);
+  if (entry == nullptr) {
+    counters_.skipped_receivers.add(1);  // departed, or never existed
+    return;
+  }
+  counters_.deliveries.add(1);
+  enqueue(static_cast<Connection&>(*entry), block, offset, length);
+}
+
+void Shard::on_inbox(ShardBatch* batch) {
+  for (ShardMessage* message : batch->messages) {
+    switch (message->kind) {
+      case ShardMessage::Kind::kRelay: on_relay_message(static_cast<RelayMessage*>(message)); break;
+      case ShardMessage::Kind::kRelayDone:
+        --awaiting_replies_;
+        delete static_cast<RelayMessage*>(message);  // drops `original` here, on its owner's thread
+        break;
+      case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); break;
+      case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); break;
+    }
+  }
+  delete batch;
+}
+
+void Shard::on_relay_message(RelayMessage* message) {
+  // A proxy block over the origin's bytes; its last release sends the message home.
+  new (&message->proxy) SharedBlock(message->original.data(), message->original->capacity(),
+                                    &Shard::on_proxy_released, message);
+  message->target_shard = this;
+  const BlockRef proxy(&message->proxy);  // held while delivering, so the count cannot hit 0 early
+  for (const protocol::UserId id : message->receivers) {
+    deliver_to(id, proxy, message->offset, message->length);
+  }
+}
+
+void Shard::on_proxy_released(SharedBlock* proxy) {
+  auto* message = static_cast<RelayMessage*>(proxy->owner());
+  auto* shard = static_cast<Shard*>(message->target_shard);
+  message->kind = ShardMessage::Kind::kRelayDone;
+  shard->post(message->origin_shard, message);
+}
+
+void Shard::on_list_query(ListMessage* message) {
+  registry_.append_ids(message->ids, 0);
+  message->kind = ShardMessage::Kind::kListPart;
+  post(message->origin_shard, message);
+}
+
+void Shard::on_list_part(ListMessage* message) {
+  --awaiting_replies_;
+  ListGather* gather = message->gather;
+  gather->ids.insert(gather->ids.end(), message->ids.begin(), message->ids.end());
+  delete message;
+  if (--gather->remaining == 0) {
+    finish_list(gather);
+  }
+}
+
+void Shard::finish_list(ListGather* gather) {
+  Connection& conn = *gather->requester;
+  --conn.pending_ops;
+  if (conn.state != ConnState::kClosing) {
+    std::sort(gather->ids.begin(), gather->ids.end());
+    scratch_bytes_.clear();
+    codec::append_list_reply(scratch_bytes_, gather->ids);
+    BlockRef block =
+        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
+    if (block) {
+      std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
+      const auto size = static_cast<std::uint32_t>(scratch_bytes_.size());
+      if (conn.outbound.fill_placeholder(gather->token, std::move(block), 0, size)) {
+        queued_bytes_ += size;
+        counters_.frames_out.add(1);
+        mark_dirty(conn);
+      }
+    }
+  }
+  delete gather;
+  maybe_finish_close(conn);
+  if (conn.state == ConnState::kDraining) {
+    continue_drain(conn);
+  }
+}
+
+}  // namespace ringhub

@@ -1,0 +1,170 @@
+// Shard: the write side. One sendmsg in flight per connection (more could reorder bytes); what queues
+// behind it leaves in the next sendmsg, its iovecs pointing straight at the shared blocks. And the
+// cross-shard outboxes: one MSG_RING per destination per loop iteration, one in flight at a time so
+// batches arrive in order.
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/op_tag.hpp"
+#include "transport/shard.hpp"
+
+namespace ringhub {
+
+void Shard::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length) {
+  if (conn.state == ConnState::kClosing) {
+    return;
+  }
+  conn.outbound.push(std::move(block), offset, length);
+  queued_bytes_ += length;
+  counters_.frames_out.add(1);
+  if (conn.state == ConnState::kOpen && conn.outbound.queued_bytes() > config_.max_outbound_bytes) {
+    close_with_error(conn, protocol::ErrorCode::kSlowConsumer);  // NATS's policy: bounded, then closed
+    return;
+  }
+  mark_dirty(conn);
+}
+
+void Shard::mark_dirty(Connection& conn) {
+  if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
+    dirty_.push_back(conn);
+  }
+}
+
+void Shard::flush_sends() {
+  while (!dirty_.empty()) {
+    Connection& conn = dirty_.front();
+    dirty_.pop_front();
+    start_send(conn);
+  }
+}
+
+void Shard::start_send(Connection& conn) {
+  if (conn.send_in_flight || conn.outbound.empty() || conn.state == ConnState::kClosing) {
+    return;
+  }
+  SendContext* context = acquire_send_context();
+  const std::size_t count = conn.outbound.fill_iovecs(context->iov, kMaxIovPerSend, kMaxBytesPerSend);
+  if (count == 0) {  // a gathered reply holds the head: wait for it
+    release_send_context(context);
+    return;
+  }
+  context->bytes = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    context->bytes += context->iov[i].iov_len;
+  }
+  context->msg = {};
+  context->msg.msg_iov = context->iov;
+  context->msg.msg_iovlen = count;
+  io_uring_sqe* entry = sqe();
+  if (config_.send_zc) {
+    io_uring_prep_sendmsg_zc(entry, static_cast<int>(conn.slot), &context->msg, MSG_NOSIGNAL);
+  } else {
+    io_uring_prep_sendmsg(entry, static_cast<int>(conn.slot), &context->msg, MSG_NOSIGNAL);
+  }
+  entry->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kSend));
+  conn.send = context;
+  conn.send_in_flight = true;
+  conn.inflight_bytes = context->bytes;
+  ++conn.pending_ops;
+}
+
+void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
+  if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
+    on_send_notification(conn);
+    return;
+  }
+  SendContext* context = std::exchange(conn.send, nullptr);
+  conn.send_in_flight = false;
+  conn.inflight_bytes = 0;
+  const bool notification_due = (cqe.flags & IORING_CQE_F_MORE) != 0;  // send_zc only
+  if (!notification_due) {
+    --conn.pending_ops;
+  }
+  if (cqe.res > 0) {
+    const auto sent = static_cast<std::size_t>(cqe.res);
+    counters_.bytes_out.add(sent);
+    queued_bytes_ -= sent;
+    conn.outbound.consume(sent, notification_due ? &context->zc_hold : nullptr);
+  }
+  if (notification_due) {  // the kernel may still read these blocks: hold them until the notification
+    context->next = nullptr;
+    SendContext** tail = &conn.zc_waiting;
+    while (*tail != nullptr) {
+      tail = &(*tail)->next;
+    }
+    *tail = context;
+  } else {
+    release_send_context(context);
+  }
+  if (cqe.res < 0 && cqe.res != -EAGAIN && cqe.res != -EINTR) {
+    begin_close(conn);  // EPIPE, ECONNRESET, ECANCELED: the connection is gone or going
+  } else if (conn.state != ConnState::kClosing) {
+    mark_dirty(conn);  // the rest leaves with whatever else queues up this iteration
+    if (conn.state == ConnState::kDraining) {
+      continue_drain(conn);
+    }
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::on_send_notification(Connection& conn) {
+  SendContext* context = conn.zc_waiting;
+  if (context != nullptr) {
+    conn.zc_waiting = context->next;
+    context->zc_hold.clear();
+    release_send_context(context);
+  }
+  --conn.pending_ops;
+  maybe_finish_close(conn);
+}
+
+SendContext* Shard::acquire_send_context() {
+  if (free_send_contexts_ == nullptr) {
+    return new SendContext;
+  }
+  return std::exchange(free_send_contexts_, free_send_contexts_->next);
+}
+
+void Shard::release_send_context(SendContext* context) {
+  context->zc_hold.clear();
+  context->next = free_send_contexts_;
+  free_send_contexts_ = context;
+}
+
+void Shard::post(unsigned target, ShardMessage* message) {
+  outboxes_[target].pending.push_back(message);
+}
+
+void Shard::flush_outboxes() {
+  for (unsigned target = 0; target < outboxes_.size(); ++target) {
+    Outbox& box = outboxes_[target];
+    if (box.in_flight == nullptr && !box.pending.empty()) {
+      box.in_flight = new ShardBatch;
+      box.in_flight->messages.swap(box.pending);
+      send_batch(target);
+    }
+  }
+}
+
+void Shard::send_batch(unsigned target) {
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_msg_ring(entry, shared_.ring_fds[target], 0, tag(outboxes_[target].in_flight, Op::kInbox), 0);
+  io_uring_sqe_set_data64(entry, (std::uint64_t{target} << 8) | static_cast<std::uint64_t>(Op::kOutbox));
+}
+
+void Shard::on_outbox_sent(unsigned target, const io_uring_cqe& cqe) {
+  Outbox& box = outboxes_[target];
+  if (cqe.res < 0) {
+    // The target's CQ could not take it (or a transient error): the batch is still ours; resend it.
+    spdlog::warn("shard {}: MSG_RING to shard {} failed ({}); retrying", index_, target,
+                 std::strerror(-cqe.res));
+    send_batch(target);
+    return;
+  }
+  box.in_flight = nullptr;  // now the target's to free
+}
+
+}  // namespace ringhub
