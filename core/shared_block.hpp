@@ -25,6 +25,7 @@ class SharedBlock {
   std::uint32_t capacity() const { return capacity_; }
   std::uint32_t refs() const { return refs_; }
   void* owner() const { return owner_; }
+  ReleaseFn release_fn() const { return release_; }
 
   void add_ref() { ++refs_; }
   void drop_ref() {
@@ -85,6 +86,8 @@ class HeapBlock {
   // Returns a reference to a new block of `size` bytes, or an empty ref if memory is exhausted.
   // `bytes_in_use` (may be null) is raised by the block's size while it lives.
   static BlockRef create(std::uint32_t size, std::uint64_t* bytes_in_use = nullptr);
+  // True for heap blocks: they pin no receive buffer, so a slow reader may hold them as long as it likes.
+  static bool owns(const SharedBlock& block) { return block.release_fn() == &HeapBlock::release; }
 
  private:
   static void release(SharedBlock* block);

@@ -58,13 +58,19 @@ struct alignas(16) Connection : RegistryEntry {
   SendContext* send = nullptr;        // the send in flight
   SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
+  std::uint32_t sends_completed = 0;  // progress marker for the stuck-send check
+  std::uint32_t tick_mark = 0;        // sends_completed at the previous tick
+  bool unpin_cancel = false;          // the send in flight was cancelled to free receive buffers
   FrameAssembler assembler;
   OutboundQueue outbound;
   AutoUnlinkHook dirty_hook;    // has bytes to send this loop iteration
   AutoUnlinkHook waiting_hook;  // its recv stopped for lack of buffers
+  AutoUnlinkHook all_hook;      // every connection object on the shard, open or not
 
   using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
                              bi::constant_time_size<false>>;
+  using AllList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::all_hook>,
+                           bi::constant_time_size<false>>;
   using WaitingList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::waiting_hook>,
                bi::constant_time_size<false>>;

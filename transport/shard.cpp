@@ -22,6 +22,8 @@ constexpr unsigned kCqEntries = 65536;
 constexpr unsigned kRejectReserve = 64;
 // While finished but waiting for other shards, wake this often to look at their progress.
 constexpr long kFinishPollNanos = 5'000'000;
+// The shard's housekeeping period: accept retries, stuck-send checks under buffer pressure.
+constexpr std::chrono::milliseconds kTick{250};
 
 }  // namespace
 
@@ -36,6 +38,7 @@ Shard::Shard(HubShared& shared, unsigned index, int listen_fd)
   scratch_ids_.reserve(protocol::kMaxReceivers);
   linger_ts_ = to_kernel_timespec(kErrorLinger);
   grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
+  tick_ts_ = to_kernel_timespec(kTick);
 }
 
 Shard::~Shard() {
@@ -96,6 +99,7 @@ io_uring_sqe* Shard::sqe() {
 
 void Shard::run() {
   arm_accept();
+  arm_tick();
   while (!finished()) {
     before_wait();
     int ret = 0;
@@ -125,6 +129,7 @@ void Shard::run() {
 void Shard::before_wait() {
   flush_sends();
   flush_outboxes();
+  relieved_this_iteration_ = false;
   if (pool_->publish_recycled() > 0) {
     rearm_waiting_recvs();
   }
@@ -149,7 +154,8 @@ bool Shard::finished() const {
 
 void Shard::publish_counters() {
   counters_.connections.set(registry_.size());
-  counters_.copied_bytes.set(assembly_.copied_bytes);
+  counters_.copied_bytes.set(assembly_.copied_bytes + unpinned_bytes_);
+  counters_.unpinned_bytes.set(unpinned_bytes_);
   counters_.outbound_queued_bytes.set(queued_bytes_);
   counters_.buffer_bytes_in_use.set(pool_->bytes_held() + assembly_.bytes_in_use + reply_bytes_in_use_);
   if (ring_.cq.koverflow != nullptr) {
@@ -169,7 +175,7 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
     case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;
     case Op::kInbox: on_inbox(tag_owner<ShardBatch>(data)); return;
     case Op::kOutbox: on_outbox_sent(static_cast<unsigned>(data >> 8), cqe); return;
-    case Op::kShardTimer: on_shard_timer(cqe); return;
+    case Op::kShardTimer: on_tick(cqe); return;
     case Op::kStop: on_stop(); return;
   }
   spdlog::critical("shard {}: completion with unknown tag {:#x}", index_, data);

@@ -24,7 +24,7 @@ namespace ringhub {
 
 // After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
 // not reset the connection before the client saw why.
-inline constexpr std::chrono::milliseconds kErrorLinger{1000};
+inline constexpr std::chrono::milliseconds kErrorLinger{5000};
 
 inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
   return {static_cast<long long>(ms.count() / 1000), static_cast<long long>((ms.count() % 1000) * 1'000'000)};
@@ -49,6 +49,9 @@ struct HubShared {
   alignas(64) std::atomic<protocol::UserId> next_id{1};
   alignas(64) std::atomic<std::size_t> live_connections{0};
   alignas(64) std::atomic<unsigned> finished_shards{0};
+  // Set by a shard whose receive buffers run low, so shards holding its bytes (through relay proxies)
+  // copy them out too.
+  std::unique_ptr<std::atomic<bool>[]> pool_pressure = std::make_unique<std::atomic<bool>[]>(shard_count);
 };
 
 // Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
@@ -92,8 +95,14 @@ class Shard {
   void on_close(Connection& conn, const io_uring_cqe& cqe);
   void unregister(Connection& conn);
   void on_stop();
-  void on_shard_timer(const io_uring_cqe& cqe);
-  void arm_shard_timer(std::chrono::milliseconds delay);
+  void on_tick(const io_uring_cqe& cqe);
+  void arm_tick();
+
+  // --- receive-buffer pressure (shard_pressure.cpp)
+  bool pool_under_pressure() const;
+  bool any_pool_under_pressure() const;
+  void relieve_pool_pressure(bool cancel_stuck_sends);
+  void unpin(Connection& conn);
 
   // --- frames and fan-out (shard_relay.cpp)
   bool on_frame(Connection& conn, FrameView&& frame);
@@ -140,6 +149,7 @@ class Shard {
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
 
+  Connection::AllList all_;
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
   SendContext* free_send_contexts_ = nullptr;
@@ -154,8 +164,10 @@ class Shard {
   bool accept_armed_ = false;
   bool stopping_ = false;
   bool counted_finished_ = false;
-  bool shard_timer_armed_ = false;
-  __kernel_timespec shard_timer_ts_{};
+  bool tick_armed_ = false;
+  bool relieved_this_iteration_ = false;
+  std::uint64_t unpinned_bytes_ = 0;  // bytes copied out of pinned receive buffers
+  __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
   __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes
   std::vector<protocol::UserId> scratch_ids_;

@@ -11,12 +11,7 @@
 
 namespace ringhub {
 
-namespace {
-
-// How soon to retry accepting after the file table was full or accept failed transiently.
-constexpr std::chrono::milliseconds kAcceptRetry{50};
-
-}  // namespace
+namespace {}  // namespace
 
 void Shard::arm_accept() {
   if (accept_armed_ || stopping_) {
@@ -38,8 +33,7 @@ void Shard::on_accept(const io_uring_cqe& cqe) {
   } else if (cqe.res != -ECANCELED) {
     // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
     // EMFILE/ENOMEM/ECONNABORTED: transient. Retry shortly rather than spin.
-    spdlog::warn("shard {}: accept failed: {}", index_, std::strerror(-cqe.res));
-    arm_shard_timer(kAcceptRetry);
+    spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", index_, std::strerror(-cqe.res));
     return;
   }
   if (!accept_armed_ && !stopping_) {
@@ -49,6 +43,7 @@ void Shard::on_accept(const io_uring_cqe& cqe) {
 
 void Shard::admit(std::uint32_t slot) {
   auto* conn = new Connection(slot, &assembly_);
+  all_.push_back(*conn);
   ++conn_objects_;
   if (stopping_) {
     begin_close(*conn);
@@ -110,11 +105,15 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
       arm_recv(conn);  // the kernel ended the multishot without an error: keep reading
     }
   } else if (cqe.res == -ENOBUFS) {
-    // Every buffer is out (being sent). The bytes wait in the socket; re-arm when buffers return.
+    // Every buffer is out (being parsed or sent). The bytes wait in the socket; re-arm when buffers
+    // return, and free the ones slow readers pin so that this cannot become a stall.
     if (conn.state != ConnState::kClosing) {
       waiting_for_buffers_.push_back(conn);
+      relieve_pool_pressure(false);
     }
   } else if (conn.state != ConnState::kClosing) {
+    spdlog::debug("shard {}: user {}: recv ended: {}", index_, conn.id,
+                  cqe.res == 0 ? "EOF" : std::strerror(-cqe.res));
     begin_close(conn);  // EOF (0), reset, or any other error ends the connection
   }
   maybe_finish_close(conn);
@@ -141,6 +140,8 @@ void Shard::unregister(Connection& conn) {
 }
 
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
+  spdlog::debug("shard {}: user {}: ERROR {} ({}), closing", index_, conn.id, static_cast<int>(code),
+                protocol::error_code_name(code));
   counters_.count_error(code);
   if (code == protocol::ErrorCode::kSlowConsumer) {
     counters_.slow_consumer_closes.add(1);
@@ -207,6 +208,7 @@ void Shard::on_conn_timer(Connection& conn, const io_uring_cqe& cqe) {
   --conn.pending_ops;
   conn.timer_armed = false;
   if (cqe.res == -ETIME) {
+    spdlog::debug("shard {}: user {}: drain deadline passed", index_, conn.id);
     begin_close(conn);  // the drain deadline passed
   }
   maybe_finish_close(conn);
@@ -216,6 +218,8 @@ void Shard::begin_close(Connection& conn) {
   if (conn.state == ConnState::kClosing) {
     return;
   }
+  spdlog::debug("shard {}: user {}: closing (was {})", index_, conn.id,
+                conn.state == ConnState::kOpen ? "open" : "draining");
   unregister(conn);
   conn.state = ConnState::kClosing;
   conn.dirty_hook.unlink();
@@ -272,20 +276,26 @@ void Shard::on_stop() {
       [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), nullptr, &grace_ts_); });
 }
 
-void Shard::arm_shard_timer(std::chrono::milliseconds delay) {
-  if (shard_timer_armed_) {
-    return;
-  }
-  shard_timer_ts_ = to_kernel_timespec(delay);
+void Shard::arm_tick() {
   io_uring_sqe* entry = sqe();
-  io_uring_prep_timeout(entry, &shard_timer_ts_, 0, 0);
+  io_uring_prep_timeout(entry, &tick_ts_, 0, 0);
   io_uring_sqe_set_data64(entry, tag(this, Op::kShardTimer));
-  shard_timer_armed_ = true;
+  tick_armed_ = true;
 }
 
-void Shard::on_shard_timer(const io_uring_cqe&) {
-  shard_timer_armed_ = false;
-  arm_accept();
+void Shard::on_tick(const io_uring_cqe&) {
+  tick_armed_ = false;
+  if (!accept_armed_ && !stopping_) {
+    arm_accept();  // an accept that failed (file table full, transient error) gets another go
+  }
+  const bool pressure = pool_under_pressure();
+  shared_.pool_pressure[index_].store(pressure, std::memory_order_relaxed);
+  if (pressure || any_pool_under_pressure()) {
+    relieve_pool_pressure(true);
+  }
+  if (!counted_finished_) {
+    arm_tick();
+  }
 }
 
 }  // namespace ringhub

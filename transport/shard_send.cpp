@@ -79,6 +79,11 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
   SendContext* context = std::exchange(conn.send, nullptr);
   conn.send_in_flight = false;
   conn.inflight_bytes = 0;
+  ++conn.sends_completed;
+  // We cancel sends only to close or to unpin buffers; a cancel can also land on the next send (same
+  // user_data), so any ECANCELED on a live connection means "queued again", not an error.
+  const bool taken_back = cqe.res == -ECANCELED && conn.state != ConnState::kClosing;
+  conn.unpin_cancel = false;
   const bool notification_due = (cqe.flags & IORING_CQE_F_MORE) != 0;  // send_zc only
   if (!notification_due) {
     --conn.pending_ops;
@@ -99,8 +104,12 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
   } else {
     release_send_context(context);
   }
-  if (cqe.res < 0 && cqe.res != -EAGAIN && cqe.res != -EINTR) {
-    begin_close(conn);  // EPIPE, ECONNRESET, ECANCELED: the connection is gone or going
+  if (taken_back) {
+    unpin(conn);  // the cancelled send's slices are queued again: copy them, then resend
+  }
+  if (cqe.res < 0 && !taken_back && cqe.res != -EAGAIN && cqe.res != -EINTR) {
+    spdlog::debug("shard {}: user {}: send failed: {}", index_, conn.id, std::strerror(-cqe.res));
+    begin_close(conn);  // EPIPE, ECONNRESET: the connection is gone
   } else if (conn.state != ConnState::kClosing) {
     mark_dirty(conn);  // the rest leaves with whatever else queues up this iteration
     if (conn.state == ConnState::kDraining) {
