@@ -45,6 +45,42 @@ Result<unsigned> direct_table_size() {
   return static_cast<unsigned>(std::min(limit.rlim_cur, kMaxTableSize));
 }
 
+// The opcodes the hub issues; a kernel without one of them cannot run it.
+struct NeededOp {
+  int opcode;
+  const char* name;
+};
+constexpr NeededOp kNeededOps[] = {
+    {IORING_OP_ACCEPT, "ACCEPT"},   {IORING_OP_RECV, "RECV"},
+    {IORING_OP_SENDMSG, "SENDMSG"}, {IORING_OP_MSG_RING, "MSG_RING"},
+    {IORING_OP_CLOSE, "CLOSE"},     {IORING_OP_SHUTDOWN, "SHUTDOWN"},
+    {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+};
+
+// Asks the kernel which opcodes it supports, so a missing one is named at start-up rather than
+// failing on the first connection.
+Result<void> probe_opcodes(io_uring* ring, bool send_zc) {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (probe == nullptr) {
+    return make_error("io_uring cannot report its supported operations (IORING_REGISTER_PROBE, Linux 5.6+)");
+  }
+  std::string missing;
+  for (const NeededOp& op : kNeededOps) {
+    if (io_uring_opcode_supported(probe, op.opcode) == 0) {
+      missing += fmt::format(" IORING_OP_{}", op.name);
+    }
+  }
+  if (send_zc && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC) == 0) {
+    missing += " IORING_OP_SENDMSG_ZC (asked for by --send-zc)";
+  }
+  io_uring_free_probe(probe);
+  if (!missing.empty()) {
+    return make_error(
+        fmt::format("this kernel's io_uring lacks:{}; ringhub needs Linux 6.1 or newer", missing));
+  }
+  return {};
+}
+
 unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
   if (config.shards != 0) {
     return config.shards;
@@ -99,6 +135,9 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
         -ret);
   }
   impl->control_ready = true;
+  if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {
+    return probed.error();
+  }
   auto listeners = open_listeners(config.bind_address, config.relay_port, shards);
   if (!listeners) {
     return listeners.error();
