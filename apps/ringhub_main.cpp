@@ -59,9 +59,7 @@ int wait_for_signal() {
   return received;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"ringhub: an io_uring relay hub"};
   Options options;
   add_flags(app, options);
@@ -89,4 +87,15 @@ int main(int argc, char** argv) {
   (*hub)->stop();
   spdlog::info("ringhub: stopped");
   return EXIT_SUCCESS;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // start-up only: the hot path reports errors by value
+    spdlog::critical("ringhub: {}", e.what());
+    return EXIT_FAILURE;
+  }
 }

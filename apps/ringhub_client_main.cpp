@@ -1,0 +1,294 @@
+// ringhub-client: the relay protocol from the shell, for trying a hub out and for scripted tests.
+//   ringhub-client identity | list | relay --to 2,3 --body hi | listen --count 1
+// Parses flags, calls client/relay_client, prints results; errors go to stderr with exit status 1.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "client/relay_client.hpp"
+
+namespace {
+
+using ringhub::Error;
+using ringhub::Result;
+using ringhub::client::RelayClient;
+using ringhub::protocol::UserId;
+
+// --timeout is capped at a day: a longer wait is a typo, not a plan.
+constexpr unsigned kLongestTimeoutMs = 24 * 60 * 60 * 1000;
+
+// A body that is not printable text is shown as hex, cut to this many bytes to keep lines short.
+constexpr std::size_t kHexPreviewBytes = 64;
+
+struct Options {
+  std::string hub = "127.0.0.1:7400";
+  unsigned timeout_ms = 5000;
+  bool verbose = false;
+  std::vector<UserId> to;
+  std::string body;
+  std::string file;
+  std::size_t count = 0;  // 0: listen until killed
+};
+
+struct Commands {
+  CLI::App* identity = nullptr;
+  CLI::App* list = nullptr;
+  CLI::App* relay = nullptr;
+  CLI::Option* body = nullptr;
+  CLI::Option* file = nullptr;
+  CLI::App* listen = nullptr;
+};
+
+// Ids are u64 from 1 up. Checked on the text, as CLI11 reads an empty item as 0 and wraps overflow.
+CLI::Validator user_id_check() {
+  const auto check = [](std::string& item) -> std::string {
+    UserId id = 0;
+    const char* end = item.data() + item.size();
+    const auto [stop, error] = std::from_chars(item.data(), end, id);
+    const bool ok = error == std::errc{} && stop == end && id != 0;
+    return ok ? "" : fmt::format("'{}' is not a user id (ids are 1 to 2^64-1)", item);
+  };
+  return CLI::Validator(check, "ID");
+}
+
+Commands add_commands(CLI::App& app, Options& o) {
+  app.add_option("--hub", o.hub, "Hub address as HOST:PORT ([v6]:PORT for an IPv6 literal)")
+      ->capture_default_str();
+  app.add_option("--timeout", o.timeout_ms, "Milliseconds to wait for the connection and for each reply")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, kLongestTimeoutMs));
+  app.add_flag("-v,--verbose", o.verbose, "Say what was done even when it went well");
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand too
+
+  Commands c;
+  c.identity = app.add_subcommand("identity", "Print this connection's id");
+  c.list = app.add_subcommand("list", "Print the ids of the other connected clients");
+  c.relay = app.add_subcommand("relay", "Relay one body (--body, --file, or else stdin)");
+  c.relay->add_option("--to", o.to, "Receiver ids, comma separated")
+      ->required()
+      ->delimiter(',')
+      ->check(user_id_check());
+  c.body = c.relay->add_option("--body", o.body, "Body text");
+  c.file = c.relay->add_option("--file", o.file, "Read the body from this file")->excludes(c.body);
+  c.listen = app.add_subcommand("listen", "Print deliveries as they arrive");
+  c.listen->add_option("--count", o.count, "Stop after this many deliveries (default: until killed)")
+      ->check(CLI::PositiveNumber);
+  return c;
+}
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+// HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
+Result<Endpoint> parse_endpoint(const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  const Error bad{EINVAL, fmt::format("--hub wants HOST:PORT, not '{}'", text)};
+  if (colon == std::string::npos || colon == 0) {
+    return bad;
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port = text.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || value == 0 || value > 65535) {
+    return bad;
+  }
+  return Endpoint{host, static_cast<std::uint16_t>(value)};
+}
+
+Result<std::vector<std::uint8_t>> read_stream(std::istream& in, const std::string& name) {
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    return Error{EIO, fmt::format("cannot read {}", name)};
+  }
+  return bytes;
+}
+
+Result<std::vector<std::uint8_t>> load_body(const Options& o, const Commands& c) {
+  if (c.body->count() > 0) {
+    return std::vector<std::uint8_t>(o.body.begin(), o.body.end());
+  }
+  if (c.file->count() == 0) {
+    return read_stream(std::cin, "stdin");
+  }
+  std::ifstream file(o.file, std::ios::binary);
+  if (!file) {
+    return Error{errno, fmt::format("cannot open {}: {}", o.file, std::system_category().message(errno))};
+  }
+  return read_stream(file, o.file);
+}
+
+// One step of UTF-8 validation: the length of the well-formed sequence at `s`, or 0.
+std::size_t utf8_sequence_length(std::span<const std::uint8_t> s) {
+  const std::uint8_t lead = s[0];
+  if (lead < 0x80) {
+    return 1;
+  }
+  const std::size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
+  if (n == 0 || lead > 0xF4 || s.size() < n) {
+    return 0;
+  }
+  for (std::size_t i = 1; i < n; ++i) {
+    if ((s[i] & 0xC0) != 0x80) {
+      return 0;
+    }
+  }
+  // Reject overlong forms, UTF-16 surrogates and code points past U+10FFFF.
+  const bool bad = (lead == 0xE0 && s[1] < 0xA0) || (lead == 0xED && s[1] >= 0xA0) ||
+                   (lead == 0xF0 && s[1] < 0x90) || (lead == 0xF4 && s[1] >= 0x90);
+  return bad ? 0 : n;
+}
+
+// Text that prints on one line: valid UTF-8 with no control characters besides tab.
+bool is_printable_text(std::span<const std::uint8_t> bytes) {
+  while (!bytes.empty()) {
+    const std::size_t n = utf8_sequence_length(bytes);
+    const bool control = n == 1 && ((bytes[0] < 0x20 && bytes[0] != '\t') || bytes[0] == 0x7F);
+    if (n == 0 || control) {
+      return false;
+    }
+    bytes = bytes.subspan(n);
+  }
+  return true;
+}
+
+std::string describe_body(std::span<const std::uint8_t> body) {
+  if (is_printable_text(body)) {
+    return std::string(body.begin(), body.end());
+  }
+  const auto preview = body.first(std::min(body.size(), kHexPreviewBytes));
+  return fmt::format("<{} bytes, hex: {:02x}{}>", body.size(), fmt::join(preview, ""),
+                     preview.size() < body.size() ? "..." : "");
+}
+
+void print_line(const std::string& line) {
+  // Flushed per line: a script reading a pipe must see each delivery as it happens.
+  fmt::print("{}\n", line);
+  std::fflush(stdout);
+}
+
+Result<RelayClient> connect(const Options& o) {
+  Result<Endpoint> endpoint = parse_endpoint(o.hub);
+  if (!endpoint) {
+    return endpoint.error();
+  }
+  return RelayClient::connect(endpoint->host, endpoint->port, std::chrono::milliseconds(o.timeout_ms));
+}
+
+Result<void> run_identity(RelayClient& client, const Options& o) {
+  Result<UserId> id = client.identity(std::chrono::milliseconds(o.timeout_ms));
+  if (!id) {
+    return id.error();
+  }
+  print_line(std::to_string(*id));
+  return {};
+}
+
+Result<void> run_list(RelayClient& client, const Options& o) {
+  Result<std::vector<UserId>> ids = client.list(std::chrono::milliseconds(o.timeout_ms));
+  if (!ids) {
+    return ids.error();
+  }
+  print_line(fmt::format("{}", fmt::join(*ids, " ")));
+  return {};
+}
+
+Result<void> run_relay(RelayClient& client, const Options& o, const Commands& c) {
+  Result<std::vector<std::uint8_t>> body = load_body(o, c);
+  if (!body) {
+    return body.error();
+  }
+  if (Result<void> sent = client.relay(o.to, *body); !sent) {
+    return sent;
+  }
+  // The hub answers requests in order, so once IDENTITY is answered the RELAY before it was handled
+  // and closing the socket now cannot lose it.
+  if (Result<UserId> id = client.identity(std::chrono::milliseconds(o.timeout_ms)); !id) {
+    return id.error();
+  }
+  if (o.verbose) {
+    print_line(fmt::format("relayed {} bytes to {} receivers", body->size(), o.to.size()));
+  }
+  return {};
+}
+
+// Deliveries come whenever other clients send them, so the wait for each is unbounded.
+Result<void> run_listen(RelayClient& client, const Options& o) {
+  Result<UserId> id = client.identity(std::chrono::milliseconds(o.timeout_ms));
+  if (!id) {
+    return id.error();
+  }
+  print_line(fmt::format("listening as id {}", *id));
+  for (std::size_t received = 0; o.count == 0 || received < o.count; ++received) {
+    Result<ringhub::client::Delivery> delivery = client.next_delivery(ringhub::client::kWaitForever);
+    if (!delivery) {
+      return delivery.error();
+    }
+    print_line(fmt::format("from {}: {}", delivery->sender, describe_body(delivery->body)));
+  }
+  return {};
+}
+
+Result<void> run(const Options& o, const Commands& c) {
+  Result<RelayClient> client = connect(o);
+  if (!client) {
+    return client.error();
+  }
+  if (*c.identity) {
+    return run_identity(*client, o);
+  }
+  if (*c.list) {
+    return run_list(*client, o);
+  }
+  if (*c.relay) {
+    return run_relay(*client, o, c);
+  }
+  return run_listen(*client, o);
+}
+
+int fail(const std::string& message) {
+  fmt::print(stderr, "ringhub-client: {}\n", message);
+  return EXIT_FAILURE;
+}
+
+int parse_and_run(int argc, char** argv) {
+  CLI::App app{"ringhub-client: talk to a ringhub relay hub"};
+  Options options;
+  const Commands commands = add_commands(app, options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help arrives as a ParseError with exit code 0; CLI11 prints it.
+    return e.get_exit_code() == 0 ? app.exit(e) : fail(fmt::format("{} (see --help)", e.what()));
+  }
+  const Result<void> done = run(options, commands);
+  return done ? EXIT_SUCCESS : fail(done.error().message);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // CLI11 and the standard library may throw (bad_alloc, a failed stream); report, never abort.
+  try {
+    return parse_and_run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fputs("ringhub-client: ", stderr);
+    std::fputs(e.what(), stderr);
+    std::fputs("\n", stderr);
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,522 @@
+// RelayClient: blocking sockets with poll() for timeouts; frames are cut out of one receive buffer.
+// See client/relay_client.hpp for the contract.
+#include "client/relay_client.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <limits>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+#include "core/frame_codec.hpp"
+
+namespace ringhub::client {
+
+using protocol::FrameHeader;
+using protocol::FrameType;
+using protocol::kHeaderSize;
+using protocol::kIdSize;
+using protocol::UserId;
+
+namespace detail {
+
+// When a wait must end, and the timeout it came from, which the error message repeats.
+class Deadline {
+ public:
+  explicit Deadline(std::chrono::milliseconds timeout)
+      : timeout_(std::min(timeout, kLongest)), end_(Clock::now() + std::max(timeout_, Ms{0})) {}
+
+  // What poll() should wait: -1 for no limit; rounded up so a wait never wakes just short of the
+  // deadline and spins through zero-length polls.
+  int poll_ms() const {
+    if (timeout_ < Ms{0}) {
+      return -1;
+    }
+    const auto left = std::chrono::ceil<Ms>(end_ - Clock::now());
+    return static_cast<int>(std::max(left, Ms{0}).count());
+  }
+
+  Error expired(std::string_view awaited) const {
+    std::string message = fmt::format("timed out after {} ms", timeout_.count());
+    if (!awaited.empty()) {
+      message += fmt::format(" waiting for {}", awaited);
+    }
+    return Error{ETIMEDOUT, std::move(message)};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  using Ms = std::chrono::milliseconds;
+  // poll() takes an int; anything longer is as good as forever for a blocking client.
+  static constexpr Ms kLongest{std::numeric_limits<int>::max()};
+
+  Ms timeout_;
+  Clock::time_point end_;
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::Deadline;
+
+// Bytes asked of one recv(): large enough that a burst of small frames costs one syscall.
+constexpr std::size_t kReadChunk = std::size_t{64} << 10;
+
+Error errno_error(std::string_view doing, int err = errno) {
+  return Error{err, fmt::format("{}: {}", doing, std::system_category().message(err))};
+}
+
+Error not_connected() {
+  return Error{EBADF, "not connected to a hub"};
+}
+
+std::string frame_type_name(FrameType type) {
+  switch (type) {
+    case FrameType::kIdentity: return "IDENTITY";
+    case FrameType::kList: return "LIST";
+    case FrameType::kRelay: return "RELAY";
+    case FrameType::kIdentityReply: return "IDENTITY_REPLY";
+    case FrameType::kListReply: return "LIST_REPLY";
+    case FrameType::kDeliver: return "DELIVER";
+    case FrameType::kError: return "ERROR";
+  }
+  return fmt::format("frame type 0x{:02x}", static_cast<unsigned>(type));
+}
+
+Error malformed(const Frame& frame) {
+  return Error{EPROTO, fmt::format("hub sent a malformed {} frame (length {})",
+                                   frame_type_name(frame.header.type), frame.header.length)};
+}
+
+Error unexpected(const Frame& frame, std::string_view awaited) {
+  return Error{
+      EPROTO, fmt::format("hub sent {} while we waited for {}", frame_type_name(frame.header.type), awaited)};
+}
+
+// The reason is untrusted text on its way to a terminal: keep printable ASCII only.
+std::string printable_reason(std::span<const std::uint8_t> bytes) {
+  std::string text(bytes.begin(), bytes.end());
+  const auto unprintable = [](char c) { return c < 0x20 || c > 0x7e; };  // char is signed: >= 0x80 too
+  std::replace_if(text.begin(), text.end(), unprintable, '?');
+  return text;
+}
+
+Error hub_error(const Frame& frame) {
+  if (frame.payload.empty()) {
+    return malformed(frame);
+  }
+  const auto code = static_cast<protocol::ErrorCode>(frame.payload[0]);
+  std::string message = fmt::format("hub closed the connection: error {} ({})", frame.payload[0],
+                                    protocol::error_code_name(code));
+  const std::string reason = printable_reason(std::span(frame.payload).subspan(1));
+  if (!reason.empty()) {
+    message += ": " + reason;
+  }
+  return Error{frame.payload[0], std::move(message)};
+}
+
+Result<Delivery> parse_delivery(const Frame& frame) {
+  if (frame.payload.size() < kIdSize) {
+    return malformed(frame);
+  }
+  const auto body = std::span(frame.payload).subspan(kIdSize);
+  return Delivery{codec::load_u64(frame.payload.data()), {body.begin(), body.end()}};
+}
+
+std::vector<UserId> parse_ids(const Frame& frame) {
+  std::vector<UserId> ids(frame.payload.size() / kIdSize);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = codec::load_u64(frame.payload.data() + i * kIdSize);
+  }
+  return ids;
+}
+
+// Waits until `fd` is ready for `events`, retrying across signals with the time that is left.
+Result<void> wait_for(int fd, short events, const Deadline& deadline, std::string_view awaited) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    const int ready = ::poll(&p, 1, deadline.poll_ms());
+    if (ready > 0) {
+      return {};  // an error or hangup shows up in the recv/connect result that follows
+    }
+    if (ready == 0) {
+      return deadline.expired(awaited);
+    }
+    if (errno != EINTR) {
+      return errno_error("poll failed");
+    }
+  }
+}
+
+Result<void> send_all(int fd, std::span<const std::uint8_t> bytes) {
+  if (fd < 0) {
+    return not_connected();
+  }
+  while (!bytes.empty()) {
+    // MSG_NOSIGNAL: a hub that hung up must give us EPIPE to report, not kill us with SIGPIPE.
+    const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) {
+      continue;
+    }
+    if (sent < 0) {
+      return errno_error("cannot write to hub");
+    }
+    bytes = bytes.subspan(static_cast<std::size_t>(sent));
+  }
+  return {};
+}
+
+// Owns a descriptor until release(), so each early return in the connect path closes it.
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  ~OwnedFd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+Result<void> finish_connect(int fd, const Deadline& deadline) {
+  if (Result<void> ready = wait_for(fd, POLLOUT, deadline, ""); !ready) {
+    return ready;
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+    return errno_error("getsockopt(SO_ERROR) failed");
+  }
+  if (err != 0) {
+    return Error{err, std::system_category().message(err)};
+  }
+  return {};
+}
+
+// The socket was non-blocking only so connect() could honour the timeout; reads and writes block.
+Result<void> make_blocking_nodelay(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+    return errno_error("fcntl failed");
+  }
+  // Requests are small frames answered one by one; Nagle would hold each for a round trip.
+  const int on = 1;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
+    return errno_error("setsockopt(TCP_NODELAY) failed");
+  }
+  return {};
+}
+
+Result<int> connect_to(const addrinfo& address, const Deadline& deadline) {
+  OwnedFd fd(
+      ::socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address.ai_protocol));
+  if (fd.get() < 0) {
+    return errno_error("socket failed");
+  }
+  // A non-blocking connect interrupted by a signal carries on in the background, as EINPROGRESS does.
+  if (::connect(fd.get(), address.ai_addr, address.ai_addrlen) < 0 && errno != EINPROGRESS &&
+      errno != EINTR) {
+    return Error{errno, std::system_category().message(errno)};
+  }
+  if (Result<void> done = finish_connect(fd.get(), deadline); !done) {
+    return done.error();
+  }
+  if (Result<void> set = make_blocking_nodelay(fd.get()); !set) {
+    return set.error();
+  }
+  return fd.release();
+}
+
+using AddressList = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
+
+// Name resolution is not bounded by the timeout: getaddrinfo() offers no way to bound it.
+Result<AddressList> resolve(const std::string& host, std::uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* list = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
+  if (rc != 0) {
+    const int code = rc == EAI_SYSTEM ? errno : 0;
+    const std::string why = rc == EAI_SYSTEM ? std::system_category().message(code) : ::gai_strerror(rc);
+    return Error{code, fmt::format("cannot resolve hub host '{}': {}", host, why)};
+  }
+  return AddressList(list, &::freeaddrinfo);
+}
+
+std::string endpoint_text(const std::string& host, std::uint16_t port) {
+  const bool ipv6_literal = host.find(':') != std::string::npos;
+  return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+}
+
+}  // namespace
+
+Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t port,
+                                         std::chrono::milliseconds timeout) {
+  const Deadline deadline(timeout);
+  Result<AddressList> addresses = resolve(host, port);
+  if (!addresses) {
+    return addresses.error();
+  }
+  // Try each address in turn, as "localhost" may name ::1 while the hub listens on 127.0.0.1 only.
+  Error last{EHOSTUNREACH, "no address to connect to"};
+  for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
+    Result<int> fd = connect_to(*a, deadline);
+    if (fd) {
+      return RelayClient(*fd);
+    }
+    last = fd.error();
+  }
+  return Error{last.code, fmt::format("cannot reach hub at {}: {}", endpoint_text(host, port), last.message)};
+}
+
+RelayClient::RelayClient(RelayClient&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      rx_(std::move(other.rx_)),
+      rx_start_(std::exchange(other.rx_start_, 0)),
+      deliveries_(std::move(other.deliveries_)) {}
+
+RelayClient& RelayClient::operator=(RelayClient&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    rx_ = std::move(other.rx_);
+    rx_start_ = std::exchange(other.rx_start_, 0);
+    deliveries_ = std::move(other.deliveries_);
+  }
+  return *this;
+}
+
+RelayClient::~RelayClient() {
+  close();
+}
+
+void RelayClient::close() {
+  if (fd_ >= 0) {
+    // Linux releases the descriptor even when close() reports an error, so there is nothing to retry.
+    ::close(fd_);
+    fd_ = -1;
+  }
+  rx_.clear();
+  rx_start_ = 0;
+}
+
+Result<UserId> RelayClient::identity(std::chrono::milliseconds timeout) {
+  const Deadline deadline(timeout);
+  std::vector<std::uint8_t> request;
+  codec::append_identity_request(request);
+  if (Result<void> sent = send_request(request); !sent) {
+    return sent.error();
+  }
+  Result<Frame> reply = await_reply(FrameType::kIdentityReply, deadline);
+  if (!reply) {
+    return reply.error();
+  }
+  if (reply->payload.size() != kIdSize) {
+    return malformed(*reply);
+  }
+  return codec::load_u64(reply->payload.data());
+}
+
+Result<std::vector<UserId>> RelayClient::list(std::chrono::milliseconds timeout) {
+  const Deadline deadline(timeout);
+  std::vector<std::uint8_t> request;
+  codec::append_list_request(request);
+  if (Result<void> sent = send_request(request); !sent) {
+    return sent.error();
+  }
+  Result<Frame> reply = await_reply(FrameType::kListReply, deadline);
+  if (!reply) {
+    return reply.error();
+  }
+  if (reply->payload.size() % kIdSize != 0) {
+    return malformed(*reply);
+  }
+  return parse_ids(*reply);
+}
+
+Result<void> RelayClient::relay(std::span<const UserId> receivers, std::span<const std::uint8_t> body) {
+  if (receivers.empty() || receivers.size() > protocol::kMaxReceivers) {
+    return Error{EINVAL, fmt::format("a relay names 1 to {} receivers, not {}", protocol::kMaxReceivers,
+                                     receivers.size())};
+  }
+  if (body.size() > protocol::kMaxBodySize) {
+    return Error{EMSGSIZE, fmt::format("a relay body holds at most {} bytes, not {}", protocol::kMaxBodySize,
+                                       body.size())};
+  }
+  std::vector<std::uint8_t> frame;
+  frame.reserve(kHeaderSize + kIdSize * receivers.size() + body.size());
+  codec::append_relay(frame, receivers, body);
+  return send_request(frame);
+}
+
+Result<Delivery> RelayClient::next_delivery(std::chrono::milliseconds timeout) {
+  if (!deliveries_.empty()) {
+    Delivery queued = std::move(deliveries_.front());
+    deliveries_.pop_front();
+    return queued;
+  }
+  Result<Frame> frame = read_frame_until(Deadline(timeout), "a delivery");
+  if (!frame) {
+    return frame.error();
+  }
+  switch (frame->header.type) {
+    case FrameType::kDeliver: return parse_delivery(*frame);
+    case FrameType::kError: return hub_error(*frame);
+    default: return unexpected(*frame, "a delivery");
+  }
+}
+
+Result<Frame> RelayClient::read_frame(std::chrono::milliseconds timeout) {
+  return read_frame_until(Deadline(timeout), "a frame");
+}
+
+Result<void> RelayClient::send_raw(std::span<const std::uint8_t> bytes) {
+  return send_all(fd_, bytes);
+}
+
+Result<Frame> RelayClient::await_reply(FrameType type, const Deadline& deadline) {
+  const std::string awaited = frame_type_name(type);
+  for (;;) {
+    Result<Frame> frame = read_frame_until(deadline, awaited);
+    if (!frame || frame->header.type == type) {
+      return frame;
+    }
+    if (frame->header.type == FrameType::kError) {
+      return hub_error(*frame);
+    }
+    if (frame->header.type != FrameType::kDeliver) {
+      return unexpected(*frame, awaited);
+    }
+    if (Result<void> queued = queue_delivery(*frame); !queued) {
+      return queued.error();
+    }
+  }
+}
+
+Result<Frame> RelayClient::read_frame_until(const Deadline& deadline, std::string_view awaited) {
+  for (;;) {
+    Result<std::size_t> missing = missing_bytes();
+    if (!missing) {
+      return missing.error();
+    }
+    if (*missing == 0) {
+      return pop_frame();
+    }
+    if (Result<void> got = receive_some(*missing, deadline, awaited); !got) {
+      return got.error();
+    }
+  }
+}
+
+Result<std::size_t> RelayClient::missing_bytes() const {
+  const std::size_t available = rx_.size() - rx_start_;
+  if (available < kHeaderSize) {
+    return kHeaderSize - available;
+  }
+  const FrameHeader header =
+      codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(rx_.data() + rx_start_, kHeaderSize));
+  if (header.length > kMaxHubFrameLength) {
+    return Error{EPROTO, fmt::format("hub sent a {}-byte {} frame, over the client's {}-byte limit",
+                                     header.length, frame_type_name(header.type), kMaxHubFrameLength)};
+  }
+  const std::size_t size = kHeaderSize + header.length;
+  return available >= size ? 0 : size - available;
+}
+
+// Precondition: missing_bytes() returned 0.
+Frame RelayClient::pop_frame() {
+  const std::uint8_t* start = rx_.data() + rx_start_;
+  Frame frame{codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(start, kHeaderSize)), {}};
+  frame.payload.assign(start + kHeaderSize, start + kHeaderSize + frame.header.length);
+  rx_start_ += kHeaderSize + frame.header.length;
+  if (rx_start_ == rx_.size()) {
+    rx_.clear();
+    rx_start_ = 0;
+  }
+  return frame;
+}
+
+// Reads once, with room for at least the rest of the pending frame so a big one takes few reads.
+Result<void> RelayClient::receive_some(std::size_t wanted, const Deadline& deadline,
+                                       std::string_view awaited) {
+  if (fd_ < 0) {
+    return not_connected();
+  }
+  // Only a partial frame is left before rx_start_ here; moving it to the front bounds the buffer.
+  rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(rx_start_));
+  rx_start_ = 0;
+  if (Result<void> ready = wait_for(fd_, POLLIN, deadline, awaited); !ready) {
+    return ready;
+  }
+  const std::size_t old_size = rx_.size();
+  rx_.resize(old_size + std::max(wanted, kReadChunk));
+  ssize_t got = 0;
+  do {
+    got = ::recv(fd_, rx_.data() + old_size, rx_.size() - old_size, 0);
+  } while (got < 0 && errno == EINTR);
+  const int err = errno;
+  rx_.resize(old_size + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+  if (got < 0) {
+    return errno_error("cannot read from hub", err);
+  }
+  if (got == 0) {
+    return Error{0, "hub closed the connection"};
+  }
+  return {};
+}
+
+Result<void> RelayClient::queue_delivery(const Frame& frame) {
+  Result<Delivery> delivery = parse_delivery(frame);
+  if (!delivery) {
+    return delivery.error();
+  }
+  deliveries_.push_back(std::move(delivery).value());
+  return {};
+}
+
+Result<void> RelayClient::send_request(std::span<const std::uint8_t> bytes) {
+  Result<void> sent = send_all(fd_, bytes);
+  if (!sent) {
+    return explain_send_failure(sent.error());
+  }
+  return {};
+}
+
+// A hub that refuses a frame sends ERROR and closes, so a later write fails with EPIPE or ECONNRESET.
+// The ERROR frame, if it already arrived, says why; prefer it to the errno.
+Error RelayClient::explain_send_failure(Error failure) {
+  const Deadline now(std::chrono::milliseconds{0});
+  for (;;) {
+    Result<Frame> frame = read_frame_until(now, "");
+    if (!frame) {
+      return failure;
+    }
+    if (frame->header.type == FrameType::kError) {
+      return hub_error(*frame);
+    }
+    if (frame->header.type == FrameType::kDeliver && !queue_delivery(*frame)) {
+      return failure;
+    }
+  }
+}
+
+}  // namespace ringhub::client

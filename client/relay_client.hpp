@@ -1,0 +1,104 @@
+// RelayClient: a blocking client for the relay protocol (docs/protocol.md), used by the
+// ringhub-client CLI and by tests. One TCP connection to a hub; every wait is bounded by a timeout.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/protocol.hpp"
+#include "core/result.hpp"
+
+namespace ringhub::client {
+
+namespace detail {
+class Deadline;  // when a wait must end; defined in relay_client.cpp
+}  // namespace detail
+
+// How long connect() and the request calls wait by default.
+inline constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds{5};
+
+// A negative timeout waits without limit: a listener has no reason to give up on deliveries.
+inline constexpr std::chrono::milliseconds kWaitForever{-1};
+
+// Largest frame length accepted from a hub (64 MiB). A hub's biggest legitimate frame is a LIST_REPLY
+// (8 bytes per connected client); the cap stops a corrupt length field from making us allocate 4 GiB.
+inline constexpr std::size_t kMaxHubFrameLength = std::size_t{64} << 20;
+
+// One frame as it came off the wire: the header and the `header.length` bytes after it.
+struct Frame {
+  protocol::FrameHeader header;
+  std::vector<std::uint8_t> payload;
+};
+
+// A body another client relayed to us.
+struct Delivery {
+  protocol::UserId sender = 0;
+  std::vector<std::uint8_t> body;
+};
+
+// Contract: owns one connected socket and closes it on destruction; move-only; used by one thread.
+// Replies come back in request order, but DELIVERs may arrive between them: a call waiting for a
+// reply queues the DELIVERs it reads, and next_delivery() hands them out first.
+//
+// Errors: a hub ERROR frame gives code = its protocol ErrorCode; a timeout gives ETIMEDOUT; a frame
+// the hub should never send gives EPROTO; EOF gives code 0; failed syscalls give their errno.
+class RelayClient {
+ public:
+  // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers.
+  static Result<RelayClient> connect(const std::string& host, std::uint16_t port,
+                                     std::chrono::milliseconds timeout = kDefaultTimeout);
+
+  RelayClient(RelayClient&& other) noexcept;
+  RelayClient& operator=(RelayClient&& other) noexcept;
+  RelayClient(const RelayClient&) = delete;
+  RelayClient& operator=(const RelayClient&) = delete;
+  ~RelayClient();
+
+  // Sends IDENTITY and waits for IDENTITY_REPLY: this connection's id.
+  Result<protocol::UserId> identity(std::chrono::milliseconds timeout = kDefaultTimeout);
+
+  // Sends LIST and waits for LIST_REPLY: every other connected client, ascending.
+  Result<std::vector<protocol::UserId>> list(std::chrono::milliseconds timeout = kDefaultTimeout);
+
+  // Sends one RELAY. Checks the limits the hub would enforce first, so a bad call fails here with a
+  // clear message instead of costing the connection. The hub sends no acknowledgement.
+  Result<void> relay(std::span<const protocol::UserId> receivers, std::span<const std::uint8_t> body);
+
+  // The next DELIVER: a queued one if any, else the next read from the socket.
+  Result<Delivery> next_delivery(std::chrono::milliseconds timeout = kDefaultTimeout);
+
+  // The next frame on the wire, whatever its type, bypassing the delivery queue (for tests).
+  Result<Frame> read_frame(std::chrono::milliseconds timeout = kDefaultTimeout);
+
+  // Writes `bytes` as they are, framed or not (for tests of malformed input).
+  Result<void> send_raw(std::span<const std::uint8_t> bytes);
+
+  int fd() const { return fd_; }
+  void close();
+
+ private:
+  explicit RelayClient(int fd) : fd_(fd) {}
+
+  Result<Frame> await_reply(protocol::FrameType type, const detail::Deadline& deadline);
+  Result<Frame> read_frame_until(const detail::Deadline& deadline, std::string_view awaited);
+  Result<std::size_t> missing_bytes() const;
+  Frame pop_frame();
+  Result<void> receive_some(std::size_t wanted, const detail::Deadline& deadline, std::string_view awaited);
+  Result<void> queue_delivery(const Frame& frame);
+  Result<void> send_request(std::span<const std::uint8_t> bytes);
+  Error explain_send_failure(Error failure);
+
+  int fd_ = -1;
+  // Bytes received and not yet returned as frames: rx_[rx_start_, rx_.size()).
+  std::vector<std::uint8_t> rx_;
+  std::size_t rx_start_ = 0;
+  std::deque<Delivery> deliveries_;
+};
+
+}  // namespace ringhub::client

@@ -1,0 +1,339 @@
+// Tests for client/relay_client against a fake hub: a blocking socket on 127.0.0.1 port 0 whose
+// scripted replies run in a thread. Ordering comes from the bytes exchanged, never from sleeps.
+#include "client/relay_client.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/frame_codec.hpp"
+
+namespace ringhub::client {
+namespace {
+
+using protocol::ErrorCode;
+using protocol::FrameType;
+using protocol::UserId;
+using Bytes = std::vector<std::uint8_t>;
+
+Bytes text(std::string_view s) {
+  return Bytes(s.begin(), s.end());
+}
+
+Bytes deliver_frame(UserId sender, std::string_view body) {
+  Bytes out(protocol::kDeliverPrefixSize);
+  codec::encode_deliver_prefix(std::span<std::uint8_t, protocol::kDeliverPrefixSize>(out.data(), out.size()),
+                               sender, static_cast<std::uint32_t>(body.size()));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+Bytes identity_request() {
+  Bytes out;
+  codec::append_identity_request(out);
+  return out;
+}
+
+// Reads up to `n` bytes; fewer only if the client closed first.
+Bytes read_exact(int fd, std::size_t n) {
+  Bytes out(n);
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd, out.data() + got, n - got);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r <= 0) {
+      break;
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  out.resize(got);
+  return out;
+}
+
+// Everything the client sends until it closes: the fake hub's way to wait for the test to finish.
+Bytes read_until_eof(int fd) {
+  Bytes out;
+  for (Bytes chunk = read_exact(fd, 4096); !chunk.empty(); chunk = read_exact(fd, 4096)) {
+    out.insert(out.end(), chunk.begin(), chunk.end());
+  }
+  return out;
+}
+
+void write_all(int fd, const Bytes& bytes) {
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t r = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) {
+      continue;
+    }
+    if (r < 0) {
+      return;  // the client hung up; the test's own checks report what went wrong
+    }
+    sent += static_cast<std::size_t>(r);
+  }
+}
+
+// Binds 127.0.0.1 port 0 and returns the socket and its port; listens only if asked, since a bound
+// socket that does not listen makes a port that refuses connections without racing anyone for it.
+std::pair<int, std::uint16_t> bind_loopback(bool listen) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 || (listen && ::listen(fd, 1) < 0) ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return {-1, 0};
+  }
+  return {fd, ntohs(addr.sin_port)};
+}
+
+// A fake hub serving one connection. What the script saw is read after join_hub(), which orders it.
+class RelayClientTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::tie(listen_fd_, port_) = bind_loopback(true);
+    ASSERT_GE(listen_fd_, 0) << "cannot listen on 127.0.0.1";
+  }
+
+  void TearDown() override {
+    if (hub_.joinable()) {
+      ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() if a failed test never connected
+      hub_.join();
+    }
+    ::close(listen_fd_);
+  }
+
+  void serve(std::function<void(int)> script) {
+    hub_ = std::thread([this, script = std::move(script)] {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd >= 0) {
+        script(fd);
+        ::close(fd);
+      }
+    });
+  }
+
+  void join_hub() { hub_.join(); }
+
+  Result<RelayClient> connect() { return RelayClient::connect("127.0.0.1", port_, std::chrono::seconds{5}); }
+
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread hub_;
+  Bytes received_;  // written by the script, read after join_hub()
+};
+
+TEST(RelayClientConnect, ClosedPortGivesAClearError) {
+  const auto [fd, port] = bind_loopback(false);
+  ASSERT_GE(fd, 0);
+  Result<RelayClient> client = RelayClient::connect("127.0.0.1", port);
+  ::close(fd);
+  ASSERT_FALSE(client);
+  EXPECT_EQ(client.error().code, ECONNREFUSED);
+  EXPECT_EQ(client.error().message,
+            "cannot reach hub at 127.0.0.1:" + std::to_string(port) + ": Connection refused");
+}
+
+TEST_F(RelayClientTest, IdentityParsesTheReply) {
+  serve([this](int fd) {
+    received_ = read_exact(fd, protocol::kHeaderSize);
+    Bytes reply;
+    codec::append_identity_reply(reply, 42);
+    write_all(fd, reply);
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity();
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_EQ(*id, 42U);
+  client->close();
+  join_hub();
+  EXPECT_EQ(received_, identity_request());
+}
+
+TEST_F(RelayClientTest, ListParsesTheIds) {
+  serve([](int fd) {
+    read_exact(fd, protocol::kHeaderSize);
+    Bytes reply;
+    const std::array<UserId, 3> ids{2, 3, 500};
+    codec::append_list_reply(reply, ids);
+    write_all(fd, reply);
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<std::vector<UserId>> ids = client->list();
+  ASSERT_TRUE(ids) << ids.error().message;
+  EXPECT_EQ(*ids, (std::vector<UserId>{2, 3, 500}));
+}
+
+// Replies and deliveries share the socket: a DELIVER read while awaiting a reply must not be lost.
+TEST_F(RelayClientTest, DeliverBeforeTheReplyIsQueuedForNextDelivery) {
+  serve([](int fd) {
+    read_exact(fd, protocol::kHeaderSize);
+    Bytes burst = deliver_frame(7, "hello");
+    codec::append_identity_reply(burst, 3);
+    const Bytes later = deliver_frame(9, "later");
+    burst.insert(burst.end(), later.begin(), later.end());
+    write_all(fd, burst);
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity();
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_EQ(*id, 3U);
+
+  Result<Delivery> first = client->next_delivery(std::chrono::milliseconds{0});
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->sender, 7U);
+  EXPECT_EQ(first->body, text("hello"));
+  Result<Delivery> second = client->next_delivery();
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(second->sender, 9U);
+  EXPECT_EQ(second->body, text("later"));
+}
+
+// A body far bigger than one read: the receive buffer has to grow and gather it.
+TEST_F(RelayClientTest, LargeDeliveryArrivesWhole) {
+  const std::string body(protocol::kMaxBodySize, 'x');
+  serve([body](int fd) {
+    write_all(fd, deliver_frame(5, body));
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<Delivery> delivery = client->next_delivery();
+  ASSERT_TRUE(delivery) << delivery.error().message;
+  EXPECT_EQ(delivery->sender, 5U);
+  EXPECT_EQ(delivery->body, text(body));
+}
+
+TEST_F(RelayClientTest, HubErrorFrameGivesCodeAndReason) {
+  serve([](int fd) {
+    read_exact(fd, protocol::kHeaderSize);
+    Bytes error;
+    codec::append_error(error, ErrorCode::kFrameTooLarge, "body over 1 MiB");
+    write_all(fd, error);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity();
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().code, static_cast<int>(ErrorCode::kFrameTooLarge));
+  EXPECT_EQ(id.error().message, "hub closed the connection: error 3 (frame too large): body over 1 MiB");
+}
+
+TEST_F(RelayClientTest, EofWhileWaitingSaysTheHubClosed) {
+  serve([](int fd) { read_exact(fd, protocol::kHeaderSize); });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity();
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().message, "hub closed the connection");
+}
+
+// The fake hub never answers, so the timeout is the only way out; its length does not matter.
+TEST_F(RelayClientTest, TimeoutGivesEtimedoutAndWhatWasAwaited) {
+  serve([](int fd) { read_until_eof(fd); });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity(std::chrono::milliseconds{20});
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().code, ETIMEDOUT);
+  EXPECT_EQ(id.error().message, "timed out after 20 ms waiting for IDENTITY_REPLY");
+  Result<Delivery> delivery = client->next_delivery(std::chrono::milliseconds{0});
+  ASSERT_FALSE(delivery);
+  EXPECT_EQ(delivery.error().code, ETIMEDOUT);
+  EXPECT_EQ(delivery.error().message, "timed out after 0 ms waiting for a delivery");
+}
+
+TEST_F(RelayClientTest, RelayRejectsBadCallsLocallyAndSendsGoodOnes) {
+  serve([this](int fd) { received_ = read_until_eof(fd); });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  const Bytes body = text("foobar");
+
+  Result<void> none = client->relay({}, body);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, EINVAL);
+  EXPECT_EQ(none.error().message, "a relay names 1 to 255 receivers, not 0");
+
+  const std::vector<UserId> too_many(256, 2);
+  Result<void> many = client->relay(too_many, body);
+  ASSERT_FALSE(many);
+  EXPECT_EQ(many.error().message, "a relay names 1 to 255 receivers, not 256");
+
+  const std::array<UserId, 2> to{2, 3};
+  const Bytes too_big(protocol::kMaxBodySize + 1);
+  Result<void> big = client->relay(to, too_big);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, EMSGSIZE);
+
+  ASSERT_TRUE(client->relay(to, body));
+  client->close();
+  join_hub();
+  Bytes expected;
+  codec::append_relay(expected, to, body);
+  EXPECT_EQ(received_, expected) << "only the valid relay reaches the wire";
+}
+
+TEST_F(RelayClientTest, OversizedFrameFromTheHubIsRefused) {
+  serve([](int fd) {
+    Bytes header(protocol::kHeaderSize);
+    const protocol::FrameHeader huge{FrameType::kDeliver, 0, 0, kMaxHubFrameLength + 1};
+    codec::encode_header(std::span<std::uint8_t, protocol::kHeaderSize>(header.data(), header.size()), huge);
+    write_all(fd, header);
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<Delivery> delivery = client->next_delivery();
+  ASSERT_FALSE(delivery);
+  EXPECT_EQ(delivery.error().code, EPROTO);
+}
+
+TEST_F(RelayClientTest, RawReadAndWritePassFramesThroughUntouched) {
+  serve([this](int fd) {
+    Bytes error;
+    codec::append_error(error, ErrorCode::kNonzeroFlags, "nonzero flags");
+    write_all(fd, error);
+    received_ = read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<Frame> frame = client->read_frame();
+  ASSERT_TRUE(frame) << frame.error().message;
+  EXPECT_EQ(frame->header.type, FrameType::kError);
+  Bytes expected_payload{static_cast<std::uint8_t>(ErrorCode::kNonzeroFlags)};
+  const Bytes reason = text("nonzero flags");
+  expected_payload.insert(expected_payload.end(), reason.begin(), reason.end());
+  EXPECT_EQ(frame->payload, expected_payload);
+
+  const Bytes garbage{0x01, 0x00, 0x01, 0x00, 0, 0, 0, 0};
+  ASSERT_TRUE(client->send_raw(garbage));
+  client->close();
+  EXPECT_EQ(client->fd(), -1);
+  join_hub();
+  EXPECT_EQ(received_, garbage);
+}
+
+}  // namespace
+}  // namespace ringhub::client

@@ -1,0 +1,542 @@
+// Tests for core/outbound_queue: iovecs over queued slices (limits, partial consumes, placeholders that
+// hold request order), block references released exactly when their slice is sent or dropped, the
+// `keep` hand-off, truncate_after/clear, ring growth and release, and for_each_after.
+#include "core/outbound_queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <new>
+#include <vector>
+
+#include "core/shared_block.hpp"
+
+// Counts live operator new[] allocations: the queue's slice ring is the only array allocation the
+// tests below make between two readings, so the count shows when the ring is freed.
+namespace {
+std::size_t g_live_array_allocations = 0;
+}  // namespace
+
+void* operator new[](std::size_t size) {
+  void* p = std::malloc(size == 0 ? 1 : size);
+  if (p == nullptr) {
+    throw std::bad_alloc();
+  }
+  ++g_live_array_allocations;
+  return p;
+}
+void operator delete[](void* p) noexcept {
+  if (p != nullptr) {
+    --g_live_array_allocations;
+    std::free(p);
+  }
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  operator delete[](p);
+}
+
+namespace ringhub {
+namespace {
+
+// A heap block of `size` bytes where byte i is `seed + i` (mod 256).
+BlockRef make_block(std::uint32_t size, std::uint8_t seed, std::uint64_t* in_use = nullptr) {
+  BlockRef block = HeapBlock::create(size, in_use);
+  for (std::uint32_t i = 0; i < size; ++i) {
+    block.data()[i] = static_cast<std::uint8_t>(seed + i);
+  }
+  return block;
+}
+
+// A block over test-owned bytes whose release counts calls.
+struct CountingBlock {
+  static void release(SharedBlock* block) { ++*static_cast<int*>(block->owner()); }
+
+  explicit CountingBlock(std::uint32_t size) : bytes(size), block(bytes.data(), size, &release, &releases) {
+    for (std::uint32_t i = 0; i < size; ++i) {
+      bytes[i] = static_cast<std::uint8_t>(i);
+    }
+  }
+
+  std::vector<std::uint8_t> bytes;
+  int releases = 0;
+  SharedBlock block;
+};
+
+std::vector<std::uint8_t> gather(const iovec* iov, std::size_t count) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto* p = static_cast<const std::uint8_t*>(iov[i].iov_base);
+    out.insert(out.end(), p, p + iov[i].iov_len);
+  }
+  return out;
+}
+
+std::size_t total_len(const iovec* iov, std::size_t count) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    n += iov[i].iov_len;
+  }
+  return n;
+}
+
+constexpr std::size_t kNoByteLimit = SIZE_MAX;
+
+TEST(OutboundQueueTest, IdleQueueIsFourWords) {
+  EXPECT_LE(sizeof(OutboundQueue), 4 * sizeof(void*));
+}
+
+TEST(OutboundQueueTest, StartsEmpty) {
+  OutboundQueue q;
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.slice_count(), 0U);
+  EXPECT_EQ(q.queued_bytes(), 0U);
+  iovec iov[4];
+  EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);
+  q.clear();
+  q.consume(0);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(OutboundQueueTest, IovecPointsAtSliceBytes) {
+  OutboundQueue q;
+  BlockRef block = make_block(64, 0);
+  q.push(block, 10, 20);
+  EXPECT_FALSE(q.empty());
+  EXPECT_EQ(q.slice_count(), 1U);
+  EXPECT_EQ(q.queued_bytes(), 20U);
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
+  EXPECT_EQ(iov[0].iov_base, block.data() + 10);
+  EXPECT_EQ(iov[0].iov_len, 20U);
+  // fill_iovecs is const: asking again gives the same answer.
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
+  EXPECT_EQ(iov[0].iov_base, block.data() + 10);
+}
+
+TEST(OutboundQueueTest, PartialConsumeMovesIntoTheHeadSlice) {
+  OutboundQueue q;
+  BlockRef a = make_block(32, 0);
+  BlockRef b = make_block(32, 100);
+  q.push(a, 5, 10);
+  q.push(b, 0, 8);
+  q.consume(3);
+  EXPECT_EQ(q.queued_bytes(), 15U);
+  EXPECT_EQ(q.slice_count(), 2U);
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, a.data() + 8);
+  EXPECT_EQ(iov[0].iov_len, 7U);
+  EXPECT_EQ(iov[1].iov_base, b.data());
+  EXPECT_EQ(iov[1].iov_len, 8U);
+
+  q.consume(6);  // one byte of the head left
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, a.data() + 14);
+  EXPECT_EQ(iov[0].iov_len, 1U);
+
+  q.consume(3);  // finishes the head and takes two bytes of the next slice
+  EXPECT_EQ(q.slice_count(), 1U);
+  EXPECT_EQ(q.queued_bytes(), 6U);
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
+  EXPECT_EQ(iov[0].iov_base, b.data() + 2);
+  EXPECT_EQ(iov[0].iov_len, 6U);
+
+  q.consume(6);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.queued_bytes(), 0U);
+}
+
+TEST(OutboundQueueTest, ConsumeAcrossManySlicesInOneCall) {
+  OutboundQueue q;
+  BlockRef block = make_block(100, 0);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    q.push(block, i * 10, 10);
+  }
+  q.consume(34);  // three whole slices and four bytes of the fourth
+  EXPECT_EQ(q.slice_count(), 2U);
+  EXPECT_EQ(q.queued_bytes(), 16U);
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, block.data() + 34);
+  EXPECT_EQ(iov[0].iov_len, 6U);
+  EXPECT_EQ(iov[1].iov_base, block.data() + 40);
+}
+
+// Streams many slices through the queue with small send limits and uneven consumes, checking that the
+// bytes the iovecs name are always exactly the next unsent bytes of the stream.
+TEST(OutboundQueueTest, StreamThroughManySlicesKeepsByteOrder) {
+  std::uint64_t in_use = 0;
+  OutboundQueue q;
+  std::vector<std::uint8_t> expected;
+  std::uint32_t rng = 12345;
+  auto next = [&rng](std::uint32_t bound) {
+    rng = rng * 1103515245U + 12345U;
+    return (rng >> 16) % bound;
+  };
+  for (int b = 0; b < 12; ++b) {
+    BlockRef block = make_block(200, static_cast<std::uint8_t>(b * 37), &in_use);
+    std::uint32_t offset = 0;
+    while (offset < 200) {  // several slices per block, some of one byte
+      const std::uint32_t length = std::min<std::uint32_t>(1 + next(40), 200 - offset);
+      q.push(block, offset, length);
+      expected.insert(expected.end(), block.data() + offset, block.data() + offset + length);
+      offset += length;
+    }
+  }
+  EXPECT_EQ(q.queued_bytes(), expected.size());
+  EXPECT_GT(q.slice_count(), 8U);
+
+  std::size_t sent = 0;
+  iovec iov[5];
+  while (!q.empty()) {
+    const std::size_t max_bytes = 1 + next(90);
+    const std::size_t count = q.fill_iovecs(iov, 5, max_bytes);
+    ASSERT_GE(count, 1U);
+    ASSERT_LE(count, 5U);
+    const std::vector<std::uint8_t> got = gather(iov, count);
+    ASSERT_TRUE(count == 1 || got.size() <= max_bytes);
+    ASSERT_LE(sent + got.size(), expected.size());
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), expected.begin() + static_cast<std::ptrdiff_t>(sent)))
+        << "at stream byte " << sent;
+    // The kernel may take less than offered.
+    const std::size_t taken = next(4) == 0 ? got.size() : 1 + next(static_cast<std::uint32_t>(got.size()));
+    q.consume(taken);
+    sent += taken;
+    ASSERT_EQ(q.queued_bytes(), expected.size() - sent);
+  }
+  EXPECT_EQ(sent, expected.size());
+  EXPECT_EQ(in_use, 0U);  // every block released once its last slice left
+}
+
+TEST(OutboundQueueTest, MaxIovLimitsSliceCount) {
+  OutboundQueue q;
+  BlockRef block = make_block(100, 0);
+  for (std::uint32_t i = 0; i < 10; ++i) {
+    q.push(block, i * 10, 10);
+  }
+  iovec iov[10];
+  EXPECT_EQ(q.fill_iovecs(iov, 3, kNoByteLimit), 3U);
+  EXPECT_EQ(iov[2].iov_base, block.data() + 20);
+  EXPECT_EQ(q.fill_iovecs(iov, 10, kNoByteLimit), 10U);
+  EXPECT_EQ(q.fill_iovecs(iov, 0, kNoByteLimit), 0U);
+}
+
+TEST(OutboundQueueTest, MaxBytesLimitsTotalButTakesAtLeastOneSlice) {
+  OutboundQueue q;
+  BlockRef block = make_block(100, 0);
+  q.push(block, 0, 10);
+  q.push(block, 10, 10);
+  q.push(block, 20, 10);
+  iovec iov[4];
+  EXPECT_EQ(q.fill_iovecs(iov, 4, 30), 3U);
+  EXPECT_EQ(q.fill_iovecs(iov, 4, 29), 2U);
+  EXPECT_EQ(q.fill_iovecs(iov, 4, 20), 2U);
+  EXPECT_EQ(q.fill_iovecs(iov, 4, 19), 1U);
+  // A head slice bigger than the limit still goes out whole.
+  ASSERT_EQ(q.fill_iovecs(iov, 4, 4), 1U);
+  EXPECT_EQ(iov[0].iov_len, 10U);
+  ASSERT_EQ(q.fill_iovecs(iov, 4, 0), 1U);
+  EXPECT_EQ(iov[0].iov_len, 10U);
+  // The limit counts only the unsent part of the head.
+  q.consume(6);
+  ASSERT_EQ(q.fill_iovecs(iov, 4, 14), 2U);
+  EXPECT_EQ(total_len(iov, 2), 14U);
+  EXPECT_EQ(q.fill_iovecs(iov, 4, 13), 1U);
+}
+
+TEST(OutboundQueueTest, PlaceholderHoldsLaterSlicesUntilFilled) {
+  OutboundQueue q;
+  BlockRef a = make_block(16, 0);
+  BlockRef reply = make_block(16, 50);
+  BlockRef c = make_block(16, 100);
+  q.push(a, 0, 4);
+  q.push_placeholder(7);
+  q.push(c, 0, 6);
+  EXPECT_EQ(q.slice_count(), 3U);
+  EXPECT_EQ(q.queued_bytes(), 10U);  // a placeholder has no bytes yet
+
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);  // stops at the placeholder
+  EXPECT_EQ(iov[0].iov_base, a.data());
+  q.consume(4);
+  EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);  // the head is the placeholder
+  EXPECT_FALSE(q.empty());
+
+  EXPECT_FALSE(q.fill_placeholder(8, reply, 0, 5));  // wrong token
+  EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);
+  ASSERT_TRUE(q.fill_placeholder(7, reply, 3, 5));
+  EXPECT_EQ(q.queued_bytes(), 11U);
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, reply.data() + 3);
+  EXPECT_EQ(iov[0].iov_len, 5U);
+  EXPECT_EQ(iov[1].iov_base, c.data());
+  EXPECT_EQ(iov[1].iov_len, 6U);
+  EXPECT_FALSE(q.fill_placeholder(7, reply, 0, 5));  // already filled
+}
+
+TEST(OutboundQueueTest, PlaceholdersFilledOutOfOrderStillSendInRequestOrder) {
+  OutboundQueue q;
+  BlockRef first = make_block(8, 0);
+  BlockRef second = make_block(8, 0);
+  q.push_placeholder(1);
+  q.push_placeholder(2);
+  ASSERT_TRUE(q.fill_placeholder(2, second, 0, 8));
+  iovec iov[4];
+  EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);  // reply 1 is not ready: reply 2 waits
+  ASSERT_TRUE(q.fill_placeholder(1, first, 0, 8));
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, first.data());
+  EXPECT_EQ(iov[1].iov_base, second.data());
+}
+
+TEST(OutboundQueueTest, FillPlaceholderAfterClearReturnsFalse) {
+  OutboundQueue q;
+  q.push_placeholder(3);
+  q.clear();
+  CountingBlock cb(8);
+  EXPECT_FALSE(q.fill_placeholder(3, BlockRef(&cb.block), 0, 8));
+  EXPECT_EQ(cb.releases, 1);  // the refused block is not leaked
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(OutboundQueueTest, ConsumeReleasesABlockExactlyWhenItsLastSliceIsSent) {
+  CountingBlock a(30);
+  CountingBlock b(30);
+  OutboundQueue q;
+  q.push(BlockRef(&a.block), 0, 10);
+  q.push(BlockRef(&a.block), 10, 10);
+  q.push(BlockRef(&b.block), 0, 10);
+  EXPECT_EQ(a.block.refs(), 2U);
+  EXPECT_EQ(b.block.refs(), 1U);
+
+  q.consume(9);
+  EXPECT_EQ(a.block.refs(), 2U);  // first slice not fully sent
+  q.consume(1);
+  EXPECT_EQ(a.block.refs(), 1U);  // first slice done
+  EXPECT_EQ(a.releases, 0);
+  q.consume(9);
+  EXPECT_EQ(a.releases, 0);
+  q.consume(1);
+  EXPECT_EQ(a.releases, 1);
+  EXPECT_EQ(b.releases, 0);
+  q.consume(10);
+  EXPECT_EQ(b.releases, 1);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(OutboundQueueTest, ConsumeHandsReferencesToKeep) {
+  CountingBlock a(30);
+  CountingBlock b(30);
+  OutboundQueue q;
+  q.push(BlockRef(&a.block), 0, 10);
+  q.push(BlockRef(&b.block), 0, 10);
+
+  std::vector<BlockRef> keep;
+  q.consume(10, &keep);  // slice a fully sent: its reference moves into keep
+  ASSERT_EQ(keep.size(), 1U);
+  EXPECT_EQ(keep[0].get(), &a.block);
+  EXPECT_EQ(a.block.refs(), 1U);
+  EXPECT_EQ(a.releases, 0);
+
+  q.consume(4, &keep);  // slice b partly sent: keep gets its own reference, the queue keeps one
+  ASSERT_EQ(keep.size(), 2U);
+  EXPECT_EQ(keep[1].get(), &b.block);
+  EXPECT_EQ(b.block.refs(), 2U);
+
+  keep.clear();
+  EXPECT_EQ(a.releases, 1);
+  EXPECT_EQ(b.releases, 0);
+  EXPECT_EQ(b.block.refs(), 1U);
+
+  q.consume(6, &keep);
+  ASSERT_EQ(keep.size(), 1U);
+  EXPECT_EQ(b.releases, 0);  // held by keep until the notification
+  keep.clear();
+  EXPECT_EQ(b.releases, 1);
+}
+
+TEST(OutboundQueueTest, TruncateAfterKeepsWholeSlicesCoveringInFlightBytes) {
+  std::deque<CountingBlock> blocks;  // a deque never moves its elements
+  OutboundQueue q;
+  for (int i = 0; i < 4; ++i) {
+    blocks.emplace_back(10);
+    q.push(BlockRef(&blocks.back().block), 0, 10);
+  }
+  q.consume(5);  // head: 5 unsent bytes
+  ASSERT_EQ(q.queued_bytes(), 35U);
+
+  // 12 bytes in flight: the rest of slice 0 (5) and 7 of slice 1. Both stay whole; 2 and 3 go.
+  q.truncate_after(12);
+  EXPECT_EQ(q.slice_count(), 2U);
+  EXPECT_EQ(q.queued_bytes(), 15U);
+  EXPECT_EQ(blocks[0].releases, 0);
+  EXPECT_EQ(blocks[1].releases, 0);
+  EXPECT_EQ(blocks[2].releases, 1);
+  EXPECT_EQ(blocks[3].releases, 1);
+
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, blocks[0].bytes.data() + 5);
+  EXPECT_EQ(iov[0].iov_len, 5U);
+  EXPECT_EQ(iov[1].iov_len, 10U);
+
+  // Exactly the head's remainder in flight: only the head stays.
+  q.truncate_after(5);
+  EXPECT_EQ(q.slice_count(), 1U);
+  EXPECT_EQ(q.queued_bytes(), 5U);
+  EXPECT_EQ(blocks[1].releases, 1);
+
+  // Nothing in flight: everything goes, including the partly sent head.
+  q.truncate_after(0);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.queued_bytes(), 0U);
+  EXPECT_EQ(blocks[0].releases, 1);
+}
+
+TEST(OutboundQueueTest, TruncateAfterMoreThanQueuedKeepsEverything) {
+  OutboundQueue q;
+  BlockRef block = make_block(30, 0);
+  q.push(block, 0, 10);
+  q.push(block, 10, 10);
+  q.truncate_after(1000);
+  EXPECT_EQ(q.slice_count(), 2U);
+  EXPECT_EQ(q.queued_bytes(), 20U);
+}
+
+TEST(OutboundQueueTest, TruncateAfterDropsPendingPlaceholders) {
+  OutboundQueue q;
+  BlockRef block = make_block(30, 0);
+  q.push(block, 0, 10);
+  q.push_placeholder(9);
+  q.push(block, 10, 10);
+  q.truncate_after(10);
+  EXPECT_EQ(q.slice_count(), 1U);
+  EXPECT_EQ(q.queued_bytes(), 10U);
+  EXPECT_FALSE(q.fill_placeholder(9, block, 0, 4));
+}
+
+TEST(OutboundQueueTest, ClearReleasesEverything) {
+  std::uint64_t in_use = 0;
+  {
+    OutboundQueue q;
+    for (int i = 0; i < 20; ++i) {
+      q.push(make_block(100, 0, &in_use), 0, 100);
+    }
+    q.push_placeholder(1);
+    q.consume(150);
+    EXPECT_EQ(in_use, 1900U);
+    q.clear();
+    EXPECT_TRUE(q.empty());
+    EXPECT_EQ(q.slice_count(), 0U);
+    EXPECT_EQ(q.queued_bytes(), 0U);
+    EXPECT_EQ(in_use, 0U);
+
+    q.push(make_block(50, 0, &in_use), 0, 50);  // usable after clear
+    EXPECT_EQ(q.queued_bytes(), 50U);
+  }
+  EXPECT_EQ(in_use, 0U);  // the destructor clears too
+}
+
+TEST(OutboundQueueTest, GrowsPastEightSlicesAcrossTheRingWrapInOrder) {
+  OutboundQueue q;
+  BlockRef block = make_block(256, 0);
+  // Move the head off zero so that growth has to unwrap the ring.
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    q.push(block, i, 1);
+  }
+  q.consume(5);
+  for (std::uint32_t i = 6; i < 100; ++i) {
+    q.push(block, i, 1);
+  }
+  EXPECT_EQ(q.slice_count(), 95U);
+  EXPECT_EQ(q.queued_bytes(), 95U);
+  std::vector<iovec> iov(128);
+  ASSERT_EQ(q.fill_iovecs(iov.data(), iov.size(), kNoByteLimit), 95U);
+  for (std::uint32_t i = 0; i < 95; ++i) {
+    ASSERT_EQ(iov[i].iov_base, block.data() + 5 + i) << "slice " << i;
+    ASSERT_EQ(iov[i].iov_len, 1U);
+  }
+}
+
+TEST(OutboundQueueTest, FreesItsRingWhenEmptied) {
+  const std::size_t before = g_live_array_allocations;
+  OutboundQueue q;
+  BlockRef block = make_block(64, 0);
+  q.push(block, 0, 10);
+  EXPECT_EQ(g_live_array_allocations, before + 1);
+  for (std::uint32_t i = 1; i < 20; ++i) {
+    q.push(block, 0, 1);
+  }
+  EXPECT_EQ(g_live_array_allocations, before + 1);  // growth replaced the ring, no leak
+  q.consume(q.queued_bytes());
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(g_live_array_allocations, before);  // consume of the last slice frees it
+
+  q.push(block, 0, 10);
+  EXPECT_EQ(g_live_array_allocations, before + 1);
+  q.truncate_after(0);
+  EXPECT_EQ(g_live_array_allocations, before);  // and so does truncation to nothing
+
+  q.push(block, 0, 10);
+  q.consume(10);
+  EXPECT_EQ(g_live_array_allocations, before);
+  EXPECT_EQ(block->refs(), 1U);
+}
+
+TEST(OutboundQueueTest, ForEachAfterSkipsInFlightSlicesAndPlaceholders) {
+  OutboundQueue q;
+  BlockRef block = make_block(64, 0);
+  q.push(block, 0, 10);
+  q.push(block, 10, 10);
+  q.push_placeholder(4);
+  q.push(block, 20, 10);
+  q.consume(4);  // head has 6 unsent bytes
+
+  auto visited_offsets = [&q](std::size_t skip) {
+    std::vector<std::uint32_t> offsets;
+    q.for_each_after(skip, [&offsets](Slice& s) { offsets.push_back(s.offset); });
+    return offsets;
+  };
+  EXPECT_EQ(visited_offsets(0), (std::vector<std::uint32_t>{0, 10, 20}));
+  EXPECT_EQ(visited_offsets(6), (std::vector<std::uint32_t>{10, 20}));
+  EXPECT_EQ(visited_offsets(7), (std::vector<std::uint32_t>{20}));  // slice 10 is partly in flight
+  EXPECT_EQ(visited_offsets(16), (std::vector<std::uint32_t>{20}));
+  EXPECT_EQ(visited_offsets(17), (std::vector<std::uint32_t>{}));
+}
+
+TEST(OutboundQueueTest, ForEachAfterCanReplaceBlocks) {
+  CountingBlock pinned(40);
+  std::uint64_t in_use = 0;
+  OutboundQueue q;
+  q.push(BlockRef(&pinned.block), 0, 10);
+  q.push(BlockRef(&pinned.block), 10, 20);
+  // Unpin everything after the first 10 bytes (a send in flight): copy it into a heap block.
+  q.for_each_after(10, [&in_use](Slice& s) {
+    BlockRef copy = HeapBlock::create(s.length, &in_use);
+    std::memcpy(copy.data(), s.block.data() + s.offset, s.length);
+    s.block = std::move(copy);
+    s.offset = 0;
+  });
+  EXPECT_EQ(pinned.block.refs(), 1U);
+  EXPECT_EQ(in_use, 20U);
+  EXPECT_EQ(q.queued_bytes(), 30U);
+
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(iov[0].iov_base, pinned.bytes.data());
+  EXPECT_NE(iov[1].iov_base, pinned.bytes.data() + 10);
+  const std::vector<std::uint8_t> got = gather(iov, 2);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), pinned.bytes.begin()));
+  q.consume(10);
+  EXPECT_EQ(pinned.releases, 1);
+  q.consume(20);
+  EXPECT_EQ(in_use, 0U);
+}
+
+}  // namespace
+}  // namespace ringhub
