@@ -13,6 +13,7 @@ FanoutPlanner::FanoutPlanner(unsigned shard_count, unsigned this_shard, const Id
 
 const FanoutPlan& FanoutPlanner::plan(protocol::UserId sender, std::span<const protocol::UserId> receivers) {
   plan_.local.clear();
+  plan_.everywhere.clear();
   for (auto& ids : plan_.remote) {
     ids.clear();
   }
@@ -45,14 +46,7 @@ void FanoutPlanner::route(protocol::UserId id) {
         plan_.remote[where.shard].push_back(id);
       }
       return;
-    case IdDirectory::Where::kAskEveryShard:
-      plan_.local.push_back(id);
-      for (unsigned s = 0; s < shard_count_; ++s) {
-        if (s != this_shard_) {
-          plan_.remote[s].push_back(id);
-        }
-      }
-      return;
+    case IdDirectory::Where::kAskEveryShard: plan_.everywhere.push_back(id); return;
   }
 }
 

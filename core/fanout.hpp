@@ -13,7 +13,8 @@ namespace ringhub {
 
 struct FanoutPlan {
   std::vector<protocol::UserId> local;                // receivers that may live on this shard
-  std::vector<std::vector<protocol::UserId>> remote;  // [shard] -> receivers that may live there
+  std::vector<std::vector<protocol::UserId>> remote;  // [shard] -> receivers that live there
+  std::vector<protocol::UserId> everywhere;           // owner unknown (shared directory slot): ask all
   std::size_t skipped = 0;                            // duplicates, the sender, ids nobody owns
 };
 

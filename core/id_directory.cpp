@@ -10,15 +10,24 @@ IdDirectory::IdDirectory(std::size_t min_slots)
     : mask_(std::bit_ceil(std::max<std::size_t>(min_slots, 64)) - 1),
       slots_(std::make_unique<std::atomic<std::uint64_t>[]>(mask_ + 1)) {}
 
+namespace {
+std::uint64_t owner_of(std::uint64_t word) {
+  return word & 0xFF;
+}
+std::uint64_t displaced_of(std::uint64_t word) {
+  return (word >> 8) & 0xFF;
+}
+}  // namespace
+
 void IdDirectory::publish(protocol::UserId id, unsigned shard) {
   auto& word = slot(id);
   std::uint64_t old = word.load(std::memory_order_relaxed);
   for (;;) {
-    // A slot still naming another live id becomes shared; an empty slot keeps its shared bit (the
-    // displaced id may still be alive elsewhere only if the bit was set when it was displaced).
-    const bool occupied = (old & kShardMask) != 0;
-    const std::uint64_t shared = (old & kSharedBit) | (occupied ? kSharedBit : 0);
-    const std::uint64_t next = (id << 8) | shared | (shard + 1);
+    std::uint64_t displaced = displaced_of(old);
+    if (owner_of(old) != 0 && displaced < kDisplacedStuck) {
+      ++displaced;  // the current owner stays alive elsewhere: its lookups must ask every shard
+    }
+    const std::uint64_t next = (id << kIdShift) | (displaced << kDisplacedShift) | (shard + 1);
     if (word.compare_exchange_weak(old, next, std::memory_order_release, std::memory_order_relaxed)) {
       return;
     }
@@ -28,9 +37,15 @@ void IdDirectory::publish(protocol::UserId id, unsigned shard) {
 void IdDirectory::retract(protocol::UserId id) {
   auto& word = slot(id);
   std::uint64_t old = word.load(std::memory_order_relaxed);
-  // Only the id that holds the slot clears it; a displaced id leaves the newer owner alone.
-  while ((old >> 8) == id && (old & kShardMask) != 0) {
-    const std::uint64_t next = old & kSharedBit;
+  for (;;) {
+    std::uint64_t next = old;
+    if ((old >> kIdShift) == id && owner_of(old) != 0) {
+      next = old & (kByte << kDisplacedShift);  // the owner leaves; displaced ids stay counted
+    } else if (displaced_of(old) > 0 && displaced_of(old) < kDisplacedStuck) {
+      next = old - (std::uint64_t{1} << kDisplacedShift);  // a displaced id leaves
+    } else {
+      return;
+    }
     if (word.compare_exchange_weak(old, next, std::memory_order_release, std::memory_order_relaxed)) {
       return;
     }
@@ -39,10 +54,10 @@ void IdDirectory::retract(protocol::UserId id) {
 
 IdDirectory::Lookup IdDirectory::lookup(protocol::UserId id) const {
   const std::uint64_t word = slot(id).load(std::memory_order_acquire);
-  if ((word >> 8) == id && (word & kShardMask) != 0) {
-    return {Where::kShard, static_cast<unsigned>((word & kShardMask) - 1)};
+  if ((word >> kIdShift) == id && owner_of(word) != 0) {
+    return {Where::kShard, static_cast<unsigned>(owner_of(word) - 1)};
   }
-  if ((word & kSharedBit) != 0) {
+  if (displaced_of(word) != 0) {
     return {Where::kAskEveryShard, 0};
   }
   return {};

@@ -29,8 +29,18 @@ struct RelayMessage : ShardMessage {
   SharedBlock proxy;  // touched only on the target shard
   std::uint32_t offset;
   std::uint32_t length;
-  std::vector<protocol::UserId> receivers;
-  void* target_shard = nullptr;  // set by the target, for the proxy's release
+  std::vector<protocol::UserId> receivers;  // owned by the target: a miss is a departed receiver
+  std::vector<protocol::UserId> maybe;      // owner unknown (shared directory slot): a miss is no news
+  std::vector<std::uint8_t> maybe_found;    // set by the target: which `maybe` ids it delivered to
+  struct MaybeTally* tally = nullptr;       // on the origin: combines every shard's maybe_found
+  void* target_shard = nullptr;             // set by the target, for the proxy's release
+};
+
+// A relay's ids that every shard was asked about: once every shard answered, those nobody delivered
+// to are counted as skipped, once. Lives on the origin shard.
+struct MaybeTally {
+  unsigned outstanding = 0;         // RelayMessages not yet back
+  std::vector<std::uint8_t> found;  // per id of the plan's `everywhere` list
 };
 
 // One shard's share of a LIST: the target appends its ids and sends the message back as kListPart.

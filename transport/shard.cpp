@@ -130,7 +130,10 @@ void Shard::before_wait() {
   flush_sends();
   flush_outboxes();
   relieved_this_iteration_ = false;
-  if (pool_->publish_recycled() > 0) {
+  pool_->publish_recycled();
+  // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
+  // reaped after the buffers that would have served it were already published).
+  if (!waiting_for_buffers_.empty() && pool_->held() < pool_->count()) {
     rearm_waiting_recvs();
   }
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_) {

@@ -109,8 +109,12 @@ class Shard {
   void reply_identity(Connection& conn);
   void reply_list(Connection& conn);
   void relay(Connection& conn, FrameView& frame);
-  void deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                  std::uint32_t length);
+  // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
+  // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
+  // whether it was queued.
+  bool deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
+                  std::uint32_t length, bool count_miss);
+  void on_relay_done(RelayMessage* message);
   void close_with_error(Connection& conn, protocol::ErrorCode code);
   void on_inbox(ShardBatch* batch);
   void on_relay_message(RelayMessage* message);

@@ -92,38 +92,62 @@ void Shard::relay(Connection& conn, FrameView& frame) {
                                    frame.block.data() + offset, protocol::kDeliverPrefixSize),
                                conn.id, body_size);
   for (const protocol::UserId id : plan.local) {
-    deliver_to(id, frame.block, offset, length);
+    deliver_to(id, frame.block, offset, length, true);
+  }
+  MaybeTally* tally = nullptr;
+  if (!plan.everywhere.empty()) {
+    tally = new MaybeTally{shared_.shard_count - 1, std::vector<std::uint8_t>(plan.everywhere.size())};
+    for (std::size_t i = 0; i < plan.everywhere.size(); ++i) {
+      tally->found[i] = deliver_to(plan.everywhere[i], frame.block, offset, length, false) ? 1 : 0;
+    }
   }
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
-    if (plan.remote.empty() || plan.remote[s].empty()) {
+    if (s == index_ || (plan.remote[s].empty() && tally == nullptr)) {
       continue;
     }
     auto* message = new RelayMessage(index_, frame.block, offset, length);
     message->receivers = plan.remote[s];
+    message->maybe = plan.everywhere;
+    message->tally = tally;
     post(s, message);
     ++awaiting_replies_;
   }
 }
 
-void Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                       std::uint32_t length) {
+void Shard::on_relay_done(RelayMessage* message) {
+  --awaiting_replies_;
+  if (MaybeTally* tally = message->tally) {
+    for (std::size_t i = 0; i < tally->found.size(); ++i) {
+      tally->found[i] |= message->maybe_found[i];
+    }
+    if (--tally->outstanding == 0) {
+      counters_.skipped_receivers.add(
+          static_cast<std::uint64_t>(std::count(tally->found.begin(), tally->found.end(), 0)));
+      delete tally;
+    }
+  }
+  delete message;  // drops `original` here, on its owner's thread
+}
+
+bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
+                       std::uint32_t length, bool count_miss) {
   RegistryEntry* entry = registry_.find(receiver);
   if (entry == nullptr) {
-    counters_.skipped_receivers.add(1);  // departed, or never existed
-    return;
+    if (count_miss) {
+      counters_.skipped_receivers.add(1);  // departed since the directory said it lived here
+    }
+    return false;
   }
   counters_.deliveries.add(1);
   enqueue(static_cast<Connection&>(*entry), block, offset, length);
+  return true;
 }
 
 void Shard::on_inbox(ShardBatch* batch) {
   for (ShardMessage* message : batch->messages) {
     switch (message->kind) {
       case ShardMessage::Kind::kRelay: on_relay_message(static_cast<RelayMessage*>(message)); break;
-      case ShardMessage::Kind::kRelayDone:
-        --awaiting_replies_;
-        delete static_cast<RelayMessage*>(message);  // drops `original` here, on its owner's thread
-        break;
+      case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); break;
       case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); break;
       case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); break;
     }
@@ -138,7 +162,12 @@ void Shard::on_relay_message(RelayMessage* message) {
   message->target_shard = this;
   const BlockRef proxy(&message->proxy);  // held while delivering, so the count cannot hit 0 early
   for (const protocol::UserId id : message->receivers) {
-    deliver_to(id, proxy, message->offset, message->length);
+    deliver_to(id, proxy, message->offset, message->length, true);
+  }
+  message->maybe_found.resize(message->maybe.size());
+  for (std::size_t i = 0; i < message->maybe.size(); ++i) {
+    message->maybe_found[i] =
+        deliver_to(message->maybe[i], proxy, message->offset, message->length, false) ? 1 : 0;
   }
 }
 

@@ -1,6 +1,6 @@
 // Tests for core/fanout: one shard keeps every receiver local (duplicates and the sender skipped); with
-// several shards the directory routes ids to their shards, drops unknown ids and sends kAskEveryShard
-// ids everywhere; a reused planner starts each plan afresh.
+// several shards the directory routes ids to their shards, drops unknown ids and plans kAskEveryShard
+// ids for every shard; a reused planner starts each plan afresh.
 #include "core/fanout.hpp"
 
 #include <gtest/gtest.h>
@@ -81,7 +81,7 @@ TEST(FanoutTest, MultiShardSkipsUnknownIdsDuplicatesAndTheSender) {
   EXPECT_EQ(plan.skipped, 4U);  // 40 and 41 unknown, one duplicate 2, the sender 7
 }
 
-TEST(FanoutTest, AskEveryShardIdsGoLocalAndToEveryOtherShard) {
+TEST(FanoutTest, AskEveryShardIdsArePlannedForEveryShard) {
   IdDirectory dir(64);
   const UserId displaced = 6;
   const UserId owner = displaced + dir.slot_count();
@@ -92,11 +92,12 @@ TEST(FanoutTest, AskEveryShardIdsGoLocalAndToEveryOtherShard) {
   FanoutPlanner planner(4, 1, &dir);
   const Ids receivers = {9, displaced, owner};
   const FanoutPlan& plan = planner.plan(100, receivers);
-  EXPECT_EQ(plan.local, (Ids{displaced}));
-  EXPECT_EQ(plan.remote[0], (Ids{displaced, owner}));
+  EXPECT_TRUE(plan.local.empty());
+  EXPECT_EQ(plan.everywhere, (Ids{displaced}));
+  EXPECT_EQ(plan.remote[0], (Ids{owner}));
   EXPECT_TRUE(plan.remote[1].empty());
-  EXPECT_EQ(plan.remote[2], (Ids{displaced}));
-  EXPECT_EQ(plan.remote[3], (Ids{displaced, 9}));
+  EXPECT_TRUE(plan.remote[2].empty());
+  EXPECT_EQ(plan.remote[3], (Ids{9}));
   EXPECT_EQ(plan.skipped, 0U);
 }
 

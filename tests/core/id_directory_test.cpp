@@ -72,7 +72,7 @@ TEST(IdDirectoryTest, HighestShardAndLargeIds) {
   dir.publish(1, top);
   EXPECT_EQ(dir.lookup(1).where, Where::kShard);
   EXPECT_EQ(dir.lookup(1).shard, top);
-  const UserId big = (UserId{1} << 56) - 1;  // the largest id the packed word holds
+  const UserId big = IdDirectory::kMaxId;  // the largest id the packed word holds
   dir.publish(big, 5);
   EXPECT_EQ(dir.lookup(big).where, Where::kShard);
   EXPECT_EQ(dir.lookup(big).shard, 5U);
@@ -213,6 +213,23 @@ TEST(IdDirectoryTest, ConcurrentReadersNeverSeeAWrongShard) {
   for (const UserId id : churn) {
     EXPECT_NE(dir.lookup(id).where, Where::kShard) << id;  // all retracted
   }
+}
+
+TEST(IdDirectoryTest, SlotIsExactAgainOnceDisplacedIdsLeave) {
+  IdDirectory dir(64);
+  const UserId n = dir.slot_count();
+  dir.publish(7, 1);
+  dir.publish(7 + n, 2);      // displaces 7
+  dir.publish(7 + 2 * n, 3);  // displaces 7 + n
+  EXPECT_EQ(dir.lookup(7).where, Where::kAskEveryShard);
+  dir.retract(7);
+  dir.retract(7 + n);
+  // Both displaced ids are gone: the owner answers exactly and strangers are unknown again.
+  EXPECT_EQ(dir.lookup(7 + 2 * n).where, Where::kShard);
+  EXPECT_EQ(dir.lookup(7 + 3 * n).where, Where::kUnknown);
+  EXPECT_EQ(dir.lookup(7).where, Where::kUnknown);
+  dir.retract(7 + 2 * n);
+  EXPECT_EQ(dir.lookup(7 + 2 * n).where, Where::kUnknown);
 }
 
 }  // namespace

@@ -1,0 +1,689 @@
+// Hub robustness against hostile or broken clients: every protocol violation gets its ERROR frame and a
+// clean close while the hub keeps serving; senders vanishing mid-frame, slow consumers, pinned receive
+// buffers, a full server, garbage floods and connection churn leave no stall, no leak, bounded memory.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "core/frame_codec.hpp"
+#include "tests/transport/hub_fixture.hpp"
+
+namespace ringhub::testing {
+namespace {
+
+using client::Delivery;
+using client::Frame;
+using client::RelayClient;
+using protocol::ErrorCode;
+using protocol::FrameType;
+using protocol::UserId;
+using Bytes = std::vector<std::uint8_t>;
+using namespace std::chrono_literals;
+
+constexpr std::size_t kKiB = std::size_t{1} << 10;
+constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+// How long any single read from the hub may take before the test calls it a failure (a bound, not
+// a synchronisation delay: every wait returns as soon as its frame arrives).
+constexpr std::chrono::milliseconds kWait = 10s;
+
+// A header with any field values, valid or not, written byte by byte (not through the codec under test).
+Bytes raw_header(std::uint8_t type, std::uint8_t count, std::uint16_t flags, std::uint32_t length) {
+  Bytes out(protocol::kHeaderSize);
+  out[0] = type;
+  out[1] = count;
+  out[2] = static_cast<std::uint8_t>(flags & 0xFF);
+  out[3] = static_cast<std::uint8_t>(flags >> 8);
+  codec::store_u32(out.data() + 4, length);
+  return out;
+}
+
+Bytes join(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& part : parts) {
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  return out;
+}
+
+// Deterministic non-frame bytes.
+Bytes filler(std::size_t n, std::uint8_t seed = 0x5a) {
+  Bytes out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<std::uint8_t>(seed + i * 31);
+  }
+  return out;
+}
+
+Bytes id_bytes(UserId id) {
+  Bytes out(protocol::kIdSize);
+  codec::store_u64(out.data(), id);
+  return out;
+}
+
+bool is_utf8(std::span<const std::uint8_t> text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::uint8_t c = text[i];
+    std::size_t extra = 0;
+    if (c < 0x80) {
+      extra = 0;
+    } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+      extra = 1;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+    } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+      extra = 3;
+    } else {
+      return false;
+    }
+    if (text.size() - i - 1 < extra) {
+      return false;
+    }
+    for (std::size_t k = 1; k <= extra; ++k) {
+      if ((text[i + k] & 0xC0) != 0x80) {
+        return false;
+      }
+    }
+    i += 1 + extra;
+  }
+  return true;
+}
+
+// The hub's last frame on a refused connection: ERROR with `code` and a short, non-empty UTF-8 reason.
+void expect_error_frame(const Frame& frame, ErrorCode code) {
+  ASSERT_EQ(static_cast<int>(frame.header.type), static_cast<int>(FrameType::kError));
+  EXPECT_EQ(frame.header.count, 0);
+  EXPECT_EQ(frame.header.flags, 0);
+  ASSERT_GE(frame.payload.size(), 2U) << "an ERROR frame carries a code and a non-empty reason";
+  EXPECT_EQ(frame.payload[0], static_cast<std::uint8_t>(code));
+  const auto reason = std::span<const std::uint8_t>(frame.payload).subspan(1);
+  EXPECT_LE(reason.size(), protocol::kMaxErrorReasonSize);
+  EXPECT_TRUE(is_utf8(reason)) << "the reason is not UTF-8";
+}
+
+// After ERROR the hub closes: the next read is a clean EOF, not another frame, a reset or a timeout.
+void expect_eof(RelayClient& client) {
+  Result<Frame> after = client.read_frame(kWait);
+  ASSERT_FALSE(after.ok()) << "the hub sent a frame of type 0x" << std::hex
+                           << static_cast<int>(after->header.type) << " after its ERROR frame";
+  EXPECT_EQ(after.error().code, 0) << "wanted EOF, got: " << after.error().message;
+}
+
+// ERROR with `code` then EOF, after at most `max_replies` IDENTITY_REPLYs to frames sent before the
+// bad one.
+void expect_error_then_eof(RelayClient& client, ErrorCode code, int max_replies = 0) {
+  for (int replies = 0;; ++replies) {
+    Result<Frame> frame = client.read_frame(kWait);
+    ASSERT_TRUE(frame.ok()) << "wanted ERROR " << static_cast<int>(code)
+                            << ", got: " << frame.error().message;
+    if (frame->header.type == FrameType::kIdentityReply && replies < max_replies) {
+      continue;
+    }
+    ASSERT_NO_FATAL_FAILURE(expect_error_frame(*frame, code));
+    break;
+  }
+  expect_eof(client);
+}
+
+void set_socket_option(int fd, int option, const void* value, socklen_t size) {
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, option, value, size), 0) << std::strerror(errno);
+}
+
+// A receiver that never reads: a small, fixed receive buffer (no autotuning), so the rest of what is
+// relayed to it queues in the hub. Not smaller: below ~16 KiB TCP's silly-window avoidance makes the
+// final read-to-EOF crawl at ~100 ms per 4 KiB frame, past the hub's 5 s wait for the ERROR to be read.
+void shrink_receive_buffer(int fd) {
+  const int size = 64 * 1024;
+  set_socket_option(fd, SO_RCVBUF, &size, sizeof size);
+}
+
+// Bounds a blocking send, so a stalled hub fails the test instead of hanging it.
+void bound_sends(int fd, std::chrono::seconds limit) {
+  const timeval tv{static_cast<time_t>(limit.count()), 0};
+  set_socket_option(fd, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+// Reset instead of FIN on close.
+void abort_on_close(int fd) {
+  const linger hard{1, 0};
+  set_socket_option(fd, SO_LINGER, &hard, sizeof hard);
+}
+
+class HubRobustnessTest : public HubTest {
+ protected:
+  // The counters once nothing is queued for any client: the hub at rest.
+  HubStats quiet_stats() {
+    EXPECT_TRUE(eventually([&] { return stats().outbound_queued_bytes == 0; }));
+    return stats();
+  }
+
+  bool wait_buffer_bytes(std::uint64_t level) {
+    return eventually([&] { return stats().buffer_bytes_in_use == level; });
+  }
+
+  // `from` relays `text` to `to`, whose next delivery must be exactly that.
+  static void expect_relay(Peer& from, Peer& to, std::string_view text) {
+    const Bytes body = bytes_of(text);
+    const UserId receiver = to.id;
+    Result<void> sent = from.client.relay(std::span(&receiver, 1), body);
+    ASSERT_TRUE(sent.ok()) << sent.error().message;
+    Result<Delivery> got = to.client.next_delivery(kWait);
+    ASSERT_TRUE(got.ok()) << "user " << to.id << " waiting for '" << text << "': " << got.error().message;
+    EXPECT_EQ(got->sender, from.id);
+    EXPECT_EQ(got->body, body);
+  }
+
+  void expect_only_error_count(ErrorCode code, std::uint64_t n) {
+    const auto index = static_cast<std::size_t>(code);
+    EXPECT_TRUE(eventually([&] { return stats().protocol_errors[index] == n; }))
+        << "protocol_errors[" << index << "] = " << stats().protocol_errors[index] << ", wanted " << n;
+    const HubStats s = stats();
+    for (std::size_t i = 1; i < kErrorCodeSlots; ++i) {
+      if (i != index) {
+        EXPECT_EQ(s.protocol_errors[i], 0U) << "protocol_errors[" << i << "]";
+      }
+    }
+  }
+};
+
+// --- 1. Protocol violations: ERROR with the right code, then EOF; the hub keeps serving.
+
+struct Violation {
+  std::string name;
+  Bytes bytes;  // what the offending client writes, in one write
+  ErrorCode code;
+  // Valid IDENTITYs written ahead of the bad frame: the hub answers them but may drop the replies it
+  // has not sent yet when it turns to the ERROR (docs/protocol.md), so 0 to this many replies arrive.
+  int replies_before = 0;
+};
+
+void PrintTo(const Violation& v, std::ostream* os) {
+  *os << v.name << " (" << v.bytes.size() << " bytes, code " << static_cast<int>(v.code) << ")";
+}
+
+constexpr std::uint8_t kIdentity = 0x01;
+constexpr std::uint8_t kList = 0x02;
+constexpr std::uint8_t kRelay = 0x03;
+constexpr auto kOneOverMaxBody = static_cast<std::uint32_t>(protocol::kIdSize + protocol::kMaxBodySize + 1);
+
+std::vector<Violation> violations() {
+  const Bytes identity = raw_header(kIdentity, 0, 0, 0);
+  return {
+      // 1: unknown type, including a client sending hub frame types.
+      {"Type00", raw_header(0x00, 0, 0, 0), ErrorCode::kUnknownType},
+      {"Type04", raw_header(0x04, 0, 0, 0), ErrorCode::kUnknownType},
+      {"Type81IdentityReply", join({raw_header(0x81, 0, 0, 8), id_bytes(1)}), ErrorCode::kUnknownType},
+      {"TypeFFError", raw_header(0xFF, 0, 0, 0), ErrorCode::kUnknownType},
+      {"UnknownTypeBeatsFlags", raw_header(0x07, 3, 1, 5), ErrorCode::kUnknownType},
+      // 2: bad receiver count.
+      {"RelayCountZero", join({raw_header(kRelay, 0, 0, 8), filler(8)}), ErrorCode::kBadReceiverCount},
+      {"RelayCountZeroHugeLength", raw_header(kRelay, 0, 0, 0xFFFFFFFF), ErrorCode::kBadReceiverCount},
+      {"IdentityCountOne", raw_header(kIdentity, 1, 0, 0), ErrorCode::kBadReceiverCount},
+      {"ListCountBeatsLength", raw_header(kList, 1, 0, 4), ErrorCode::kBadReceiverCount},
+      // 3: frame too large, judged by the header alone.
+      {"RelayBodyOneByteOverLimit", raw_header(kRelay, 1, 0, kOneOverMaxBody), ErrorCode::kFrameTooLarge},
+      {"RelayLengthMax", raw_header(kRelay, 1, 0, 0xFFFFFFFF), ErrorCode::kFrameTooLarge},
+      {"RelayTooLargeWithItsPayload",
+       join({raw_header(kRelay, 1, 0, kOneOverMaxBody), filler(kOneOverMaxBody)}), ErrorCode::kFrameTooLarge},
+      // 4: length inconsistent with count.
+      {"IdentityLength4", join({raw_header(kIdentity, 0, 0, 4), filler(4)}), ErrorCode::kLengthInconsistent},
+      {"ListLength8", join({raw_header(kList, 0, 0, 8), filler(8)}), ErrorCode::kLengthInconsistent},
+      {"RelayCount2Length8", join({raw_header(kRelay, 2, 0, 8), id_bytes(1)}),
+       ErrorCode::kLengthInconsistent},
+      // length - 8 * count would wrap around: must be 4, not 3.
+      {"RelayCount1Length4", join({raw_header(kRelay, 1, 0, 4), filler(4)}), ErrorCode::kLengthInconsistent},
+      // 5: nonzero flags, checked before count and length.
+      {"IdentityFlags1", raw_header(kIdentity, 0, 1, 0), ErrorCode::kNonzeroFlags},
+      {"RelayFlags8000", join({raw_header(kRelay, 1, 0x8000, 12), id_bytes(1), filler(4)}),
+       ErrorCode::kNonzeroFlags},
+      {"FlagsBeatCount", raw_header(kIdentity, 1, 0x0100, 9), ErrorCode::kNonzeroFlags},
+      // Garbage after the bad header in the same write: the ERROR frame must still arrive before EOF.
+      {"UnknownTypeThenGarbage", join({raw_header(0x00, 0, 0, 0), filler(256 * kKiB)}),
+       ErrorCode::kUnknownType},
+      {"NonzeroFlagsThenGarbage", join({raw_header(kList, 0, 2, 0), filler(64 * kKiB, 0x13)}),
+       ErrorCode::kNonzeroFlags},
+      // Valid frames ahead of the bad one may be answered; the IDENTITY behind it must not be.
+      {"AnsweredUpToTheBadFrame", join({identity, identity, raw_header(kRelay, 0, 0, 0), identity}),
+       ErrorCode::kBadReceiverCount, 2},
+  };
+}
+
+class HubRobustnessViolationTest : public HubRobustnessTest,
+                                   public ::testing::WithParamInterface<Violation> {};
+
+TEST_P(HubRobustnessViolationTest, GetsErrorThenEofAndHubKeepsServing) {
+  const Violation& violation = GetParam();
+  start_hub(test_config());
+  Peer a = connect_peer();  // unrelated clients, connected before the violation
+  Peer b = connect_peer();
+  RelayClient offender = connect();
+  ASSERT_TRUE(wait_connections(3));
+
+  Result<void> sent = offender.send_raw(violation.bytes);
+  ASSERT_TRUE(sent.ok()) << "the hub must read (and discard) what follows the bad header: "
+                         << sent.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(offender, violation.code, violation.replies_before));
+  EXPECT_TRUE(wait_connections(2));
+  expect_only_error_count(violation.code, 1);
+  offender.close();
+
+  expect_relay(a, b, "still here");
+  expect_relay(b, a, "me too");
+  Peer c = connect_peer();
+  Peer d = connect_peer();
+  expect_relay(c, d, "new pair");
+  expect_relay(d, c, "works");
+  expect_relay(c, a, "and reaches old clients");
+  EXPECT_EQ(stats().relays, 5U);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCodes, HubRobustnessViolationTest, ::testing::ValuesIn(violations()),
+                         [](const ::testing::TestParamInfo<Violation>& info) { return info.param.name; });
+
+// Every code on one hub: the counters add up per code.
+TEST_F(HubRobustnessTest, ProtocolErrorsAreCountedPerCode) {
+  start_hub(test_config());
+  const std::vector<Violation> all = violations();
+  std::array<std::uint64_t, kErrorCodeSlots> expected{};
+  for (const Violation& violation : all) {
+    RelayClient offender = connect();
+    SCOPED_TRACE(violation.name);
+    ASSERT_TRUE(offender.send_raw(violation.bytes).ok());
+    ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(offender, violation.code, violation.replies_before));
+    ++expected[static_cast<std::size_t>(violation.code)];
+  }
+  EXPECT_TRUE(eventually([&] { return stats().protocol_errors == expected; }));
+  EXPECT_TRUE(wait_connections(0));
+}
+
+// The scenarios below run on one shard and on two. With two, SO_REUSEPORT decides where each client
+// lands, so senders and receivers often sit on different shards and the cross-shard paths (relay
+// proxies, buffers released on their owner's shard) are exercised too.
+class HubRobustnessShardedTest : public HubRobustnessTest, public ::testing::WithParamInterface<unsigned> {
+ protected:
+  HubConfig config() const { return test_config(GetParam()); }
+};
+
+std::string shard_name(const ::testing::TestParamInfo<unsigned>& info) {
+  return info.param == 1 ? "OneShard" : "TwoShards";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HubRobustnessShardedTest, ::testing::Values(1U, 2U), shard_name);
+
+// --- 2. Senders that vanish mid-frame.
+
+class HubRobustnessVanishingSenderTest : public HubRobustnessShardedTest {
+ protected:
+  // A sender writes the first `sent` bytes of a RELAY with a 64 KiB body to `receiver`, the hub takes
+  // them in, and the sender goes away (FIN, or RST if `reset`). Checks the cleanup and that nothing
+  // was delivered.
+  void vanish_after(std::size_t sent, bool reset) {
+    constexpr std::size_t kBody = 64 * kKiB;
+    start_hub(config());
+    Peer receiver = connect_peer();
+    Peer bystander = connect_peer();
+    const HubStats idle = quiet_stats();
+    const Bytes frame = join({raw_header(kRelay, 1, 0, static_cast<std::uint32_t>(protocol::kIdSize + kBody)),
+                              id_bytes(receiver.id), filler(kBody)});
+    const Bytes partial(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(sent));
+    {
+      RelayClient sender = connect();
+      ASSERT_TRUE(wait_connections(3));
+      ASSERT_TRUE(sender.send_raw(partial).ok());
+      ASSERT_TRUE(eventually([&] { return stats().bytes_in >= idle.bytes_in + partial.size(); }));
+      if (partial.size() > protocol::kHeaderSize) {
+        // The hub holds the partial frame (an assembly block) until the sender is gone.
+        EXPECT_TRUE(eventually([&] { return stats().buffer_bytes_in_use > idle.buffer_bytes_in_use; }));
+      }
+      if (reset) {
+        abort_on_close(sender.fd());
+      }
+    }
+    EXPECT_TRUE(wait_connections(2));
+    EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
+        << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+    EXPECT_EQ(stats().relays, idle.relays);
+    EXPECT_EQ(stats().deliveries, idle.deliveries);
+    // The receiver's next delivery is the bystander's: nothing of the half frame reached it.
+    expect_relay(bystander, receiver, "after the vanished sender");
+    expect_relay(receiver, bystander, "both ways");
+    EXPECT_EQ(stats().protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
+  }
+};
+
+// Header, receiver id and 40 KiB of the body: more than one receive buffer, less than the frame.
+constexpr std::size_t kMidBody = 16 + 40 * kKiB;
+
+TEST_P(HubRobustnessVanishingSenderTest, ClosingMidBodyFreesTheAssembly) {
+  vanish_after(kMidBody, false);
+}
+
+TEST_P(HubRobustnessVanishingSenderTest, ResettingMidBodyFreesTheAssembly) {
+  vanish_after(kMidBody, true);
+}
+
+TEST_P(HubRobustnessVanishingSenderTest, ClosingMidHeader) {
+  vanish_after(3, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HubRobustnessVanishingSenderTest, ::testing::Values(1U, 2U), shard_name);
+
+// --- 3. Slow consumer: closed with ERROR 6 at its limit while a fast receiver keeps up.
+
+TEST_P(HubRobustnessShardedTest, SlowConsumerIsClosedWithError6AndFastReceiverNeverStalls) {
+  constexpr std::size_t kLimit = kMiB;
+  constexpr std::size_t kBody = 4 * kKiB;
+  constexpr std::uint64_t kRelays = 20 * kMiB / kBody;  // 20x the limit
+  // The sender stays at most this many deliveries ahead of the fast reader, so the fast receiver's
+  // queue (a sixth of the limit) can never make it a slow consumer too.
+  constexpr std::uint64_t kWindow = 40;
+  HubConfig settings = config();
+  settings.max_outbound_bytes = kLimit;
+  start_hub(settings);
+  Peer slow = connect_peer();
+  Peer fast = connect_peer();
+  Peer sender = connect_peer();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(slow.client.fd()));
+  ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
+
+  std::atomic<std::uint64_t> received{0};
+  std::string reader_failure;
+  std::string sender_failure;
+  std::atomic<bool> reader_done{false};
+  std::atomic<bool> sender_done{false};
+  std::jthread reader([&] {
+    for (std::uint64_t seq = 0; seq < kRelays; ++seq) {
+      Result<Delivery> got = fast.client.next_delivery(kWait);
+      if (!got.ok()) {
+        reader_failure = "delivery " + std::to_string(seq) + ": " + got.error().message;
+        break;
+      }
+      if (got->sender != sender.id || got->body.size() != kBody || codec::load_u64(got->body.data()) != seq) {
+        reader_failure = "delivery " + std::to_string(seq) + " is out of order or corrupt";
+        break;
+      }
+      received.store(seq + 1, std::memory_order_release);
+    }
+    reader_done = true;
+  });
+  std::jthread writer([&] {
+    const UserId receivers[] = {slow.id, fast.id};
+    Bytes body = filler(kBody);
+    for (std::uint64_t seq = 0; seq < kRelays; ++seq) {
+      if (!eventually([&] { return seq - received.load(std::memory_order_acquire) <= kWindow; })) {
+        sender_failure = "the fast receiver stalled at " + std::to_string(received.load());
+        break;
+      }
+      codec::store_u64(body.data(), seq);
+      if (Result<void> sent = sender.client.relay(receivers, body); !sent.ok()) {
+        sender_failure = "relay " + std::to_string(seq) + ": " + sent.error().message;
+        break;
+      }
+    }
+    sender_done = true;
+  });
+
+  std::uint64_t max_queued = 0;
+  const auto sample = [&] {
+    const HubStats s = stats();
+    max_queued = std::max(max_queued, s.outbound_queued_bytes);
+    return s;
+  };
+  // Read the slow socket as soon as the hub gives up on it: the hub waits only kErrorLinger (5 s)
+  // for the client to read its ERROR frame.
+  ASSERT_TRUE(eventually([&] { return sample().slow_consumer_closes == 1; }, 30s));
+  std::uint64_t slow_deliveries = 0;
+  for (std::uint64_t i = 0; i <= kRelays; ++i) {
+    Result<Frame> frame = slow.client.read_frame(kWait);
+    ASSERT_TRUE(frame.ok()) << "slow receiver, frame " << i << ": " << frame.error().message;
+    if (frame->header.type != FrameType::kDeliver) {
+      ASSERT_NO_FATAL_FAILURE(expect_error_frame(*frame, ErrorCode::kSlowConsumer));
+      break;
+    }
+    // Whole frames in order up to the cut: the ERROR starts on a frame boundary.
+    ASSERT_EQ(frame->payload.size(), protocol::kIdSize + kBody);
+    ASSERT_EQ(codec::load_u64(frame->payload.data() + protocol::kIdSize), slow_deliveries);
+    ++slow_deliveries;
+    sample();
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_eof(slow.client));
+  slow.client.close();
+  EXPECT_LT(slow_deliveries, kRelays);
+
+  EXPECT_TRUE(eventually([&] { return sample(), reader_done && sender_done; }, 60s));
+  reader.join();
+  writer.join();
+  EXPECT_EQ(reader_failure, "");
+  EXPECT_EQ(sender_failure, "");
+  EXPECT_EQ(received.load(), kRelays);
+  EXPECT_TRUE(eventually([&] { return sample().outbound_queued_bytes == 0; }));
+  EXPECT_LE(max_queued, kLimit + 8 * kMiB);
+  EXPECT_TRUE(wait_connections(2));
+  const HubStats s = stats();
+  EXPECT_EQ(s.slow_consumer_closes, 1U);
+  expect_only_error_count(ErrorCode::kSlowConsumer, 1);
+  expect_relay(fast, sender, "fast is fine");
+}
+
+// --- 4. A reader that stops reading must not pin every receive buffer and stall the shard.
+
+TEST_P(HubRobustnessShardedTest, PinnedReceiveBuffersAreCopiedOutSoTheShardNeverStalls) {
+  constexpr std::size_t kBody = 200;
+  constexpr std::uint64_t kRelays = 100'000;  // ~21 MB to each receiver: the pool is 16 x 32 KiB
+  constexpr std::uint64_t kBatch = 1000;
+  constexpr auto kLimit = 30s;
+  HubConfig settings = config();
+  settings.recv_buffer_count = 16;
+  settings.max_outbound_bytes = 64 * kMiB;
+  start_hub(settings);
+  Peer slow = connect_peer();
+  Peer fast = connect_peer();
+  Peer sender = connect_peer();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(slow.client.fd()));
+  ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
+  const HubStats idle = quiet_stats();
+
+  const auto until = std::chrono::steady_clock::now() + kLimit;
+  std::uint64_t received = 0;
+  std::string reader_failure;
+  std::jthread reader([&] {
+    for (; received < kRelays; ++received) {
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      Result<Delivery> got = fast.client.next_delivery(std::max(left, 1ms));
+      if (!got.ok()) {
+        reader_failure = "delivery " + std::to_string(received) + ": " + got.error().message;
+        return;
+      }
+      if (got->body.size() != kBody || codec::load_u64(got->body.data()) != received) {
+        reader_failure = "delivery " + std::to_string(received) + " is out of order or corrupt";
+        return;
+      }
+    }
+  });
+
+  const UserId receivers[] = {slow.id, fast.id};
+  Bytes body = filler(kBody);
+  Bytes batch;
+  for (std::uint64_t seq = 0; seq < kRelays;) {
+    batch.clear();
+    for (std::uint64_t end = seq + kBatch; seq < end; ++seq) {
+      codec::store_u64(body.data(), seq);
+      codec::append_relay(batch, receivers, body);
+    }
+    Result<void> sent = sender.client.send_raw(batch);
+    ASSERT_TRUE(sent.ok()) << "the hub stopped reading at relay " << seq << ": " << sent.error().message;
+  }
+  reader.join();
+  EXPECT_EQ(reader_failure, "");
+  EXPECT_EQ(received, kRelays);
+  const HubStats s = stats();
+  EXPECT_GT(s.unpinned_bytes, 0U) << "the slow reader never pinned the pool: the test proves nothing";
+  EXPECT_EQ(s.slow_consumer_closes, 0U);
+
+  // Closing the slow reader frees everything it held, copies included.
+  slow.client.close();
+  EXPECT_TRUE(wait_connections(2));
+  EXPECT_TRUE(eventually([&] { return stats().outbound_queued_bytes == 0; }));
+  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
+      << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+  expect_relay(sender, fast, "the pool is free again");
+}
+
+// --- 5. Server full.
+
+TEST_P(HubRobustnessShardedTest, ConnectionPastMaxConnectionsGetsError7ThenRoomFrees) {
+  HubConfig settings = config();
+  settings.max_connections = 3;
+  start_hub(settings);
+  std::vector<Peer> peers;
+  for (int i = 0; i < 3; ++i) {
+    peers.push_back(connect_peer());
+    ASSERT_NE(peers.back().id, 0U);
+  }
+  RelayClient refused = connect();
+  ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(refused, ErrorCode::kServerFull));
+  refused.close();
+  EXPECT_TRUE(eventually([&] { return stats().server_full_rejects == 1; }));
+  expect_only_error_count(ErrorCode::kServerFull, 1);
+  EXPECT_EQ(stats().connections, 3U);
+  expect_relay(peers[0], peers[2], "the three still work");
+
+  peers[1].client.close();
+  ASSERT_TRUE(wait_connections(2));
+  Peer late = connect_peer();
+  ASSERT_NE(late.id, 0U) << "a slot freed, yet the hub refused the next client";
+  expect_relay(late, peers[0], "admitted");
+  expect_relay(peers[2], late, "and reachable");
+  EXPECT_EQ(stats().server_full_rejects, 1U);
+  EXPECT_EQ(stats().connections, 3U);
+}
+
+// --- 6. Garbage and churn.
+
+TEST_F(HubRobustnessTest, RandomByteFloodGetsErrorForItsFirstHeader) {
+  std::mt19937_64 random(20240611);
+  Bytes garbage(kMiB);
+  for (std::uint8_t& byte : garbage) {
+    byte = static_cast<std::uint8_t>(random());
+  }
+  const auto header = codec::decode_header(
+      std::span<const std::uint8_t, protocol::kHeaderSize>(garbage.data(), protocol::kHeaderSize));
+  const std::optional<ErrorCode> code = codec::validate_client_header(header);
+  ASSERT_TRUE(code.has_value()) << "this seed starts with a valid header; pick another";
+
+  start_hub(test_config());
+  Peer a = connect_peer();
+  Peer b = connect_peer();
+  RelayClient flooder = connect();
+  ASSERT_TRUE(wait_connections(3));
+  Result<void> sent = flooder.send_raw(garbage);
+  ASSERT_TRUE(sent.ok()) << sent.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(flooder, *code));
+  flooder.close();
+  EXPECT_TRUE(wait_connections(2));
+  expect_only_error_count(*code, 1);
+  expect_relay(a, b, "after the flood");
+  expect_relay(b, a, "still fine");
+}
+
+TEST_P(HubRobustnessShardedTest, ConnectAndCloseAtOnce500TimesLeavesNoConnection) {
+  constexpr std::uint64_t kCycles = 500;
+  start_hub(config());
+  const HubStats idle = quiet_stats();
+  for (std::uint64_t i = 0; i < kCycles; ++i) {
+    RelayClient c = connect();
+    c.close();
+  }
+  EXPECT_TRUE(eventually([&] { return stats().accepted == kCycles && stats().connections == 0; }))
+      << "accepted " << stats().accepted << ", open " << stats().connections;
+  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use));
+  Peer a = connect_peer();
+  Peer b = connect_peer();
+  EXPECT_EQ(b.id, kCycles + 2);
+  expect_relay(a, b, "after the churn");
+}
+
+// --- 7. No leak across many connections.
+
+TEST_P(HubRobustnessShardedTest, TwoThousandConnectIdentityCloseCyclesLeakNothing) {
+  constexpr std::size_t kCycles = 2000;
+  constexpr std::size_t kBatchSize = 100;
+  start_hub(config());
+  const HubStats idle = quiet_stats();
+  Bytes identity_request;
+  codec::append_identity_request(identity_request);
+  UserId last_id = 0;
+  for (std::size_t done = 0; done < kCycles; done += kBatchSize) {
+    std::vector<RelayClient> batch;
+    for (std::size_t i = 0; i < kBatchSize; ++i) {
+      batch.push_back(connect());
+      if (i % 2 == 0) {
+        Result<UserId> id = batch.back().identity();
+        ASSERT_TRUE(id.ok()) << id.error().message;
+        EXPECT_GT(*id, last_id);
+        last_id = *id;
+      } else {
+        // Asks and leaves without reading: the reply may still be queued or in flight at the close.
+        ASSERT_TRUE(batch.back().send_raw(identity_request).ok());
+      }
+    }
+    batch.clear();
+    ASSERT_TRUE(wait_connections(0)) << "after " << done + kBatchSize << " cycles";
+  }
+  EXPECT_TRUE(eventually([&] { return stats().accepted == kCycles; }));
+  EXPECT_EQ(stats().connections, 0U);
+  EXPECT_TRUE(eventually([&] { return stats().outbound_queued_bytes == 0; }));
+  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
+      << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+  EXPECT_EQ(stats().protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
+}
+
+}  // namespace
+}  // namespace ringhub::testing
+namespace ringhub::testing {
+TEST_F(HubTest, ZZProbeStopWithErroredClient) {
+  start_hub(test_config());
+  client::RelayClient bad = connect();
+  ASSERT_TRUE(wait_connections(1));
+  std::vector<std::uint8_t> h = {0, 0, 0, 0, 0, 0, 0, 0};
+  ASSERT_TRUE(bad.send_raw(h).ok());
+  ASSERT_TRUE(eventually([&] { return stats().protocol_errors[1] == 1; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  hub_->stop();
+  fprintf(stderr, "PROBE stop took %lld ms\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+}  // namespace ringhub::testing
+namespace ringhub::testing {
+TEST_F(HubTest, ZZProbeStopWithSlowReader) {
+  start_hub(test_config());
+  Peer slow = connect_peer();
+  Peer sender = connect_peer();
+  std::vector<std::uint8_t> body(4096);
+  const protocol::UserId r[] = {slow.id};
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(sender.client.relay(r, body).ok());
+  ASSERT_TRUE(eventually([&] { return stats().outbound_queued_bytes > 4000000; }));
+  fprintf(stderr, "PROBE queued %llu\n", (unsigned long long)stats().outbound_queued_bytes);
+  const auto t0 = std::chrono::steady_clock::now();
+  hub_->stop();
+  fprintf(stderr, "PROBE stop took %lld ms\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+}  // namespace ringhub::testing
