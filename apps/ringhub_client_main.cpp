@@ -1,18 +1,22 @@
-// ringhub-client: the relay protocol from the shell, for trying a hub out and for scripted tests.
-//   ringhub-client identity | list | relay --to 2,3 --body hi | listen --count 1
-// Parses flags, calls client/relay_client, prints results; errors go to stderr with exit status 1.
+// ringhub-client: the relay and LINE protocols from the shell, for trying a hub out and for scripts.
+//   ringhub-client identity | list | relay --to 2,3 --body hi | listen --count 1 | line --message hi
+// Parses flags, calls client/relay_client or client/line_client, prints results; errors go to stderr
+// with exit status 1.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "client/line_client.hpp"
 #include "client/relay_client.hpp"
 
 namespace {
@@ -36,6 +40,10 @@ struct Options {
   std::string body;
   std::string file;
   std::size_t count = 0;  // 0: listen until killed
+  std::string line_hub = "127.0.0.1:7401";
+  std::string message;
+  unsigned ok_delay_ms = 0;
+  unsigned attempts = 10;
 };
 
 struct Commands {
@@ -45,6 +53,7 @@ struct Commands {
   CLI::Option* body = nullptr;
   CLI::Option* file = nullptr;
   CLI::App* listen = nullptr;
+  CLI::App* line = nullptr;
 };
 
 // Ids are u64 from 1 up. Checked on the text, as CLI11 reads an empty item as 0 and wraps overflow.
@@ -82,6 +91,15 @@ Commands add_commands(CLI::App& app, Options& o) {
   c.listen = app.add_subcommand("listen", "Print deliveries as they arrive");
   c.listen->add_option("--count", o.count, "Stop after this many deliveries (default: until killed)")
       ->check(CLI::PositiveNumber);
+  c.line = app.add_subcommand("line", "LINE protocol: send `message X`, answer others, wait for `ok X`");
+  c.line->add_option("--message", o.message, "X, the message to send")->required();
+  c.line->add_option("--ok-delay", o.ok_delay_ms, "Milliseconds before answering each message")
+      ->capture_default_str()
+      ->check(CLI::Range(0U, kLongestTimeoutMs));
+  c.line->add_option("--attempts", o.attempts, "Connection attempts before giving up")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  c.line->add_option("--line-hub", o.line_hub, "LINE hub address as HOST:PORT")->capture_default_str();
   return c;
 }
 
@@ -91,9 +109,9 @@ struct Endpoint {
 };
 
 // HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
-Result<Endpoint> parse_endpoint(const std::string& text) {
+Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) {
   const std::size_t colon = text.rfind(':');
-  const Error bad{EINVAL, fmt::format("--hub wants HOST:PORT, not '{}'", text)};
+  const Error bad{EINVAL, fmt::format("{} wants HOST:PORT, not '{}'", flag, text)};
   if (colon == std::string::npos || colon == 0) {
     return bad;
   }
@@ -182,7 +200,7 @@ void print_line(const std::string& line) {
 }
 
 Result<RelayClient> connect(const Options& o) {
-  Result<Endpoint> endpoint = parse_endpoint(o.hub);
+  Result<Endpoint> endpoint = parse_endpoint(o.hub, "--hub");
   if (!endpoint) {
     return endpoint.error();
   }
@@ -243,7 +261,39 @@ Result<void> run_listen(RelayClient& client, const Options& o) {
   return {};
 }
 
+// The LINE client makes its own connections, reconnecting as it needs to: no RelayClient here.
+Result<void> run_line(const Options& o) {
+  Result<Endpoint> endpoint = parse_endpoint(o.line_hub, "--line-hub");
+  if (!endpoint) {
+    return endpoint.error();
+  }
+  ringhub::client::LineClientOptions line;
+  line.host = endpoint->host;
+  line.port = endpoint->port;
+  line.message = o.message;
+  line.ok_delay = std::chrono::milliseconds(o.ok_delay_ms);
+  line.timeout = std::chrono::milliseconds(o.timeout_ms);
+  line.max_attempts = o.attempts;
+  if (o.verbose) {
+    line.on_retry = [](const ringhub::client::LineRetry& r) {
+      fmt::print(stderr, "ringhub-client: attempt {} failed: {}; retrying in {} ms\n", r.attempt,
+                 r.why.message, r.backoff.count());
+    };
+  }
+  Result<ringhub::client::LineOutcome> outcome = ringhub::client::run_line_client(line);
+  if (!outcome) {
+    return outcome.error();
+  }
+  const std::chrono::duration<double, std::milli> latency = outcome->latency;
+  print_line(fmt::format("ok {} after {} attempts ({} reconnects), latency {:.3f} ms", o.message,
+                         outcome->attempts, outcome->reconnects, latency.count()));
+  return {};
+}
+
 Result<void> run(const Options& o, const Commands& c) {
+  if (*c.line) {
+    return run_line(o);
+  }
   Result<RelayClient> client = connect(o);
   if (!client) {
     return client.error();

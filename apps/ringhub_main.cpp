@@ -21,6 +21,17 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--relay-port", o.hub.relay_port, "TCP port of the relay protocol (0 = any free port)")
       ->capture_default_str();
+  app.add_option("--line-port", o.hub.line_port, "TCP port of the line protocol (message X / ok X)")
+      ->capture_default_str();
+  app.add_option("--admin-port", o.hub.admin_port, "HTTP port for GET /metrics and /healthz")
+      ->capture_default_str();
+  app.add_option("--max-line-bytes", o.hub.max_line_bytes,
+                 "Longest line protocol line; longer gets an error and a close")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag(
+      "!--no-line-reforward", o.hub.line_reforward,
+      "Do not re-forward a line message whose receiver left before answering (to test client recovery)");
   app.add_option("--shards", o.hub.shards, "Shard threads (0 = max(cores, what --max-connections needs))")
       ->capture_default_str();
   app.add_option("--max-connections", o.hub.max_connections, "Connections served at once; more get ERROR 7")
@@ -80,8 +91,11 @@ int run(int argc, char** argv) {
     spdlog::critical("ringhub: {}", hub.error().message);
     return EXIT_FAILURE;
   }
-  spdlog::info("ringhub ready: relay on {}:{}, {} shards, max {} connections", options.hub.bind_address,
-               (*hub)->relay_port(), (*hub)->shard_count(), options.hub.max_connections);
+  spdlog::info(
+      "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards, "
+      "max {5} connections",
+      options.hub.bind_address, (*hub)->relay_port(), (*hub)->line_port(), (*hub)->admin_port(),
+      (*hub)->shard_count(), options.hub.max_connections);
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
   (*hub)->stop();

@@ -30,6 +30,14 @@ struct HubStats {
   std::uint64_t outbound_queued_bytes = 0;  // bytes waiting in outbound queues now
   std::uint64_t buffer_bytes_in_use = 0;    // receive-pool and assembly bytes held now
   std::uint64_t cq_overflows = 0;           // completion-queue overflows seen (slow path, no loss)
+  std::uint64_t line_connections = 0;       // line-protocol connections open now
+  std::uint64_t line_pending = 0;           // line messages forwarded and not yet answered
+  std::uint64_t line_messages_in = 0;       // `message X` lines received
+  std::uint64_t line_forwards = 0;          // `message X` lines written to a receiver
+  std::uint64_t line_reforwards = 0;        // messages forwarded again after their receiver left
+  std::uint64_t line_oks_delivered = 0;     // `ok X` lines written to the origin
+  std::uint64_t line_unmatched_oks = 0;     // `ok X` that matched nothing pending
+  std::uint64_t line_protocol_errors = 0;   // unknown commands and over-long lines
   std::array<std::uint64_t, kErrorCodeSlots> protocol_errors{};  // ERROR frames sent, by code
 };
 
@@ -50,7 +58,9 @@ class alignas(64) ShardCounters {
 
   Cell connections, accepted, frames_in, frames_out, bytes_in, bytes_out, relays, deliveries,
       skipped_receivers, slow_consumer_closes, server_full_rejects, copied_bytes, unpinned_bytes,
-      outbound_queued_bytes, buffer_bytes_in_use, cq_overflows;
+      outbound_queued_bytes, buffer_bytes_in_use, cq_overflows, line_connections, line_pending,
+      line_messages_in, line_forwards, line_reforwards, line_oks_delivered, line_unmatched_oks,
+      line_protocol_errors;
   std::array<Cell, kErrorCodeSlots> protocol_errors;
 
   void count_error(protocol::ErrorCode code) { protocol_errors[static_cast<std::size_t>(code)].add(1); }
@@ -74,6 +84,14 @@ inline void ShardCounters::add_to(HubStats& t) const {
   t.outbound_queued_bytes += outbound_queued_bytes.get();
   t.buffer_bytes_in_use += buffer_bytes_in_use.get();
   t.cq_overflows += cq_overflows.get();
+  t.line_connections += line_connections.get();
+  t.line_pending += line_pending.get();
+  t.line_messages_in += line_messages_in.get();
+  t.line_forwards += line_forwards.get();
+  t.line_reforwards += line_reforwards.get();
+  t.line_oks_delivered += line_oks_delivered.get();
+  t.line_unmatched_oks += line_unmatched_oks.get();
+  t.line_protocol_errors += line_protocol_errors.get();
   for (std::size_t i = 0; i < kErrorCodeSlots; ++i) {
     t.protocol_errors[i] += protocol_errors[i].get();
   }

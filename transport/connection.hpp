@@ -7,9 +7,11 @@
 
 #include <boost/intrusive/list.hpp>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/frame_assembler.hpp"
+#include "core/line_protocol.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
 
@@ -45,7 +47,9 @@ struct alignas(16) Connection : RegistryEntry {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting)
       : slot(fixed_slot), assembler(accounting) {}
 
-  std::uint32_t slot;  // direct descriptor index in the shard ring's file table
+  std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
+  std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
+  std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
   bool recv_armed = false;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/protocol.hpp"
@@ -13,7 +14,20 @@ namespace ringhub {
 struct Connection;
 
 struct ShardMessage {
-  enum class Kind : std::uint8_t { kRelay, kRelayDone, kListQuery, kListPart };
+  enum class Kind : std::uint8_t {
+    kRelay,
+    kRelayDone,
+    kListQuery,
+    kListPart,
+    kLineAdd,         // to X's owner: record `message X` from `endpoint`, forward it
+    kLineForward,     // to a target shard: write `message X` to a random local connection
+    kLineAssigned,    // to X's owner: entry `seq` went to `endpoint`
+    kLineNoTarget,    // to X's owner: the chosen shard had no line connection; choose again
+    kLineOk,          // to X's owner: someone answered `ok X`
+    kLineDeliverOk,   // to the origin's shard: write `ok X` to `endpoint`
+    kLineOriginGone,  // to every shard: drop what `endpoint` sent
+    kLineTargetGone,  // to every shard: forward again what `endpoint` was asked to answer
+  };
   explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
   Kind kind;
   unsigned origin_shard;
@@ -57,6 +71,16 @@ struct ListGather {
   std::uint32_t token = 0;
   unsigned remaining = 0;
   std::vector<protocol::UserId> ids;
+};
+
+// Every line-protocol message between shards: which fields matter depends on the kind.
+struct LineMessage : ShardMessage {
+  LineMessage(Kind k, unsigned origin) : ShardMessage(k, origin) {}
+  std::string x;
+  std::uint32_t endpoint_shard = 0;
+  std::uint64_t endpoint_conn = 0;
+  std::uint64_t seq = 0;
+  unsigned tries = 0;  // kLineForward/kLineNoTarget: shards tried that had nobody
 };
 
 // What one MSG_RING carries: every message one shard had for another in one loop iteration.

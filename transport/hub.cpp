@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/prometheus.hpp"
+#include "transport/admin_server.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
@@ -96,7 +98,10 @@ unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
 
 struct Hub::Impl {
   std::unique_ptr<HubShared> shared;
-  ListenerSet listeners;
+  ListenerSet listeners;       // relay protocol, one per shard
+  ListenerSet line_listeners;  // line protocol, one per shard
+  std::unique_ptr<AdminServer> admin;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   io_uring control{};
   bool control_ready = false;
@@ -107,6 +112,7 @@ struct Hub::Impl {
       io_uring_queue_exit(&control);
     }
     close_listeners(listeners);
+    close_listeners(line_listeners);
   }
 };
 
@@ -138,11 +144,16 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {
     return probed.error();
   }
-  auto listeners = open_listeners(config.bind_address, config.relay_port, shards);
+  auto listeners = open_listeners(config.bind_address, config.relay_port, shards, "--relay-port");
   if (!listeners) {
     return listeners.error();
   }
   impl->listeners = std::move(*listeners);
+  auto line_listeners = open_listeners(config.bind_address, config.line_port, shards, "--line-port");
+  if (!line_listeners) {
+    return line_listeners.error();
+  }
+  impl->line_listeners = std::move(*line_listeners);
   impl->shared = std::make_unique<HubShared>(config, shards, *table, 2 * config.max_connections);
 
   // Each shard builds its ring on its own thread (SINGLE_ISSUER), reports, then waits for the others.
@@ -150,15 +161,15 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   std::promise<bool> go;
   std::shared_future<bool> go_signal = go.get_future().share();
   for (unsigned i = 0; i < shards; ++i) {
-    impl->threads.emplace_back(
-        [shared = impl->shared.get(), fd = impl->listeners.fds[i], i, &ready, go_signal] {
-          Shard shard(*shared, i, fd);
-          Result<void> init = shard.init();
-          ready[i].set_value(init ? Result<int>(shard.ring_fd()) : Result<int>(init.error()));
-          if (init && go_signal.get()) {
-            shard.run();
-          }
-        });
+    impl->threads.emplace_back([shared = impl->shared.get(), fd = impl->listeners.fds[i],
+                                line_fd = impl->line_listeners.fds[i], i, &ready, go_signal] {
+      Shard shard(*shared, i, fd, line_fd);
+      Result<void> init = shard.init();
+      ready[i].set_value(init ? Result<int>(shard.ring_fd()) : Result<int>(init.error()));
+      if (init && go_signal.get()) {
+        shard.run();
+      }
+    });
   }
   std::optional<Error> failure;
   for (unsigned i = 0; i < shards; ++i) {
@@ -177,7 +188,41 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
     impl->stopped = true;
     return *failure;
   }
-  return std::unique_ptr<Hub>(new Hub(std::move(impl)));
+  std::unique_ptr<Hub> hub(new Hub(std::move(impl)));
+  if (config.admin_enabled) {
+    Hub* self = hub.get();
+    auto admin =
+        AdminServer::start(config.bind_address, config.admin_port, [self] { return self->metrics_text(); });
+    if (!admin) {
+      hub->stop();
+      return admin.error();
+    }
+    hub->impl_->admin = std::move(*admin);
+  }
+  return hub;
+}
+
+std::uint16_t Hub::line_port() const {
+  return impl_->line_listeners.port;
+}
+std::uint16_t Hub::admin_port() const {
+  return impl_->admin ? impl_->admin->port() : 0;
+}
+
+std::string Hub::metrics_text() const {
+  const HubStats s = stats();
+  MetricsExtras extras;
+  extras.line_connections = s.line_connections;
+  extras.line_pending_messages = s.line_pending;
+  extras.line_forwards = s.line_forwards;
+  extras.line_reforwards = s.line_reforwards;
+  extras.line_unmatched_oks = s.line_unmatched_oks;
+  extras.line_protocol_errors = s.line_protocol_errors;
+  extras.resident_memory_bytes = read_resident_memory_bytes();
+  extras.open_fds = count_open_fds();
+  extras.uptime_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - impl_->started).count();
+  return render_metrics(s, extras);
 }
 
 std::uint16_t Hub::relay_port() const {
@@ -200,6 +245,9 @@ void Hub::stop() {
     return;
   }
   impl_->stopped = true;
+  if (impl_->admin) {
+    impl_->admin->stop();
+  }
   for (const int fd : impl_->shared->ring_fds) {
     io_uring_sqe* entry = io_uring_get_sqe(&impl_->control);
     io_uring_prep_msg_ring(entry, fd, 0, tag(nullptr, Op::kStop), 0);

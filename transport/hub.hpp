@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/result.hpp"
 #include "core/stats.hpp"
@@ -22,6 +23,9 @@ class Hub {
   ~Hub();  // stops if still running
 
   std::uint16_t relay_port() const;
+  std::uint16_t line_port() const;
+  std::uint16_t admin_port() const;  // 0 when the admin plane is off
+  std::string metrics_text() const;  // what GET /metrics serves
   unsigned shard_count() const;
   HubStats stats() const;  // sum of every shard's counters, readable from any thread
 

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/line_protocol.hpp"  // kDefaultMaxLineBytes
+
 namespace ringhub {
 
 // Per-connection outbound queue limit (the NATS slow-consumer policy): past it, ERROR 6 and close.
@@ -25,7 +27,12 @@ inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
 struct HubConfig {
   std::string bind_address = "127.0.0.1";
   std::uint16_t relay_port = 7400;  // 0 picks an ephemeral port (tests)
-  unsigned shards = 0;              // 0 = max(cores, what max_connections needs)
+  std::uint16_t line_port = 7401;   // the line protocol; 0 picks an ephemeral port
+  std::uint16_t admin_port = 7402;  // GET /metrics and /healthz; 0 picks an ephemeral port
+  bool admin_enabled = true;        // tests that do not need the admin plane turn it off
+  std::size_t max_line_bytes = kDefaultMaxLineBytes;
+  bool line_reforward = true;  // re-forward a message whose receiver left before answering
+  unsigned shards = 0;         // 0 = max(cores, what max_connections needs)
   std::size_t max_connections = kDefaultMaxConnections;
   std::size_t max_outbound_bytes = kDefaultMaxOutboundBytes;
   std::uint32_t recv_buffer_size = kDefaultRecvBufferSize;

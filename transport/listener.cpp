@@ -45,11 +45,13 @@ Result<SocketAddress> parse_address(const std::string& address, std::uint16_t po
                     EINVAL);
 }
 
-Error socket_error(const char* what, const std::string& address, std::uint16_t port) {
+Error socket_error(const char* what, const std::string& address, std::uint16_t port,
+                   const char* flag = nullptr) {
   const int err = errno;
   std::string hint;
   if (err == EADDRINUSE) {
-    hint = " (is another hub or server using this port? pick another with --relay-port)";
+    hint = fmt::format(" (is another hub or server using this port? pick another with {})",
+                       flag != nullptr ? flag : "another port");
   }
   return make_error(fmt::format("cannot {} {}:{}: {}{}", what, address, port, std::strerror(err), hint), err);
 }
@@ -60,7 +62,8 @@ bool set_int_option(int fd, int level, int name, int value) {
 
 // Binds a plain socket without SO_REUSEPORT: it fails if anyone already listens on the port, which a
 // reuseport bind would silently share with another reuseport listener of the same user.
-Result<void> check_port_free(const SocketAddress& addr, const std::string& address, std::uint16_t port) {
+Result<void> check_port_free(const SocketAddress& addr, const std::string& address, std::uint16_t port,
+                             const char* flag) {
   const int fd = socket(addr.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return socket_error("create a socket for", address, port);
@@ -68,13 +71,14 @@ Result<void> check_port_free(const SocketAddress& addr, const std::string& addre
   set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);  // TIME_WAIT leftovers are not a conflict
   Result<void> result;
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr.storage), addr.length) != 0) {
-    result = socket_error("bind", address, port);
+    result = socket_error("bind", address, port, flag);
   }
   close(fd);
   return result;
 }
 
-Result<int> open_one(const SocketAddress& addr, const std::string& address, std::uint16_t port) {
+Result<int> open_one(const SocketAddress& addr, const std::string& address, std::uint16_t port,
+                     const char* flag) {
   const int fd = socket(addr.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return socket_error("create a socket for", address, port);
@@ -87,7 +91,7 @@ Result<int> open_one(const SocketAddress& addr, const std::string& address, std:
     return e;
   }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr.storage), addr.length) != 0) {
-    Error e = socket_error("bind", address, port);
+    Error e = socket_error("bind", address, port, flag);
     close(fd);
     return e;
   }
@@ -113,19 +117,20 @@ std::uint16_t bound_port(int fd) {
 
 }  // namespace
 
-Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count) {
+Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
+                                   const char* flag) {
   auto addr = parse_address(address, port);
   if (!addr) {
     return addr.error();
   }
   if (port != 0) {
-    if (auto free = check_port_free(*addr, address, port); !free) {
+    if (auto free = check_port_free(*addr, address, port, flag); !free) {
       return free.error();
     }
   }
   ListenerSet set;
   for (unsigned i = 0; i < count; ++i) {
-    auto fd = open_one(*addr, address, port);
+    auto fd = open_one(*addr, address, port, flag);
     if (!fd) {
       close_listeners(set);
       return fd.error();

@@ -17,7 +17,9 @@ struct ListenerSet {
 
 // Binds `count` listeners on address:port (port 0 = the kernel picks one). Fails with a clear message
 // if the address is invalid or the port is taken by anyone, another hub included.
-Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count);
+// `flag` names the option that picks the port, for the error message.
+Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
+                                   const char* flag);
 void close_listeners(ListenerSet& set);
 
 }  // namespace ringhub

@@ -27,15 +27,16 @@ constexpr std::chrono::milliseconds kTick{250};
 
 }  // namespace
 
-Shard::Shard(HubShared& shared, unsigned index, int listen_fd)
+Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd)
     : shared_(shared),
       config_(shared.config),
       index_(index),
-      listen_fd_(listen_fd),
+      listen_fds_{relay_listen_fd, line_listen_fd},
       counters_(shared.counters[index]),
       planner_(shared.shard_count, index, &shared.directory),
       outboxes_(shared.shard_count) {
   scratch_ids_.reserve(protocol::kMaxReceivers);
+  rng_.seed(std::random_device{}() ^ (std::uint64_t{index} << 32));
   linger_ts_ = to_kernel_timespec(kErrorLinger);
   grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
   tick_ts_ = to_kernel_timespec(kTick);
@@ -98,7 +99,7 @@ io_uring_sqe* Shard::sqe() {
 }
 
 void Shard::run() {
-  arm_accept();
+  arm_accepts();
   arm_tick();
   while (!finished()) {
     before_wait();
@@ -127,6 +128,7 @@ void Shard::run() {
 }
 
 void Shard::before_wait() {
+  drain_self_inbox();
   flush_sends();
   flush_outboxes();
   relieved_this_iteration_ = false;
@@ -136,7 +138,8 @@ void Shard::before_wait() {
   if (!waiting_for_buffers_.empty() && pool_->held() < pool_->count()) {
     rearm_waiting_recvs();
   }
-  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_) {
+  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_[0] &&
+      !accept_armed_[1]) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
   }
@@ -144,7 +147,8 @@ void Shard::before_wait() {
 }
 
 bool Shard::finished() const {
-  if (!counted_finished_ || shared_.finished_shards.load(std::memory_order_acquire) < shared_.shard_count) {
+  if (!counted_finished_ || shared_.finished_shards.load(std::memory_order_acquire) < shared_.shard_count ||
+      shared_.messages_in_flight.load(std::memory_order_acquire) != 0) {
     return false;
   }
   for (const Outbox& box : outboxes_) {
@@ -157,6 +161,8 @@ bool Shard::finished() const {
 
 void Shard::publish_counters() {
   counters_.connections.set(registry_.size());
+  counters_.line_connections.set(line_registry_.size());
+  counters_.line_pending.set(pending_.size());
   counters_.copied_bytes.set(assembly_.copied_bytes + unpinned_bytes_);
   counters_.unpinned_bytes.set(unpinned_bytes_);
   counters_.outbound_queued_bytes.set(queued_bytes_);
@@ -170,7 +176,8 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
   const std::uint64_t data = cqe.user_data;
   switch (tag_op(data)) {
     case Op::kIgnore: return;
-    case Op::kAccept: on_accept(cqe); return;
+    case Op::kAccept: on_accept(cqe, false); return;
+    case Op::kAcceptLine: on_accept(cqe, true); return;
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: on_send(*tag_owner<Connection>(data), cqe); return;
     case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;

@@ -8,10 +8,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <random>
+#include <string_view>
 #include <vector>
 
 #include "core/fanout.hpp"
 #include "core/id_directory.hpp"
+#include "core/line_pending.hpp"
 #include "core/registry.hpp"
 #include "core/result.hpp"
 #include "core/stats.hpp"
@@ -49,6 +52,12 @@ struct HubShared {
   alignas(64) std::atomic<protocol::UserId> next_id{1};
   alignas(64) std::atomic<std::size_t> live_connections{0};
   alignas(64) std::atomic<unsigned> finished_shards{0};
+  // Cross-shard messages posted and not yet handled: shards exit only when this is 0 too, so no
+  // message is left in a ring nobody reaps.
+  alignas(64) std::atomic<std::int64_t> messages_in_flight{0};
+  // Line-protocol connections per shard, read by every shard to pick a random receiver uniformly.
+  std::unique_ptr<std::atomic<std::uint32_t>[]> line_counts =
+      std::make_unique<std::atomic<std::uint32_t>[]>(shard_count);
   // Set by a shard whose receive buffers run low, so shards holding its bytes (through relay proxies)
   // copy them out too.
   std::unique_ptr<std::atomic<bool>[]> pool_pressure = std::make_unique<std::atomic<bool>[]>(shard_count);
@@ -58,7 +67,7 @@ struct HubShared {
 // ring_fd() after init and the control thread posts kStop to it by MSG_RING.
 class Shard {
  public:
-  Shard(HubShared& shared, unsigned index, int listen_fd);
+  Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   ~Shard();
@@ -78,15 +87,18 @@ class Shard {
   void publish_counters();
 
   // --- accept and connection lifecycle (shard_connections.cpp)
-  void arm_accept();
-  void on_accept(const io_uring_cqe& cqe);
-  void admit(std::uint32_t slot);
+  void arm_accepts();
+  void arm_accept(bool line);
+  void on_accept(const io_uring_cqe& cqe, bool line);
+  void admit(std::uint32_t slot, bool line);
+  bool at_capacity(bool line) const;
   void arm_recv(Connection& conn);
   void on_recv(Connection& conn, const io_uring_cqe& cqe);
   void rearm_waiting_recvs();
-  // Stops reading frames, writes what is queued (and the ERROR frame, if any), sends FIN, waits for
-  // the client's EOF until `deadline` (a shard-owned timespec: the kernel reads it at submit time).
-  void begin_drain(Connection& conn, const protocol::ErrorCode* error, const __kernel_timespec* deadline);
+  // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`
+  // (a shard-owned timespec: the kernel reads it at submit time). With `last_words` (an ERROR frame or
+  // error line), the queue is first cut after what a send in flight points at, then they are queued.
+  void begin_drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words = {});
   void continue_drain(Connection& conn);
   void on_shutdown(Connection& conn, const io_uring_cqe& cqe);
   void on_conn_timer(Connection& conn, const io_uring_cqe& cqe);
@@ -123,6 +135,25 @@ class Shard {
   void finish_list(ListGather* gather);
   static void on_proxy_released(SharedBlock* proxy);
 
+  // --- the line protocol (shard_line.cpp)
+  void register_line(Connection& conn);
+  void unregister_line(Connection& conn);
+  void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
+  bool on_line(Connection& conn, std::string_view line);
+  void send_text(Connection& conn, std::string_view text);
+  unsigned owner_of(std::string_view x) const;
+  bool choose_line_shard(unsigned& shard);
+  void forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries);
+  void on_line_message(LineMessage* message);
+  void on_line_add(LineMessage* message);
+  void on_line_forward(LineMessage* message);
+  void on_line_no_target(LineMessage* message);
+  void on_line_ok(LineMessage* message);
+  void on_line_deliver_ok(LineMessage* message);
+  void on_line_target_gone(LineMessage* message);
+  void post_line(unsigned target, ShardMessage::Kind kind, std::string_view x, std::uint32_t endpoint_shard,
+                 std::uint64_t endpoint_conn, std::uint64_t seq = 0, unsigned tries = 0);
+
   // --- sending (shard_send.cpp)
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
   void mark_dirty(Connection& conn);
@@ -136,16 +167,23 @@ class Shard {
   void flush_outboxes();
   void send_batch(unsigned target);
   void on_outbox_sent(unsigned target, const io_uring_cqe& cqe);
+  void drain_self_inbox();
+  void handle_message(ShardMessage* message);
 
   HubShared& shared_;
   const HubConfig& config_;
   const unsigned index_;
-  const int listen_fd_;
+  const int listen_fds_[2];  // [0] relay, [1] line
   ShardCounters& counters_;
   io_uring ring_{};
   bool ring_ready_ = false;
   std::unique_ptr<RecvBufferPool> pool_;
-  Registry registry_;
+  Registry registry_;                    // relay connections, by id
+  Registry line_registry_;               // line connections, by id
+  std::vector<Connection*> line_conns_;  // line connections, for a uniform random pick
+  PendingMessages pending_;              // line messages whose X this shard owns
+  std::mt19937_64 rng_;
+  std::vector<ShardMessage*> self_inbox_;  // messages a shard posts to itself
   FanoutPlanner planner_;
   AssemblyAccounting assembly_;
   std::uint64_t reply_bytes_in_use_ = 0;
@@ -165,7 +203,7 @@ class Shard {
   std::vector<Outbox> outboxes_;
   std::size_t awaiting_replies_ = 0;  // messages we sent that must come back before we may exit
 
-  bool accept_armed_ = false;
+  bool accept_armed_[2] = {false, false};  // [0] relay, [1] line
   bool stopping_ = false;
   bool counted_finished_ = false;
   bool tick_armed_ = false;

@@ -11,37 +11,47 @@
 
 namespace ringhub {
 
-namespace {}  // namespace
+void Shard::arm_accepts() {
+  arm_accept(false);
+  if (listen_fds_[1] >= 0) {
+    arm_accept(true);
+  }
+}
 
-void Shard::arm_accept() {
-  if (accept_armed_ || stopping_) {
+void Shard::arm_accept(bool line) {
+  if (accept_armed_[line] || stopping_) {
     return;
   }
   io_uring_sqe* entry = sqe();
   // Direct descriptors: sockets live in the ring's file table, not the process fd table (20000 here).
-  io_uring_prep_multishot_accept_direct(entry, listen_fd_, nullptr, nullptr, 0);
-  io_uring_sqe_set_data64(entry, tag(this, Op::kAccept));
-  accept_armed_ = true;
+  io_uring_prep_multishot_accept_direct(entry, listen_fds_[line], nullptr, nullptr, 0);
+  io_uring_sqe_set_data64(entry, tag(this, line ? Op::kAcceptLine : Op::kAccept));
+  accept_armed_[line] = true;
 }
 
-void Shard::on_accept(const io_uring_cqe& cqe) {
+void Shard::on_accept(const io_uring_cqe& cqe, bool line) {
   if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
-    accept_armed_ = false;
+    accept_armed_[line] = false;
   }
   if (cqe.res >= 0) {
-    admit(static_cast<std::uint32_t>(cqe.res));
+    admit(static_cast<std::uint32_t>(cqe.res), line);
   } else if (cqe.res != -ECANCELED) {
     // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
-    // EMFILE/ENOMEM/ECONNABORTED: transient. Retry shortly rather than spin.
+    // EMFILE/ENOMEM/ECONNABORTED: transient. Retry on the next tick rather than spin.
     spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", index_, std::strerror(-cqe.res));
     return;
   }
-  if (!accept_armed_ && !stopping_) {
-    arm_accept();
+  if (!accept_armed_[line] && !stopping_) {
+    arm_accept(line);
   }
 }
 
-void Shard::admit(std::uint32_t slot) {
+bool Shard::at_capacity(bool line) const {
+  (void)line;  // one budget for both protocols: they share the file table
+  return registry_.size() + line_registry_.size() >= capacity_;
+}
+
+void Shard::admit(std::uint32_t slot, bool line) {
   auto* conn = new Connection(slot, &assembly_);
   all_.push_back(*conn);
   ++conn_objects_;
@@ -49,23 +59,32 @@ void Shard::admit(std::uint32_t slot) {
     begin_close(*conn);
     return;
   }
+  if (line) {
+    conn->lines = std::make_unique<LineSplitter>(config_.max_line_bytes);
+  }
   const std::size_t before = shared_.live_connections.fetch_add(1, std::memory_order_relaxed);
-  if (before >= config_.max_connections || registry_.size() >= capacity_) {
+  if (before >= config_.max_connections || at_capacity(line)) {
     shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
     counters_.server_full_rejects.add(1);
-    const protocol::ErrorCode code = protocol::ErrorCode::kServerFull;
-    counters_.count_error(code);
     arm_recv(*conn);  // so the drain sees the client's EOF
-    begin_drain(*conn, &code, &linger_ts_);
+    if (line) {
+      begin_drain(*conn, &linger_ts_, kServerFullLine);
+    } else {
+      close_with_error(*conn, protocol::ErrorCode::kServerFull);
+    }
     return;
   }
   conn->id = shared_.next_id.fetch_add(1, std::memory_order_relaxed);
   conn->registered = true;
-  registry_.insert(*conn);
-  if (shared_.shard_count > 1) {
-    shared_.directory.publish(conn->id, index_);
-  }
   counters_.accepted.add(1);
+  if (line) {
+    register_line(*conn);
+  } else {
+    registry_.insert(*conn);
+    if (shared_.shard_count > 1) {
+      shared_.directory.publish(conn->id, index_);
+    }
+  }
   arm_recv(*conn);
 }
 
@@ -89,7 +108,9 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
     BlockRef buffer = pool_->take(bid);
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
-    if (conn.state == ConnState::kOpen) {
+    if (conn.state == ConnState::kOpen && conn.lines) {
+      on_line_bytes(conn, buffer, static_cast<std::uint32_t>(cqe.res));
+    } else if (conn.state == ConnState::kOpen) {
       const FeedResult fed =
           conn.assembler.feed(buffer, 0, static_cast<std::uint32_t>(cqe.res),
                               [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
@@ -132,11 +153,15 @@ void Shard::unregister(Connection& conn) {
     return;
   }
   conn.registered = false;
+  shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
+  if (conn.lines) {
+    unregister_line(conn);
+    return;
+  }
   registry_.erase(conn);
   if (shared_.shard_count > 1) {
     shared_.directory.retract(conn.id);
   }
-  shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
@@ -146,30 +171,29 @@ void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
   if (code == protocol::ErrorCode::kSlowConsumer) {
     counters_.slow_consumer_closes.add(1);
   }
-  begin_drain(conn, &code, &linger_ts_);
+  if (conn.lines) {  // a line connection that will not read: it gets the line protocol's words
+    begin_drain(conn, &linger_ts_, "error slow consumer\n");
+    return;
+  }
+  scratch_bytes_.clear();
+  codec::append_error(scratch_bytes_, code, protocol::error_code_name(code));
+  begin_drain(conn, &linger_ts_,
+              std::string_view(reinterpret_cast<const char*>(scratch_bytes_.data()), scratch_bytes_.size()));
 }
 
-void Shard::begin_drain(Connection& conn, const protocol::ErrorCode* error,
-                        const __kernel_timespec* deadline) {
+void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words) {
   if (conn.state != ConnState::kOpen) {
     return;
   }
   unregister(conn);
   conn.state = ConnState::kDraining;
   conn.assembler.reset();
-  if (error != nullptr) {
-    // Keep only what a send in flight points at (whole frames), then the ERROR frame.
+  if (!last_words.empty()) {
+    // Keep only what a send in flight points at (whole frames or lines), then the last words.
     const std::size_t before = conn.outbound.queued_bytes();
     conn.outbound.truncate_after(conn.inflight_bytes);
     queued_bytes_ -= before - conn.outbound.queued_bytes();
-    scratch_bytes_.clear();
-    codec::append_error(scratch_bytes_, *error, protocol::error_code_name(*error));
-    BlockRef block =
-        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
-    if (block) {
-      std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
-      enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
-    }
+    send_text(conn, last_words);
   }
   io_uring_sqe* entry = sqe();
   io_uring_prep_timeout(entry, const_cast<__kernel_timespec*>(deadline), 0, 0);
@@ -266,14 +290,26 @@ void Shard::on_stop() {
     return;
   }
   stopping_ = true;
-  if (accept_armed_) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(this, Op::kAccept), 0);
-    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  for (const bool line : {false, true}) {
+    if (accept_armed_[line]) {
+      io_uring_sqe* entry = sqe();
+      io_uring_prep_cancel64(entry, tag(this, line ? Op::kAcceptLine : Op::kAccept), 0);
+      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+    }
+  }
+  // Connections already draining (after an ERROR) get the grace too, not their longer linger.
+  for (Connection& conn : all_) {
+    if (conn.state == ConnState::kDraining && conn.timer_armed) {
+      io_uring_sqe* entry = sqe();
+      io_uring_prep_timeout_update(entry, &grace_ts_, tag(&conn, Op::kConnTimer), 0);
+      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+    }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).
-  registry_.for_each(
-      [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), nullptr, &grace_ts_); });
+  for (Registry* registry : {&registry_, &line_registry_}) {
+    registry->for_each(
+        [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), &grace_ts_); });
+  }
 }
 
 void Shard::arm_tick() {
@@ -285,8 +321,8 @@ void Shard::arm_tick() {
 
 void Shard::on_tick(const io_uring_cqe&) {
   tick_armed_ = false;
-  if (!accept_armed_ && !stopping_) {
-    arm_accept();  // an accept that failed (file table full, transient error) gets another go
+  if (!stopping_) {
+    arm_accepts();  // an accept that failed (file table full, transient error) gets another go
   }
   const bool pressure = pool_under_pressure();
   shared_.pool_pressure[index_].store(pressure, std::memory_order_relaxed);

@@ -145,14 +145,20 @@ bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::ui
 
 void Shard::on_inbox(ShardBatch* batch) {
   for (ShardMessage* message : batch->messages) {
-    switch (message->kind) {
-      case ShardMessage::Kind::kRelay: on_relay_message(static_cast<RelayMessage*>(message)); break;
-      case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); break;
-      case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); break;
-      case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); break;
-    }
+    handle_message(message);
   }
   delete batch;
+}
+
+void Shard::handle_message(ShardMessage* message) {
+  shared_.messages_in_flight.fetch_sub(1, std::memory_order_acq_rel);
+  switch (message->kind) {
+    case ShardMessage::Kind::kRelay: on_relay_message(static_cast<RelayMessage*>(message)); return;
+    case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); return;
+    case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); return;
+    case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); return;
+    default: on_line_message(static_cast<LineMessage*>(message)); return;
+  }
 }
 
 void Shard::on_relay_message(RelayMessage* message) {

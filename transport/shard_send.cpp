@@ -144,7 +144,22 @@ void Shard::release_send_context(SendContext* context) {
 }
 
 void Shard::post(unsigned target, ShardMessage* message) {
+  shared_.messages_in_flight.fetch_add(1, std::memory_order_acq_rel);
+  if (target == index_) {
+    self_inbox_.push_back(message);  // handled before this iteration's submit, in order
+    return;
+  }
   outboxes_[target].pending.push_back(message);
+}
+
+void Shard::drain_self_inbox() {
+  while (!self_inbox_.empty()) {
+    std::vector<ShardMessage*> batch;
+    batch.swap(self_inbox_);
+    for (ShardMessage* message : batch) {
+      handle_message(message);
+    }
+  }
 }
 
 void Shard::flush_outboxes() {

@@ -19,6 +19,8 @@ namespace ringhub::testing {
 inline HubConfig test_config(unsigned shards = 1) {
   HubConfig config;
   config.relay_port = 0;
+  config.line_port = 0;
+  config.admin_port = 0;
   config.shards = shards;
   config.max_connections = 10'000;
   config.recv_buffer_count = 256;
@@ -82,6 +84,8 @@ class HubTest : public ::testing::Test {
   std::unique_ptr<Hub> hub_;
 };
 
-inline std::vector<std::uint8_t> bytes_of(std::string_view s) { return {s.begin(), s.end()}; }
+inline std::vector<std::uint8_t> bytes_of(std::string_view s) {
+  return {s.begin(), s.end()};
+}
 
 }  // namespace ringhub::testing

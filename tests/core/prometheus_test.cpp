@@ -1,0 +1,316 @@
+// Tests for core/prometheus: known figures render as exact lines, every family carries # HELP and
+// # TYPE, every line parses as a comment or `name{labels} value`, counters end in _total and gauges do
+// not, every protocol error code has its series, and the text ends with a newline.
+#include "core/prometheus.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ringhub {
+namespace {
+
+// Every family /metrics promises, by exact name: dashboards and alerts are written against these.
+const std::vector<std::string> kFamilies = {
+    "ringhub_connections",
+    "ringhub_line_pending_messages",
+    "ringhub_buffer_bytes_in_use",
+    "ringhub_outbound_queued_bytes",
+    "ringhub_frames_in_total",
+    "ringhub_frames_out_total",
+    "ringhub_bytes_in_total",
+    "ringhub_bytes_out_total",
+    "ringhub_relays_total",
+    "ringhub_deliveries_total",
+    "ringhub_skipped_receivers_total",
+    "ringhub_protocol_errors_total",
+    "ringhub_slow_consumer_closes_total",
+    "ringhub_server_full_rejects_total",
+    "ringhub_accepted_connections_total",
+    "ringhub_copied_bytes_total",
+    "ringhub_unpinned_bytes_total",
+    "ringhub_cq_overflows_total",
+    "ringhub_line_forwards_total",
+    "ringhub_line_reforwards_total",
+    "ringhub_line_unmatched_oks_total",
+    "ringhub_line_protocol_errors_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "ringhub_uptime_seconds",
+};
+
+// Each field a distinct value, so a figure rendered under the wrong name shows up.
+HubStats known_stats() {
+  HubStats s;
+  s.connections = 12;
+  s.accepted = 40;
+  s.frames_in = 1001;
+  s.frames_out = 2002;
+  s.bytes_in = std::numeric_limits<std::uint64_t>::max();  // no truncation through a double
+  s.bytes_out = 4004;
+  s.relays = 505;
+  s.deliveries = 606;
+  s.skipped_receivers = 7;
+  s.slow_consumer_closes = 8;
+  s.server_full_rejects = 9;
+  s.copied_bytes = 1010;
+  s.unpinned_bytes = 1111;
+  s.outbound_queued_bytes = 1212;
+  s.buffer_bytes_in_use = 1313;
+  s.cq_overflows = 14;
+  for (std::size_t code = 1; code < kErrorCodeSlots; ++code) {
+    s.protocol_errors[code] = 100 + code;
+  }
+  return s;
+}
+
+MetricsExtras known_extras() {
+  MetricsExtras e;
+  e.line_connections = 3;
+  e.line_pending_messages = 21;
+  e.line_forwards = 22;
+  e.line_reforwards = 23;
+  e.line_unmatched_oks = 24;
+  e.line_protocol_errors = 25;
+  e.resident_memory_bytes = 52428800;
+  e.open_fds = 17;
+  e.uptime_seconds = 12.5;
+  return e;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    out.push_back(line);
+  }
+  return out;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  for (const std::string& l : lines_of(text)) {
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A hand-written reader for the lines of format 0.0.4 (std::regex trips g++ 12's
+// -Wmaybe-uninitialized under the sanitizer preset).
+bool is_name(std::string_view name, bool colons) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [colons](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || (colons && c == ':');
+  });
+}
+
+// Consumes `name="value"` (value with \\, \" and \n escapes) from the front of `text`.
+bool take_label(std::string_view& text) {
+  const auto eq = text.find("=\"");
+  if (eq == std::string_view::npos || !is_name(text.substr(0, eq), false)) {
+    return false;
+  }
+  for (std::size_t i = eq + 2; i < text.size(); ++i) {
+    if (text[i] == '\\') {
+      if (++i == text.size() || (text[i] != '\\' && text[i] != '"' && text[i] != 'n')) {
+        return false;
+      }
+    } else if (text[i] == '"') {
+      text.remove_prefix(i + 1);
+      return true;
+    } else if (text[i] == '\n') {
+      return false;
+    }
+  }
+  return false;
+}
+
+bool is_value(std::string_view text) {
+  if (text == "NaN" || text == "+Inf" || text == "-Inf") {
+    return true;
+  }
+  // from_chars would also take "inf" and "nan", which the format spells differently (above).
+  const std::string_view digits = text.starts_with('-') ? text.substr(1) : text;
+  if (digits.empty() || !std::isdigit(static_cast<unsigned char>(digits[0]))) {
+    return false;
+  }
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
+
+// The metric name of a sample line `name{labels} value`, or nullopt if the line is not one.
+std::optional<std::string> sample_name(std::string_view line) {
+  const auto name_end = line.find_first_of("{ ");
+  if (name_end == std::string_view::npos || !is_name(line.substr(0, name_end), true)) {
+    return std::nullopt;
+  }
+  std::string name(line.substr(0, name_end));
+  line.remove_prefix(name_end);
+  if (line.starts_with('{')) {
+    line.remove_prefix(1);
+    for (;;) {
+      if (!take_label(line)) {
+        return std::nullopt;
+      }
+      if (!line.starts_with(',')) {
+        break;
+      }
+      line.remove_prefix(1);
+    }
+    if (!line.starts_with('}')) {
+      return std::nullopt;
+    }
+    line.remove_prefix(1);
+  }
+  if (!line.starts_with(' ') || !is_value(line.substr(1))) {
+    return std::nullopt;
+  }
+  return name;
+}
+
+struct Comment {
+  std::string keyword;  // HELP or TYPE
+  std::string name;
+  std::string rest;  // the help text, or counter / gauge
+};
+
+// `# HELP name text` or `# TYPE name counter|gauge`; nullopt for anything else.
+std::optional<Comment> comment(std::string_view line) {
+  for (const std::string_view keyword : {"HELP", "TYPE"}) {
+    const std::string prefix = "# " + std::string(keyword) + " ";
+    if (!line.starts_with(prefix)) {
+      continue;
+    }
+    line.remove_prefix(prefix.size());
+    const auto space = line.find(' ');
+    if (space == std::string_view::npos || !is_name(line.substr(0, space), true)) {
+      return std::nullopt;
+    }
+    Comment c{std::string(keyword), std::string(line.substr(0, space)), std::string(line.substr(space + 1))};
+    const bool ok = keyword == "HELP" ? !c.rest.empty() : (c.rest == "counter" || c.rest == "gauge");
+    return ok ? std::optional<Comment>(c) : std::nullopt;
+  }
+  return std::nullopt;
+}
+
+TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
+  const std::string text = render_metrics(known_stats(), known_extras());
+  EXPECT_TRUE(has_line(text, R"(ringhub_connections{protocol="relay"} 12)")) << text;
+  EXPECT_TRUE(has_line(text, R"(ringhub_connections{protocol="line"} 3)")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_bytes_in_total 18446744073709551615")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_accepted_connections_total 40")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_line_pending_messages 21")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_line_unmatched_oks_total 24")) << text;
+  EXPECT_TRUE(has_line(text, "process_resident_memory_bytes 52428800")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_uptime_seconds 12.5")) << text;
+  EXPECT_TRUE(has_line(text, "# TYPE ringhub_relays_total counter")) << text;
+  EXPECT_TRUE(has_line(text, "# TYPE ringhub_outbound_queued_bytes gauge")) << text;
+}
+
+TEST(PrometheusTest, OneProtocolErrorSeriesPerCodeNamedAsInTheProtocol) {
+  const std::string text = render_metrics(known_stats(), known_extras());
+  const std::vector<std::string> expected = {
+      R"(ringhub_protocol_errors_total{code="1",reason="unknown_frame_type"} 101)",
+      R"(ringhub_protocol_errors_total{code="2",reason="bad_receiver_count"} 102)",
+      R"(ringhub_protocol_errors_total{code="3",reason="frame_too_large"} 103)",
+      R"(ringhub_protocol_errors_total{code="4",reason="length_inconsistent_with_count"} 104)",
+      R"(ringhub_protocol_errors_total{code="5",reason="nonzero_flags"} 105)",
+      R"(ringhub_protocol_errors_total{code="6",reason="slow_consumer"} 106)",
+      R"(ringhub_protocol_errors_total{code="7",reason="server_full"} 107)",
+  };
+  for (const std::string& line : expected) {
+    EXPECT_TRUE(has_line(text, line)) << line << "\n" << text;
+  }
+  EXPECT_EQ(text.find(R"(code="0")"), std::string::npos);  // slot 0 is not a code
+}
+
+TEST(PrometheusTest, EveryLineIsACommentOrASample) {
+  const std::string text = render_metrics(known_stats(), known_extras());
+  for (const std::string& line : lines_of(text)) {
+    EXPECT_TRUE(sample_name(line) || comment(line)) << "unparsable line: '" << line << "'";
+  }
+}
+
+TEST(PrometheusTest, TheLineReaderRefusesMalformedLines) {  // so the test above can fail
+  EXPECT_TRUE(sample_name(R"(a_b{x="1",y="q\"uote"} 1.5e3)"));
+  EXPECT_FALSE(sample_name("a_b  1"));
+  EXPECT_FALSE(sample_name("a_b{x=1} 1"));
+  EXPECT_FALSE(sample_name(R"(a_b{x="1"} one)"));
+  EXPECT_FALSE(sample_name("1abc 1"));
+  EXPECT_FALSE(sample_name("a_b inf"));
+  EXPECT_FALSE(comment("# TYPE a_b histogram"));
+  EXPECT_FALSE(comment("# HELP a_b"));
+}
+
+TEST(PrometheusTest, EveryFamilyHasHelpAndTypeBeforeItsSamples) {
+  const std::string text = render_metrics(known_stats(), known_extras());
+  std::map<std::string, int> helps;
+  std::map<std::string, std::string> types;
+  std::set<std::string> sampled;
+  for (const std::string& line : lines_of(text)) {
+    if (const auto c = comment(line); c && c->keyword == "HELP") {
+      ++helps[c->name];
+    } else if (c) {
+      EXPECT_TRUE(types.emplace(c->name, c->rest).second) << "second # TYPE for " << c->name;
+    } else if (const auto name = sample_name(line)) {
+      EXPECT_EQ(helps.count(*name), 1U) << "sample before its # HELP: " << line;
+      EXPECT_EQ(types.count(*name), 1U) << "sample before its # TYPE: " << line;
+      sampled.insert(*name);
+    }
+  }
+  for (const std::string& family : kFamilies) {
+    EXPECT_EQ(helps[family], 1) << family;
+    EXPECT_EQ(types.count(family), 1U) << family;
+    EXPECT_EQ(sampled.count(family), 1U) << family;
+  }
+  EXPECT_EQ(types.size(), kFamilies.size()) << "a family not in the list: update kFamilies and the docs";
+}
+
+TEST(PrometheusTest, CountersEndInTotalAndGaugesDoNot) {
+  const std::string text = render_metrics(known_stats(), known_extras());
+  for (const std::string& line : lines_of(text)) {
+    if (const auto c = comment(line); c && c->keyword == "TYPE") {
+      EXPECT_EQ(c->name.ends_with("_total"), c->rest == "counter") << line;
+    }
+  }
+}
+
+TEST(PrometheusTest, EndsWithANewline) {
+  const std::string text = render_metrics(HubStats{}, MetricsExtras{});
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  EXPECT_EQ(text.find("\n\n"), std::string::npos);  // no blank lines either
+}
+
+TEST(PrometheusTest, DefaultExtrasRenderAsZero) {
+  const std::string text = render_metrics(HubStats{}, MetricsExtras{});
+  EXPECT_TRUE(has_line(text, R"(ringhub_connections{protocol="line"} 0)")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_line_reforwards_total 0")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_uptime_seconds 0")) << text;
+}
+
+TEST(PrometheusTest, NonFiniteUptimeUsesTheFormatsSpelling) {
+  MetricsExtras extras;
+  extras.uptime_seconds = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_TRUE(has_line(render_metrics(HubStats{}, extras), "ringhub_uptime_seconds NaN"));
+  extras.uptime_seconds = std::numeric_limits<double>::infinity();
+  EXPECT_TRUE(has_line(render_metrics(HubStats{}, extras), "ringhub_uptime_seconds +Inf"));
+}
+
+}  // namespace
+}  // namespace ringhub
