@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "client/tcp_connect.hpp"
 #include "core/line_protocol.hpp"
 
 namespace ringhub::client {
@@ -56,10 +57,6 @@ constexpr std::size_t kOutputCompactBytes = std::size_t{64} << 10;
 // X as quoted in error messages: cut to this many bytes so a 64 KiB X does not flood a terminal.
 constexpr std::size_t kShownMessageBytes = 64;
 
-Error errno_error(std::string_view doing, int err = errno) {
-  return Error{err, fmt::format("{}: {}", doing, std::system_category().message(err))};
-}
-
 // X is our own text, but may hold control characters: show them as '?' and keep lines short.
 std::string shown(std::string_view x) {
   std::size_t cut = std::min(x.size(), kShownMessageBytes);
@@ -74,11 +71,6 @@ std::string shown(std::string_view x) {
 
 std::string_view without_newline(std::string_view line) {
   return line.substr(0, line.size() - 1);
-}
-
-std::string endpoint_text(const std::string& host, std::uint16_t port) {
-  const bool ipv6_literal = host.find(':') != std::string::npos;
-  return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
 Result<void> validate(const LineClientOptions& o) {
@@ -147,106 +139,15 @@ Result<short> wait_until(int fd, short events, Clock::time_point until, const st
   }
 }
 
-// Owns a descriptor; move-only, so a connected socket can be handed from the connect path onwards.
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&&) = delete;
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() {
-    if (fd_ >= 0) {
-      // Linux releases the descriptor even when close() reports an error, so there is nothing to retry.
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-// The socket stays non-blocking for its whole life: reads and writes happen only when poll() says so.
-Result<OwnedFd> connect_to(const addrinfo& address, Clock::time_point until, Ms timeout,
-                           const std::atomic<bool>* cancel) {
-  OwnedFd fd(
-      ::socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address.ai_protocol));
-  if (fd.get() < 0) {
-    return errno_error("socket failed");
-  }
-  // A non-blocking connect interrupted by a signal carries on in the background, as EINPROGRESS does.
-  if (::connect(fd.get(), address.ai_addr, address.ai_addrlen) < 0 && errno != EINPROGRESS &&
-      errno != EINTR) {
-    const int err = errno;
-    return Error{err, std::system_category().message(err)};
-  }
-  Result<short> ready = wait_until(fd.get(), POLLOUT, until, cancel);
-  if (!ready) {
-    return ready.error();
-  }
-  if (*ready == 0) {
-    return Error{ETIMEDOUT, fmt::format("timed out after {} ms", timeout.count())};
-  }
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-    return errno_error("getsockopt(SO_ERROR) failed");
-  }
-  if (err != 0) {
-    return Error{err, std::system_category().message(err)};
-  }
-  // Lines are small and each answer is awaited; Nagle would hold each for a round trip.
-  const int on = 1;
-  if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
-    return errno_error("setsockopt(TCP_NODELAY) failed");
-  }
-  return fd;
-}
-
-using AddressList = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
-
-// Resolved afresh on every attempt: a restarted hub may come back at another address. Name
-// resolution is not bounded by the timeout: getaddrinfo() offers no way to bound it.
-Result<AddressList> resolve(const std::string& host, std::uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* list = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
-  if (rc != 0) {
-    const int code = rc == EAI_SYSTEM ? errno : 0;
-    const std::string why = rc == EAI_SYSTEM ? std::system_category().message(code) : ::gai_strerror(rc);
-    return Error{code, fmt::format("cannot resolve hub host '{}': {}", host, why)};
-  }
-  return AddressList(list, &::freeaddrinfo);
-}
-
-// Tries each address in turn, as "localhost" may name ::1 while the hub listens on 127.0.0.1 only.
 Result<OwnedFd> connect_hub(const LineClientOptions& o, const std::atomic<bool>* cancel) {
-  const Clock::time_point until = Clock::now() + o.timeout;
-  Result<AddressList> addresses = resolve(o.host, o.port);
-  if (!addresses) {
-    return addresses.error();
-  }
-  Error last{EHOSTUNREACH, "no address to connect to"};
-  for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
-    Result<OwnedFd> fd = connect_to(*a, until, o.timeout, cancel);
-    if (fd || fd.error().code == ECANCELED) {
-      return fd;
-    }
-    last = fd.error();
-  }
-  return Error{last.code,
-               fmt::format("cannot reach hub at {}: {}", endpoint_text(o.host, o.port), last.message)};
+  return tcp_connect(o.host, o.port, Clock::now() + o.timeout, cancel);
 }
 
 // The wait before each retry: doubling from backoff_initial up to backoff_max, jittered.
 class Backoff {
  public:
+  // Clients cut off together must not draw the same jitter: the seed mixes the clock and the pid.
   Backoff(Ms initial, Ms max)
-      // Clients cut off together must not draw the same jitter: mix the clock with the process id.
       : initial_(initial),
         max_(max),
         rng_(static_cast<std::uint_fast32_t>(Clock::now().time_since_epoch().count()) ^

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <utility>
 
+#include "client/tcp_connect.hpp"
 #include "core/frame_codec.hpp"
 
 namespace ringhub::client {
@@ -72,10 +73,6 @@ using detail::Deadline;
 
 // Bytes asked of one recv(): large enough that a burst of small frames costs one syscall.
 constexpr std::size_t kReadChunk = std::size_t{64} << 10;
-
-Error errno_error(std::string_view doing, int err = errno) {
-  return Error{err, fmt::format("{}: {}", doing, std::system_category().message(err))};
-}
 
 Error not_connected() {
   return Error{EBADF, "not connected to a hub"};
@@ -177,115 +174,27 @@ Result<void> send_all(int fd, std::span<const std::uint8_t> bytes) {
   return {};
 }
 
-// Owns a descriptor until release(), so each early return in the connect path closes it.
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-Result<void> finish_connect(int fd, const Deadline& deadline) {
-  if (Result<void> ready = wait_for(fd, POLLOUT, deadline, ""); !ready) {
-    return ready;
-  }
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-    return errno_error("getsockopt(SO_ERROR) failed");
-  }
-  if (err != 0) {
-    return Error{err, std::system_category().message(err)};
-  }
-  return {};
-}
-
 // The socket was non-blocking only so connect() could honour the timeout; reads and writes block.
-Result<void> make_blocking_nodelay(int fd) {
+Result<void> make_blocking(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
     return errno_error("fcntl failed");
   }
-  // Requests are small frames answered one by one; Nagle would hold each for a round trip.
-  const int on = 1;
-  if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
-    return errno_error("setsockopt(TCP_NODELAY) failed");
-  }
   return {};
-}
-
-Result<int> connect_to(const addrinfo& address, const Deadline& deadline) {
-  OwnedFd fd(
-      ::socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address.ai_protocol));
-  if (fd.get() < 0) {
-    return errno_error("socket failed");
-  }
-  // A non-blocking connect interrupted by a signal carries on in the background, as EINPROGRESS does.
-  if (::connect(fd.get(), address.ai_addr, address.ai_addrlen) < 0 && errno != EINPROGRESS &&
-      errno != EINTR) {
-    return Error{errno, std::system_category().message(errno)};
-  }
-  if (Result<void> done = finish_connect(fd.get(), deadline); !done) {
-    return done.error();
-  }
-  if (Result<void> set = make_blocking_nodelay(fd.get()); !set) {
-    return set.error();
-  }
-  return fd.release();
-}
-
-using AddressList = std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)>;
-
-// Name resolution is not bounded by the timeout: getaddrinfo() offers no way to bound it.
-Result<AddressList> resolve(const std::string& host, std::uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* list = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
-  if (rc != 0) {
-    const int code = rc == EAI_SYSTEM ? errno : 0;
-    const std::string why = rc == EAI_SYSTEM ? std::system_category().message(code) : ::gai_strerror(rc);
-    return Error{code, fmt::format("cannot resolve hub host '{}': {}", host, why)};
-  }
-  return AddressList(list, &::freeaddrinfo);
-}
-
-std::string endpoint_text(const std::string& host, std::uint16_t port) {
-  const bool ipv6_literal = host.find(':') != std::string::npos;
-  return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
 }  // namespace
 
 Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t port,
                                          std::chrono::milliseconds timeout) {
-  const Deadline deadline(timeout);
-  Result<AddressList> addresses = resolve(host, port);
-  if (!addresses) {
-    return addresses.error();
+  Result<OwnedFd> fd = tcp_connect(host, port, std::chrono::steady_clock::now() + timeout);
+  if (!fd) {
+    return fd.error();
   }
-  // Try each address in turn, as "localhost" may name ::1 while the hub listens on 127.0.0.1 only.
-  Error last{EHOSTUNREACH, "no address to connect to"};
-  for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
-    Result<int> fd = connect_to(*a, deadline);
-    if (fd) {
-      return RelayClient(*fd);
-    }
-    last = fd.error();
+  if (Result<void> blocking = make_blocking(fd->get()); !blocking) {
+    return blocking.error();
   }
-  return Error{last.code, fmt::format("cannot reach hub at {}: {}", endpoint_text(host, port), last.message)};
+  return RelayClient(fd->release());
 }
 
 RelayClient::RelayClient(RelayClient&& other) noexcept

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/prometheus.hpp"
+#include "transport/listener.hpp"
 
 namespace ringhub {
 
@@ -76,63 +77,28 @@ class UniqueFd {
 
 // ---- Addresses and the listening socket -------------------------------------------------------
 
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family = AF_INET;
-};
-
-// The same literal-only rule as the relay listener (transport/listener.cpp).
-Result<SocketAddress> parse_address(const std::string& address, std::uint16_t port) {
-  SocketAddress out;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
-  if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    out.length = sizeof(sockaddr_in);
-    return out;
-  }
-  if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    out.length = sizeof(sockaddr_in6);
-    out.family = AF_INET6;
-    return out;
-  }
-  return make_error(fmt::format("invalid admin bind address '{}': expected an IPv4 or IPv6 literal", address),
-                    EINVAL);
-}
-
-Error socket_error(const char* what, const std::string& address, std::uint16_t port) {
-  const int err = errno;
-  std::string hint;
-  if (err == EADDRINUSE) {
-    hint = " (is another hub or server using this port? pick another with --admin-port)";
-  }
-  return make_error(fmt::format("cannot {} {}:{}: {}{}", what, address, port, std::strerror(err), hint), err);
-}
+constexpr const char* kAdminFlag = "--admin-port";
 
 // No SO_REUSEPORT: unlike the relay port, a second admin server on the same port is a mistake, and
 // a plain bind reports it. SO_REUSEADDR only lets a restart reuse a port left in TIME_WAIT.
 Result<UniqueFd> open_admin_listener(const std::string& address, std::uint16_t port) {
-  auto addr = parse_address(address, port);
+  auto addr = parse_socket_address(address, port);
   if (!addr) {
     return addr.error();
   }
   UniqueFd fd(socket(addr->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) {
-    return socket_error("create a socket for", address, port);
+    return socket_error("create a socket for", address, port, kAdminFlag);
   }
   const int one = 1;
   if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
-    return socket_error("set socket options on", address, port);
+    return socket_error("set socket options on", address, port, kAdminFlag);
   }
   if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr->storage), addr->length) != 0) {
-    return socket_error("bind", address, port);
+    return socket_error("bind", address, port, kAdminFlag);
   }
   if (listen(fd.get(), kAdminListenBacklog) != 0) {
-    return socket_error("listen on", address, port);
+    return socket_error("listen on", address, port, kAdminFlag);
   }
   return fd;
 }

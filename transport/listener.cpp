@@ -13,18 +13,7 @@
 
 namespace ringhub {
 
-namespace {
-
-// Deep enough that a 100k-client connect storm waits in the kernel, not in SYN retries.
-constexpr int kListenBacklog = 65535;
-
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family = AF_INET;
-};
-
-Result<SocketAddress> parse_address(const std::string& address, std::uint16_t port) {
+Result<SocketAddress> parse_socket_address(const std::string& address, std::uint16_t port) {
   SocketAddress out;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
@@ -45,8 +34,7 @@ Result<SocketAddress> parse_address(const std::string& address, std::uint16_t po
                     EINVAL);
 }
 
-Error socket_error(const char* what, const std::string& address, std::uint16_t port,
-                   const char* flag = nullptr) {
+Error socket_error(const char* what, const std::string& address, std::uint16_t port, const char* flag) {
   const int err = errno;
   std::string hint;
   if (err == EADDRINUSE) {
@@ -55,6 +43,11 @@ Error socket_error(const char* what, const std::string& address, std::uint16_t p
   }
   return make_error(fmt::format("cannot {} {}:{}: {}{}", what, address, port, std::strerror(err), hint), err);
 }
+
+namespace {
+
+// Deep enough that a 100k-client connect storm waits in the kernel, not in SYN retries.
+constexpr int kListenBacklog = 65535;
 
 bool set_int_option(int fd, int level, int name, int value) {
   return setsockopt(fd, level, name, &value, sizeof value) == 0;
@@ -119,7 +112,7 @@ std::uint16_t bound_port(int fd) {
 
 Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
                                    const char* flag) {
-  auto addr = parse_address(address, port);
+  auto addr = parse_socket_address(address, port);
   if (!addr) {
     return addr.error();
   }

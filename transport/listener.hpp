@@ -2,6 +2,8 @@
 // the kernel spreads incoming connections across shards. Plain fds: there are only a few.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -9,6 +11,18 @@
 #include "core/result.hpp"
 
 namespace ringhub {
+
+// A bind address: an IPv4 or IPv6 literal and a port.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family = AF_INET;
+};
+Result<SocketAddress> parse_socket_address(const std::string& address, std::uint16_t port);
+
+// An error naming the failed step, the address and errno; a port in use suggests `flag` (may be null).
+Error socket_error(const char* what, const std::string& address, std::uint16_t port,
+                   const char* flag = nullptr);
 
 struct ListenerSet {
   std::vector<int> fds;  // one per shard
