@@ -1,6 +1,6 @@
 # ringhub in a container: built with the same script and preset as CI, run as a non-root user.
 #   docker build -t ringhub .
-#   docker run --rm -p 7400:7400 --ulimit nofile=1048576:1048576 ringhub
+#   docker run --rm -p 7400-7402:7400-7402 --ulimit nofile=1048576:1048576 ringhub
 # Why the nofile ulimit: each shard's io_uring direct-descriptor table holds at most RLIMIT_NOFILE
 # sockets, so a higher limit lets fewer shards hold 100k connections (the hub raises its soft limit to
 # the hard one by itself). If ringhub reports io_uring unavailable, Docker's default seccomp profile
@@ -25,5 +25,5 @@ RUN bash /tmp/install-deps.sh --runtime \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ringhub
 COPY --from=build /src/build/release/bin/ringhub /src/build/release/bin/ringhub-client /usr/local/bin/
 USER ringhub
-EXPOSE 7400
+EXPOSE 7400 7401 7402
 ENTRYPOINT ["ringhub", "--bind", "0.0.0.0"]
