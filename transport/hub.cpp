@@ -27,8 +27,10 @@ namespace {
 // Keep this many connections' worth of slack per table when sizing shards (reuseport spreads
 // connections by hash, not evenly) plus the reject reserve.
 constexpr double kTableFill = 0.85;
-// The kernel's own cap on one ring's file table.
-constexpr rlim_t kMaxTableSize = 1U << 20;
+// Our cap on one ring's file table (the kernel allows 1M): with a huge RLIMIT_NOFILE (Docker's
+// --ulimit nofile=1048576) every shard would otherwise pin an 8 MiB table; 64k slots per shard
+// already hold 100k connections on two shards.
+constexpr rlim_t kMaxTableSize = 1U << 16;
 
 // A ring's direct-descriptor table may not exceed RLIMIT_NOFILE; raise the soft limit to the hard one
 // first (liburing 2.3's own raise fails silently). Returns the table size every shard can have.
