@@ -49,6 +49,7 @@ struct alignas(16) Connection : RegistryEntry {
 
   std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
   std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
+  std::uint32_t line_outstanding = 0;   // line connections: `message X` sent and not yet answered
   std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;

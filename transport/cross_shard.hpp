@@ -27,6 +27,7 @@ struct ShardMessage {
     kLineDeliverOk,   // to the origin's shard: write `ok X` to `endpoint`
     kLineOriginGone,  // to every shard: drop what `endpoint` sent
     kLineTargetGone,  // to every shard: forward again what `endpoint` was asked to answer
+    kPoolPressure,    // to every shard: my receive buffers ran out; copy out slices that pin them
   };
   explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
   Kind kind;
@@ -80,7 +81,8 @@ struct LineMessage : ShardMessage {
   std::uint32_t endpoint_shard = 0;
   std::uint64_t endpoint_conn = 0;
   std::uint64_t seq = 0;
-  unsigned tries = 0;  // kLineForward/kLineNoTarget: shards tried that had nobody
+  unsigned tries = 0;         // kLineForward/kLineNoTarget: shards tried that had nobody
+  bool hub_stopping = false;  // kLineTargetGone: the target left because the hub is stopping
 };
 
 // What one MSG_RING carries: every message one shard had for another in one loop iteration.

@@ -132,6 +132,7 @@ void Shard::before_wait() {
   flush_sends();
   flush_outboxes();
   relieved_this_iteration_ = false;
+  announced_this_iteration_ = false;
   pool_->publish_recycled();
   // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
   // reaped after the buffers that would have served it were already published).

@@ -114,6 +114,9 @@ class Shard {
   bool pool_under_pressure() const;
   bool any_pool_under_pressure() const;
   void relieve_pool_pressure(bool cancel_stuck_sends);
+  // Tells the other shards (at most once per loop iteration) that this shard's buffers ran out, so they copy
+  // out the slices of them that their queues hold through relay proxies, without waiting for a tick.
+  void announce_pool_pressure();
   void unpin(Connection& conn);
 
   // --- frames and fan-out (shard_relay.cpp)
@@ -123,9 +126,10 @@ class Shard {
   void relay(Connection& conn, FrameView& frame);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
-  // whether it was queued.
+  // whether it was queued. With `copy_if_behind`, a receiver that already has a send in flight gets a
+  // heap copy instead of a reference (the block's owner is short of receive buffers).
   bool deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                  std::uint32_t length, bool count_miss);
+                  std::uint32_t length, bool count_miss, bool copy_if_behind = false);
   void on_relay_done(RelayMessage* message);
   void close_with_error(Connection& conn, protocol::ErrorCode code);
   void on_inbox(ShardBatch* batch);
@@ -143,7 +147,7 @@ class Shard {
   void send_text(Connection& conn, std::string_view text);
   unsigned owner_of(std::string_view x) const;
   bool choose_line_shard(unsigned& shard);
-  void forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries);
+  bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries);
   void on_line_message(LineMessage* message);
   void on_line_add(LineMessage* message);
   void on_line_forward(LineMessage* message);
@@ -208,6 +212,7 @@ class Shard {
   bool counted_finished_ = false;
   bool tick_armed_ = false;
   bool relieved_this_iteration_ = false;
+  bool announced_this_iteration_ = false;
   std::uint64_t unpinned_bytes_ = 0;  // bytes copied out of pinned receive buffers
   __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close

@@ -131,6 +131,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (conn.state != ConnState::kClosing) {
       waiting_for_buffers_.push_back(conn);
       relieve_pool_pressure(false);
+      announce_pool_pressure();
     }
   } else if (conn.state != ConnState::kClosing) {
     spdlog::debug("shard {}: user {}: recv ended: {}", index_, conn.id,

@@ -36,7 +36,11 @@ void Shard::unregister_line(Connection& conn) {
   // Every shard may own an X this connection sent or was asked to answer.
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
     post_line(s, ShardMessage::Kind::kLineOriginGone, {}, index_, conn.id);
-    post_line(s, ShardMessage::Kind::kLineTargetGone, {}, index_, conn.id);
+    auto* gone = new LineMessage(ShardMessage::Kind::kLineTargetGone, index_);
+    gone->endpoint_shard = index_;
+    gone->endpoint_conn = conn.id;
+    gone->hub_stopping = stopping_;  // a stopping hub forwards nothing more: every connection is going
+    post(s, gone);
   }
 }
 
@@ -53,6 +57,11 @@ bool Shard::on_line(Connection& conn, std::string_view line) {
   const LineCommand command = parse_line(line);
   switch (command.verb) {
     case LineCommand::Verb::kMessage:
+      if (++conn.line_outstanding > kMaxPendingPerConnection) {
+        counters_.line_protocol_errors.add(1);
+        begin_drain(conn, &linger_ts_, kTooManyPendingLine);
+        return false;
+      }
       counters_.line_messages_in.add(1);
       post_line(owner_of(command.payload), ShardMessage::Kind::kLineAdd, command.payload, index_, conn.id);
       break;
@@ -102,12 +111,13 @@ bool Shard::choose_line_shard(unsigned& shard) {
   return true;
 }
 
-void Shard::forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries) {
+bool Shard::forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries) {
   unsigned target = 0;
-  if (tries >= kMaxForwardTries || !choose_line_shard(target)) {
-    return;  // nobody to forward to: the entry stays pending; its origin's timeout takes over
+  if (stopping_ || tries >= kMaxForwardTries || !choose_line_shard(target)) {
+    return false;  // nobody to forward to: the entry stays pending; its origin's timeout takes over
   }
   post_line(target, ShardMessage::Kind::kLineForward, x, index_, 0, seq, tries);
+  return true;
 }
 
 void Shard::post_line(unsigned target, ShardMessage::Kind kind, std::string_view x,
@@ -181,9 +191,11 @@ void Shard::on_line_deliver_ok(LineMessage* message) {
   if (entry == nullptr) {
     return;  // the origin left after its ok was matched
   }
+  auto& origin = static_cast<Connection&>(*entry);
+  --origin.line_outstanding;
   std::string line;
   append_ok_line(line, message->x);
-  send_text(static_cast<Connection&>(*entry), line);
+  send_text(origin, line);
   counters_.line_oks_delivered.add(1);
 }
 
@@ -191,12 +203,13 @@ void Shard::on_line_deliver_ok(LineMessage* message) {
 void Shard::on_line_target_gone(LineMessage* message) {
   const std::vector<PendingMessages::Orphan> orphans =
       pending_.take_target(LineEndpoint{message->endpoint_shard, message->endpoint_conn});
+  if (!config_.line_reforward || message->hub_stopping) {
+    return;  // left pending: the origin's own timeout and retry recover it (or the hub is going away)
+  }
   for (const PendingMessages::Orphan& orphan : orphans) {
-    if (!config_.line_reforward) {
-      continue;  // left pending: the origin's own timeout and retry recover it
+    if (forward_to_shard(std::string(orphan.x), orphan.seq, 0)) {
+      counters_.line_reforwards.add(1);
     }
-    counters_.line_reforwards.add(1);
-    forward_to_shard(std::string(orphan.x), orphan.seq, 0);
   }
 }
 

@@ -58,6 +58,19 @@ void Shard::relieve_pool_pressure(bool cancel_stuck_sends) {
   }
 }
 
+void Shard::announce_pool_pressure() {
+  if (shared_.shard_count == 1 || announced_this_iteration_) {
+    return;
+  }
+  announced_this_iteration_ = true;
+  shared_.pool_pressure[index_].store(true, std::memory_order_relaxed);  // the tick clears it
+  for (unsigned s = 0; s < shared_.shard_count; ++s) {
+    if (s != index_) {
+      post(s, new ShardMessage(ShardMessage::Kind::kPoolPressure, index_));
+    }
+  }
+}
+
 void Shard::unpin(Connection& conn) {
   conn.outbound.for_each_after(conn.inflight_bytes, [&](Slice& slice) {
     if (HeapBlock::owns(*slice.block.get())) {

@@ -130,7 +130,7 @@ void Shard::on_relay_done(RelayMessage* message) {
 }
 
 bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                       std::uint32_t length, bool count_miss) {
+                       std::uint32_t length, bool count_miss, bool copy_if_behind) {
   RegistryEntry* entry = registry_.find(receiver);
   if (entry == nullptr) {
     if (count_miss) {
@@ -138,8 +138,18 @@ bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::ui
     }
     return false;
   }
+  auto& conn = static_cast<Connection&>(*entry);
   counters_.deliveries.add(1);
-  enqueue(static_cast<Connection&>(*entry), block, offset, length);
+  if (copy_if_behind && conn.send_in_flight) {
+    BlockRef copy = HeapBlock::create(length, &reply_bytes_in_use_);
+    if (copy) {
+      std::memcpy(copy.data(), block.data() + offset, length);
+      unpinned_bytes_ += length;
+      enqueue(conn, std::move(copy), 0, length);
+      return true;
+    }
+  }
+  enqueue(conn, block, offset, length);
   return true;
 }
 
@@ -157,6 +167,10 @@ void Shard::handle_message(ShardMessage* message) {
     case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); return;
     case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); return;
     case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); return;
+    case ShardMessage::Kind::kPoolPressure:
+      relieve_pool_pressure(false);  // our queues may hold the sender's buffers through relay proxies
+      delete message;
+      return;
     default: on_line_message(static_cast<LineMessage*>(message)); return;
   }
 }
@@ -167,8 +181,10 @@ void Shard::on_relay_message(RelayMessage* message) {
                                     &Shard::on_proxy_released, message);
   message->target_shard = this;
   const BlockRef proxy(&message->proxy);  // held while delivering, so the count cannot hit 0 early
+  // While the origin is out of buffers, a receiver that is behind gets a copy rather than pinning one.
+  const bool origin_pressed = shared_.pool_pressure[message->origin_shard].load(std::memory_order_relaxed);
   for (const protocol::UserId id : message->receivers) {
-    deliver_to(id, proxy, message->offset, message->length, true);
+    deliver_to(id, proxy, message->offset, message->length, true, origin_pressed);
   }
   message->maybe_found.resize(message->maybe.size());
   for (std::size_t i = 0; i < message->maybe.size(); ++i) {
