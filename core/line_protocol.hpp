@@ -23,6 +23,11 @@ inline constexpr std::size_t kDefaultMaxLineBytes = std::size_t{64} * 1024;
 // kUnknownCommandLine the connection stays open.
 inline constexpr std::string_view kUnknownCommandLine = "error unknown command\n";
 inline constexpr std::string_view kLineTooLongLine = "error line too long\n";
+// How many of one connection's `message X` may wait for their `ok X` at once. A client of the
+// protocol has one; the cap bounds what a client that never gets answers can make the hub hold.
+inline constexpr std::size_t kMaxPendingPerConnection = 1024;
+// Sent when a connection passes kMaxPendingPerConnection; then the hub closes it.
+inline constexpr std::string_view kTooManyPendingLine = "error too many pending messages\n";
 // Sent instead of serving a connection past --max-connections; then the hub closes it.
 inline constexpr std::string_view kServerFullLine = "error server full\n";
 
