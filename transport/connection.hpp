@@ -21,6 +21,9 @@ namespace ringhub {
 // that the context stays in cache. Bytes per sendmsg: a few loopback socket buffers' worth.
 inline constexpr std::size_t kMaxIovPerSend = 64;
 inline constexpr std::size_t kMaxBytesPerSend = 4U << 20;
+// Send contexts a shard keeps for reuse (about 1 KiB each); more are freed, so a burst of many
+// concurrent sends does not stay in the hub's RSS.
+inline constexpr std::size_t kMaxFreeSendContexts = 1024;
 
 // What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle
 // connection holds none.

@@ -199,6 +199,7 @@ class Shard {
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
   SendContext* free_send_contexts_ = nullptr;
+  std::size_t free_send_context_count_ = 0;
 
   struct Outbox {
     std::vector<ShardMessage*> pending;

@@ -134,13 +134,19 @@ SendContext* Shard::acquire_send_context() {
   if (free_send_contexts_ == nullptr) {
     return new SendContext;
   }
+  --free_send_context_count_;
   return std::exchange(free_send_contexts_, free_send_contexts_->next);
 }
 
 void Shard::release_send_context(SendContext* context) {
+  if (free_send_context_count_ >= kMaxFreeSendContexts) {
+    delete context;  // after a burst of many concurrent sends, give the memory back
+    return;
+  }
   context->zc_hold.clear();
   context->next = free_send_contexts_;
   free_send_contexts_ = context;
+  ++free_send_context_count_;
 }
 
 void Shard::post(unsigned target, ShardMessage* message) {
