@@ -1,0 +1,144 @@
+// Blocking HTTP GET of the hub's /metrics, Prometheus text parsing and /proc/<pid>/status reading; see
+// hub_metrics.hpp.
+#include "perf/stress/hub_metrics.hpp"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ringhub::stress {
+
+namespace {
+
+// A /metrics page is a few KiB; anything past this is not our hub.
+constexpr std::size_t kMaxReplyBytes = std::size_t{4} << 20;
+
+class Socket {
+ public:
+  explicit Socket(int fd) : fd_(fd) {}
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket() {
+    if (fd_ >= 0) {
+      close(fd_);
+    }
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+Error errno_error(std::string_view doing) {
+  return make_error(fmt::format("{}: {}", doing, std::strerror(errno)), errno);
+}
+
+bool send_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t sent = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent <= 0) {
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(sent));
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::string> MetricsClient::get(const char* path) const {
+  Socket socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (socket.fd() < 0) {
+    return errno_error("socket");
+  }
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count();
+  const timeval tv{static_cast<time_t>(micros / 1'000'000), static_cast<suseconds_t>(micros % 1'000'000)};
+  setsockopt(socket.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(socket.fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // also bounds connect()
+  if (connect(socket.fd(), reinterpret_cast<const sockaddr*>(&admin_), sizeof admin_) != 0) {
+    return errno_error("connect to the admin port");
+  }
+  if (!send_all(socket.fd(),
+                fmt::format("GET {} HTTP/1.1\r\nHost: ringhub\r\nConnection: close\r\n\r\n", path))) {
+    return errno_error("send the request");
+  }
+  std::string reply;
+  char chunk[16384];
+  while (reply.size() < kMaxReplyBytes) {
+    const ssize_t got = recv(socket.fd(), chunk, sizeof chunk, 0);
+    if (got == 0) {
+      break;
+    }
+    if (got < 0) {
+      return errno_error("read the reply");
+    }
+    reply.append(chunk, static_cast<std::size_t>(got));
+  }
+  if (!reply.starts_with("HTTP/1.1 200")) {
+    return make_error(fmt::format("GET {} answered: {}", path, reply.substr(0, reply.find('\r'))));
+  }
+  const std::size_t body = reply.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : reply.substr(body + 4);
+}
+
+Result<MetricsSnapshot> MetricsClient::fetch() const {
+  auto body = get("/metrics");
+  if (!body) {
+    return body.error();
+  }
+  return MetricsSnapshot::parse(*body);
+}
+
+MetricsSnapshot MetricsSnapshot::parse(const std::string& body) {
+  MetricsSnapshot snapshot;
+  std::istringstream lines(body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
+    const std::size_t space = line.rfind(' ');
+    if (space == std::string::npos) {
+      continue;
+    }
+    double value = 0;
+    const auto [end, ec] = std::from_chars(line.data() + space + 1, line.data() + line.size(), value);
+    if (ec == std::errc()) {
+      snapshot.values_[line.substr(0, space)] = value;
+    }
+  }
+  return snapshot;
+}
+
+double MetricsSnapshot::value(const std::string& key) const {
+  const auto it = values_.find(key);
+  return it == values_.end() ? 0.0 : it->second;
+}
+
+std::optional<ProcessMemory> read_process_memory(int pid) {
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  if (!status) {
+    return std::nullopt;
+  }
+  ProcessMemory memory;
+  std::string key;
+  while (status >> key) {
+    std::uint64_t kib = 0;
+    if (key == "VmHWM:" && status >> kib) {
+      memory.peak_rss = kib * 1024;
+    } else if (key == "VmRSS:" && status >> kib) {
+      memory.rss = kib * 1024;
+    }
+    status.ignore(4096, '\n');
+  }
+  return memory;
+}
+
+}  // namespace ringhub::stress

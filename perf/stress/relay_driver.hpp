@@ -1,0 +1,127 @@
+// RelayDriver: --mode relay. Every client asks IDENTITY; once all have ids, each engine plans and sends
+// its senders' RELAYs (fan-out 1..255, log-uniform sizes) and every receiver verifies each DELIVER byte for
+// byte, in sender order, exactly once. When main sees all verified (or a stall), everyone closes.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "perf/stress/engine.hpp"
+#include "perf/stress/tally.hpp"
+
+namespace ringhub::stress {
+
+struct RelaySettings {
+  std::uint32_t clients = 0;
+  unsigned relays_per_sender = 0;
+  std::uint32_t max_size = 0;  // body bytes, payload header included
+  unsigned max_fanout = 0;
+  unsigned retries = 0;
+  std::int64_t ramp_ns = 0;
+  std::uint64_t seed = 0;  // payload keys: receivers regenerate the bytes from it
+};
+
+// State the engines share; each field says who writes it.
+struct RelayShared {
+  explicit RelayShared(std::uint32_t clients) : ids(clients), expected(clients), is_sender(clients, 0) {}
+
+  std::vector<std::atomic<std::uint64_t>> ids;       // hub id per client once identified (its engine)
+  std::vector<std::atomic<std::uint32_t>> expected;  // deliveries planned per receiver (any planner)
+  std::vector<std::uint8_t> is_sender;               // chosen by main before the engines start
+  std::atomic<std::uint32_t> settled{0};             // clients identified or given up
+  std::atomic<std::uint32_t> planners_done{0};       // engines that planned their senders
+  std::atomic<std::uint64_t> relays_planned{0};
+  std::atomic<std::uint64_t> deliveries_expected{0};
+  std::atomic<std::uint64_t> bytes_expected{0};       // body bytes x fan-out
+  std::atomic<std::uint64_t> deliveries_verified{0};  // including bad ones: "arrived and checked"
+  std::atomic<bool> close_now{false};                 // set by main: everyone closes
+};
+
+// Contract: lives on its engine's thread; clients [first, first + engine.size()) of the run.
+class RelayDriver final : public Driver {
+ public:
+  RelayDriver(Engine& engine, const RelaySettings& settings, RelayShared& shared, std::uint32_t first_client,
+              Tally& tally);
+  void schedule_starts(std::int64_t start_ns);
+  // After the engine returned: compares what each receiver verified with what was planned for it.
+  void finalize();
+
+  void on_connected(Conn& conn) override;
+  void on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_drained(Conn& conn) override;
+  void on_closed(Conn& conn, const CloseInfo& info) override;
+  void on_timer(const Timer& timer) override;
+  void on_iteration() override;
+  bool finished() const override { return closing_; }
+
+ private:
+  enum class State : std::uint8_t { kWaiting, kConnecting, kIdentifying, kReady, kBackoff, kDone, kFailed };
+  enum TimerKind : std::uint32_t { kStart, kRetry };
+
+  // Where a receiver is in the hub's byte stream.
+  struct Parser {
+    std::uint8_t head[8] = {};
+    std::uint8_t meta[32] = {};  // DELIVER: sender id + payload header; IDENTITY_REPLY: the id
+    std::uint8_t head_len = 0;
+    std::uint8_t meta_len = 0;
+    std::uint8_t meta_need = 0;
+    std::uint8_t type = 0;
+    bool corrupt = false;
+    std::uint32_t remaining = 0;  // frame payload bytes still to come
+    std::uint64_t key = 0;        // payload key of the DELIVER being read
+    std::uint64_t position = 0;   // offset into its payload (after the header)
+    std::uint64_t fnv = 0;
+    std::uint64_t checksum = 0;  // what the payload header promises
+  };
+
+  struct Planned {
+    std::vector<std::uint32_t> receivers;  // client numbers
+    std::uint32_t size = 0;
+  };
+
+  struct Client {
+    State state = State::kWaiting;
+    bool sending_frame = false;
+    std::uint16_t attempts = 0;
+    std::uint32_t next_relay = 0;  // index into plans_[i]
+    std::uint32_t verified = 0;
+    Parser parser;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> last_seq;  // (sender, last seq seen)
+  };
+
+  std::uint32_t global(const Conn& conn) const { return first_client_ + conn.index; }
+  void start_attempt(Conn& conn);
+  void plan();
+  void plan_one(std::uint32_t local, const std::vector<std::uint32_t>& pool);
+  void pump_senders();
+  void build_frame(Conn& conn);
+  void close_everyone();
+  bool start_frame(Conn& conn);
+  bool on_meta(Conn& conn);
+  void on_payload(Client& client, std::span<const std::uint8_t> bytes);
+  void end_frame(Conn& conn);
+  bool check_order(Client& client, std::uint32_t sender, std::uint32_t seq);
+  void protocol_failure(Conn& conn, const std::string& why);
+  void give_up(Conn& conn, const std::string& why);
+
+  Engine& engine_;
+  const RelaySettings& settings_;
+  RelayShared& shared_;
+  const std::uint32_t first_client_;
+  Tally& tally_;
+  std::mt19937_64 rng_;
+  std::vector<Client> clients_;
+  std::vector<std::vector<Planned>> plans_;  // per local sender
+  std::deque<std::uint32_t> ready_senders_;  // local senders with a relay to send and none in flight
+  std::vector<std::uint32_t> stamp_;         // per client number: distinct-receiver sampling
+  std::uint32_t stamp_now_ = 0;
+  unsigned frames_in_flight_ = 0;
+  bool planned_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace ringhub::stress

@@ -1,0 +1,82 @@
+// What a run found, judged and told: the totals of every engine, what the hub's /metrics and /proc said,
+// the pass/fail verdict with its reasons, the summary table for people and the JSON for machines.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "perf/stress/engine.hpp"
+#include "perf/stress/histogram.hpp"
+#include "perf/stress/hub_metrics.hpp"
+#include "perf/stress/options.hpp"
+#include "perf/stress/tally.hpp"
+
+namespace ringhub::stress {
+
+// Metric names the harness reads (core/prometheus.cpp writes them).
+namespace metric {
+inline const std::string kLineConnections = R"(ringhub_connections{protocol="line"})";
+inline const std::string kRelayConnections = R"(ringhub_connections{protocol="relay"})";
+inline const std::string kLinePending = "ringhub_line_pending_messages";
+inline const std::string kOutboundQueued = "ringhub_outbound_queued_bytes";
+inline const std::string kLineForwards = "ringhub_line_forwards_total";
+inline const std::string kLineReforwards = "ringhub_line_reforwards_total";
+inline const std::string kLineUnmatchedOks = "ringhub_line_unmatched_oks_total";
+inline const std::string kDeliveries = "ringhub_deliveries_total";
+inline const std::string kSlowConsumerCloses = "ringhub_slow_consumer_closes_total";
+inline const std::string kServerFullRejects = "ringhub_server_full_rejects_total";
+inline const std::string kCqOverflows = "ringhub_cq_overflows_total";
+}  // namespace metric
+
+// Every engine's Tally and EngineStats added up (plain numbers: read after the threads joined).
+struct Totals {
+  std::uint64_t started = 0, done = 0, failed = 0, retries = 0, reconnects = 0, timeouts = 0, drops = 0;
+  std::uint64_t identified = 0, relays_sent = 0, verified = 0;
+  std::uint64_t misrouted_oks = 0, duplicate_oks = 0, hub_errors = 0;
+  std::uint64_t bad_deliveries = 0, missing_deliveries = 0, extra_deliveries = 0;
+  std::uint64_t cq_overflows = 0, enobufs = 0, bind_failures = 0, connect_failures = 0;
+  std::int64_t max_timer_lag_ns = 0;
+  std::int64_t first_start_ns = INT64_MAX, last_start_ns = 0, last_close_ns = 0;
+  LatencyHistogram latency;
+  std::vector<std::string> failure_samples;
+
+  void add(const Tally& tally);
+  void add(const EngineStats& stats);
+};
+
+struct HubReport {
+  bool metrics = false;  // /metrics was read at the start and the end
+  MetricsSnapshot start;
+  MetricsSnapshot end;
+  bool zero_state = false;
+  std::string zero_detail;
+  double peak_connections = 0;  // highest connection gauge seen while polling (once a second)
+  std::optional<ProcessMemory> memory_start;
+  std::optional<ProcessMemory> memory_end;
+  double delta(const std::string& key) const { return end.value(key) - start.value(key); }
+};
+
+struct RunOutcome {
+  bool ran = false;  // the engines ran: false when set-up failed (failures says why)
+  Totals totals;
+  HubReport hub;
+  std::uint64_t relays_planned = 0;
+  std::uint64_t deliveries_expected = 0;
+  bool stalled = false;      // relay: deliveries stopped arriving before all were verified
+  bool interrupted = false;  // SIGINT/SIGTERM
+  std::int64_t run_start_ns = 0;
+  std::int64_t run_end_ns = 0;
+  std::uint64_t harness_peak_rss = 0;
+  std::uint64_t harness_peak_open = 0;  // most connections open at once, sampled every 100 ms
+  std::uint64_t bytes_expected = 0;     // relay: body bytes planned for delivery (size x fan-out)
+  std::vector<std::string> failures;    // why the run failed; empty: it passed
+};
+
+void evaluate(const RunPlan& plan, RunOutcome& outcome);
+void print_summary(std::FILE* out, const RunPlan& plan, const RunOutcome& outcome);
+std::string to_json(const RunPlan& plan, const RunOutcome& outcome);
+
+}  // namespace ringhub::stress

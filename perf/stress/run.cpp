@@ -1,0 +1,365 @@
+// run_stress: engine threads, the monitor loop and the hub's zero-state check; see run.hpp.
+#include "perf/stress/run.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <ctime>
+#include <future>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "perf/stress/line_driver.hpp"
+#include "perf/stress/relay_driver.hpp"
+
+namespace ringhub::stress {
+
+namespace {
+
+// The monitor's tick: how quickly it sees finished threads, relay completion and signals.
+constexpr std::int64_t kTickNs = 100'000'000;
+constexpr std::int64_t kProgressEveryNs = 1'000'000'000;
+// Engines start this long after the last one is ready, so all share one start time.
+constexpr std::int64_t kStartDelayNs = 20'000'000;
+// How long the hub gets, after the last close, to show zero state in /metrics.
+constexpr std::int64_t kZeroStateWaitNs = 10'000'000'000;
+// Each GET /metrics may take this long (the admin plane answers even when the shards are busy).
+constexpr std::chrono::milliseconds kMetricsTimeout{2000};
+// Past the deadline, engines close and exit on their own; past this much more the monitor stops waiting.
+constexpr std::int64_t kDeadlineGraceNs = 10'000'000'000;
+
+struct Worker {
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<LineDriver> line;
+  std::unique_ptr<RelayDriver> relay;
+  Tally tally;
+  std::promise<std::string> ready;  // empty: the ring is up
+  std::atomic<bool> finished{false};
+  std::thread thread;
+};
+
+struct Shared {
+  LineSettings line;
+  RelaySettings relay;
+  std::unique_ptr<RelayShared> relay_state;
+  std::atomic<bool> abort{false};
+  std::promise<std::int64_t> start;  // -1: do not run
+  std::shared_future<std::int64_t> start_future = start.get_future().share();
+};
+
+void worker_main(Worker& w, const RunPlan& plan, Shared& shared) {
+  const Result<void> init = w.engine->init();
+  w.ready.set_value(init ? std::string() : init.error().message);
+  const std::int64_t start_ns = shared.start_future.get();
+  if (init && start_ns >= 0) {
+    if (w.line) {
+      w.line->schedule_starts(start_ns);
+    } else {
+      w.relay->schedule_starts(start_ns);
+    }
+    w.engine->run(start_ns + plan.deadline_ns, shared.abort);
+    w.line ? w.line->finalize() : w.relay->finalize();
+  }
+  w.finished.store(true, std::memory_order_release);
+}
+
+EngineConfig engine_config(const RunPlan& plan, unsigned index, std::uint32_t clients) {
+  EngineConfig config;
+  config.index = index;
+  config.conns = clients;
+  config.table_size = plan.table_size;
+  config.buffer_count = plan.buffer_count;
+  config.buffer_size = plan.buffer_size;
+  config.hubs = plan.hubs;
+  config.sources = plan.sources;
+  config.connect_timeout_ns = plan.timeout_ns;
+  return config;
+}
+
+void make_settings(const RunPlan& plan, Shared& shared) {
+  shared.line = LineSettings{plan.ok_delay, plan.timeout_ns, plan.retries, plan.ramp_ns,
+                             fmt::format("{:x}", plan.seed & 0xFFFFFFFFFFFF)};
+  shared.relay = RelaySettings{plan.clients, plan.relays,  plan.max_size, plan.max_fanout,
+                               plan.retries, plan.ramp_ns, plan.seed};
+  if (plan.mode == Mode::kRelay) {
+    shared.relay_state = std::make_unique<RelayShared>(plan.clients);
+    std::vector<std::uint32_t> order(plan.clients);
+    for (std::uint32_t i = 0; i < plan.clients; ++i) {
+      order[i] = i;
+    }
+    std::mt19937_64 rng(plan.seed);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (std::uint32_t i = 0; i < plan.senders; ++i) {
+      shared.relay_state->is_sender[order[i]] = 1;
+    }
+  }
+}
+
+std::vector<std::unique_ptr<Worker>> make_workers(const RunPlan& plan, Shared& shared) {
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::uint32_t first = 0;
+  for (unsigned i = 0; i < plan.threads; ++i) {
+    const std::uint32_t count = plan.clients / plan.threads + (i < plan.clients % plan.threads ? 1 : 0);
+    auto w = std::make_unique<Worker>();
+    w->engine = std::make_unique<Engine>(engine_config(plan, i, count));
+    if (plan.mode == Mode::kLine) {
+      w->line =
+          std::make_unique<LineDriver>(*w->engine, shared.line, first, w->tally, plan.seed ^ (i * 0x9E37U));
+      w->engine->set_driver(w->line.get());
+    } else {
+      w->relay =
+          std::make_unique<RelayDriver>(*w->engine, shared.relay, *shared.relay_state, first, w->tally);
+      w->engine->set_driver(w->relay.get());
+    }
+    first += count;
+    workers.push_back(std::move(w));
+  }
+  return workers;
+}
+
+// Starts every thread and waits for every ring; returns the first set-up error, if any.
+std::string start_workers(std::vector<std::unique_ptr<Worker>>& workers, const RunPlan& plan,
+                          Shared& shared) {
+  for (auto& w : workers) {
+    w->thread = std::thread(worker_main, std::ref(*w), std::cref(plan), std::ref(shared));
+  }
+  std::string error;
+  for (auto& w : workers) {
+    std::string message = w->ready.get_future().get();
+    if (error.empty() && !message.empty()) {
+      error = std::move(message);
+    }
+  }
+  return error;
+}
+
+bool all_finished(const std::vector<std::unique_ptr<Worker>>& workers) {
+  for (const auto& w : workers) {
+    if (!w->finished.load(std::memory_order_acquire)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Live numbers, summed over engines.
+struct Live {
+  std::uint64_t started = 0, open = 0, in_flight = 0, done = 0, failed = 0, retries = 0;
+  std::uint64_t identified = 0, relays_sent = 0, verified = 0;
+};
+
+Live gather(const std::vector<std::unique_ptr<Worker>>& workers) {
+  Live live;
+  for (const auto& w : workers) {
+    const Tally& t = w->tally;
+    live.started += t.started.load(std::memory_order_relaxed);
+    live.open += w->engine->stats().open.load(std::memory_order_relaxed);
+    live.in_flight += t.in_flight.load(std::memory_order_relaxed);
+    live.done += t.done.load(std::memory_order_relaxed);
+    live.failed += t.failed.load(std::memory_order_relaxed);
+    live.retries += t.retries.load(std::memory_order_relaxed);
+    live.identified += t.identified.load(std::memory_order_relaxed);
+    live.relays_sent += t.relays_sent.load(std::memory_order_relaxed);
+    live.verified += t.verified.load(std::memory_order_relaxed);
+  }
+  return live;
+}
+
+class Monitor {
+ public:
+  Monitor(const RunPlan& plan, Shared& shared, const std::vector<std::unique_ptr<Worker>>& workers,
+          RunOutcome& outcome)
+      : plan_(plan),
+        shared_(shared),
+        workers_(workers),
+        outcome_(outcome),
+        metrics_(plan.admin, kMetricsTimeout) {}
+
+  void watch(std::int64_t start_ns) {
+    std::int64_t next_progress = start_ns + kProgressEveryNs;
+    while (!all_finished(workers_)) {
+      wait_tick();
+      const std::int64_t now = now_ns();
+      outcome_.harness_peak_open = std::max(outcome_.harness_peak_open, gather(workers_).open);
+      if (plan_.mode == Mode::kRelay) {
+        check_relay(now);
+      }
+      if (now > start_ns + plan_.deadline_ns + kDeadlineGraceNs) {
+        shared_.abort.store(true);
+      }
+      if (now >= next_progress) {
+        progress(now - start_ns);
+        next_progress += kProgressEveryNs;
+      }
+    }
+  }
+
+ private:
+  void wait_tick() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    const timespec tick{0, kTickNs};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      outcome_.interrupted = true;
+      shared_.abort.store(true);
+    }
+  }
+
+  // All planned, all written, all arrived: close. Nothing new for --timeout: close anyway (a stall).
+  void check_relay(std::int64_t now) {
+    RelayShared& r = *shared_.relay_state;
+    if (r.close_now.load() || r.planners_done.load(std::memory_order_acquire) < plan_.threads) {
+      last_change_ns_ = now;
+      return;
+    }
+    const Live live = gather(workers_);
+    const std::uint64_t arrived = r.deliveries_verified.load();
+    const std::uint64_t progress = arrived + live.relays_sent;
+    if (progress != last_progress_) {
+      last_progress_ = progress;
+      last_change_ns_ = now;
+    }
+    const bool complete =
+        live.relays_sent == r.relays_planned.load() && arrived >= r.deliveries_expected.load();
+    if (complete || now - last_change_ns_ > plan_.timeout_ns) {
+      outcome_.stalled = !complete;
+      r.close_now.store(true, std::memory_order_release);
+    }
+  }
+
+  void progress(std::int64_t elapsed) {
+    std::string hub;
+    if (plan_.admin_enabled) {
+      auto snapshot = metrics_.fetch();
+      if (snapshot) {
+        const double conns =
+            snapshot->value(plan_.mode == Mode::kLine ? metric::kLineConnections : metric::kRelayConnections);
+        outcome_.hub.peak_connections = std::max(outcome_.hub.peak_connections, conns);
+        hub = fmt::format(" | hub conns {:.0f} pending {:.0f}", conns, snapshot->value(metric::kLinePending));
+      } else {
+        hub = " | hub /metrics: " + snapshot.error().message;
+      }
+    }
+    if (plan_.quiet) {
+      return;
+    }
+    const Live l = gather(workers_);
+    const double t = static_cast<double>(elapsed) / 1e9;
+    if (plan_.mode == Mode::kLine) {
+      fmt::print(stderr, "[{:7.1f}s] started {} open {} in-flight {} done {} failed {} retries {}{}\n", t,
+                 l.started, l.open, l.in_flight, l.done, l.failed, l.retries, hub);
+    } else {
+      const RelayShared& r = *shared_.relay_state;
+      fmt::print(
+          stderr,
+          "[{:7.1f}s] started {} open {} identified {} relays {}/{} verified {}/{} done {} failed {}{}\n", t,
+          l.started, l.open, l.identified, l.relays_sent, r.relays_planned.load(), l.verified,
+          r.deliveries_expected.load(), l.done, l.failed, hub);
+    }
+  }
+
+  const RunPlan& plan_;
+  Shared& shared_;
+  const std::vector<std::unique_ptr<Worker>>& workers_;
+  RunOutcome& outcome_;
+  MetricsClient metrics_;
+  std::uint64_t last_progress_ = 0;
+  std::int64_t last_change_ns_ = 0;
+};
+
+// Waits up to kZeroStateWaitNs for the gauges of this mode to read zero.
+void check_zero_state(const RunPlan& plan, HubReport& hub) {
+  const MetricsClient client(plan.admin, kMetricsTimeout);
+  const std::string& conns = plan.mode == Mode::kLine ? metric::kLineConnections : metric::kRelayConnections;
+  const std::int64_t until = now_ns() + kZeroStateWaitNs;
+  while (true) {
+    auto snapshot = client.fetch();
+    if (snapshot) {
+      hub.end = *snapshot;
+      const double c = snapshot->value(conns);
+      const double pending = snapshot->value(metric::kLinePending);
+      const double queued = snapshot->value(metric::kOutboundQueued);
+      hub.zero_detail = fmt::format("{} {:.0f}, {} {:.0f}, {} {:.0f}", conns, c, metric::kLinePending,
+                                    pending, metric::kOutboundQueued, queued);
+      hub.zero_state = c == 0 && queued == 0 && (plan.mode == Mode::kRelay || pending == 0);
+    } else {
+      hub.zero_detail = "GET /metrics failed: " + snapshot.error().message;
+    }
+    if (hub.zero_state || now_ns() >= until) {
+      hub.metrics = hub.metrics && snapshot.ok();
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void collect(const RunPlan& plan, const Shared& shared, const std::vector<std::unique_ptr<Worker>>& workers,
+             RunOutcome& outcome) {
+  for (const auto& w : workers) {
+    outcome.totals.add(w->tally);
+    outcome.totals.add(w->engine->stats());
+  }
+  if (plan.mode == Mode::kRelay) {
+    outcome.relays_planned = shared.relay_state->relays_planned.load();
+    outcome.deliveries_expected = shared.relay_state->deliveries_expected.load();
+    outcome.bytes_expected = shared.relay_state->bytes_expected.load();
+  }
+  if (const auto self = read_process_memory(getpid())) {
+    outcome.harness_peak_rss = self->peak_rss;
+  }
+}
+
+}  // namespace
+
+RunOutcome run_stress(const RunPlan& plan) {
+  RunOutcome outcome;
+  if (plan.admin_enabled) {
+    auto start = MetricsClient(plan.admin, kMetricsTimeout).fetch();
+    if (!start) {
+      outcome.failures.push_back(
+          fmt::format("cannot read http://{}/metrics: {} (start the hub, or --admin off)", plan.admin_text,
+                      start.error().message));
+      return outcome;
+    }
+    outcome.hub.start = *start;
+    outcome.hub.metrics = true;
+  }
+  if (plan.hub_pid > 0) {
+    outcome.hub.memory_start = read_process_memory(plan.hub_pid);
+  }
+  Shared shared;
+  make_settings(plan, shared);
+  std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, shared);
+  const std::string error = start_workers(workers, plan, shared);
+  const std::int64_t start_ns = error.empty() ? now_ns() + kStartDelayNs : -1;
+  shared.start.set_value(start_ns);
+  if (!error.empty()) {
+    for (auto& w : workers) {
+      w->thread.join();
+    }
+    outcome.failures.push_back("engine set-up failed: " + error);
+    return outcome;
+  }
+  outcome.run_start_ns = start_ns;
+  outcome.ran = true;
+  Monitor(plan, shared, workers, outcome).watch(start_ns);
+  for (auto& w : workers) {
+    w->thread.join();
+  }
+  outcome.run_end_ns = now_ns();
+  collect(plan, shared, workers, outcome);
+  if (plan.admin_enabled) {
+    check_zero_state(plan, outcome.hub);
+  }
+  if (plan.hub_pid > 0) {
+    outcome.hub.memory_end = read_process_memory(plan.hub_pid);
+  }
+  return outcome;
+}
+
+}  // namespace ringhub::stress
