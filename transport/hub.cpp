@@ -18,6 +18,7 @@
 #include "transport/admin_server.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
+#include "transport/ring_setup.hpp"
 #include "transport/shard.hpp"
 
 namespace ringhub {
@@ -32,21 +33,13 @@ constexpr double kTableFill = 0.85;
 // already hold 100k connections on two shards.
 constexpr rlim_t kMaxTableSize = 1U << 16;
 
-// A ring's direct-descriptor table may not exceed RLIMIT_NOFILE; raise the soft limit to the hard one
-// first (liburing 2.3's own raise fails silently). Returns the table size every shard can have.
+// A shard's table: what RLIMIT_NOFILE allows (raised to its hard limit), at most kMaxTableSize.
 Result<unsigned> direct_table_size() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return make_error(fmt::format("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno)), errno);
+  Result<unsigned> limit = raise_open_file_limit();
+  if (!limit) {
+    return limit;
   }
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-      spdlog::warn("cannot raise the open-file limit to {}: {}", limit.rlim_max, std::strerror(errno));
-      getrlimit(RLIMIT_NOFILE, &limit);
-    }
-  }
-  return static_cast<unsigned>(std::min(limit.rlim_cur, kMaxTableSize));
+  return static_cast<unsigned>(std::min<rlim_t>(*limit, kMaxTableSize));
 }
 
 // The opcodes the hub issues; a kernel without one of them cannot run it.

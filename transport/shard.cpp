@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "transport/op_tag.hpp"
+#include "transport/ring_setup.hpp"
 
 namespace ringhub {
 
@@ -53,32 +54,10 @@ Shard::~Shard() {
 }
 
 Result<void> Shard::init() {
-  io_uring_params params{};
-  // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completions run when it asks for
-  // them, in batches, instead of interrupting it. CQSIZE: see kCqEntries. SUBMIT_ALL: one bad SQE
-  // must not strand the ones behind it.
-  params.flags =
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-  params.cq_entries = kCqEntries;
-  int ret = io_uring_queue_init_params(kSqEntries, &ring_, &params);
-  if (ret < 0) {
-    return make_error(
-        fmt::format("io_uring_setup with SINGLE_ISSUER|DEFER_TASKRUN failed: {} (needs Linux 6.1+ "
-                    "with io_uring enabled; in Docker the default seccomp profile may block it)",
-                    std::strerror(-ret)),
-        -ret);
+  if (Result<void> ring = setup_issuer_ring(&ring_, kSqEntries, kCqEntries, shared_.table_size); !ring) {
+    return ring;
   }
   ring_ready_ = true;
-  if ((params.features & IORING_FEAT_NODROP) == 0) {
-    return make_error("io_uring lacks IORING_FEAT_NODROP (needs Linux 5.5+)");
-  }
-  ret = io_uring_register_files_sparse(&ring_, shared_.table_size);
-  if (ret < 0) {
-    return make_error(fmt::format("cannot register a direct-descriptor table of {} slots: {}",
-                                  shared_.table_size, std::strerror(-ret)),
-                      -ret);
-  }
-  io_uring_register_ring_fd(&ring_);  // an optimisation only: failure leaves the plain fd path
   auto pool = RecvBufferPool::create(&ring_, config_.recv_buffer_count, config_.recv_buffer_size);
   if (!pool) {
     return pool.error();

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "perf/stress/uring_extra.hpp"
+#include "transport/ring_setup.hpp"
 #include "transport/uring_compat.hpp"
 
 namespace ringhub::stress {
@@ -78,26 +79,10 @@ Result<void> Engine::init() {
 }
 
 Result<void> Engine::setup_ring() {
-  io_uring_params params{};
-  // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completions run when it waits, in
-  // batches. CQSIZE: see kCqEntries. SUBMIT_ALL: one bad SQE must not strand the ones behind it.
-  params.flags =
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-  params.cq_entries = kCqEntries;
-  int ret = io_uring_queue_init_params(kSqEntries, &ring_, &params);
-  if (ret < 0) {
-    return make_error(
-        fmt::format("io_uring_setup (SINGLE_ISSUER|DEFER_TASKRUN) failed: {}", std::strerror(-ret)), -ret);
+  if (Result<void> ring = setup_issuer_ring(&ring_, kSqEntries, kCqEntries, config_.table_size); !ring) {
+    return ring;
   }
   ring_ready_ = true;
-  ret = io_uring_register_files_sparse(&ring_, config_.table_size);
-  if (ret < 0) {
-    return make_error(fmt::format("cannot register {} direct descriptors: {} (the table may hold at most "
-                                  "RLIMIT_NOFILE entries)",
-                                  config_.table_size, std::strerror(-ret)),
-                      -ret);
-  }
-  io_uring_register_ring_fd(&ring_);  // an optimisation only
   nodelay_ok_ = uring_extra::opcode_supported(&ring_, IORING_OP_URING_CMD);
   return {};
 }

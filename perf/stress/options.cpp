@@ -11,6 +11,7 @@
 #include <random>
 
 #include "perf/stress/uring_extra.hpp"
+#include "transport/ring_setup.hpp"
 
 namespace ringhub::stress {
 
@@ -87,19 +88,6 @@ Result<std::vector<sockaddr_in>> parse_endpoints(const std::string& text) {
   return out;
 }
 
-// A ring's table may hold at most RLIMIT_NOFILE entries: raise the soft limit to the hard one first
-// (liburing 2.3's own raise fails silently).
-unsigned raise_open_file_limit() {
-  rlimit limit{};
-  getrlimit(RLIMIT_NOFILE, &limit);
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-    getrlimit(RLIMIT_NOFILE, &limit);
-  }
-  return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 1U << 20));
-}
-
 std::uint32_t ephemeral_ports() {
   std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
   std::uint32_t low = 32768;
@@ -168,7 +156,8 @@ void plan_sources(const Options& o, RunPlan& plan) {
 }
 
 Result<void> plan_threads(const Options& o, RunPlan& plan) {
-  const unsigned table_limit = raise_open_file_limit();
+  const Result<unsigned> raised = raise_open_file_limit();
+  const unsigned table_limit = raised ? *raised : 1024;
   plan.threads =
       o.threads != 0 ? o.threads : std::max(2U, (plan.clients + kClientsPerRing - 1) / kClientsPerRing);
   plan.threads = std::min(plan.threads, std::max(plan.clients, 1U));

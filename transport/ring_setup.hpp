@@ -1,0 +1,21 @@
+// Setting up an io_uring the way every ringhub thread uses one (hub shards and the stress harness's
+// engines alike): single issuer, deferred task work, a large CQ, and a sparse direct-descriptor table.
+#pragma once
+
+#include <liburing.h>
+
+#include "core/result.hpp"
+
+namespace ringhub {
+
+// Raises the soft RLIMIT_NOFILE to the hard one (liburing 2.3's own raise fails silently) and returns
+// the soft limit: a ring's direct-descriptor table may not hold more entries than that.
+Result<unsigned> raise_open_file_limit();
+
+// Creates `ring` on the calling thread (it becomes the single issuer) with SINGLE_ISSUER |
+// DEFER_TASKRUN | CQSIZE | SUBMIT_ALL, checks FEAT_NODROP, registers a sparse table of `table_size`
+// direct descriptors and the ring fd. On failure the ring is torn down and the error names what the
+// kernel lacks.
+Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_entries, unsigned table_size);
+
+}  // namespace ringhub
