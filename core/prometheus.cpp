@@ -103,12 +103,12 @@ std::string snake_case(std::string_view words) {
   return out;
 }
 
-void render_gauges(Exposition& out, const HubStats& stats, const MetricsExtras& extras) {
+void render_gauges(Exposition& out, const HubStats& stats) {
   out.family("ringhub_connections", Kind::kGauge, "Client connections open now, by protocol.");
   out.sample("ringhub_connections", R"(protocol="relay")", stats.connections);
-  out.sample("ringhub_connections", R"(protocol="line")", extras.line_connections);
+  out.sample("ringhub_connections", R"(protocol="line")", stats.line_connections);
   out.single("ringhub_line_pending_messages", Kind::kGauge,
-             "Line-protocol messages forwarded and not yet acknowledged.", extras.line_pending_messages);
+             "Line-protocol messages forwarded and not yet acknowledged.", stats.line_pending);
   out.single("ringhub_buffer_bytes_in_use", Kind::kGauge, "Receive-pool and assembly bytes held now.",
              stats.buffer_bytes_in_use);
   out.single("ringhub_outbound_queued_bytes", Kind::kGauge, "Bytes waiting in outbound queues now.",
@@ -156,15 +156,15 @@ void render_pressure(Exposition& out, const HubStats& stats) {
              "io_uring completion-queue overflows seen (slow path, no loss).", stats.cq_overflows);
 }
 
-void render_line_protocol(Exposition& out, const MetricsExtras& extras) {
+void render_line_protocol(Exposition& out, const HubStats& stats) {
   out.single("ringhub_line_forwards_total", Kind::kCounter, "Line-protocol messages forwarded.",
-             extras.line_forwards);
+             stats.line_forwards);
   out.single("ringhub_line_reforwards_total", Kind::kCounter,
-             "Line-protocol messages forwarded again after a receiver left.", extras.line_reforwards);
+             "Line-protocol messages forwarded again after a receiver left.", stats.line_reforwards);
   out.single("ringhub_line_unmatched_oks_total", Kind::kCounter,
-             "Line-protocol acknowledgements that matched no pending message.", extras.line_unmatched_oks);
+             "Line-protocol acknowledgements that matched no pending message.", stats.line_unmatched_oks);
   out.single("ringhub_line_protocol_errors_total", Kind::kCounter, "Malformed line-protocol input refused.",
-             extras.line_protocol_errors);
+             stats.line_protocol_errors);
 }
 
 // Standard process_* names, so stock dashboards find them.
@@ -179,11 +179,11 @@ void render_process(Exposition& out, const MetricsExtras& extras) {
 
 std::string render_metrics(const HubStats& stats, const MetricsExtras& extras) {
   Exposition out;
-  render_gauges(out, stats, extras);
+  render_gauges(out, stats);
   render_traffic(out, stats);
   render_protocol_errors(out, stats);
   render_pressure(out, stats);
-  render_line_protocol(out, extras);
+  render_line_protocol(out, stats);
   render_process(out, extras);
   return out.take();
 }

@@ -13,15 +13,8 @@ namespace ringhub {
 // The Content-Type a scraper expects for this format; the server sends it with every /metrics reply.
 inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-// Figures /metrics reports that HubStats does not hold (yet): the line protocol's counters and the
-// process's own. The caller fills them in at scrape time; anything left 0 is reported as 0.
+// Figures that are not hub counters: they come from /proc and the clock when /metrics is served.
 struct MetricsExtras {
-  std::uint64_t line_connections = 0;       // line-protocol connections open now
-  std::uint64_t line_pending_messages = 0;  // line messages forwarded and not yet acknowledged
-  std::uint64_t line_forwards = 0;          // line messages forwarded to a receiver
-  std::uint64_t line_reforwards = 0;        // line messages forwarded again after a receiver left
-  std::uint64_t line_unmatched_oks = 0;     // acknowledgements that matched no pending message
-  std::uint64_t line_protocol_errors = 0;   // malformed lines refused
   std::uint64_t resident_memory_bytes = 0;  // process RSS
   std::uint64_t open_fds = 0;               // process file descriptors open now
   double uptime_seconds = 0.0;              // since the hub started

@@ -207,12 +207,6 @@ std::uint16_t Hub::admin_port() const {
 std::string Hub::metrics_text() const {
   const HubStats s = stats();
   MetricsExtras extras;
-  extras.line_connections = s.line_connections;
-  extras.line_pending_messages = s.line_pending;
-  extras.line_forwards = s.line_forwards;
-  extras.line_reforwards = s.line_reforwards;
-  extras.line_unmatched_oks = s.line_unmatched_oks;
-  extras.line_protocol_errors = s.line_protocol_errors;
   extras.resident_memory_bytes = read_resident_memory_bytes();
   extras.open_fds = count_open_fds();
   extras.uptime_seconds =

@@ -18,4 +18,14 @@ Result<unsigned> raise_open_file_limit();
 // kernel lacks.
 Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_entries, unsigned table_size);
 
+// The next free SQE; when the submission queue is full, hands what is queued to the kernel first.
+inline io_uring_sqe* next_sqe(io_uring* ring) {
+  io_uring_sqe* entry = io_uring_get_sqe(ring);
+  while (entry == nullptr) {
+    io_uring_submit(ring);
+    entry = io_uring_get_sqe(ring);
+  }
+  return entry;
+}
+
 }  // namespace ringhub

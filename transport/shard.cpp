@@ -69,12 +69,7 @@ Result<void> Shard::init() {
 }
 
 io_uring_sqe* Shard::sqe() {
-  io_uring_sqe* entry = io_uring_get_sqe(&ring_);
-  while (entry == nullptr) {  // SQ full: hand what we have to the kernel and take a fresh slot
-    io_uring_submit(&ring_);
-    entry = io_uring_get_sqe(&ring_);
-  }
-  return entry;
+  return next_sqe(&ring_);
 }
 
 void Shard::run() {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -120,6 +121,7 @@ class Shard {
   void unpin(Connection& conn);
 
   // --- frames and fan-out (shard_relay.cpp)
+  void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   bool on_frame(Connection& conn, FrameView&& frame);
   void reply_identity(Connection& conn);
   void reply_list(Connection& conn);
@@ -160,6 +162,10 @@ class Shard {
 
   // --- sending (shard_send.cpp)
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
+  // A heap block holding a copy of `bytes` (empty if memory is exhausted); replies and unpinned slices.
+  BlockRef copy_block(const std::uint8_t* bytes, std::uint32_t size);
+  // Queues a copy of bytes the hub composed (a reply, an error line); closes `conn` if out of memory.
+  void enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes);
   void mark_dirty(Connection& conn);
   void flush_sends();
   void start_send(Connection& conn);

@@ -111,15 +111,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (conn.state == ConnState::kOpen && conn.lines) {
       on_line_bytes(conn, buffer, static_cast<std::uint32_t>(cqe.res));
     } else if (conn.state == ConnState::kOpen) {
-      const FeedResult fed =
-          conn.assembler.feed(buffer, 0, static_cast<std::uint32_t>(cqe.res),
-                              [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
-      if (fed.status == FeedResult::Status::kProtocolError) {
-        close_with_error(conn, fed.error);
-      } else if (fed.status == FeedResult::Status::kNoMemory) {
-        spdlog::error("shard {}: out of memory assembling a frame from user {}; closing it", index_, conn.id);
-        begin_close(conn);
-      }
+      on_frame_bytes(conn, buffer, static_cast<std::uint32_t>(cqe.res));
     }
     // Draining connections discard input: it only has to be read so the close does not reset.
     if (!more && conn.state != ConnState::kClosing) {

@@ -77,13 +77,7 @@ bool Shard::on_line(Connection& conn, std::string_view line) {
 }
 
 void Shard::send_text(Connection& conn, std::string_view text) {
-  BlockRef block = HeapBlock::create(static_cast<std::uint32_t>(text.size()), &reply_bytes_in_use_);
-  if (!block) {
-    begin_close(conn);
-    return;
-  }
-  std::memcpy(block.data(), text.data(), text.size());
-  enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(text.size()));
+  enqueue_copy(conn, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
 }
 
 unsigned Shard::owner_of(std::string_view x) const {

@@ -76,11 +76,10 @@ void Shard::unpin(Connection& conn) {
     if (HeapBlock::owns(*slice.block.get())) {
       return;
     }
-    BlockRef copy = HeapBlock::create(slice.length, &reply_bytes_in_use_);
+    BlockRef copy = copy_block(slice.block.data() + slice.offset, slice.length);
     if (!copy) {
       return;  // out of memory: leave it pinned; the slow-consumer limit still bounds it
     }
-    std::memcpy(copy.data(), slice.block.data() + slice.offset, slice.length);
     slice.block = std::move(copy);
     slice.offset = 0;
     unpinned_bytes_ += slice.length;

@@ -16,6 +16,17 @@ using protocol::FrameType;
 using protocol::kHeaderSize;
 using protocol::kIdSize;
 
+void Shard::on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
+  const FeedResult fed = conn.assembler.feed(
+      buffer, 0, length, [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
+  if (fed.status == FeedResult::Status::kProtocolError) {
+    close_with_error(conn, fed.error);
+  } else if (fed.status == FeedResult::Status::kNoMemory) {
+    spdlog::error("shard {}: out of memory assembling a frame from user {}; closing it", index_, conn.id);
+    begin_close(conn);
+  }
+}
+
 bool Shard::on_frame(Connection& conn, FrameView&& frame) {
   counters_.frames_in.add(1);
   switch (frame.header.type) {
@@ -28,16 +39,9 @@ bool Shard::on_frame(Connection& conn, FrameView&& frame) {
 }
 
 void Shard::reply_identity(Connection& conn) {
-  BlockRef block =
-      HeapBlock::create(static_cast<std::uint32_t>(codec::identity_reply_size()), &reply_bytes_in_use_);
-  if (!block) {
-    begin_close(conn);
-    return;
-  }
   scratch_bytes_.clear();
   codec::append_identity_reply(scratch_bytes_, conn.id);
-  std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
-  enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
+  enqueue_copy(conn, scratch_bytes_);
 }
 
 void Shard::reply_list(Connection& conn) {
@@ -46,14 +50,7 @@ void Shard::reply_list(Connection& conn) {
     registry_.append_ids(scratch_ids_, conn.id);
     scratch_bytes_.clear();
     codec::append_list_reply(scratch_bytes_, scratch_ids_);
-    BlockRef block =
-        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
-    if (!block) {
-      begin_close(conn);
-      return;
-    }
-    std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
-    enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(scratch_bytes_.size()));
+    enqueue_copy(conn, scratch_bytes_);
     return;
   }
   // Several shards: hold the reply's place in the queue (replies keep request order) and ask each.
@@ -141,9 +138,7 @@ bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::ui
   auto& conn = static_cast<Connection&>(*entry);
   counters_.deliveries.add(1);
   if (copy_if_behind && conn.send_in_flight) {
-    BlockRef copy = HeapBlock::create(length, &reply_bytes_in_use_);
-    if (copy) {
-      std::memcpy(copy.data(), block.data() + offset, length);
+    if (BlockRef copy = copy_block(block.data() + offset, length)) {
       unpinned_bytes_ += length;
       enqueue(conn, std::move(copy), 0, length);
       return true;
@@ -223,11 +218,8 @@ void Shard::finish_list(ListGather* gather) {
     std::sort(gather->ids.begin(), gather->ids.end());
     scratch_bytes_.clear();
     codec::append_list_reply(scratch_bytes_, gather->ids);
-    BlockRef block =
-        HeapBlock::create(static_cast<std::uint32_t>(scratch_bytes_.size()), &reply_bytes_in_use_);
-    if (block) {
-      std::memcpy(block.data(), scratch_bytes_.data(), scratch_bytes_.size());
-      const auto size = static_cast<std::uint32_t>(scratch_bytes_.size());
+    const auto size = static_cast<std::uint32_t>(scratch_bytes_.size());
+    if (BlockRef block = copy_block(scratch_bytes_.data(), size)) {
       if (conn.outbound.fill_placeholder(gather->token, std::move(block), 0, size)) {
         queued_bytes_ += size;
         counters_.frames_out.add(1);

@@ -26,6 +26,24 @@ void Shard::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std:
   mark_dirty(conn);
 }
 
+BlockRef Shard::copy_block(const std::uint8_t* bytes, std::uint32_t size) {
+  BlockRef block = HeapBlock::create(size, &reply_bytes_in_use_);
+  if (block) {
+    std::memcpy(block.data(), bytes, size);
+  }
+  return block;
+}
+
+void Shard::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes) {
+  const auto size = static_cast<std::uint32_t>(bytes.size());
+  BlockRef block = copy_block(bytes.data(), size);
+  if (!block) {
+    begin_close(conn);  // out of memory: this connection cannot be answered
+    return;
+  }
+  enqueue(conn, std::move(block), 0, size);
+}
+
 void Shard::mark_dirty(Connection& conn) {
   if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
     dirty_.push_back(conn);

@@ -108,12 +108,7 @@ Result<void> Engine::setup_buffers() {
 }
 
 io_uring_sqe* Engine::sqe() {
-  io_uring_sqe* entry = io_uring_get_sqe(&ring_);
-  while (entry == nullptr) {  // SQ full: hand what we have to the kernel and take a fresh slot
-    io_uring_submit(&ring_);
-    entry = io_uring_get_sqe(&ring_);
-  }
-  return entry;
+  return next_sqe(&ring_);
 }
 
 void Engine::run(std::int64_t deadline_ns, const std::atomic<bool>& abort) {

@@ -21,51 +21,27 @@
 #include <vector>
 
 #include "core/line_protocol.hpp"
+#include "tests/client/fake_hub_socket.hpp"
 
 namespace ringhub::client {
 namespace {
+
+using client::fake_hub::bind_loopback;
+std::string read_exact(int fd, std::size_t n) {
+  return client::fake_hub::read_exact<std::string>(fd, n);
+}
+std::string read_until_eof(int fd) {
+  return client::fake_hub::read_until_eof<std::string>(fd);
+}
+void write_all(int fd, std::string_view bytes) {
+  client::fake_hub::write_all(fd, bytes);
+}
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 // How long the fake waits for any one read: far past what a passing test needs, short of ctest's limit.
 constexpr auto kFakeReadLimit = 10s;
-
-// Binds 127.0.0.1 port 0 and returns the socket and its port; listens only if asked, since a bound
-// socket that does not listen makes a port that refuses connections without racing anyone for it.
-std::pair<int, std::uint16_t> bind_loopback(bool listen) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 || (listen && ::listen(fd, 4) < 0) ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
-    return {-1, 0};
-  }
-  return {fd, ntohs(addr.sin_port)};
-}
-
-// Up to `n` bytes; fewer only if the client closed first or the read limit passed.
-std::string read_exact(int fd, std::size_t n) {
-  std::string out(n, '\0');
-  std::size_t got = 0;
-  while (got < n) {
-    const ssize_t r = ::read(fd, out.data() + got, n - got);
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    if (r <= 0) {
-      break;
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  out.resize(got);
-  return out;
-}
 
 // One line without its "\n", read a byte at a time so nothing after it is consumed; nullopt on EOF.
 std::optional<std::string> read_line(int fd) {
@@ -77,28 +53,6 @@ std::optional<std::string> read_line(int fd) {
     line += c;
   }
   return std::nullopt;
-}
-
-// Everything the client sends until it closes: the fake's way to wait for the client to let go.
-std::string read_until_eof(int fd) {
-  std::string out;
-  for (std::string chunk = read_exact(fd, 4096); !chunk.empty(); chunk = read_exact(fd, 4096)) {
-    out += chunk;
-  }
-  return out;
-}
-
-void write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t r = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    if (r < 0) {
-      return;  // the client hung up; the test's own checks report what went wrong
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(r));
-  }
 }
 
 // A fake hub: the script accepts the connections it expects and plays its part on each. What the

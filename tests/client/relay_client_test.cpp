@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/frame_codec.hpp"
+#include "tests/client/fake_hub_socket.hpp"
 
 namespace ringhub::client {
 namespace {
@@ -25,6 +26,17 @@ using protocol::ErrorCode;
 using protocol::FrameType;
 using protocol::UserId;
 using Bytes = std::vector<std::uint8_t>;
+
+using client::fake_hub::bind_loopback;
+Bytes read_exact(int fd, std::size_t n) {
+  return client::fake_hub::read_exact<Bytes>(fd, n);
+}
+Bytes read_until_eof(int fd) {
+  return client::fake_hub::read_until_eof<Bytes>(fd);
+}
+void write_all(int fd, const Bytes& bytes) {
+  client::fake_hub::write_all(fd, bytes);
+}
 
 Bytes text(std::string_view s) {
   return Bytes(s.begin(), s.end());
@@ -42,65 +54,6 @@ Bytes identity_request() {
   Bytes out;
   codec::append_identity_request(out);
   return out;
-}
-
-// Reads up to `n` bytes; fewer only if the client closed first.
-Bytes read_exact(int fd, std::size_t n) {
-  Bytes out(n);
-  std::size_t got = 0;
-  while (got < n) {
-    const ssize_t r = ::read(fd, out.data() + got, n - got);
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    if (r <= 0) {
-      break;
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  out.resize(got);
-  return out;
-}
-
-// Everything the client sends until it closes: the fake hub's way to wait for the test to finish.
-Bytes read_until_eof(int fd) {
-  Bytes out;
-  for (Bytes chunk = read_exact(fd, 4096); !chunk.empty(); chunk = read_exact(fd, 4096)) {
-    out.insert(out.end(), chunk.begin(), chunk.end());
-  }
-  return out;
-}
-
-void write_all(int fd, const Bytes& bytes) {
-  std::size_t sent = 0;
-  while (sent < bytes.size()) {
-    const ssize_t r = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    if (r < 0) {
-      return;  // the client hung up; the test's own checks report what went wrong
-    }
-    sent += static_cast<std::size_t>(r);
-  }
-}
-
-// Binds 127.0.0.1 port 0 and returns the socket and its port; listens only if asked, since a bound
-// socket that does not listen makes a port that refuses connections without racing anyone for it.
-std::pair<int, std::uint16_t> bind_loopback(bool listen) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 || (listen && ::listen(fd, 1) < 0) ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
-    return {-1, 0};
-  }
-  return {fd, ntohs(addr.sin_port)};
 }
 
 // A fake hub serving one connection. What the script saw is read after join_hub(), which orders it.

@@ -69,6 +69,12 @@ HubStats known_stats() {
   s.outbound_queued_bytes = 1212;
   s.buffer_bytes_in_use = 1313;
   s.cq_overflows = 14;
+  s.line_connections = 3;
+  s.line_pending = 21;
+  s.line_forwards = 22;
+  s.line_reforwards = 23;
+  s.line_unmatched_oks = 24;
+  s.line_protocol_errors = 25;
   for (std::size_t code = 1; code < kErrorCodeSlots; ++code) {
     s.protocol_errors[code] = 100 + code;
   }
@@ -77,12 +83,6 @@ HubStats known_stats() {
 
 MetricsExtras known_extras() {
   MetricsExtras e;
-  e.line_connections = 3;
-  e.line_pending_messages = 21;
-  e.line_forwards = 22;
-  e.line_reforwards = 23;
-  e.line_unmatched_oks = 24;
-  e.line_protocol_errors = 25;
   e.resident_memory_bytes = 52428800;
   e.open_fds = 17;
   e.uptime_seconds = 12.5;
