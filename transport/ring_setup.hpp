@@ -4,6 +4,8 @@
 
 #include <liburing.h>
 
+#include <cerrno>
+
 #include "core/result.hpp"
 
 namespace ringhub {
@@ -17,6 +19,26 @@ Result<unsigned> raise_open_file_limit();
 // direct descriptors and the ring fd. On failure the ring is torn down and the error names what the
 // kernel lacks.
 Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_entries, unsigned table_size);
+
+// io_uring_enter results that only mean "nothing to do this time" (a timeout, a signal, a full
+// CQ that the reap below empties); anything else means the ring itself is broken.
+inline bool enter_failed(int ret) {
+  return ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN;
+}
+
+// Hands every ready completion to on_cqe(const io_uring_cqe&), then frees their CQ slots at once.
+template <typename OnCqe>
+unsigned reap_completions(io_uring* ring, OnCqe&& on_cqe) {
+  unsigned head = 0;
+  unsigned seen = 0;
+  io_uring_cqe* cqe = nullptr;
+  io_uring_for_each_cqe(ring, head, cqe) {
+    on_cqe(*cqe);
+    ++seen;
+  }
+  io_uring_cq_advance(ring, seen);
+  return seen;
+}
 
 // The next free SQE; when the submission queue is full, hands what is queued to the kernel first.
 inline io_uring_sqe* next_sqe(io_uring* ring) {

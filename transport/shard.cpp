@@ -85,18 +85,11 @@ void Shard::run() {
     } else {
       ret = io_uring_submit_and_wait(&ring_, 1);
     }
-    if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN) {
+    if (enter_failed(ret)) {
       spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
       std::abort();  // an impossible internal state: the ring itself is broken
     }
-    unsigned head = 0;
-    unsigned seen = 0;
-    io_uring_cqe* cqe = nullptr;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      dispatch(*cqe);
-      ++seen;
-    }
-    io_uring_cq_advance(&ring_, seen);
+    reap_completions(&ring_, [this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   publish_counters();
 }

@@ -155,19 +155,12 @@ void Engine::wait(std::int64_t now) {
   __kernel_timespec ts = to_timespec(wait_ns);
   io_uring_cqe* first = nullptr;
   const int ret = io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
-  if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN) {
+  if (enter_failed(ret)) {
     std::fprintf(stderr, "ringhub-stress: engine %u: io_uring_enter failed: %s\n", config_.index,
                  std::strerror(-ret));
     std::abort();  // the ring itself is broken: an impossible internal state
   }
-  unsigned head = 0;
-  unsigned seen = 0;
-  io_uring_cqe* cqe = nullptr;
-  io_uring_for_each_cqe(&ring_, head, cqe) {
-    dispatch(*cqe);
-    ++seen;
-  }
-  io_uring_cq_advance(&ring_, seen);
+  reap_completions(&ring_, [this](const io_uring_cqe& cqe) { dispatch(cqe); });
   if (ring_.cq.koverflow != nullptr) {
     stats_.cq_overflows.store(*ring_.cq.koverflow, std::memory_order_relaxed);
   }
