@@ -50,6 +50,11 @@ void add_flags(CLI::App& app, Options& o) {
                  "Receive buffers per shard (rounded up to a power of two)")
       ->capture_default_str()
       ->check(CLI::Range(2U, 32768U));
+  app.add_option("--batch-threshold", o.hub.batch_threshold,
+                 "Frames up to this many bytes are copied into one send batch (0: every frame "
+                 "zero-copy, one iovec each)")
+      ->capture_default_str()
+      ->check(CLI::Range(0U, 65536U));
   app.add_flag("--send-zc", o.hub.send_zc,
                "Send with IORING_OP_SENDMSG_ZC (pays on real NICs, not on loopback)");
   app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,

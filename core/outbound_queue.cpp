@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 
 namespace ringhub {
 
@@ -71,6 +72,42 @@ std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::siz
     bytes += len;
   }
   return filled;
+}
+
+SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes,
+                                     std::span<std::uint8_t> batch, std::size_t small_limit) const {
+  SendPlan plan;
+  bool in_run = false;  // the last iovec is a run in `batch` that the next small slice can extend
+  for (std::uint32_t i = 0; i < count_; ++i) {
+    const Slice& s = at(i);
+    if (s.is_placeholder()) {
+      break;
+    }
+    const std::uint32_t skip = i == 0 ? head_sent_ : 0;
+    const std::size_t len = s.length - skip;
+    const bool small = len <= small_limit;
+    if ((plan.iov_count > 0 && plan.bytes + len > max_bytes) ||
+        (small && plan.batched_bytes + len > batch.size()) ||
+        (!(small && in_run) && plan.iov_count == max_iov)) {
+      break;
+    }
+    std::uint8_t* from = s.block.data() + s.offset + skip;
+    if (small) {
+      std::uint8_t* to = batch.data() + plan.batched_bytes;
+      std::memcpy(to, from, len);
+      if (!in_run) {
+        iov[plan.iov_count++] = iovec{to, 0};
+        in_run = true;
+      }
+      iov[plan.iov_count - 1].iov_len += len;
+      plan.batched_bytes += len;
+    } else {
+      iov[plan.iov_count++] = iovec{from, len};
+      in_run = false;
+    }
+    plan.bytes += len;
+  }
+  return plan;
 }
 
 void OutboundQueue::pop_front() {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/shared_block.hpp"
@@ -21,6 +22,13 @@ struct Slice {
   std::uint32_t length = 0;
 
   bool is_placeholder() const { return !block; }
+};
+
+// What fill_batched put into an iovec array.
+struct SendPlan {
+  std::size_t iov_count = 0;
+  std::size_t bytes = 0;          // all the iovecs point at
+  std::size_t batched_bytes = 0;  // of which copied into the batch buffer
 };
 
 // Contract: owned by one connection on one shard. Memory is allocated only while slices are queued,
@@ -44,6 +52,13 @@ class OutboundQueue {
   // Points up to `max_iov` iovecs (at most `max_bytes` in all, at least one slice) at the head.
   // Returns how many it filled; stops at a placeholder.
   std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const;
+
+  // Like fill_iovecs, but slices of at most `small_limit` bytes are copied back to back into `batch`,
+  // one iovec per run of them: below that size a memcpy costs less than the kernel's per-iovec work, and
+  // one send then carries hundreds of small frames instead of max_iov. Larger slices stay zero-copy.
+  // Stops when `batch` is full; `small_limit` 0 turns batching off.
+  SendPlan fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes, std::span<std::uint8_t> batch,
+                        std::size_t small_limit) const;
 
   // Drops `bytes` from the head (what a send took). Blocks whose slices are fully consumed are
   // released, or moved into `keep` when the caller must hold them longer (send_zc notifications).

@@ -152,6 +152,8 @@ void render_pressure(Exposition& out, const HubStats& stats) {
              "Bytes copied in user space (frame assembly and unpinning).", stats.copied_bytes);
   out.single("ringhub_unpinned_bytes_total", Kind::kCounter,
              "Bytes copied out of receive buffers pinned by slow readers.", stats.unpinned_bytes);
+  out.single("ringhub_batched_bytes_total", Kind::kCounter,
+             "Bytes of small frames copied into one send batch (--batch-threshold).", stats.batched_bytes);
   out.single("ringhub_cq_overflows_total", Kind::kCounter,
              "io_uring completion-queue overflows seen (slow path, no loss).", stats.cq_overflows);
 }

@@ -27,6 +27,7 @@ struct HubStats {
   std::uint64_t server_full_rejects = 0;    // connections refused with ERROR 7
   std::uint64_t copied_bytes = 0;           // bytes copied in user space (assembly + unpinning)
   std::uint64_t unpinned_bytes = 0;         // of which: copied out of receive buffers a slow reader pinned
+  std::uint64_t batched_bytes = 0;          // small deliveries copied into send batches (not in copied_bytes)
   std::uint64_t outbound_queued_bytes = 0;  // bytes waiting in outbound queues now
   std::uint64_t buffer_bytes_in_use = 0;    // receive-pool and assembly bytes held now
   std::uint64_t cq_overflows = 0;           // completion-queue overflows seen (slow path, no loss)
@@ -58,7 +59,7 @@ class alignas(64) ShardCounters {
 
   Cell connections, accepted, frames_in, frames_out, bytes_in, bytes_out, relays, deliveries,
       skipped_receivers, slow_consumer_closes, server_full_rejects, copied_bytes, unpinned_bytes,
-      outbound_queued_bytes, buffer_bytes_in_use, cq_overflows, line_connections, line_pending,
+      batched_bytes, outbound_queued_bytes, buffer_bytes_in_use, cq_overflows, line_connections, line_pending,
       line_messages_in, line_forwards, line_reforwards, line_oks_delivered, line_unmatched_oks,
       line_protocol_errors;
   std::array<Cell, kErrorCodeSlots> protocol_errors;
@@ -81,6 +82,7 @@ inline void ShardCounters::add_to(HubStats& t) const {
   t.server_full_rejects += server_full_rejects.get();
   t.copied_bytes += copied_bytes.get();
   t.unpinned_bytes += unpinned_bytes.get();
+  t.batched_bytes += batched_bytes.get();
   t.outbound_queued_bytes += outbound_queued_bytes.get();
   t.buffer_bytes_in_use += buffer_bytes_in_use.get();
   t.cq_overflows += cq_overflows.get();

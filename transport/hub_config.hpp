@@ -21,6 +21,11 @@ inline constexpr std::size_t kDefaultMaxConnections = 100'000;
 inline constexpr std::uint32_t kDefaultRecvBufferSize = 32U << 10;
 inline constexpr std::uint32_t kDefaultRecvBufferCount = 512;
 
+// Outbound frames up to this many bytes are copied into one contiguous send batch instead of taking an
+// iovec each: below it a memcpy is cheaper than the kernel's per-iovec work, and one sendmsg carries
+// hundreds of small deliveries. Measured in docs/perf/README.md ("Tuning"). 0 turns batching off.
+inline constexpr std::uint32_t kDefaultBatchThreshold = 1024;
+
 // How long a stopping hub keeps flushing queued bytes before it closes every connection.
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
 
@@ -37,6 +42,7 @@ struct HubConfig {
   std::size_t max_outbound_bytes = kDefaultMaxOutboundBytes;
   std::uint32_t recv_buffer_size = kDefaultRecvBufferSize;
   std::uint32_t recv_buffer_count = kDefaultRecvBufferCount;
+  std::uint32_t batch_threshold = kDefaultBatchThreshold;
   bool send_zc = false;  // IORING_OP_SENDMSG_ZC: pays on real NICs for large bodies, not on loopback
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
 };

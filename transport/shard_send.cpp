@@ -63,15 +63,19 @@ void Shard::start_send(Connection& conn) {
     return;
   }
   SendContext* context = acquire_send_context();
-  const std::size_t count = conn.outbound.fill_iovecs(context->iov, kMaxIovPerSend, kMaxBytesPerSend);
+  if (config_.batch_threshold > 0 && !context->batch) {
+    context->batch = std::make_unique_for_overwrite<std::uint8_t[]>(kSendBatchBytes);
+  }
+  const std::span<std::uint8_t> batch(context->batch.get(), context->batch ? kSendBatchBytes : 0);
+  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batch,
+                                                   config_.batch_threshold);
+  const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
     release_send_context(context);
     return;
   }
-  context->bytes = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    context->bytes += context->iov[i].iov_len;
-  }
+  counters_.batched_bytes.add(plan.batched_bytes);
+  context->bytes = plan.bytes;
   context->msg = {};
   context->msg.msg_iov = context->iov;
   context->msg.msg_iovlen = count;
@@ -162,6 +166,9 @@ void Shard::release_send_context(SendContext* context) {
     return;
   }
   context->zc_hold.clear();
+  if (free_send_context_count_ >= kMaxFreeBatchBuffers) {
+    context->batch.reset();
+  }
   context->next = free_send_contexts_;
   free_send_contexts_ = context;
   ++free_send_context_count_;

@@ -538,5 +538,99 @@ TEST(OutboundQueueTest, ForEachAfterCanReplaceBlocks) {
   EXPECT_EQ(in_use, 0U);
 }
 
+// ---- fill_batched: small slices copied into one run, large ones zero-copy, byte order kept.
+
+TEST(OutboundQueueBatchTest, SmallSlicesBecomeOneRunInTheBatch) {
+  OutboundQueue q;
+  BlockRef block = make_block(300, 0);
+  q.push(block, 0, 10);
+  q.push(block, 100, 20);
+  q.push(block, 200, 30);
+  std::vector<std::uint8_t> batch(1024);
+  iovec iov[4];
+  const SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 64);
+  ASSERT_EQ(plan.iov_count, 1U);
+  EXPECT_EQ(plan.bytes, 60U);
+  EXPECT_EQ(plan.batched_bytes, 60U);
+  EXPECT_EQ(iov[0].iov_base, batch.data());
+  std::vector<std::uint8_t> expected(block.data(), block.data() + 10);
+  expected.insert(expected.end(), block.data() + 100, block.data() + 120);
+  expected.insert(expected.end(), block.data() + 200, block.data() + 230);
+  EXPECT_EQ(gather(iov, plan.iov_count), expected);
+}
+
+TEST(OutboundQueueBatchTest, LargeSlicesStayZeroCopyBetweenRuns) {
+  OutboundQueue q;
+  BlockRef block = make_block(1000, 7);
+  q.push(block, 0, 8);    // small
+  q.push(block, 8, 500);  // large: its own iovec, pointing at the block
+  q.push(block, 508, 8);  // small: a new run after the large slice
+  q.push(block, 516, 8);  // extends that run
+  std::vector<std::uint8_t> batch(256);
+  iovec iov[8];
+  const SendPlan plan = q.fill_batched(iov, 8, kNoByteLimit, batch, 64);
+  ASSERT_EQ(plan.iov_count, 3U);
+  EXPECT_EQ(iov[1].iov_base, block.data() + 8);
+  EXPECT_EQ(iov[1].iov_len, 500U);
+  EXPECT_EQ(iov[2].iov_len, 16U);
+  EXPECT_EQ(plan.batched_bytes, 24U);
+  EXPECT_EQ(gather(iov, plan.iov_count), std::vector<std::uint8_t>(block.data(), block.data() + 524));
+}
+
+TEST(OutboundQueueBatchTest, StopsWhenTheBatchOrIovecsRunOut) {
+  OutboundQueue q;
+  BlockRef block = make_block(1000, 3);
+  for (std::uint32_t i = 0; i < 10; ++i) {
+    q.push(block, i * 40, 40);
+  }
+  std::vector<std::uint8_t> batch(100);  // room for two 40-byte slices
+  iovec iov[4];
+  SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 64);
+  EXPECT_EQ(plan.iov_count, 1U);
+  EXPECT_EQ(plan.bytes, 80U);
+  // Batching off: one iovec per slice, up to max_iov.
+  plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 0);
+  EXPECT_EQ(plan.iov_count, 4U);
+  EXPECT_EQ(plan.batched_bytes, 0U);
+  EXPECT_EQ(iov[0].iov_base, block.data());
+}
+
+TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
+  std::uint64_t in_use = 0;
+  OutboundQueue q;
+  std::vector<std::uint8_t> expected;
+  std::uint32_t rng = 777;
+  auto next = [&rng](std::uint32_t bound) {
+    rng = rng * 1103515245U + 12345U;
+    return (rng >> 16) % bound;
+  };
+  for (int b = 0; b < 20; ++b) {
+    BlockRef block = make_block(600, static_cast<std::uint8_t>(b * 11), &in_use);
+    std::uint32_t offset = 0;
+    while (offset < 600) {  // a mix of slices below and above the 48-byte threshold
+      const std::uint32_t length = std::min<std::uint32_t>(1 + next(120), 600 - offset);
+      q.push(block, offset, length);
+      expected.insert(expected.end(), block.data() + offset, block.data() + offset + length);
+      offset += length;
+    }
+  }
+  std::vector<std::uint8_t> batch(200);
+  std::size_t sent = 0;
+  iovec iov[6];
+  while (!q.empty()) {
+    const SendPlan plan = q.fill_batched(iov, 6, 1 + next(400), batch, 48);
+    ASSERT_GE(plan.iov_count, 1U);
+    const std::vector<std::uint8_t> got = gather(iov, plan.iov_count);
+    ASSERT_EQ(got.size(), plan.bytes);
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), expected.begin() + static_cast<std::ptrdiff_t>(sent)))
+        << "at stream byte " << sent;
+    const std::size_t taken = next(3) == 0 ? got.size() : 1 + next(static_cast<std::uint32_t>(got.size()));
+    q.consume(taken);
+    sent += taken;
+  }
+  EXPECT_EQ(sent, expected.size());
+  EXPECT_EQ(in_use, 0U);
+}
+
 }  // namespace
 }  // namespace ringhub

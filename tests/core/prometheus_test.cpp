@@ -40,6 +40,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_accepted_connections_total",
     "ringhub_copied_bytes_total",
     "ringhub_unpinned_bytes_total",
+    "ringhub_batched_bytes_total",
     "ringhub_cq_overflows_total",
     "ringhub_line_forwards_total",
     "ringhub_line_reforwards_total",
