@@ -333,14 +333,19 @@ void BenchDriver::on_message_begin(std::uint32_t conn, std::uint64_t origin, std
     fail(fmt::format("publisher {} received a message", conn));
     return;
   }
+  Receiver& receiver = receivers_[conn];
   std::uint32_t publisher = UINT32_MAX;
-  if (settings_.target == Target::kRinghub) {
+  if (settings_.target != Target::kRinghub) {
+    publisher = origin < publishers_.size() ? static_cast<std::uint32_t>(origin) : UINT32_MAX;
+  } else if (origin == receiver.last_origin) {  // runs of one sender's deliveries are the common case
+    publisher = receiver.last_publisher;
+  } else {
     const auto found = publisher_by_id_.find(origin);
     publisher = found == publisher_by_id_.end() ? UINT32_MAX : found->second;
-  } else if (origin < publishers_.size()) {
-    publisher = static_cast<std::uint32_t>(origin);
+    receiver.last_origin = origin;
+    receiver.last_publisher = publisher;
   }
-  receivers_[conn].in = Incoming{.publisher = publisher, .size = size};
+  receiver.in = Incoming{.publisher = publisher, .size = size};
 }
 
 void BenchDriver::on_message_bytes(std::uint32_t conn, std::span<const std::uint8_t> bytes) {

@@ -98,6 +98,8 @@ class BenchDriver final : public stress::Driver, public WireEvents {
     std::unique_ptr<StreamParser> parser;
     std::vector<std::uint64_t> next_seq;  // per publisher
     Incoming in;
+    std::uint64_t last_origin = UINT64_MAX;  // ringhub: the last sender id seen and its publisher index
+    std::uint32_t last_publisher = UINT32_MAX;
   };
   struct Publisher {
     bool ready = false;

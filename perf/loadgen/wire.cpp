@@ -35,6 +35,33 @@ std::uint64_t publisher_of(std::string_view channel) {
   return index < 0 ? UINT64_MAX : static_cast<std::uint64_t>(index);
 }
 
+// Reads decimal digits at p (advancing it); false when there are none or the bytes end inside them.
+bool read_decimal(const std::uint8_t*& p, const std::uint8_t* end, std::uint64_t& value) {
+  value = 0;
+  const std::uint8_t* start = p;
+  while (p < end && *p >= '0' && *p <= '9') {
+    value = value * 10 + (*p - '0');
+    ++p;
+  }
+  return p > start && p < end;
+}
+
+bool read_literal(const std::uint8_t*& p, const std::uint8_t* end, std::string_view literal) {
+  if (static_cast<std::size_t>(end - p) < literal.size() ||
+      std::memcmp(p, literal.data(), literal.size()) != 0) {
+    return false;
+  }
+  p += literal.size();
+  return true;
+}
+
+// A message delivery found whole in one receive buffer: the fast path of the NATS and Redis parsers.
+struct WholeMessage {
+  std::uint64_t origin = UINT64_MAX;
+  std::span<const std::uint8_t> payload;
+  std::size_t consumed = 0;  // framing included
+};
+
 void append_text(std::vector<std::uint8_t>& out, std::string_view text) {
   out.insert(out.end(), text.begin(), text.end());
 }
@@ -70,6 +97,8 @@ class LineReader {
     return true;
   }
 
+  bool empty() const { return partial_.empty(); }
+
  private:
   std::string partial_;
   std::string held_;  // the last straddling line, alive until the next call
@@ -81,6 +110,9 @@ class RinghubParser final : public StreamParser {
 
   void feed(std::span<const std::uint8_t> bytes, WireEvents& events) override {
     while (!bytes.empty()) {
+      if (state_ == State::kHeader && have_ == 0 && take_whole_deliver(bytes, events)) {
+        continue;
+      }
       switch (state_) {
         case State::kHeader: take_header(bytes, events); break;
         case State::kMeta: take_meta(bytes, events); break;
@@ -92,6 +124,24 @@ class RinghubParser final : public StreamParser {
 
  private:
   enum class State : std::uint8_t { kHeader, kMeta, kBody, kSkip };
+
+  // The fast path: a DELIVER wholly inside this buffer is reported without gathering its header.
+  bool take_whole_deliver(std::span<const std::uint8_t>& bytes, WireEvents& events) {
+    if (bytes.size() < protocol::kDeliverPrefixSize ||
+        bytes[0] != static_cast<std::uint8_t>(protocol::FrameType::kDeliver)) {
+      return false;
+    }
+    const std::uint32_t length = codec::load_u32(bytes.data() + 4);
+    if (length < protocol::kIdSize || bytes.size() < protocol::kHeaderSize + length) {
+      return false;
+    }
+    const std::size_t body = length - protocol::kIdSize;
+    events.on_message_begin(conn_, codec::load_u64(bytes.data() + protocol::kHeaderSize), body);
+    events.on_message_bytes(conn_, bytes.subspan(protocol::kDeliverPrefixSize, body));
+    events.on_message_end(conn_);
+    bytes = bytes.subspan(protocol::kHeaderSize + length);
+    return true;
+  }
 
   std::size_t gather(std::span<const std::uint8_t>& bytes, std::uint8_t* into, std::size_t have,
                      std::size_t need) {
@@ -177,7 +227,13 @@ class NatsParser final : public StreamParser {
 
   void feed(std::span<const std::uint8_t> bytes, WireEvents& events) override {
     while (!bytes.empty()) {
-      if (remaining_ > 0) {
+      WholeMessage whole;
+      if (remaining_ == 0 && crlf_left_ == 0 && lines_.empty() && whole_msg(bytes, whole)) {
+        events.on_message_begin(conn_, whole.origin, whole.payload.size());
+        events.on_message_bytes(conn_, whole.payload);
+        events.on_message_end(conn_);
+        bytes = bytes.subspan(whole.consumed);
+      } else if (remaining_ > 0) {
         take_payload(bytes, events);
       } else if (crlf_left_ > 0) {
         const std::size_t n = std::min<std::size_t>(crlf_left_, bytes.size());
@@ -190,6 +246,23 @@ class NatsParser final : public StreamParser {
   }
 
  private:
+  // "MSG rhp<p> <sid> <size>\r\n<payload>\r\n" wholly in `bytes`; anything else takes the slow path.
+  static bool whole_msg(std::span<const std::uint8_t> bytes, WholeMessage& whole) {
+    const std::uint8_t* p = bytes.data();
+    const std::uint8_t* end = p + bytes.size();
+    std::uint64_t sid = 0;
+    std::uint64_t size = 0;
+    if (!read_literal(p, end, "MSG rhp") || !read_decimal(p, end, whole.origin) ||
+        !read_literal(p, end, " ") || !read_decimal(p, end, sid) || !read_literal(p, end, " ") ||
+        !read_decimal(p, end, size) || !read_literal(p, end, "\r\n") ||
+        static_cast<std::uint64_t>(end - p) < size + 2) {
+      return false;
+    }
+    whole.payload = {p, static_cast<std::size_t>(size)};
+    whole.consumed = static_cast<std::size_t>(p - bytes.data()) + size + 2;
+    return true;
+  }
+
   void take_payload(std::span<const std::uint8_t>& bytes, WireEvents& events) {
     const std::size_t n = std::min(remaining_, bytes.size());
     events.on_message_bytes(conn_, bytes.first(n));
@@ -253,6 +326,14 @@ class RedisParser final : public StreamParser {
 
   void feed(std::span<const std::uint8_t> bytes, WireEvents& events) override {
     while (!bytes.empty()) {
+      WholeMessage whole;
+      if (state_ == State::kLine && array_left_ == 0 && lines_.empty() && whole_push(bytes, whole)) {
+        events.on_message_begin(conn_, whole.origin, whole.payload.size());
+        events.on_message_bytes(conn_, whole.payload);
+        events.on_message_end(conn_);
+        bytes = bytes.subspan(whole.consumed);
+        continue;
+      }
       switch (state_) {
         case State::kLine: take_line(bytes, events); break;
         case State::kBulk: take_bulk(bytes); break;
@@ -265,6 +346,23 @@ class RedisParser final : public StreamParser {
  private:
   enum class State : std::uint8_t { kLine, kBulk, kPayload, kCrlf };
   enum class Kind : std::uint8_t { kNone, kMessage, kSubscribe, kOther };
+
+  // "*3\r\n$7\r\nmessage\r\n$<n>\r\nrhp<p>\r\n$<size>\r\n<payload>\r\n" wholly in `bytes`.
+  static bool whole_push(std::span<const std::uint8_t> bytes, WholeMessage& whole) {
+    const std::uint8_t* p = bytes.data();
+    const std::uint8_t* end = p + bytes.size();
+    std::uint64_t channel_length = 0;
+    std::uint64_t size = 0;
+    if (!read_literal(p, end, "*3\r\n$7\r\nmessage\r\n$") || !read_decimal(p, end, channel_length) ||
+        !read_literal(p, end, "\r\nrhp") || !read_decimal(p, end, whole.origin) ||
+        !read_literal(p, end, "\r\n$") || !read_decimal(p, end, size) || !read_literal(p, end, "\r\n") ||
+        static_cast<std::uint64_t>(end - p) < size + 2) {
+      return false;
+    }
+    whole.payload = {p, static_cast<std::size_t>(size)};
+    whole.consumed = static_cast<std::size_t>(p - bytes.data()) + size + 2;
+    return true;
+  }
 
   void take_line(std::span<const std::uint8_t>& bytes, WireEvents& events) {
     std::string_view line;
