@@ -22,6 +22,9 @@ constexpr std::int64_t kGreetingTimeoutNs = 10 * kSecond;
 // Past every phase's own limit, the engine's hard deadline.
 constexpr std::int64_t kDeadlineSlackNs = 15 * kSecond;
 constexpr unsigned kBenchBuffers = 512;
+// A publisher's send buffers are kept up to this size: reallocating (and faulting in) a few MiB per
+// send would make the load generator, not the server, the bottleneck for large messages.
+constexpr std::size_t kKeepPublishBuffer = std::size_t{64} << 20;
 // Idle mode: connections per engine (its direct-descriptor table must stay under RLIMIT_NOFILE, 20000
 // here) and per source address (the ephemeral port range holds about 28000 per address pair).
 constexpr std::uint32_t kIdlePerEngine = 18'000;
@@ -77,6 +80,7 @@ Result<BenchResult> run_bench(const PerfOptions& o, const std::atomic<bool>& abo
   config.buffer_size = o.buffer_kib * 1024;
   config.hubs = {o.address};
   config.connect_timeout_ns = kConnectTimeoutNs;
+  config.keep_send_capacity = kKeepPublishBuffer;
   stress::Engine engine(config);
   if (auto init = engine.init(); !init) {
     return init.error();

@@ -33,8 +33,6 @@ constexpr std::int64_t kMaxWaitNs = 50'000'000;
 constexpr std::int64_t kAbortGraceNs = 3'000'000'000;
 // Timers fired per iteration at most, so a driver that keeps arming due timers cannot starve the ring.
 constexpr unsigned kMaxTimersPerIteration = 65536;
-// A fully written send buffer larger than this is freed rather than kept for the next send.
-constexpr std::size_t kKeepSendCapacity = std::size_t{256} << 10;
 // The provided buffer group of every engine ring (one group per ring).
 constexpr unsigned kBufferGroup = 0;
 // TCP_NODELAY's value: the kernel reads it when the SQE runs, so it must outlive the SQE.
@@ -360,7 +358,7 @@ void Engine::on_send(Conn& conn, int res) {
   conn.send_in_flight = false;
   if (res > 0) {
     conn.sent += static_cast<std::size_t>(res);
-    if (conn.sent == conn.sending.size() && conn.sending.capacity() > kKeepSendCapacity) {
+    if (conn.sent == conn.sending.size() && conn.sending.capacity() > config_.keep_send_capacity) {
       conn.sending = {};
       conn.sent = 0;
     }
@@ -447,10 +445,10 @@ void Engine::on_close(Conn& conn) {
   conn.queued.clear();
   conn.sending.clear();
   conn.sent = 0;
-  if (conn.queued.capacity() > kKeepSendCapacity) {
+  if (conn.queued.capacity() > config_.keep_send_capacity) {
     conn.queued = {};
   }
-  if (conn.sending.capacity() > kKeepSendCapacity) {
+  if (conn.sending.capacity() > config_.keep_send_capacity) {
     conn.sending = {};
   }
   --busy_;

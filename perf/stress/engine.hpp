@@ -89,6 +89,9 @@ struct EngineConfig {
   std::vector<sockaddr_in> hubs;     // destinations, used in turn
   std::vector<sockaddr_in> sources;  // source addresses to bind (port 0); empty: no bind
   std::int64_t connect_timeout_ns = 0;
+  // A fully written send buffer larger than this is freed rather than kept for the next send: small
+  // for many idle clients, large for a few publishers of big messages (no page faults per message).
+  std::size_t keep_send_capacity = std::size_t{256} << 10;
   bool nodelay = true;  // TCP_NODELAY through IORING_OP_URING_CMD when the kernel has it
 };
 
