@@ -26,9 +26,11 @@ constexpr unsigned kBenchBuffers = 512;
 // send would make the load generator, not the server, the bottleneck for large messages.
 constexpr std::size_t kKeepPublishBuffer = std::size_t{64} << 20;
 // Idle mode: connections per engine (its direct-descriptor table must stay under RLIMIT_NOFILE, 20000
-// here) and per source address (the ephemeral port range holds about 28000 per address pair).
+// here) and per source address. bind(port 0) searches the ephemeral range (28232 ports) for a free
+// port, which gets slow as it fills (100k over 5 sources took 260 s, over 20 a few seconds), and TIME_WAIT
+// leftovers of the previous run hold ports for 60 s: one address per 5000, as ringhub-stress does.
 constexpr std::uint32_t kIdlePerEngine = 18'000;
-constexpr std::uint32_t kIdlePerSource = 20'000;
+constexpr std::uint32_t kIdlePerSource = 5'000;
 constexpr std::uint32_t kIdleConnecting = 256;  // per engine, between connect and greeting answer
 constexpr unsigned kIdleBuffers = 256;
 constexpr std::uint32_t kIdleBufferSize = 4096;

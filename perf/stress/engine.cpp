@@ -235,6 +235,14 @@ void Engine::start_connect(Conn& conn) {
     io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
     ++conn.pending_ops;
   }
+  if (!config_.sources.empty() && nodelay_active()) {
+    // The port is then picked at connect time for the whole 4-tuple, instead of bind(port 0) searching
+    // for a port unused by any socket on the address: that search made 100k connects take minutes.
+    io_uring_sqe* entry = sqe();
+    uring_extra::prep_setsockopt_direct(entry, slot, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &kOne);
+    io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
+    ++conn.pending_ops;
+  }
   if (!config_.sources.empty()) {
     const sockaddr_in& source = config_.sources[(conn.route / config_.hubs.size()) % config_.sources.size()];
     io_uring_sqe* entry = sqe();
