@@ -35,11 +35,16 @@ std::uint64_t publisher_of(std::string_view channel) {
   return index < 0 ? UINT64_MAX : static_cast<std::uint64_t>(index);
 }
 
-// Reads decimal digits at p (advancing it); false when there are none or the bytes end inside them.
+// Reads decimal digits at p (advancing it); false when there are none, more than kMaxDigits (no
+// overflow: the slow path then reports the line) or the bytes end inside them.
 bool read_decimal(const std::uint8_t*& p, const std::uint8_t* end, std::uint64_t& value) {
+  constexpr std::ptrdiff_t kMaxDigits = 18;
   value = 0;
   const std::uint8_t* start = p;
   while (p < end && *p >= '0' && *p <= '9') {
+    if (p - start == kMaxDigits) {
+      return false;
+    }
     value = value * 10 + (*p - '0');
     ++p;
   }
@@ -255,7 +260,7 @@ class NatsParser final : public StreamParser {
     if (!read_literal(p, end, "MSG rhp") || !read_decimal(p, end, whole.origin) ||
         !read_literal(p, end, " ") || !read_decimal(p, end, sid) || !read_literal(p, end, " ") ||
         !read_decimal(p, end, size) || !read_literal(p, end, "\r\n") ||
-        static_cast<std::uint64_t>(end - p) < size + 2) {
+        static_cast<std::uint64_t>(end - p) < size || static_cast<std::uint64_t>(end - p) - size < 2) {
       return false;
     }
     whole.payload = {p, static_cast<std::size_t>(size)};
@@ -356,7 +361,7 @@ class RedisParser final : public StreamParser {
     if (!read_literal(p, end, "*3\r\n$7\r\nmessage\r\n$") || !read_decimal(p, end, channel_length) ||
         !read_literal(p, end, "\r\nrhp") || !read_decimal(p, end, whole.origin) ||
         !read_literal(p, end, "\r\n$") || !read_decimal(p, end, size) || !read_literal(p, end, "\r\n") ||
-        static_cast<std::uint64_t>(end - p) < size + 2) {
+        static_cast<std::uint64_t>(end - p) < size || static_cast<std::uint64_t>(end - p) - size < 2) {
       return false;
     }
     whole.payload = {p, static_cast<std::size_t>(size)};
