@@ -24,7 +24,7 @@ inline constexpr std::uint32_t kDefaultRecvBufferCount = 512;
 // Outbound frames up to this many bytes are copied into one contiguous send batch instead of taking an
 // iovec each: below it a memcpy is cheaper than the kernel's per-iovec work, and one sendmsg carries
 // hundreds of small deliveries. Measured in docs/perf/README.md ("Tuning"). 0 turns batching off.
-inline constexpr std::uint32_t kDefaultBatchThreshold = 1024;
+inline constexpr std::uint32_t kDefaultBatchThreshold = 4096;
 
 // How long a stopping hub keeps flushing queued bytes before it closes every connection.
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
