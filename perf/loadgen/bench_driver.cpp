@@ -15,10 +15,17 @@ namespace ringhub::perf {
 namespace {
 
 constexpr std::uint32_t kWakeTimer = 1;
-// Fixed rate: a publisher this far behind its schedule waits for deliveries instead of queueing more,
-// so an overloaded server shows up as latency (and rate_kept = false), not as client memory.
-constexpr std::size_t kScheduledInFlightBytes = std::size_t{64} << 20;
+// Fixed rate: a publisher with this many delivery bytes (size x fan-out) outstanding waits for
+// deliveries instead of queueing more, so an overloaded server shows up as latency (and rate_kept =
+// false), not as client memory, and no receiver's backlog nears a server's slow-consumer limit (64 MiB
+// in ringhub and NATS): 4 publishers x 8 MiB stays under it.
+constexpr std::size_t kScheduledInFlightBytes = std::size_t{8} << 20;
 constexpr std::uint64_t kScheduledInFlightMax = 65536;
+// Fixed rate: messages one publisher frames per loop iteration at most. A load generator that fell
+// behind would otherwise spend ever longer iterations catching up while its receivers go unread (a
+// spiral that ended in ringhub's slow-consumer ERROR); the due-time stamps still charge the wait.
+constexpr std::size_t kScheduledBytesPerIteration = std::size_t{256} << 10;
+constexpr std::uint64_t kScheduledMessagesPerIteration = 256;
 
 }  // namespace
 
@@ -38,8 +45,12 @@ BenchDriver::BenchDriver(stress::Engine& engine, const BenchSettings& settings)
   for (std::size_t i = 0; i < filler_.size(); ++i) {
     filler_[i] = filler_byte(0, i);
   }
-  inflight_cap_ = std::clamp<std::uint64_t>(
-      kScheduledInFlightBytes / std::max<std::size_t>(settings_.size, 1), 1, kScheduledInFlightMax);
+  const std::size_t delivery_bytes = std::max<std::size_t>(settings_.size, 1) * settings_.fanout;
+  inflight_cap_ =
+      std::clamp<std::uint64_t>(kScheduledInFlightBytes / delivery_bytes, 1, kScheduledInFlightMax);
+  per_iteration_cap_ =
+      std::clamp<std::uint64_t>(kScheduledBytesPerIteration / std::max<std::size_t>(settings_.size, 1), 1,
+                                kScheduledMessagesPerIteration);
 }
 
 void BenchDriver::start() {
@@ -280,7 +291,7 @@ void BenchDriver::publish_scheduled(std::int64_t now) {
   for (std::uint32_t p = 0; p < publishers_.size(); ++p) {
     Publisher& publisher = publishers_[p];
     bool wrote = false;
-    while (publisher.next_due_ns <= now) {
+    for (std::uint64_t n = 0; publisher.next_due_ns <= now && n < per_iteration_cap_; ++n) {
       if (publisher.sent - publisher.delivered / fanout >= inflight_cap_) {
         result_.rate_kept = false;
         break;

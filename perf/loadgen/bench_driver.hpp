@@ -152,7 +152,8 @@ class BenchDriver final : public stress::Driver, public WireEvents {
   std::uint64_t last_progress_count_ = 0;
   std::int64_t last_progress_ns_ = 0;
   std::int64_t wakeup_due_ns_ = INT64_MAX;
-  std::uint64_t inflight_cap_ = 0;  // fixed rate: messages in flight per publisher before it waits
+  std::uint64_t inflight_cap_ = 0;       // fixed rate: messages in flight per publisher before it waits
+  std::uint64_t per_iteration_cap_ = 0;  // fixed rate: messages per publisher per loop iteration
   bool measuring_latency_ = false;
 };
 
