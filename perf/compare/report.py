@@ -920,11 +920,11 @@ plot {plots}
 
 
 def latency_script(data_by_target, output, yrange):
-    lines = [f"set terminal pngcairo size 1500,520 noenhanced font ',10'", f"set output '{output}'", "set bmargin 5",
+    lines = [f"set terminal pngcairo size 1200,1350 noenhanced font ',10'", f"set output '{output}'", "set bmargin 5",
              "set datafile missing '?'", "set style data histograms", "set style histogram clustered gap 1",
-             "set style fill solid 0.7 border -1", "set logscale y", "set grid ytics",
+             "set style fill solid 0.7 border -1", "set logscale y", "set grid ytics", "set key top left",
              f"set yrange [{yrange[0]}:{yrange[1]}]", "set ylabel 'latency (µs)'",
-             "set multiplot layout 1,3 title 'Latency at a fixed rate: p50, p99, p99.9 (median of repeats)'"]
+             "set multiplot layout 3,1 title 'Latency at a fixed rate: p50, p99, p99.9 (median of repeats)'"]
     for target, data in data_by_target.items():
         lines.append(f"set title '{TARGET_NAMES[target]}'")
         if data is None:  # an empty panel: gnuplot cannot plot a file without one valid point
