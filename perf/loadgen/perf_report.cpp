@@ -4,38 +4,14 @@
 
 #include <fmt/format.h>
 
+#include "perf/stress/json_text.hpp"
+
 namespace ringhub::perf {
 
 namespace {
 
 double per_second(std::uint64_t count, double seconds) {
   return seconds > 0 ? static_cast<double>(count) / seconds : 0;
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", c);
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_errors(const std::vector<std::string>& errors) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < errors.size(); ++i) {
-    if (i > 0) {
-      out += ',';
-    }
-    out += json_string(errors[i]);
-  }
-  return out + "]";
 }
 
 double server_cpu(const BenchResult& r) {
@@ -72,7 +48,7 @@ std::string bench_json(const PerfOptions& o, const BenchResult& r) {
       r.seconds, o.rate, r.rate_kept, r.published, r.delivered, per_second(r.published, r.seconds),
       per_second(r.delivered, r.seconds), per_second(r.delivered_bytes, r.seconds), latency_json(r),
       server_json(o, r), r.ok(), r.lost, r.out_of_order, r.corrupt, r.duplicates, r.expected_total,
-      r.delivered_total, o.checksum, json_errors(r.errors));
+      r.delivered_total, o.checksum, stress::json_strings(r.errors));
 }
 
 std::string bench_summary(const PerfOptions& o, const BenchResult& r) {
@@ -125,7 +101,7 @@ std::string idle_json(const PerfOptions& o, const IdleResult& r) {
       R"("complete":{},"errors":{}}})",
       target_name(o.target), r.requested, r.opened, r.failed, r.seconds_to_open,
       per_second(r.opened, r.seconds_to_open), r.before ? r.before->rss_bytes : 0,
-      r.after ? r.after->rss_bytes : 0, rss_per_connection(r), r.complete(), json_errors(r.errors));
+      r.after ? r.after->rss_bytes : 0, rss_per_connection(r), r.complete(), stress::json_strings(r.errors));
 }
 
 std::string idle_summary(const PerfOptions& o, const IdleResult& r) {

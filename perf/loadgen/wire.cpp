@@ -71,6 +71,21 @@ void append_text(std::vector<std::uint8_t>& out, std::string_view text) {
   out.insert(out.end(), text.begin(), text.end());
 }
 
+// Hands the next `remaining` payload bytes (or as many as there are) to `events`; true once the
+// payload is complete and on_message_end has been reported.
+bool stream_payload(std::span<const std::uint8_t>& bytes, std::size_t& remaining, std::uint32_t conn,
+                    WireEvents& events) {
+  const std::size_t n = std::min(remaining, bytes.size());
+  events.on_message_bytes(conn, bytes.first(n));
+  bytes = bytes.subspan(n);
+  remaining -= n;
+  if (remaining != 0) {
+    return false;
+  }
+  events.on_message_end(conn);
+  return true;
+}
+
 // Collects CRLF-terminated lines that may straddle receive buffers; a line wholly inside one buffer is
 // returned in place, without a copy.
 class LineReader {
@@ -197,12 +212,7 @@ class RinghubParser final : public StreamParser {
   }
 
   void take_body(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    const std::size_t n = std::min<std::size_t>(remaining_, bytes.size());
-    events.on_message_bytes(conn_, bytes.first(n));
-    bytes = bytes.subspan(n);
-    remaining_ -= n;
-    if (remaining_ == 0) {
-      events.on_message_end(conn_);
+    if (stream_payload(bytes, remaining_, conn_, events)) {
       state_ = State::kHeader;
     }
   }
@@ -269,12 +279,7 @@ class NatsParser final : public StreamParser {
   }
 
   void take_payload(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    const std::size_t n = std::min(remaining_, bytes.size());
-    events.on_message_bytes(conn_, bytes.first(n));
-    bytes = bytes.subspan(n);
-    remaining_ -= n;
-    if (remaining_ == 0) {
-      events.on_message_end(conn_);
+    if (stream_payload(bytes, remaining_, conn_, events)) {
       crlf_left_ = 2;
     }
   }
@@ -454,12 +459,7 @@ class RedisParser final : public StreamParser {
   }
 
   void take_payload(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    const std::size_t n = std::min(remaining_, bytes.size());
-    events.on_message_bytes(conn_, bytes.first(n));
-    bytes = bytes.subspan(n);
-    remaining_ -= n;
-    if (remaining_ == 0) {
-      events.on_message_end(conn_);
+    if (stream_payload(bytes, remaining_, conn_, events)) {
       state_ = State::kCrlf;
     }
   }

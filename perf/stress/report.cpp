@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "perf/stress/json_text.hpp"
+
 namespace ringhub::stress {
 
 namespace {
@@ -31,29 +33,6 @@ std::string seconds(std::int64_t nanos) {
 
 std::string millis(std::int64_t nanos) {
   return fmt::format("{:.3f} ms", static_cast<double>(nanos) / kNanosPerMilli);
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_strings(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    out += (i == 0 ? "" : ", ") + json_string(items[i]);
-  }
-  return out + "]";
 }
 
 // A flat JSON object built field by field: numbers, booleans, strings and ready-made JSON.
