@@ -23,7 +23,10 @@ COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN bash /tmp/install-deps.sh --runtime \
     && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ringhub
-COPY --from=build /src/build/release/bin/ringhub /src/build/release/bin/ringhub-client /usr/local/bin/
+# ringhub-perf and ringhub-limits ride along so numbers can be taken inside the container
+# (docker run --entrypoint ringhub-perf ...); they load the same runtime libraries as the hub.
+COPY --from=build /src/build/release/bin/ringhub /src/build/release/bin/ringhub-client \
+     /src/build/release/bin/ringhub-perf /src/build/release/bin/ringhub-limits /usr/local/bin/
 USER ringhub
 EXPOSE 7400 7401 7402
 ENTRYPOINT ["ringhub", "--bind", "0.0.0.0"]
