@@ -319,7 +319,9 @@ void BenchDriver::publish_one(Publisher& publisher, std::uint32_t index, std::in
   std::memcpy(p, framing.prefix.data(), framing.prefix.size());
   p += framing.prefix.size();
   std::uint8_t* body = p;
-  std::memcpy(body, filler_.data(), settings_.size);
+  if (settings_.size > 0) {
+    std::memcpy(body, filler_.data(), settings_.size);
+  }
   if (settings_.size >= kStampSize) {
     Stamp stamp;
     stamp.publisher = index;
@@ -333,7 +335,9 @@ void BenchDriver::publish_one(Publisher& publisher, std::uint32_t index, std::in
     }
     store_stamp(body, stamp);
   }
-  std::memcpy(body + settings_.size, framing.suffix.data(), framing.suffix.size());
+  if (!framing.suffix.empty()) {  // ringhub has none, and memcpy from a null pointer is undefined
+    std::memcpy(body + settings_.size, framing.suffix.data(), framing.suffix.size());
+  }
   ++publisher.sent;
 }
 
