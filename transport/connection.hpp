@@ -24,9 +24,12 @@ inline constexpr std::size_t kMaxBytesPerSend = 4U << 20;
 // Send contexts a shard keeps for reuse (about 1 KiB each); more are freed, so a burst of many
 // concurrent sends does not stay in the hub's RSS.
 inline constexpr std::size_t kMaxFreeSendContexts = 1024;
-// The copy buffer of one send for small frames (HubConfig::batch_threshold): a loopback socket buffer's
-// worth. Pooled contexts keep theirs only up to kMaxFreeBatchBuffers, bounding idle memory to 4 MiB.
+// The copy buffer of one send for small frames (HubConfig::batch_threshold): at most a loopback socket
+// buffer's worth, and no larger than the power of two above what the connection has queued, so a send
+// held by a reader that stopped reading pins about as much batch as it has queue (100k such readers
+// with 64 KiB each would be 6.4 GB). Pooled contexts keep theirs only up to kMaxFreeBatchBuffers.
 inline constexpr std::size_t kSendBatchBytes = 64U << 10;
+inline constexpr std::size_t kMinSendBatchBytes = 512;
 inline constexpr std::size_t kMaxFreeBatchBuffers = 64;
 
 // What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle
@@ -36,8 +39,9 @@ struct SendContext {
   iovec iov[kMaxIovPerSend]{};
   std::size_t bytes = 0;
   std::vector<BlockRef> zc_hold;          // send_zc: blocks the kernel may still read until the notification
-  std::unique_ptr<std::uint8_t[]> batch;  // kSendBatchBytes, made on first use
-  SendContext* next = nullptr;            // free list, or a connection's list awaiting zc notifications
+  std::unique_ptr<std::uint8_t[]> batch;  // batch_capacity bytes, made on first use
+  std::size_t batch_capacity = 0;
+  SendContext* next = nullptr;  // free list, or a connection's list awaiting zc notifications
 };
 
 enum class ConnState : std::uint8_t {

@@ -171,6 +171,9 @@ class Shard {
   void start_send(Connection& conn);
   void on_send(Connection& conn, const io_uring_cqe& cqe);
   void on_send_notification(Connection& conn);
+  // Gives the context a batch buffer sized for a connection with `queued_bytes` waiting (see
+  // kSendBatchBytes).
+  void ensure_batch(SendContext& context, std::size_t queued_bytes);
   SendContext* acquire_send_context();
   void release_send_context(SendContext* context);
   void post(unsigned target, ShardMessage* message);

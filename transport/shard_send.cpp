@@ -4,6 +4,8 @@
 // batches arrive in order.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -63,10 +65,10 @@ void Shard::start_send(Connection& conn) {
     return;
   }
   SendContext* context = acquire_send_context();
-  if (config_.batch_threshold > 0 && !context->batch) {
-    context->batch = std::make_unique_for_overwrite<std::uint8_t[]>(kSendBatchBytes);
+  if (config_.batch_threshold > 0) {
+    ensure_batch(*context, conn.outbound.queued_bytes());
   }
-  const std::span<std::uint8_t> batch(context->batch.get(), context->batch ? kSendBatchBytes : 0);
+  const std::span<std::uint8_t> batch(context->batch.get(), context->batch_capacity);
   const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batch,
                                                    config_.batch_threshold);
   const std::size_t count = plan.iov_count;
@@ -152,6 +154,14 @@ void Shard::on_send_notification(Connection& conn) {
   maybe_finish_close(conn);
 }
 
+void Shard::ensure_batch(SendContext& context, std::size_t queued_bytes) {
+  const std::size_t want = std::clamp(std::bit_ceil(queued_bytes), kMinSendBatchBytes, kSendBatchBytes);
+  if (context.batch_capacity < want) {
+    context.batch = std::make_unique_for_overwrite<std::uint8_t[]>(want);
+    context.batch_capacity = want;
+  }
+}
+
 SendContext* Shard::acquire_send_context() {
   if (free_send_contexts_ == nullptr) {
     return new SendContext;
@@ -168,6 +178,7 @@ void Shard::release_send_context(SendContext* context) {
   context->zc_hold.clear();
   if (free_send_context_count_ >= kMaxFreeBatchBuffers) {
     context->batch.reset();
+    context->batch_capacity = 0;
   }
   context->next = free_send_contexts_;
   free_send_contexts_ = context;
