@@ -82,7 +82,7 @@ int wait_for_signal() {
 // cost is up to kTrimThreshold of freed memory kept per arena after a burst of large frames.
 void keep_large_blocks_in_arenas() {
   constexpr int kMmapThreshold = 4 << 20;
-  constexpr int kTrimThreshold = 64 << 20;
+  constexpr int kTrimThreshold = 16 << 20;
   if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 || mallopt(M_TRIM_THRESHOLD, kTrimThreshold) != 1) {
     spdlog::warn("ringhub: mallopt refused the large-block settings; large frames will cost page faults");
   }
