@@ -54,24 +54,7 @@ bool OutboundQueue::fill_placeholder(std::uint32_t token, BlockRef block, std::u
 }
 
 std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const {
-  std::size_t filled = 0;
-  std::size_t bytes = 0;
-  for (std::uint32_t i = 0; i < count_ && filled < max_iov; ++i) {
-    const Slice& s = at(i);
-    if (s.is_placeholder()) {
-      break;
-    }
-    const std::uint32_t skip = i == 0 ? head_sent_ : 0;
-    const std::size_t len = s.length - skip;
-    if (filled > 0 && bytes + len > max_bytes) {
-      break;
-    }
-    iov[filled].iov_base = s.block.data() + s.offset + skip;
-    iov[filled].iov_len = len;
-    ++filled;
-    bytes += len;
-  }
-  return filled;
+  return fill_batched(iov, max_iov, max_bytes, {}, 0).iov_count;  // no batch: every slice zero-copy
 }
 
 SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes,
@@ -85,7 +68,7 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     }
     const std::uint32_t skip = i == 0 ? head_sent_ : 0;
     const std::size_t len = s.length - skip;
-    const bool small = len <= small_limit;
+    const bool small = small_limit > 0 && len <= small_limit;
     if ((plan.iov_count > 0 && plan.bytes + len > max_bytes) ||
         (small && plan.batched_bytes + len > batch.size()) ||
         (!(small && in_run) && plan.iov_count == max_iov)) {

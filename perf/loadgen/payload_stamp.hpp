@@ -7,12 +7,15 @@
 #include <cstring>
 #include <span>
 
+#include "perf/stress/payload.hpp"
+
 namespace ringhub::perf {
 
 inline constexpr std::size_t kStampSize = 32;
 inline constexpr std::uint32_t kStampMagic = 0x46504852;  // "RHPF" little-endian
-inline constexpr std::uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
-inline constexpr std::uint64_t kFnvPrime = 0x100000001b3ULL;
+// The stress harness's FNV-1a, so both harnesses checksum bodies the same way.
+using stress::payload::fnv1a;
+using stress::payload::kFnvBasis;
 
 // Messages shorter than kStampSize carry no stamp: they are checked by count and size only.
 struct Stamp {
@@ -39,13 +42,6 @@ inline Stamp load_stamp(const std::uint8_t* in) {
   std::memcpy(&s.sent_ns, in + 16, 8);
   std::memcpy(&s.checksum, in + 24, 8);
   return s;
-}
-
-inline std::uint64_t fnv1a(std::uint64_t hash, std::span<const std::uint8_t> bytes) {
-  for (const std::uint8_t b : bytes) {
-    hash = (hash ^ b) * kFnvPrime;
-  }
-  return hash;
 }
 
 // Filler byte i of message `seq`: varies with both, so a message spliced from two others fails the sum.

@@ -81,7 +81,7 @@ Result<void> Engine::setup_ring() {
     return ring;
   }
   ring_ready_ = true;
-  nodelay_ok_ = uring_extra::opcode_supported(&ring_, IORING_OP_URING_CMD);
+  sockopt_ok_ = uring_extra::opcode_supported(&ring_, IORING_OP_URING_CMD);
   return {};
 }
 
@@ -230,18 +230,12 @@ void Engine::start_connect(Conn& conn) {
   const auto slot = static_cast<unsigned>(conn.slot);
   const sockaddr_in& hub = config_.hubs[conn.route % config_.hubs.size()];
   if (nodelay_active()) {
-    io_uring_sqe* entry = sqe();
-    uring_extra::prep_setsockopt_direct(entry, slot, IPPROTO_TCP, TCP_NODELAY, &kOne);
-    io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
-    ++conn.pending_ops;
+    set_option(conn, IPPROTO_TCP, TCP_NODELAY);
   }
-  if (!config_.sources.empty() && nodelay_active()) {
+  if (!config_.sources.empty() && sockopt_ok_) {
     // The port is then picked at connect time for the whole 4-tuple, instead of bind(port 0) searching
     // for a port unused by any socket on the address: that search made 100k connects take minutes.
-    io_uring_sqe* entry = sqe();
-    uring_extra::prep_setsockopt_direct(entry, slot, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &kOne);
-    io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
-    ++conn.pending_ops;
+    set_option(conn, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT);
   }
   if (!config_.sources.empty()) {
     const sockaddr_in& source = config_.sources[(conn.route / config_.hubs.size()) % config_.sources.size()];
@@ -261,13 +255,22 @@ void Engine::start_connect(Conn& conn) {
   io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
 }
 
+// Sets an int option to 1 on the direct socket. Unlinked and first, so the bind/connect link that
+// follows chains to the right SQEs.
+void Engine::set_option(Conn& conn, int level, int name) {
+  io_uring_sqe* entry = sqe();
+  uring_extra::prep_setsockopt_direct(entry, static_cast<unsigned>(conn.slot), level, name, &kOne);
+  io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
+  ++conn.pending_ops;
+}
+
 void Engine::on_connect_step(Conn& conn, Op op, int res) {
   --conn.pending_ops;
-  if (op == Op::kSockopt && res < 0 && nodelay_ok_) {
-    nodelay_ok_ = false;  // a kernel before 6.7: carry on without TCP_NODELAY
+  if (op == Op::kSockopt && res < 0 && sockopt_ok_) {
+    sockopt_ok_ = false;  // a kernel before 6.7: carry on without TCP_NODELAY / IP_BIND_ADDRESS_NO_PORT
     std::fprintf(stderr,
-                 "ringhub-stress: setsockopt(TCP_NODELAY) through io_uring failed (%s); continuing "
-                 "without it\n",
+                 "ringhub-stress: setsockopt through io_uring failed (%s); continuing without "
+                 "TCP_NODELAY and IP_BIND_ADDRESS_NO_PORT\n",
                  std::strerror(-res));
   } else if (op == Op::kBind && res < 0) {
     conn.ending.error = -res;  // the root cause: the connect behind it only reports ECANCELED

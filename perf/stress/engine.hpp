@@ -123,7 +123,7 @@ class Engine {
   std::uint32_t size() const { return static_cast<std::uint32_t>(conns_.size()); }
   const EngineStats& stats() const { return stats_; }
   bool aborting() const { return aborting_; }
-  bool nodelay_active() const { return config_.nodelay && nodelay_ok_; }
+  bool nodelay_active() const { return config_.nodelay && sockopt_ok_; }
 
   // Opens a socket and connects it (binding a source address first when configured). Ends in
   // on_connected and, later, on_closed; or in on_closed alone. Ignored while aborting.
@@ -152,6 +152,7 @@ class Engine {
   void dispatch(const io_uring_cqe& cqe);
   void on_socket(Conn& conn, int res);
   void start_connect(Conn& conn);
+  void set_option(Conn& conn, int level, int name);
   void on_connect_step(Conn& conn, Op op, int res);
   void arm_recv(Conn& conn);
   void on_recv(Conn& conn, const io_uring_cqe& cqe);
@@ -172,7 +173,7 @@ class Engine {
   std::uint32_t busy_ = 0;  // connections not idle
   std::uint32_t route_cursor_ = 0;
   bool bind_ok_ = true;
-  bool nodelay_ok_ = true;
+  bool sockopt_ok_ = true;  // setsockopt on direct sockets (IORING_OP_URING_CMD) works here
   bool aborting_ = false;
   std::int64_t abort_until_ = 0;
   __kernel_timespec connect_ts_{};
