@@ -1,8 +1,9 @@
-// Plain-socket helpers for the client tests' fake hubs: a loopback listener on port 0 and blocking
-// reads and writes that stop at EOF. Bytes is any contiguous byte container (std::string, a vector).
+// Plain-socket helpers for the client tests' fake hubs: a loopback listener on port 0, blocking reads
+// and writes that stop at EOF (Bytes is any contiguous byte container), and the fixture both use.
 #pragma once
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <thread>
 #include <utility>
 
 namespace ringhub::client::fake_hub {
@@ -75,5 +77,29 @@ void write_all(int fd, const Bytes& bytes) {
     sent += static_cast<std::size_t>(r);
   }
 }
+
+// A fake hub listening on 127.0.0.1: the test starts a script on hub_ that plays the hub's part; what
+// the script saw is read after join_hub(), which orders it.
+class FakeHubTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    std::tie(listen_fd_, port_) = bind_loopback(true);
+    ASSERT_GE(listen_fd_, 0) << "cannot listen on 127.0.0.1";
+  }
+
+  void TearDown() override {
+    if (hub_.joinable()) {
+      ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() if a failed test never connected
+      hub_.join();
+    }
+    ::close(listen_fd_);
+  }
+
+  void join_hub() { hub_.join(); }
+
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread hub_;
+};
 
 }  // namespace ringhub::client::fake_hub

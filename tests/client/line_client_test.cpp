@@ -27,6 +27,7 @@ namespace ringhub::client {
 namespace {
 
 using client::fake_hub::bind_loopback;
+using client::fake_hub::FakeHubTest;
 std::string read_exact(int fd, std::size_t n) {
   return client::fake_hub::read_exact<std::string>(fd, n);
 }
@@ -57,24 +58,9 @@ std::optional<std::string> read_line(int fd) {
 
 // A fake hub: the script accepts the connections it expects and plays its part on each. What the
 // script saw is read after join_hub(), which orders it.
-class LineClientTest : public testing::Test {
+class LineClientTest : public FakeHubTest {
  protected:
-  void SetUp() override {
-    std::tie(listen_fd_, port_) = bind_loopback(true);
-    ASSERT_GE(listen_fd_, 0) << "cannot listen on 127.0.0.1";
-  }
-
-  void TearDown() override {
-    if (hub_.joinable()) {
-      ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() if a failed test never connected
-      hub_.join();
-    }
-    ::close(listen_fd_);
-  }
-
   void serve(std::function<void()> script) { hub_ = std::thread(std::move(script)); }
-
-  void join_hub() { hub_.join(); }
 
   // The next connection, its reads bounded by kFakeReadLimit; -1 once the listener is shut down.
   int accept_client() {
@@ -109,9 +95,6 @@ class LineClientTest : public testing::Test {
     }
   }
 
-  int listen_fd_ = -1;
-  std::uint16_t port_ = 0;
-  std::thread hub_;
   std::vector<int> accepted_;       // owned by the script's thread until join_hub()
   std::vector<std::string> lines_;  // what the script read, for checks after join_hub()
 };

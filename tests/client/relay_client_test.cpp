@@ -28,6 +28,7 @@ using protocol::UserId;
 using Bytes = std::vector<std::uint8_t>;
 
 using client::fake_hub::bind_loopback;
+using client::fake_hub::FakeHubTest;
 Bytes read_exact(int fd, std::size_t n) {
   return client::fake_hub::read_exact<Bytes>(fd, n);
 }
@@ -57,21 +58,8 @@ Bytes identity_request() {
 }
 
 // A fake hub serving one connection. What the script saw is read after join_hub(), which orders it.
-class RelayClientTest : public testing::Test {
+class RelayClientTest : public FakeHubTest {
  protected:
-  void SetUp() override {
-    std::tie(listen_fd_, port_) = bind_loopback(true);
-    ASSERT_GE(listen_fd_, 0) << "cannot listen on 127.0.0.1";
-  }
-
-  void TearDown() override {
-    if (hub_.joinable()) {
-      ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept() if a failed test never connected
-      hub_.join();
-    }
-    ::close(listen_fd_);
-  }
-
   void serve(std::function<void(int)> script) {
     hub_ = std::thread([this, script = std::move(script)] {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -82,13 +70,8 @@ class RelayClientTest : public testing::Test {
     });
   }
 
-  void join_hub() { hub_.join(); }
-
   Result<RelayClient> connect() { return RelayClient::connect("127.0.0.1", port_, std::chrono::seconds{5}); }
 
-  int listen_fd_ = -1;
-  std::uint16_t port_ = 0;
-  std::thread hub_;
   Bytes received_;  // written by the script, read after join_hub()
 };
 
