@@ -15,6 +15,7 @@ struct Options {
   ringhub::HubConfig hub;
   std::string log_level = "info";
   unsigned shutdown_grace_ms = static_cast<unsigned>(ringhub::kDefaultShutdownGrace.count());
+  unsigned frame_timeout_ms = static_cast<unsigned>(ringhub::kDefaultFrameTimeout.count());
 };
 
 void add_flags(CLI::App& app, Options& o) {
@@ -58,6 +59,15 @@ void add_flags(CLI::App& app, Options& o) {
       ->check(CLI::Range(0U, 65536U));
   app.add_flag("--send-zc", o.hub.send_zc,
                "Send with IORING_OP_SENDMSG_ZC (pays on real NICs, not on loopback)");
+  app.add_option("--max-memory", o.hub.max_memory,
+                 "Bytes the hub may hold for clients (frames, replies, queues, batches); past 7/8 of it, "
+                 "large senders are not read, past all of it nobody is, until it falls below 3/4. "
+                 "Default 1 GiB; 0 = a quarter of physical RAM")
+      ->capture_default_str();
+  app.add_option("--frame-timeout-ms", o.frame_timeout_ms,
+                 "A frame started and not finished within this long gets ERROR 8 and a close")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
                  "On SIGINT/SIGTERM, how long to flush queued bytes")
       ->capture_default_str();
@@ -94,6 +104,7 @@ int run(int argc, char** argv) {
   add_flags(app, options);
   CLI11_PARSE(app, argc, argv);
   options.hub.shutdown_grace = std::chrono::milliseconds(options.shutdown_grace_ms);
+  options.hub.frame_timeout = std::chrono::milliseconds(options.frame_timeout_ms);
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 
   // Block the stop signals before any shard thread exists, so only sigwait below receives them.

@@ -1,12 +1,14 @@
 // FrameAssembler: cuts one connection's received byte stream into relay frames. A frame that lies
-// whole in one receive buffer is handed on in place (zero copy); one that spans buffers is copied
-// once into a heap block of exactly its size, and those copied bytes are counted.
+// whole in one receive buffer is handed on in place; one that spans buffers gets a heap block of
+// exactly its size. Bytes that arrived in receive buffers are copied into it (counted); a frame larger
+// than a receive buffer takes the rest of its bytes by direct receive into the block (no copy).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 
 #include "core/frame_codec.hpp"
 #include "core/protocol.hpp"
@@ -20,6 +22,7 @@ struct FrameView {
   protocol::FrameHeader header;
   BlockRef block;
   std::uint32_t offset = 0;
+  bool own_block = false;  // the block was made for this frame (assembled), not a receive buffer
 
   std::uint8_t* bytes() const { return block.data() + offset; }
   std::uint32_t size() const { return static_cast<std::uint32_t>(protocol::kHeaderSize) + header.length; }
@@ -33,8 +36,11 @@ struct FeedResult {
 
 // Where the assembler reports what it costs; the shard owns these figures.
 struct AssemblyAccounting {
-  std::uint64_t copied_bytes = 0;  // bytes copied into assembly blocks
-  std::uint64_t bytes_in_use = 0;  // heap bytes held by assembly blocks alive now
+  std::uint64_t copied_bytes = 0;   // bytes copied from receive buffers into assembly blocks
+  MemoryAccount* memory = nullptr;  // charged for assembly blocks as their bytes arrive
+  // Frames larger than this many bytes (header included) take their payload by direct receive
+  // (0: never). The shard sets its receive-buffer size: a frame that size never lies whole in one.
+  std::uint32_t direct_threshold = 0;
 };
 
 // Contract: owned by one connection on one shard; fed in stream order.
@@ -47,11 +53,33 @@ class FrameAssembler {
   template <typename OnFrame>
   FeedResult feed(const BlockRef& block, std::uint32_t offset, std::uint32_t length, OnFrame&& on_frame);
 
+  // Where a direct receive should put the frame's next bytes: the unfilled rest of a large frame's
+  // block, at most `max_bytes` of it, charged to the memory account before the kernel writes it.
+  // Empty when no large frame is being assembled.
+  std::span<std::uint8_t> direct_space(std::uint32_t max_bytes);
+  // `n` bytes arrived by direct receive into direct_space(); calls on_frame when the frame is whole.
+  template <typename OnFrame>
+  FeedResult commit_direct(std::uint32_t n, OnFrame&& on_frame);
+
   // True when no partial frame is held (a clean frame boundary).
   bool at_boundary() const { return header_filled_ == 0 && !assembly_; }
+  // True while a frame larger than the direct threshold is being assembled.
+  bool wants_direct() const {
+    return assembly_ && accounting_->direct_threshold != 0 &&
+           frame_size(pending_) > accounting_->direct_threshold;
+  }
+  // The block of the frame being assembled (empty at a boundary). A direct receive in flight holds a
+  // reference to it, so a reset cannot free memory the kernel is still writing.
+  const BlockRef& partial_block() const { return assembly_; }
+  // Bytes of the frame being assembled (0 at a boundary): the shard's measure of a "large" sender.
+  std::uint32_t partial_frame_size() const { return assembly_ ? frame_size(pending_) : 0; }
   void reset();
 
  private:
+  static std::uint32_t frame_size(const protocol::FrameHeader& header) {
+    return static_cast<std::uint32_t>(protocol::kHeaderSize) + header.length;
+  }
+  std::optional<FrameView> take_if_complete();
   // Allocates the assembly block for a frame whose header (in header_) is whole but whose payload
   // is not; copies the header in. False if memory is exhausted.
   bool begin_payload(const protocol::FrameHeader& header);
@@ -77,10 +105,7 @@ FeedResult FrameAssembler::feed(const BlockRef& block, std::uint32_t offset, std
     std::optional<FrameView> frame;
     if (assembly_) {  // the payload of a frame that spans buffers
       pos += copy_into_assembly(base + pos, available);
-      if (assembly_filled_ == kHeaderSize + pending_.length) {
-        assembly_filled_ = 0;
-        frame.emplace(FrameView{pending_, std::move(assembly_), 0});
-      }
+      frame = take_if_complete();
     } else if (header_filled_ == 0 && available >= kHeaderSize) {
       // Fast path: the header is whole in this buffer, and the frame often is too (zero copy).
       const auto header =
@@ -121,6 +146,16 @@ FeedResult FrameAssembler::feed(const BlockRef& block, std::uint32_t offset, std
     if (frame && !on_frame(std::move(*frame))) {
       return {FeedResult::Status::kStopped, {}};
     }
+  }
+  return {};
+}
+
+template <typename OnFrame>
+FeedResult FrameAssembler::commit_direct(std::uint32_t n, OnFrame&& on_frame) {
+  assembly_filled_ += n;
+  std::optional<FrameView> frame = take_if_complete();
+  if (frame && !on_frame(std::move(*frame))) {
+    return {FeedResult::Status::kStopped, {}};
   }
   return {};
 }

@@ -131,6 +131,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kNonzeroFlags: return "nonzero flags";
     case ErrorCode::kSlowConsumer: return "slow consumer";
     case ErrorCode::kServerFull: return "server full";
+    case ErrorCode::kFrameTimeout: return "frame timeout";
   }
   return "unknown error";
 }

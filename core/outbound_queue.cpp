@@ -17,8 +17,23 @@ void OutboundQueue::grow() {
   for (std::uint32_t i = 0; i < count_; ++i) {
     ring[i] = std::move(at(i));
   }
+  if (account_ != nullptr) {
+    account_->charge(malloc_footprint(sizeof(Slice) * capacity));
+    if (capacity_ != 0) {
+      account_->release(malloc_footprint(sizeof(Slice) * capacity_));
+    }
+  }
   ring_ = std::move(ring);
   capacity_ = capacity;
+  head_ = 0;
+}
+
+void OutboundQueue::free_ring() {
+  if (account_ != nullptr && capacity_ != 0) {
+    account_->release(malloc_footprint(sizeof(Slice) * capacity_));
+  }
+  ring_.reset();  // an idle connection holds no slice memory
+  capacity_ = 0;
   head_ = 0;
 }
 
@@ -34,23 +49,27 @@ void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t len
   queued_bytes_ += length;
 }
 
-void OutboundQueue::push_placeholder(std::uint32_t token) {
+std::uint64_t OutboundQueue::push_placeholder(std::uint32_t token) {
   push(BlockRef(), token, 0);
+  return popped_ + count_ - 1;
 }
 
-bool OutboundQueue::fill_placeholder(std::uint32_t token, BlockRef block, std::uint32_t offset,
-                                     std::uint32_t length) {
-  for (std::uint32_t i = 0; i < count_; ++i) {
-    Slice& s = at(i);
-    if (s.is_placeholder() && s.offset == token) {
-      s.block = std::move(block);
-      s.offset = offset;
-      s.length = length;
-      queued_bytes_ += length;
-      return true;
-    }
+bool OutboundQueue::fill_placeholder(std::uint64_t position, std::uint32_t token, BlockRef block,
+                                     std::uint32_t offset, std::uint32_t length) {
+  // A position below popped_ was sent (impossible: sending stops at a placeholder) or one at or past
+  // the count was cut; the token tells a reused position from the one we pushed.
+  if (position < popped_ || position - popped_ >= count_) {
+    return false;
   }
-  return false;
+  Slice& s = at(static_cast<std::size_t>(position - popped_));
+  if (!s.is_placeholder() || s.offset != token) {
+    return false;
+  }
+  s.block = std::move(block);
+  s.offset = offset;
+  s.length = length;
+  queued_bytes_ += length;
+  return true;
 }
 
 std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const {
@@ -97,11 +116,10 @@ void OutboundQueue::pop_front() {
   at(0) = Slice{};
   head_ = (head_ + 1) & (capacity_ - 1);
   --count_;
+  ++popped_;
   head_sent_ = 0;
   if (count_ == 0) {
-    ring_.reset();  // an idle connection holds no slice memory
-    capacity_ = 0;
-    head_ = 0;
+    free_ring();
   }
 }
 
@@ -142,9 +160,7 @@ void OutboundQueue::truncate_after(std::size_t keep_bytes) {
   if (count_ == 0) {
     queued_bytes_ = 0;
     head_sent_ = 0;
-    ring_.reset();
-    capacity_ = 0;
-    head_ = 0;
+    free_ring();
   }
 }
 

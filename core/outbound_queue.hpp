@@ -32,10 +32,15 @@ struct SendPlan {
 };
 
 // Contract: owned by one connection on one shard. Memory is allocated only while slices are queued,
-// so an idle connection pays for four words.
+// so an idle connection pays for a few words. The slice ring is charged to `account` (if any).
 class OutboundQueue {
  public:
+  // What one queued slice is charged beyond its bytes when the queue's memory is measured: the block
+  // header and malloc's rounding of a reply the slice may hold alone (see HeapBlock::footprint).
+  static constexpr std::size_t kSliceOverheadBytes = HeapBlock::kHeaderBytes + 16;
+
   OutboundQueue() = default;
+  explicit OutboundQueue(MemoryAccount* account) : account_(account) {}
   OutboundQueue(const OutboundQueue&) = delete;
   OutboundQueue& operator=(const OutboundQueue&) = delete;
   ~OutboundQueue() { clear(); }
@@ -43,11 +48,19 @@ class OutboundQueue {
   bool empty() const { return count_ == 0; }
   std::size_t slice_count() const { return count_; }
   std::size_t queued_bytes() const { return queued_bytes_; }  // bytes not yet consumed
+  // The memory this queue makes the hub hold, as the slow-consumer limit counts it: queued bytes, a
+  // block overhead per slice, and the slice ring itself.
+  std::size_t memory_bytes() const {
+    return queued_bytes_ + count_ * kSliceOverheadBytes + std::size_t{capacity_} * sizeof(Slice);
+  }
 
   void push(BlockRef block, std::uint32_t offset, std::uint32_t length);
-  void push_placeholder(std::uint32_t token);
-  // Fills the placeholder with `token`; returns false if there is none (the queue was cleared).
-  bool fill_placeholder(std::uint32_t token, BlockRef block, std::uint32_t offset, std::uint32_t length);
+  // Holds a place for a reply still being gathered; returns its position for fill_placeholder.
+  std::uint64_t push_placeholder(std::uint32_t token);
+  // Fills the placeholder pushed at `position` with `token`, in O(1); returns false if it is gone
+  // (the queue was cut after it).
+  bool fill_placeholder(std::uint64_t position, std::uint32_t token, BlockRef block, std::uint32_t offset,
+                        std::uint32_t length);
 
   // Points up to `max_iov` iovecs (at most `max_bytes` in all, at least one slice) at the head.
   // Returns how many it filled; stops at a placeholder.
@@ -69,34 +82,20 @@ class OutboundQueue {
   void truncate_after(std::size_t keep_bytes);
   void clear() { truncate_after(0); }
 
-  // Walks queued slices from `skip_bytes` on: fn(Slice&) may replace a slice's block (unpinning).
-  template <typename Fn>
-  void for_each_after(std::size_t skip_bytes, Fn&& fn);
-
  private:
   Slice& at(std::size_t i) const { return ring_[(head_ + i) & (capacity_ - 1)]; }
   void grow();
   void pop_front();
+  void free_ring();
 
+  MemoryAccount* account_ = nullptr;
   std::unique_ptr<Slice[]> ring_;
   std::uint32_t capacity_ = 0;  // power of two, or 0 before the first push
   std::uint32_t head_ = 0;
   std::uint32_t count_ = 0;
   std::uint32_t head_sent_ = 0;  // bytes of the head slice already written
   std::size_t queued_bytes_ = 0;
+  std::uint64_t popped_ = 0;  // slices ever taken off the head: position - popped_ is an index
 };
-
-template <typename Fn>
-void OutboundQueue::for_each_after(std::size_t skip_bytes, Fn&& fn) {
-  std::size_t seen = 0;
-  for (std::size_t i = 0; i < count_; ++i) {
-    Slice& s = at(i);
-    const std::size_t remaining = s.length - (i == 0 ? head_sent_ : 0);
-    if (seen >= skip_bytes && !s.is_placeholder()) {
-      fn(s);
-    }
-    seen += remaining;
-  }
-}
 
 }  // namespace ringhub

@@ -109,8 +109,16 @@ void render_gauges(Exposition& out, const HubStats& stats) {
   out.sample("ringhub_connections", R"(protocol="line")", stats.line_connections);
   out.single("ringhub_line_pending_messages", Kind::kGauge,
              "Line-protocol messages forwarded and not yet acknowledged.", stats.line_pending);
-  out.single("ringhub_buffer_bytes_in_use", Kind::kGauge, "Receive-pool and assembly bytes held now.",
+  out.single("ringhub_buffer_bytes_in_use", Kind::kGauge, "Receive-buffer bytes out of the ring now.",
              stats.buffer_bytes_in_use);
+  out.single("ringhub_memory_budget_bytes", Kind::kGauge,
+             "The memory budget (--max-memory) for what the hub holds for clients.", stats.memory_budget);
+  out.single("ringhub_memory_in_use_bytes", Kind::kGauge,
+             "Bytes held for clients now, as allocated: frames, assemblies, replies, batches, queues.",
+             stats.memory_in_use);
+  out.single("ringhub_read_paused_connections", Kind::kGauge,
+             "Connections whose input is not read until memory frees (backpressure).",
+             stats.read_paused_connections);
   out.single("ringhub_outbound_queued_bytes", Kind::kGauge, "Bytes waiting in outbound queues now.",
              stats.outbound_queued_bytes);
 }
@@ -127,7 +135,7 @@ void render_traffic(Exposition& out, const HubStats& stats) {
              "Unknown, departed, duplicate or self receivers skipped.", stats.skipped_receivers);
 }
 
-// One series per code 1..7, zeros included: a series that appears only after its first error would
+// One series per code 1..8, zeros included: a series that appears only after its first error would
 // hide the first increase from rate().
 void render_protocol_errors(Exposition& out, const HubStats& stats) {
   constexpr std::string_view kName = "ringhub_protocol_errors_total";
@@ -148,12 +156,21 @@ void render_pressure(Exposition& out, const HubStats& stats) {
              "Connections refused at --max-connections (ERROR 7).", stats.server_full_rejects);
   out.single("ringhub_accepted_connections_total", Kind::kCounter, "Connections accepted since start.",
              stats.accepted);
-  out.single("ringhub_copied_bytes_total", Kind::kCounter,
-             "Bytes copied in user space (frame assembly and unpinning).", stats.copied_bytes);
-  out.single("ringhub_unpinned_bytes_total", Kind::kCounter,
-             "Bytes copied out of receive buffers pinned by slow readers.", stats.unpinned_bytes);
-  out.single("ringhub_batched_bytes_total", Kind::kCounter,
-             "Bytes of small frames copied into one send batch (--batch-threshold).", stats.batched_bytes);
+  constexpr std::string_view kCopied = "ringhub_copied_bytes_total";
+  out.family(kCopied, Kind::kCounter,
+             "Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out "
+             "(a frame copied once out of its receive buffer), reply (hub-composed replies), batch (small "
+             "deliveries copied into a send batch, per receiver).");
+  out.sample(kCopied, R"(reason="assembly")", stats.copied_assembly_bytes);
+  out.sample(kCopied, R"(reason="copy_out")", stats.copied_out_bytes);
+  out.sample(kCopied, R"(reason="reply")", stats.copied_reply_bytes);
+  out.sample(kCopied, R"(reason="batch")", stats.batched_bytes);
+  out.single("ringhub_budget_pauses_total", Kind::kCounter,
+             "Times a connection's reading was paused because the memory budget was reached.",
+             stats.budget_pauses);
+  out.single("ringhub_frame_timeouts_total", Kind::kCounter,
+             "Connections closed because a frame stayed unfinished past --frame-timeout (ERROR 8).",
+             stats.frame_timeouts);
   out.single("ringhub_cq_overflows_total", Kind::kCounter,
              "io_uring completion-queue overflows seen (slow path, no loss).", stats.cq_overflows);
 }

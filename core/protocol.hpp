@@ -50,6 +50,7 @@ enum class ErrorCode : std::uint8_t {
   kNonzeroFlags = 5,        // the flags field is reserved and must be 0
   kSlowConsumer = 6,        // the connection's outbound queue passed its limit
   kServerFull = 7,          // the hub is at --max-connections
+  kFrameTimeout = 8,        // a frame was started and not finished within --frame-timeout
 };
 
 struct FrameHeader {

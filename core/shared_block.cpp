@@ -1,6 +1,8 @@
-// HeapBlock: one malloc holding the SharedBlock header followed by its bytes.
+// HeapBlock: one malloc holding the SharedBlock header followed by its bytes, charged to a
+// MemoryAccount for as long as it lives.
 #include "core/shared_block.hpp"
 
+#include <algorithm>
 #include <new>
 
 namespace ringhub {
@@ -8,31 +10,43 @@ namespace ringhub {
 namespace {
 struct HeapBlockHeader {
   SharedBlock block;
-  std::uint64_t* bytes_in_use;
+  MemoryAccount* account;
+  std::size_t charged;  // bytes charged to `account` now
 };
-constexpr std::size_t kHeaderBytes = (sizeof(HeapBlockHeader) + 15) & ~std::size_t{15};
+static_assert((sizeof(HeapBlockHeader) + 15) / 16 * 16 == HeapBlock::kHeaderBytes);
+
+HeapBlockHeader& header_of(SharedBlock& block) {
+  return *reinterpret_cast<HeapBlockHeader*>(&block);
+}
 }  // namespace
 
-BlockRef HeapBlock::create(std::uint32_t size, std::uint64_t* bytes_in_use) {
+BlockRef HeapBlock::create(std::uint32_t size, MemoryAccount* account, std::uint32_t charge_bytes) {
   void* memory = std::malloc(kHeaderBytes + size);
   if (memory == nullptr) {
     return {};
   }
   auto* bytes = static_cast<std::uint8_t*>(memory) + kHeaderBytes;
-  auto* header = new (memory) HeapBlockHeader{{bytes, size, &HeapBlock::release, nullptr}, bytes_in_use};
-  if (bytes_in_use != nullptr) {
-    *bytes_in_use += size;
-  }
+  auto* header = new (memory) HeapBlockHeader{{bytes, size, &HeapBlock::release, nullptr}, account, 0};
+  charge_up_to(header->block, std::min(size, charge_bytes));
   return BlockRef(&header->block);
 }
 
-void HeapBlock::release(SharedBlock* block) {
-  auto* header = reinterpret_cast<HeapBlockHeader*>(block);
-  if (header->bytes_in_use != nullptr) {
-    *header->bytes_in_use -= block->capacity();
+void HeapBlock::charge_up_to(SharedBlock& block, std::uint32_t bytes) {
+  HeapBlockHeader& header = header_of(block);
+  const std::size_t want = footprint(std::min(bytes, block.capacity()));
+  if (header.account != nullptr && want > header.charged) {
+    header.account->charge(want - header.charged);
+    header.charged = want;
   }
-  header->~HeapBlockHeader();
-  std::free(header);
+}
+
+void HeapBlock::release(SharedBlock* block) {
+  HeapBlockHeader& header = header_of(*block);
+  if (header.account != nullptr) {
+    header.account->release(header.charged);
+  }
+  header.~HeapBlockHeader();
+  std::free(&header);
 }
 
 }  // namespace ringhub

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "core/memory_account.hpp"
+
 namespace ringhub {
 
 // Contract: every reference is taken and dropped on one thread, the shard that owns the block, so
@@ -79,15 +81,24 @@ class BlockRef {
   SharedBlock* block_ = nullptr;
 };
 
-// A heap block: header and bytes in one allocation, freed on last release. Used for assembled
-// frames (bigger than a receive buffer) and for replies the hub composes.
+// A heap block: header and bytes in one allocation, freed on last release. Every frame that outlives
+// its receive completion lives in one (shared by all its receivers), and so does every reply.
 class HeapBlock {
  public:
+  // What a block costs beyond its bytes: the header before them (and malloc's own, see
+  // malloc_footprint).
+  static constexpr std::size_t kHeaderBytes = 48;
+
   // Returns a reference to a new block of `size` bytes, or an empty ref if memory is exhausted.
-  // `bytes_in_use` (may be null) is raised by the block's size while it lives.
-  static BlockRef create(std::uint32_t size, std::uint64_t* bytes_in_use = nullptr);
-  // True for heap blocks: they pin no receive buffer, so a slow reader may hold them as long as it likes.
-  static bool owns(const SharedBlock& block) { return block.release_fn() == &HeapBlock::release; }
+  // `account` (may be null) is charged what the block costs while it lives: all of it at once, or,
+  // with `charge_bytes` below `size`, only the header and that many bytes until charge_up_to raises
+  // it (a frame received straight into its block is charged as its bytes arrive).
+  static BlockRef create(std::uint32_t size, MemoryAccount* account = nullptr,
+                         std::uint32_t charge_bytes = UINT32_MAX);
+  // Raises the charge of `block` to cover its first `bytes` bytes (never lowers it).
+  static void charge_up_to(SharedBlock& block, std::uint32_t bytes);
+  // The charge of a block of `size` bytes fully charged.
+  static std::size_t footprint(std::uint32_t size) { return malloc_footprint(kHeaderBytes + size); }
 
  private:
   static void release(SharedBlock* block);

@@ -12,8 +12,10 @@
 
 #include "core/frame_assembler.hpp"
 #include "core/line_protocol.hpp"
+#include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
+#include "transport/op_tag.hpp"
 
 namespace ringhub {
 
@@ -56,8 +58,8 @@ using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
 // Contract: owned by one shard and touched only by its thread. Freed only when pending_ops is 0,
 // i.e. no SQE anywhere still carries its address.
 struct alignas(16) Connection : RegistryEntry {
-  Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting)
-      : slot(fixed_slot), assembler(accounting) {}
+  Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
+      : slot(fixed_slot), assembler(accounting), outbound(memory) {}
 
   std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
   std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
@@ -65,7 +67,11 @@ struct alignas(16) Connection : RegistryEntry {
   std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
-  bool recv_armed = false;
+  bool recv_armed = false;        // a recv (recv_op) is in flight
+  Op recv_op = Op::kRecv;         // kRecv: multishot into receive buffers; kRecvDirect: into a frame
+  bool recv_cancel_sent = false;  // the multishot recv is being stopped (direct receive or a pause)
+  bool read_paused = false;       // input waits for memory to free (on the shard's paused list)
+  bool heavy = false;             // its current or last frame was large: paused first under pressure
   bool send_in_flight = false;
   bool shutdown_sent = false;
   bool timer_armed = false;
@@ -75,14 +81,16 @@ struct alignas(16) Connection : RegistryEntry {
   SendContext* send = nullptr;        // the send in flight
   SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
-  std::uint32_t sends_completed = 0;  // progress marker for the stuck-send check
-  std::uint32_t tick_mark = 0;        // sends_completed at the previous tick
-  bool unpin_cancel = false;          // the send in flight was cancelled to free receive buffers
+  std::uint64_t frames_in = 0;        // complete frames parsed, to tell one partial frame from the next
+  std::uint64_t clocked_frame = 0;    // frames_in when the partial frame's clock started
+  std::int64_t frame_started_ms = 0;  // when the partial frame began (shard clock)
   FrameAssembler assembler;
+  BlockRef direct_target;  // the block a direct recv in flight writes into, held until it completes
   OutboundQueue outbound;
-  AutoUnlinkHook dirty_hook;    // has bytes to send this loop iteration
-  AutoUnlinkHook waiting_hook;  // its recv stopped for lack of buffers
-  AutoUnlinkHook all_hook;      // every connection object on the shard, open or not
+  AutoUnlinkHook dirty_hook;       // has bytes to send this loop iteration
+  AutoUnlinkHook waiting_hook;     // its recv stopped for lack of buffers, or paused for memory
+  AutoUnlinkHook all_hook;         // every connection object on the shard, open or not
+  AutoUnlinkHook assembling_hook;  // holds a partial frame: the frame-timeout clock runs
 
   using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
                              bi::constant_time_size<false>>;
@@ -90,6 +98,9 @@ struct alignas(16) Connection : RegistryEntry {
                            bi::constant_time_size<false>>;
   using WaitingList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::waiting_hook>,
+               bi::constant_time_size<false>>;
+  using AssemblingList =
+      bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::assembling_hook>,
                bi::constant_time_size<false>>;
 };
 

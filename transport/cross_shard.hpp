@@ -27,7 +27,6 @@ struct ShardMessage {
     kLineDeliverOk,   // to the origin's shard: write `ok X` to `endpoint`
     kLineOriginGone,  // to every shard: drop what `endpoint` sent
     kLineTargetGone,  // to every shard: forward again what `endpoint` was asked to answer
-    kPoolPressure,    // to every shard: my receive buffers ran out; copy out slices that pin them
   };
   explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
   Kind kind;
@@ -69,6 +68,7 @@ struct ListMessage : ShardMessage {
 // A LIST being answered by every shard; lives on the requester's shard.
 struct ListGather {
   Connection* requester = nullptr;  // kept alive by a pending_ops count
+  std::uint64_t position = 0;       // of the placeholder in the requester's outbound queue
   std::uint32_t token = 0;
   unsigned remaining = 0;
   std::vector<protocol::UserId> ids;

@@ -6,8 +6,10 @@
 #include <liburing.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -74,6 +76,37 @@ Result<void> probe_opcodes(io_uring* ring, bool send_zc) {
   if (!missing.empty()) {
     return make_error(
         fmt::format("this kernel's io_uring lacks:{}; ringhub needs Linux 6.1 or newer", missing));
+  }
+  return {};
+}
+
+// --max-memory 0: a share of physical RAM, so the budget follows the box it runs on.
+std::size_t resolve_memory_budget(std::size_t requested) {
+  if (requested != 0) {
+    return requested;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) {
+    return kDefaultMaxMemory;  // unknown RAM: the default budget
+  }
+  return static_cast<std::size_t>(pages) * static_cast<std::size_t>(page_size) / kPhysicalMemoryDivisor;
+}
+
+// Heavy senders are paused at the high watermark, but what their multishot recvs had already read is
+// stored (never dropped): up to about one receive pool per shard, once more if a stop races a read.
+// The reserve above the watermark must hold that, or light clients would find the budget full.
+Result<void> check_budget_holds_receive_pools(const HubConfig& config, unsigned shards) {
+  const std::size_t pools =
+      std::size_t{shards} * std::bit_ceil(config.recv_buffer_count) * config.recv_buffer_size;
+  const std::size_t reserve = config.max_memory / MemoryBudget::kReserveDivisor;
+  if (reserve < 2 * pools) {
+    return make_error(fmt::format(
+        "--max-memory {} is too small for the receive buffers ({} shards x {} buffers x {} bytes): a quarter "
+        "of the budget must hold twice the pools, so at least {} bytes; raise --max-memory or lower "
+        "--recv-buffers",
+        config.max_memory, shards, std::bit_ceil(config.recv_buffer_count), config.recv_buffer_size,
+        2 * pools * MemoryBudget::kReserveDivisor));
   }
   return {};
 }
@@ -149,7 +182,12 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
     return line_listeners.error();
   }
   impl->line_listeners = std::move(*line_listeners);
-  impl->shared = std::make_unique<HubShared>(config, shards, *table, 2 * config.max_connections);
+  HubConfig resolved = config;
+  resolved.max_memory = resolve_memory_budget(config.max_memory);
+  if (auto fits = check_budget_holds_receive_pools(resolved, shards); !fits) {
+    return fits.error();
+  }
+  impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * config.max_connections);
 
   // Each shard builds its ring on its own thread (SINGLE_ISSUER), reports, then waits for the others.
   std::vector<std::promise<Result<int>>> ready(shards);
@@ -226,6 +264,9 @@ HubStats Hub::stats() const {
   for (const ShardCounters& counters : impl_->shared->counters) {
     counters.add_to(total);
   }
+  // A block charged on one shard may be released on another: only the sum is meaningful.
+  total.memory_in_use = static_cast<std::uint64_t>(std::max<std::int64_t>(impl_->shared->memory_in_use(), 0));
+  total.memory_budget = impl_->shared->budget.limit();
   return total;
 }
 

@@ -29,6 +29,17 @@ inline constexpr std::uint32_t kDefaultBatchThreshold = 4096;
 // How long a stopping hub keeps flushing queued bytes before it closes every connection.
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
 
+// Everything the hub holds for clients (frames, assemblies, replies, send batches, queues) is charged
+// against one budget. 1 GiB fits a small box next to its other work and still holds a thousand
+// 1 MiB frames in flight; 0 asks for kPhysicalMemoryShare of physical RAM instead.
+inline constexpr std::size_t kDefaultMaxMemory = std::size_t{1} << 30;
+inline constexpr std::size_t kPhysicalMemoryDivisor = 4;  // --max-memory 0: a quarter of RAM
+
+// A frame started and not finished within this long ends the connection with ERROR 8: a client that
+// announces 1 MiB and trickles it must not hold memory and a slot forever. 30 s is generous for a
+// 1 MiB body over any link a relay client should be on.
+inline constexpr std::chrono::milliseconds kDefaultFrameTimeout{30'000};
+
 struct HubConfig {
   std::string bind_address = "127.0.0.1";
   std::uint16_t relay_port = 7400;  // 0 picks an ephemeral port (tests)
@@ -45,6 +56,8 @@ struct HubConfig {
   std::uint32_t batch_threshold = kDefaultBatchThreshold;
   bool send_zc = false;  // IORING_OP_SENDMSG_ZC: pays on real NICs for large bodies, not on loopback
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
+  std::size_t max_memory = kDefaultMaxMemory;  // 0: a share of physical RAM (resolved by Hub::start)
+  std::chrono::milliseconds frame_timeout = kDefaultFrameTimeout;
 };
 
 }  // namespace ringhub

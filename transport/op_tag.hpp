@@ -19,6 +19,7 @@ enum class Op : std::uint8_t {
   kShardTimer = 9,   // the shard's own timer (accept retry, shutdown grace); pointer: Shard
   kStop = 10,        // the control thread asks the shard to stop; pointer: none
   kAcceptLine = 11,  // multishot accept on the line-protocol listener; pointer: the Shard
+  kRecvDirect = 12,  // a large frame's bytes received straight into its block; pointer: Connection
 };
 
 inline constexpr std::uint64_t kOpMask = 0xF;

@@ -23,7 +23,7 @@ constexpr unsigned kCqEntries = 65536;
 constexpr unsigned kRejectReserve = 64;
 // While finished but waiting for other shards, wake this often to look at their progress.
 constexpr long kFinishPollNanos = 5'000'000;
-// The shard's housekeeping period: accept retries, stuck-send checks under buffer pressure.
+// The shard's housekeeping period: accept retries, frame timeouts, heap trimming.
 constexpr std::chrono::milliseconds kTick{250};
 
 }  // namespace
@@ -35,7 +35,10 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       listen_fds_{relay_listen_fd, line_listen_fd},
       counters_(shared.counters[index]),
       planner_(shared.shard_count, index, &shared.directory),
+      memory_(shared.memory[index]),
       outboxes_(shared.shard_count) {
+  assembly_.memory = &memory_;
+  assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
   scratch_ids_.reserve(protocol::kMaxReceivers);
   rng_.seed(std::random_device{}() ^ (std::uint64_t{index} << 32));
   linger_ts_ = to_kernel_timespec(kErrorLinger);
@@ -44,9 +47,8 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 }
 
 Shard::~Shard() {
-  while (free_send_contexts_ != nullptr) {
-    delete std::exchange(free_send_contexts_, free_send_contexts_->next);
-  }
+  sends_at_last_tick_ = sends_started_;
+  free_idle_send_contexts();
   pool_.reset();
   if (ring_ready_) {
     io_uring_queue_exit(&ring_);
@@ -73,6 +75,7 @@ io_uring_sqe* Shard::sqe() {
 }
 
 void Shard::run() {
+  read_clock_and_budget();
   arm_accepts();
   arm_tick();
   while (!finished()) {
@@ -98,20 +101,32 @@ void Shard::before_wait() {
   drain_self_inbox();
   flush_sends();
   flush_outboxes();
-  relieved_this_iteration_ = false;
-  announced_this_iteration_ = false;
   pool_->publish_recycled();
   // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
   // reaped after the buffers that would have served it were already published).
   if (!waiting_for_buffers_.empty() && pool_->held() < pool_->count()) {
     rearm_waiting_recvs();
   }
+  read_clock_and_budget();
+  resume_paused();
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_[0] &&
       !accept_armed_[1]) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
   }
   publish_counters();
+}
+
+void Shard::read_clock_and_budget() {
+  now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now().time_since_epoch())
+                .count();
+  hub_memory_ = shared_.memory_in_use();
+  const ReadGate before = gate_;
+  gate_ = shared_.budget.gate(hub_memory_);
+  if (gate_ > before) {
+    enforce_gate();
+  }
 }
 
 bool Shard::finished() const {
@@ -131,10 +146,14 @@ void Shard::publish_counters() {
   counters_.connections.set(registry_.size());
   counters_.line_connections.set(line_registry_.size());
   counters_.line_pending.set(pending_.size());
-  counters_.copied_bytes.set(assembly_.copied_bytes + unpinned_bytes_);
-  counters_.unpinned_bytes.set(unpinned_bytes_);
+  counters_.copied_assembly_bytes.set(assembly_.copied_bytes);
+  counters_.copied_out_bytes.set(copied_out_bytes_);
+  counters_.copied_reply_bytes.set(copied_reply_bytes_);
   counters_.outbound_queued_bytes.set(queued_bytes_);
-  counters_.buffer_bytes_in_use.set(pool_->bytes_held() + assembly_.bytes_in_use + reply_bytes_in_use_);
+  counters_.buffer_bytes_in_use.set(pool_->bytes_held());
+  counters_.read_paused_connections.set(paused_count_);
+  counters_.budget_pauses.set(budget_pauses_);
+  counters_.frame_timeouts.set(frame_timeouts_);
   if (ring_.cq.koverflow != nullptr) {
     counters_.cq_overflows.set(*ring_.cq.koverflow);
   }
@@ -147,6 +166,7 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
     case Op::kAccept: on_accept(cqe, false); return;
     case Op::kAcceptLine: on_accept(cqe, true); return;
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
+    case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: on_send(*tag_owner<Connection>(data), cqe); return;
     case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;
     case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;

@@ -16,6 +16,7 @@
 #include "core/fanout.hpp"
 #include "core/id_directory.hpp"
 #include "core/line_pending.hpp"
+#include "core/memory_account.hpp"
 #include "core/registry.hpp"
 #include "core/result.hpp"
 #include "core/stats.hpp"
@@ -25,6 +26,11 @@
 #include "transport/recv_buffer_pool.hpp"
 
 namespace ringhub {
+
+// A connection whose current or last frame is larger than this is "heavy": once the memory budget is
+// into its reserve, heavy connections are paused while light traffic (IDENTITY, LIST, small relays)
+// goes on.
+inline constexpr std::uint32_t kLightFrameBytes = 64U << 10;
 
 // After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
 // not reset the connection before the client saw why.
@@ -40,13 +46,25 @@ struct HubShared {
       : config(c),
         shard_count(shards),
         table_size(table),
+        budget(c.max_memory),
         directory(directory_slots),
         ring_fds(shards, -1),
         counters(shards) {}
 
+  // Bytes charged by every shard now: the figure the budget is held against.
+  std::int64_t memory_in_use() const {
+    std::int64_t sum = 0;
+    for (unsigned s = 0; s < shard_count; ++s) {
+      sum += memory[s].bytes_published();
+    }
+    return sum;
+  }
+
   const HubConfig config;
   const unsigned shard_count;
   const unsigned table_size;  // direct descriptors per shard ring
+  const MemoryBudget budget;  // config.max_memory, resolved
+  std::unique_ptr<MemoryAccount[]> memory = std::make_unique<MemoryAccount[]>(shard_count);  // per shard
   IdDirectory directory;
   std::vector<int> ring_fds;  // filled before any shard runs, read-only after
   std::vector<ShardCounters> counters;
@@ -59,9 +77,6 @@ struct HubShared {
   // Line-protocol connections per shard, read by every shard to pick a random receiver uniformly.
   std::unique_ptr<std::atomic<std::uint32_t>[]> line_counts =
       std::make_unique<std::atomic<std::uint32_t>[]>(shard_count);
-  // Set by a shard whose receive buffers run low, so shards holding its bytes (through relay proxies)
-  // copy them out too.
-  std::unique_ptr<std::atomic<bool>[]> pool_pressure = std::make_unique<std::atomic<bool>[]>(shard_count);
 };
 
 // Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
@@ -83,6 +98,8 @@ class Shard {
   // --- loop (shard.cpp)
   void dispatch(const io_uring_cqe& cqe);
   void before_wait();
+  // Reads the shard clock and the hub-wide memory figure once per loop iteration.
+  void read_clock_and_budget();
   bool finished() const;
   io_uring_sqe* sqe();
   void publish_counters();
@@ -93,9 +110,7 @@ class Shard {
   void on_accept(const io_uring_cqe& cqe, bool line);
   void admit(std::uint32_t slot, bool line);
   bool at_capacity(bool line) const;
-  void arm_recv(Connection& conn);
-  void on_recv(Connection& conn, const io_uring_cqe& cqe);
-  void rearm_waiting_recvs();
+
   // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`
   // (a shard-owned timespec: the kernel reads it at submit time). With `last_words` (an ERROR frame or
   // error line), the queue is first cut after what a send in flight points at, then they are queued.
@@ -110,15 +125,35 @@ class Shard {
   void on_stop();
   void on_tick(const io_uring_cqe& cqe);
   void arm_tick();
+  void trim_heap_after_burst();
 
-  // --- receive-buffer pressure (shard_pressure.cpp)
-  bool pool_under_pressure() const;
-  bool any_pool_under_pressure() const;
-  void relieve_pool_pressure(bool cancel_stuck_sends);
-  // Tells the other shards (at most once per loop iteration) that this shard's buffers ran out, so they copy
-  // out the slices of them that their queues hold through relay proxies, without waiting for a tick.
-  void announce_pool_pressure();
-  void unpin(Connection& conn);
+  // --- reading: receive buffers, direct receives, backpressure, half-close (shard_reading.cpp)
+  // Starts (or restarts) reading `conn` the way its state asks: a multishot recv into receive buffers,
+  // a direct recv into a large frame's block, or nothing while it is paused for memory.
+  void resume_reading(Connection& conn);
+  void arm_recv(Connection& conn);
+  void arm_direct_recv(Connection& conn);
+  // Stops the multishot recv (its last completion calls resume_reading).
+  void stop_multishot(Connection& conn);
+  void on_recv(Connection& conn, const io_uring_cqe& cqe);
+  void on_recv_direct(Connection& conn, const io_uring_cqe& cqe);
+  void on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length);
+  void after_input(Connection& conn);
+  void on_read_eof(Connection& conn);
+  void on_recv_ended(Connection& conn, int res);
+  // The memory gate: whether `conn` may be read now, and re-arming what was paused once memory frees.
+  static Weight weight_of(const Connection& conn);
+  bool must_pause(const Connection& conn) const;
+  void pause_reading(Connection& conn);
+  void resume_paused();
+  void resume_all(Connection::WaitingList& paused);
+  // When the gate narrows, stops the multishot recvs of connections it now keeps out, so what they
+  // send next stays in the kernel rather than reaching the hub's memory.
+  void enforce_gate();
+  void rearm_waiting_recvs();
+  // The frame-timeout clock: started when a frame is left partial, stopped at a frame boundary.
+  void clock_partial_frame(Connection& conn);
+  void expire_partial_frames();
 
   // --- frames and fan-out (shard_relay.cpp)
   void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
@@ -128,10 +163,13 @@ class Shard {
   void relay(Connection& conn, FrameView& frame);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
-  // whether it was queued. With `copy_if_behind`, a receiver that already has a send in flight gets a
-  // heap copy instead of a reference (the block's owner is short of receive buffers).
+  // whether it was queued.
   bool deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                  std::uint32_t length, bool count_miss, bool copy_if_behind = false);
+                  std::uint32_t length, bool count_miss);
+  // The block every receiver of a RELAY shares: the frame's own block, or one copy of the DELIVER
+  // bytes out of the receive buffer (which must go back to the kernel now, not when the slowest
+  // receiver reads). Empty if memory is exhausted.
+  BlockRef deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length);
   void on_relay_done(RelayMessage* message);
   void close_with_error(Connection& conn, protocol::ErrorCode code);
   void on_inbox(ShardBatch* batch);
@@ -162,6 +200,8 @@ class Shard {
 
   // --- sending (shard_send.cpp)
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
+  // Closes `conn` with ERROR 6 if what it has queued passed --max-outbound-bytes; returns whether.
+  bool cut_if_slow_consumer(Connection& conn);
   // A heap block holding a copy of `bytes` (empty if memory is exhausted); replies and unpinned slices.
   BlockRef copy_block(const std::uint8_t* bytes, std::uint32_t size);
   // Queues a copy of bytes the hub composed (a reply, an error line); closes `conn` if out of memory.
@@ -174,8 +214,12 @@ class Shard {
   // Gives the context a batch buffer sized for a connection with `queued_bytes` waiting (see
   // kSendBatchBytes).
   void ensure_batch(SendContext& context, std::size_t queued_bytes);
+  void free_batch(SendContext& context);
   SendContext* acquire_send_context();
   void release_send_context(SendContext* context);
+  void delete_send_context(SendContext* context);
+  // After a tick without a send, the pooled contexts and their batch buffers go back to the heap.
+  void free_idle_send_contexts();
   void post(unsigned target, ShardMessage* message);
   void flush_outboxes();
   void send_batch(unsigned target);
@@ -198,8 +242,10 @@ class Shard {
   std::mt19937_64 rng_;
   std::vector<ShardMessage*> self_inbox_;  // messages a shard posts to itself
   FanoutPlanner planner_;
+  MemoryAccount& memory_;  // this shard's share of the budget
   AssemblyAccounting assembly_;
-  std::uint64_t reply_bytes_in_use_ = 0;
+  std::uint64_t copied_out_bytes_ = 0;
+  std::uint64_t copied_reply_bytes_ = 0;
   std::size_t queued_bytes_ = 0;  // sum of outbound queues on this shard
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
@@ -207,8 +253,20 @@ class Shard {
   Connection::AllList all_;
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
+  Connection::WaitingList paused_[2];      // input paused until memory frees, by Weight
+  Connection::AssemblingList assembling_;  // partial frames, oldest clock first
+  std::size_t paused_count_ = 0;
+  std::uint64_t budget_pauses_ = 0;
+  std::uint64_t frame_timeouts_ = 0;
+  ReadGate gate_ = ReadGate::kOpen;       // the budget's verdict at the start of this iteration
+  std::int64_t hub_memory_ = 0;           // hub-wide bytes charged, read once per iteration
+  std::int64_t now_ms_ = 0;               // shard clock (steady), read once per iteration
+  std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
+  std::int64_t last_trim_ms_ = 0;
   SendContext* free_send_contexts_ = nullptr;
   std::size_t free_send_context_count_ = 0;
+  std::uint64_t sends_started_ = 0;
+  std::uint64_t sends_at_last_tick_ = 0;
 
   struct Outbox {
     std::vector<ShardMessage*> pending;
@@ -221,9 +279,6 @@ class Shard {
   bool stopping_ = false;
   bool counted_finished_ = false;
   bool tick_armed_ = false;
-  bool relieved_this_iteration_ = false;
-  bool announced_this_iteration_ = false;
-  std::uint64_t unpinned_bytes_ = 0;  // bytes copied out of pinned receive buffers
   __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
   __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes

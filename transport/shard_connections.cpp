@@ -1,5 +1,6 @@
 // Shard: accepting connections and taking them through open -> draining -> closing -> freed. A
 // connection is freed only on its close_direct completion, when no SQE still names it.
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -52,7 +53,7 @@ bool Shard::at_capacity(bool line) const {
 }
 
 void Shard::admit(std::uint32_t slot, bool line) {
-  auto* conn = new Connection(slot, &assembly_);
+  auto* conn = new Connection(slot, &assembly_, &memory_);
   all_.push_back(*conn);
   ++conn_objects_;
   if (stopping_) {
@@ -85,60 +86,7 @@ void Shard::admit(std::uint32_t slot, bool line) {
       shared_.directory.publish(conn->id, index_);
     }
   }
-  arm_recv(*conn);
-}
-
-void Shard::arm_recv(Connection& conn) {
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
-  entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-  entry->buf_group = RecvBufferPool::kGroupId;
-  io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
-  conn.recv_armed = true;
-  ++conn.pending_ops;
-}
-
-void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
-  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
-  if (!more) {
-    conn.recv_armed = false;
-    --conn.pending_ops;
-  }
-  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
-    const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    BlockRef buffer = pool_->take(bid);
-    counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
-    if (conn.state == ConnState::kOpen && conn.lines) {
-      on_line_bytes(conn, buffer, static_cast<std::uint32_t>(cqe.res));
-    } else if (conn.state == ConnState::kOpen) {
-      on_frame_bytes(conn, buffer, static_cast<std::uint32_t>(cqe.res));
-    }
-    // Draining connections discard input: it only has to be read so the close does not reset.
-    if (!more && conn.state != ConnState::kClosing) {
-      arm_recv(conn);  // the kernel ended the multishot without an error: keep reading
-    }
-  } else if (cqe.res == -ENOBUFS) {
-    // Every buffer is out (being parsed or sent). The bytes wait in the socket; re-arm when buffers
-    // return, and free the ones slow readers pin so that this cannot become a stall.
-    if (conn.state != ConnState::kClosing) {
-      waiting_for_buffers_.push_back(conn);
-      relieve_pool_pressure(false);
-      announce_pool_pressure();
-    }
-  } else if (conn.state != ConnState::kClosing) {
-    spdlog::debug("shard {}: user {}: recv ended: {}", index_, conn.id,
-                  cqe.res == 0 ? "EOF" : std::strerror(-cqe.res));
-    begin_close(conn);  // EOF (0), reset, or any other error ends the connection
-  }
-  maybe_finish_close(conn);
-}
-
-void Shard::rearm_waiting_recvs() {
-  while (!waiting_for_buffers_.empty()) {
-    Connection& conn = waiting_for_buffers_.front();
-    waiting_for_buffers_.pop_front();
-    arm_recv(conn);
-  }
+  resume_reading(*conn);
 }
 
 void Shard::unregister(Connection& conn) {
@@ -181,6 +129,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   unregister(conn);
   conn.state = ConnState::kDraining;
   conn.assembler.reset();
+  conn.assembling_hook.unlink();
   if (!last_words.empty()) {
     // Keep only what a send in flight points at (whole frames or lines), then the last words.
     const std::size_t before = conn.outbound.queued_bytes();
@@ -240,10 +189,15 @@ void Shard::begin_close(Connection& conn) {
   unregister(conn);
   conn.state = ConnState::kClosing;
   conn.dirty_hook.unlink();
+  if (conn.read_paused) {
+    conn.read_paused = false;
+    --paused_count_;
+  }
   conn.waiting_hook.unlink();
+  conn.assembling_hook.unlink();
   if (conn.recv_armed) {
     io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(&conn, Op::kRecv), 0);
+    io_uring_prep_cancel64(entry, tag(&conn, conn.recv_op), 0);
     io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
   }
   if (conn.send_in_flight) {
@@ -317,14 +271,36 @@ void Shard::on_tick(const io_uring_cqe&) {
   if (!stopping_) {
     arm_accepts();  // an accept that failed (file table full, transient error) gets another go
   }
-  const bool pressure = pool_under_pressure();
-  shared_.pool_pressure[index_].store(pressure, std::memory_order_relaxed);
-  if (pressure || any_pool_under_pressure()) {
-    relieve_pool_pressure(true);
+  expire_partial_frames();
+  free_idle_send_contexts();
+  if (index_ == 0) {
+    trim_heap_after_burst();
   }
   if (!counted_finished_) {
     arm_tick();
   }
+}
+
+}  // namespace ringhub
+
+namespace ringhub {
+
+namespace {
+// The heap is trimmed once the hub's memory has fallen this far below where it stood at the last trim,
+// at most once per kTrimInterval: glibc keeps freed blocks mapped (the arenas hold large frames so
+// they do not fault in again), and without a trim a burst's peak would stay in RSS for good.
+constexpr std::int64_t kTrimDrop = std::int64_t{32} << 20;
+constexpr std::int64_t kTrimIntervalMs = 1000;
+}  // namespace
+
+void Shard::trim_heap_after_burst() {
+  memory_at_last_trim_ = std::max(memory_at_last_trim_, hub_memory_);
+  if (memory_at_last_trim_ - hub_memory_ < kTrimDrop || now_ms_ - last_trim_ms_ < kTrimIntervalMs) {
+    return;
+  }
+  malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
+  memory_at_last_trim_ = hub_memory_;
+  last_trim_ms_ = now_ms_;
 }
 
 }  // namespace ringhub

@@ -1,6 +1,7 @@
 // Shard: what each client frame does. RELAY rewrites its own header into a DELIVER prefix in place
-// and queues one slice of the received buffer to every receiver (zero copy); receivers on other
-// shards get the same bytes through a RelayMessage. LIST on several shards is gathered from all.
+// and queues one slice of one shared block to every receiver: the frame's own block, or a single copy
+// out of the receive buffer. Receivers on other shards get the same bytes through a RelayMessage.
+// LIST on several shards is gathered from all.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -29,6 +30,8 @@ void Shard::on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32
 
 bool Shard::on_frame(Connection& conn, FrameView&& frame) {
   counters_.frames_in.add(1);
+  ++conn.frames_in;
+  conn.heavy = frame.size() > kLightFrameBytes;
   switch (frame.header.type) {
     case FrameType::kIdentity: reply_identity(conn); break;
     case FrameType::kList: reply_list(conn); break;
@@ -60,7 +63,7 @@ void Shard::reply_list(Connection& conn) {
   gather->remaining = shared_.shard_count - 1;
   registry_.append_ids(gather->ids, conn.id);
   ++conn.pending_ops;
-  conn.outbound.push_placeholder(gather->token);
+  gather->position = conn.outbound.push_placeholder(gather->token);
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
     if (s != index_) {
       post(s, new ListMessage(index_, gather));
@@ -82,27 +85,39 @@ void Shard::relay(Connection& conn, FrameView& frame) {
   counters_.skipped_receivers.add(plan.skipped);
 
   // The receiver list is read: its last 16 bytes become the DELIVER prefix, in place.
-  const std::uint32_t offset =
+  std::uint32_t offset =
       frame.offset + static_cast<std::uint32_t>(kIdSize * count) - static_cast<std::uint32_t>(kIdSize);
   const std::uint32_t length = static_cast<std::uint32_t>(protocol::kDeliverPrefixSize) + body_size;
   codec::encode_deliver_prefix(std::span<std::uint8_t, protocol::kDeliverPrefixSize>(
                                    frame.block.data() + offset, protocol::kDeliverPrefixSize),
                                conn.id, body_size);
+  const bool anyone =
+      !plan.local.empty() || !plan.everywhere.empty() ||
+      std::any_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); });
+  if (!anyone) {
+    return;  // nobody to deliver to: no copy
+  }
+  const BlockRef block = deliver_block(frame, offset, length);
+  if (!block) {
+    spdlog::error("shard {}: out of memory holding a relay from user {}; closing it", index_, conn.id);
+    begin_close(conn);
+    return;
+  }
   for (const protocol::UserId id : plan.local) {
-    deliver_to(id, frame.block, offset, length, true);
+    deliver_to(id, block, offset, length, true);
   }
   MaybeTally* tally = nullptr;
   if (!plan.everywhere.empty()) {
     tally = new MaybeTally{shared_.shard_count - 1, std::vector<std::uint8_t>(plan.everywhere.size())};
     for (std::size_t i = 0; i < plan.everywhere.size(); ++i) {
-      tally->found[i] = deliver_to(plan.everywhere[i], frame.block, offset, length, false) ? 1 : 0;
+      tally->found[i] = deliver_to(plan.everywhere[i], block, offset, length, false) ? 1 : 0;
     }
   }
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
     if (s == index_ || (plan.remote[s].empty() && tally == nullptr)) {
       continue;
     }
-    auto* message = new RelayMessage(index_, frame.block, offset, length);
+    auto* message = new RelayMessage(index_, block, offset, length);
     message->receivers = plan.remote[s];
     message->maybe = plan.everywhere;
     message->tally = tally;
@@ -126,8 +141,20 @@ void Shard::on_relay_done(RelayMessage* message) {
   delete message;  // drops `original` here, on its owner's thread
 }
 
+BlockRef Shard::deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length) {
+  if (frame.own_block) {
+    return frame.block;  // assembled or received straight into its block: already the frame's own
+  }
+  BlockRef copy = copy_block(frame.block.data() + offset, length);
+  if (copy) {
+    copied_out_bytes_ += length;
+    offset = 0;
+  }
+  return copy;
+}
+
 bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                       std::uint32_t length, bool count_miss, bool copy_if_behind) {
+                       std::uint32_t length, bool count_miss) {
   RegistryEntry* entry = registry_.find(receiver);
   if (entry == nullptr) {
     if (count_miss) {
@@ -137,13 +164,6 @@ bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::ui
   }
   auto& conn = static_cast<Connection&>(*entry);
   counters_.deliveries.add(1);
-  if (copy_if_behind && conn.send_in_flight) {
-    if (BlockRef copy = copy_block(block.data() + offset, length)) {
-      unpinned_bytes_ += length;
-      enqueue(conn, std::move(copy), 0, length);
-      return true;
-    }
-  }
   enqueue(conn, block, offset, length);
   return true;
 }
@@ -162,10 +182,6 @@ void Shard::handle_message(ShardMessage* message) {
     case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); return;
     case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); return;
     case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); return;
-    case ShardMessage::Kind::kPoolPressure:
-      relieve_pool_pressure(false);  // our queues may hold the sender's buffers through relay proxies
-      delete message;
-      return;
     default: on_line_message(static_cast<LineMessage*>(message)); return;
   }
 }
@@ -176,10 +192,8 @@ void Shard::on_relay_message(RelayMessage* message) {
                                     &Shard::on_proxy_released, message);
   message->target_shard = this;
   const BlockRef proxy(&message->proxy);  // held while delivering, so the count cannot hit 0 early
-  // While the origin is out of buffers, a receiver that is behind gets a copy rather than pinning one.
-  const bool origin_pressed = shared_.pool_pressure[message->origin_shard].load(std::memory_order_relaxed);
   for (const protocol::UserId id : message->receivers) {
-    deliver_to(id, proxy, message->offset, message->length, true, origin_pressed);
+    deliver_to(id, proxy, message->offset, message->length, true);
   }
   message->maybe_found.resize(message->maybe.size());
   for (std::size_t i = 0; i < message->maybe.size(); ++i) {
@@ -220,10 +234,13 @@ void Shard::finish_list(ListGather* gather) {
     codec::append_list_reply(scratch_bytes_, gather->ids);
     const auto size = static_cast<std::uint32_t>(scratch_bytes_.size());
     if (BlockRef block = copy_block(scratch_bytes_.data(), size)) {
-      if (conn.outbound.fill_placeholder(gather->token, std::move(block), 0, size)) {
+      copied_reply_bytes_ += size;
+      if (conn.outbound.fill_placeholder(gather->position, gather->token, std::move(block), 0, size)) {
         queued_bytes_ += size;
         counters_.frames_out.add(1);
-        mark_dirty(conn);
+        if (!cut_if_slow_consumer(conn)) {
+          mark_dirty(conn);
+        }
       }
     }
   }

@@ -21,15 +21,23 @@ void Shard::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std:
   conn.outbound.push(std::move(block), offset, length);
   queued_bytes_ += length;
   counters_.frames_out.add(1);
-  if (conn.state == ConnState::kOpen && conn.outbound.queued_bytes() > config_.max_outbound_bytes) {
-    close_with_error(conn, protocol::ErrorCode::kSlowConsumer);  // NATS's policy: bounded, then closed
-    return;
+  if (!cut_if_slow_consumer(conn)) {
+    mark_dirty(conn);
   }
-  mark_dirty(conn);
+}
+
+bool Shard::cut_if_slow_consumer(Connection& conn) {
+  // Counted as memory (slices, block overheads, the ring), the way the budget counts it, so a flood of
+  // tiny replies cannot hold several times the limit.
+  if (conn.state != ConnState::kOpen || conn.outbound.memory_bytes() <= config_.max_outbound_bytes) {
+    return false;
+  }
+  close_with_error(conn, protocol::ErrorCode::kSlowConsumer);  // NATS's policy: bounded, then closed
+  return true;
 }
 
 BlockRef Shard::copy_block(const std::uint8_t* bytes, std::uint32_t size) {
-  BlockRef block = HeapBlock::create(size, &reply_bytes_in_use_);
+  BlockRef block = HeapBlock::create(size, &memory_);
   if (block) {
     std::memcpy(block.data(), bytes, size);
   }
@@ -43,6 +51,7 @@ void Shard::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes) 
     begin_close(conn);  // out of memory: this connection cannot be answered
     return;
   }
+  copied_reply_bytes_ += size;
   enqueue(conn, std::move(block), 0, size);
 }
 
@@ -90,6 +99,7 @@ void Shard::start_send(Connection& conn) {
   entry->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kSend));
   conn.send = context;
+  ++sends_started_;
   conn.send_in_flight = true;
   conn.inflight_bytes = context->bytes;
   ++conn.pending_ops;
@@ -103,11 +113,6 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
   SendContext* context = std::exchange(conn.send, nullptr);
   conn.send_in_flight = false;
   conn.inflight_bytes = 0;
-  ++conn.sends_completed;
-  // We cancel sends only to close or to unpin buffers; a cancel can also land on the next send (same
-  // user_data), so any ECANCELED on a live connection means "queued again", not an error.
-  const bool taken_back = cqe.res == -ECANCELED && conn.state != ConnState::kClosing;
-  conn.unpin_cancel = false;
   const bool notification_due = (cqe.flags & IORING_CQE_F_MORE) != 0;  // send_zc only
   if (!notification_due) {
     --conn.pending_ops;
@@ -128,10 +133,7 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
   } else {
     release_send_context(context);
   }
-  if (taken_back) {
-    unpin(conn);  // the cancelled send's slices are queued again: copy them, then resend
-  }
-  if (cqe.res < 0 && !taken_back && cqe.res != -EAGAIN && cqe.res != -EINTR) {
+  if (cqe.res < 0 && cqe.res != -EAGAIN && cqe.res != -EINTR) {
     spdlog::debug("shard {}: user {}: send failed: {}", index_, conn.id, std::strerror(-cqe.res));
     begin_close(conn);  // EPIPE, ECONNRESET: the connection is gone
   } else if (conn.state != ConnState::kClosing) {
@@ -157,28 +159,54 @@ void Shard::on_send_notification(Connection& conn) {
 void Shard::ensure_batch(SendContext& context, std::size_t queued_bytes) {
   const std::size_t want = std::clamp(std::bit_ceil(queued_bytes), kMinSendBatchBytes, kSendBatchBytes);
   if (context.batch_capacity < want) {
+    free_batch(context);
     context.batch = std::make_unique_for_overwrite<std::uint8_t[]>(want);
     context.batch_capacity = want;
+    memory_.charge(malloc_footprint(want));
   }
+}
+
+void Shard::free_batch(SendContext& context) {
+  if (context.batch_capacity != 0) {
+    memory_.release(malloc_footprint(context.batch_capacity));
+  }
+  context.batch.reset();
+  context.batch_capacity = 0;
 }
 
 SendContext* Shard::acquire_send_context() {
   if (free_send_contexts_ == nullptr) {
+    memory_.charge(malloc_footprint(sizeof(SendContext)));
     return new SendContext;
   }
   --free_send_context_count_;
   return std::exchange(free_send_contexts_, free_send_contexts_->next);
 }
 
+void Shard::delete_send_context(SendContext* context) {
+  free_batch(*context);
+  memory_.release(malloc_footprint(sizeof(SendContext)));
+  delete context;
+}
+
+void Shard::free_idle_send_contexts() {
+  if (sends_started_ == sends_at_last_tick_) {
+    while (free_send_contexts_ != nullptr) {
+      delete_send_context(std::exchange(free_send_contexts_, free_send_contexts_->next));
+    }
+    free_send_context_count_ = 0;
+  }
+  sends_at_last_tick_ = sends_started_;
+}
+
 void Shard::release_send_context(SendContext* context) {
   if (free_send_context_count_ >= kMaxFreeSendContexts) {
-    delete context;  // after a burst of many concurrent sends, give the memory back
+    delete_send_context(context);  // after a burst of many concurrent sends, give the memory back
     return;
   }
   context->zc_hold.clear();
   if (free_send_context_count_ >= kMaxFreeBatchBuffers) {
-    context->batch.reset();
-    context->batch_capacity = 0;
+    free_batch(*context);
   }
   context->next = free_send_contexts_;
   free_send_contexts_ = context;

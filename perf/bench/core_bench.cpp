@@ -318,7 +318,7 @@ BENCHMARK(BM_LineSplitParse);
 
 // A heap block's whole life: malloc, one more reference (a queue), both released, free.
 void BM_HeapBlockCreateRelease(benchmark::State& state) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   for (auto _ : state) {
     BlockRef block = HeapBlock::create(static_cast<std::uint32_t>(state.range(0)), &in_use);
     BlockRef shared = block;

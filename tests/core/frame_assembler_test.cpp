@@ -27,6 +27,18 @@ using protocol::UserId;
 using Bytes = std::vector<std::uint8_t>;
 using Status = FeedResult::Status;
 
+// Assembly figures with a memory account of their own, read as a signed byte count.
+struct TestAccounting : AssemblyAccounting {
+  TestAccounting() { memory = &account; }
+  std::int64_t in_use() const { return account.bytes(); }
+  MemoryAccount account;
+};
+
+// What a heap block holding the first `filled` bytes of a frame is charged.
+std::int64_t charged(std::size_t filled) {
+  return static_cast<std::int64_t>(HeapBlock::footprint(static_cast<std::uint32_t>(filled)));
+}
+
 Bytes relay_frame(std::vector<UserId> receivers, std::size_t body_size, std::uint8_t seed) {
   Bytes body(body_size);
   for (std::size_t i = 0; i < body_size; ++i) {
@@ -124,7 +136,7 @@ std::vector<Bytes> sample_frames() {
 TEST(FrameAssemblerTest, WholeFramesInOneBufferAreHandedOnInPlace) {
   const std::vector<Bytes> frames = sample_frames();
   const Bytes stream = concat(frames);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   const BlockRef input = block_of(stream);
   Collector got;
@@ -141,7 +153,7 @@ TEST(FrameAssemblerTest, WholeFramesInOneBufferAreHandedOnInPlace) {
     pos += static_cast<std::uint32_t>(frames[i].size());
   }
   EXPECT_EQ(acct.copied_bytes, 0U);
-  EXPECT_EQ(acct.bytes_in_use, 0U);
+  EXPECT_EQ(acct.in_use(), 0);
   EXPECT_TRUE(assembler.at_boundary());
   EXPECT_EQ(input->refs(), 1U + 3U);  // the test's ref plus one per relay frame
   got.frames.clear();
@@ -151,7 +163,7 @@ TEST(FrameAssemblerTest, WholeFramesInOneBufferAreHandedOnInPlace) {
 TEST(FrameAssemblerTest, OffsetsAreRelativeToTheBlockStart) {
   const Bytes frame = relay_frame({7, 8}, 9, 4);
   const Bytes stream = concat({frame, frame});
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   VectorBlock buffer([&] {
     Bytes b(13, 0xEE);  // bytes before the fed range
@@ -193,7 +205,7 @@ TEST(FrameAssemblerTest, SplitAtEveryByteBoundaryGivesIdenticalFrames) {
         cut = i;
       }
     }
-    AssemblyAccounting acct;
+    TestAccounting acct;
     Collector got;
     {
       FrameAssembler assembler(&acct);
@@ -230,19 +242,19 @@ TEST(FrameAssemblerTest, SplitAtEveryByteBoundaryGivesIdenticalFrames) {
     }  // the assembler and the input blocks are gone; assembled frames must stand alone
     const bool copied = cut != frames.size() && frames[cut].size() > protocol::kHeaderSize;
     EXPECT_EQ(acct.copied_bytes, copied ? frames[cut].size() : 0U);
-    EXPECT_EQ(acct.bytes_in_use, copied ? frames[cut].size() : 0U);
+    EXPECT_EQ(acct.in_use(), copied ? charged(frames[cut].size()) : 0);
     if (copied) {
       EXPECT_EQ(frame_bytes(got.frames[cut]), frames[cut]);
     }
     got.frames.clear();
-    EXPECT_EQ(acct.bytes_in_use, 0U);
+    EXPECT_EQ(acct.in_use(), 0);
   }
 }
 
 TEST(FrameAssemblerTest, OneByteAtATime) {
   const std::vector<Bytes> frames = sample_frames();
   const Bytes stream = concat(frames);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   for (std::size_t i = 0; i < stream.size(); ++i) {
@@ -252,16 +264,18 @@ TEST(FrameAssemblerTest, OneByteAtATime) {
   EXPECT_TRUE(assembler.at_boundary());
   ASSERT_EQ(got.frames.size(), frames.size());
   std::uint64_t payload_frame_bytes = 0;
+  std::int64_t blocks_charged = 0;
   for (std::size_t i = 0; i < frames.size(); ++i) {
     expect_frame(got.frames[i], frames[i], "frame " + std::to_string(i));
     if (frames[i].size() > protocol::kHeaderSize) {
       payload_frame_bytes += frames[i].size();
+      blocks_charged += charged(frames[i].size());
     }
   }
   EXPECT_EQ(acct.copied_bytes, payload_frame_bytes);
-  EXPECT_EQ(acct.bytes_in_use, payload_frame_bytes);
+  EXPECT_EQ(acct.in_use(), blocks_charged);
   got.frames.clear();
-  EXPECT_EQ(acct.bytes_in_use, 0U);
+  EXPECT_EQ(acct.in_use(), 0);
 }
 
 TEST(FrameAssemblerTest, ThousandFramesInOneBuffer) {
@@ -276,7 +290,7 @@ TEST(FrameAssemblerTest, ThousandFramesInOneBuffer) {
     frames.push_back(relay_frame(receivers, static_cast<std::size_t>(i % 53), static_cast<std::uint8_t>(i)));
   }
   const Bytes stream = concat(frames);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   const BlockRef input = block_of(stream);
   Collector got;
@@ -295,7 +309,7 @@ TEST(FrameAssemblerTest, ThousandFramesInOneBuffer) {
 
 TEST(FrameAssemblerTest, HeaderOnlyFramesCarryNoBlock) {
   const Bytes stream = concat({identity_frame(), list_frame()});
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   const BlockRef whole = block_of(stream);
@@ -317,7 +331,7 @@ TEST(FrameAssemblerTest, HeaderOnlyFramesCarryNoBlock) {
     EXPECT_EQ(got.frames[i].size(), protocol::kHeaderSize) << i;
   }
   EXPECT_EQ(acct.copied_bytes, 0U);
-  EXPECT_EQ(acct.bytes_in_use, 0U);
+  EXPECT_EQ(acct.in_use(), 0);
   EXPECT_EQ(whole->refs(), 1U);
   EXPECT_EQ(second->refs(), 1U);
 }
@@ -352,7 +366,7 @@ TEST(FrameAssemblerTest, MalformedHeaderInOneBufferIsAProtocolError) {
   const Bytes good = relay_frame({1}, 3, 0);
   for (const BadHeader& bad : bad_headers()) {
     SCOPED_TRACE(bad.name);
-    AssemblyAccounting acct;
+    TestAccounting acct;
     FrameAssembler assembler(&acct);
     Collector got;
     Bytes stream = concat({good, bad.header});
@@ -363,7 +377,7 @@ TEST(FrameAssemblerTest, MalformedHeaderInOneBufferIsAProtocolError) {
     EXPECT_EQ(r.error, bad.code);
     ASSERT_EQ(got.frames.size(), 1U);  // the good frame before it still came out
     expect_frame(got.frames[0], good, "good frame");
-    EXPECT_EQ(acct.bytes_in_use, 0U);
+    EXPECT_EQ(acct.in_use(), 0);
   }
 }
 
@@ -371,7 +385,7 @@ TEST(FrameAssemblerTest, MalformedHeaderSplitAcrossBuffersIsAProtocolError) {
   for (const BadHeader& bad : bad_headers()) {
     for (std::size_t split = 1; split < protocol::kHeaderSize; ++split) {
       SCOPED_TRACE(std::string(bad.name) + ", split at " + std::to_string(split));
-      AssemblyAccounting acct;
+      TestAccounting acct;
       FrameAssembler assembler(&acct);
       Collector got;
       const BlockRef first =
@@ -385,7 +399,7 @@ TEST(FrameAssemblerTest, MalformedHeaderSplitAcrossBuffersIsAProtocolError) {
       EXPECT_EQ(r.status, Status::kProtocolError);
       EXPECT_EQ(r.error, bad.code);
       EXPECT_TRUE(got.frames.empty());
-      EXPECT_EQ(acct.bytes_in_use, 0U);
+      EXPECT_EQ(acct.in_use(), 0);
     }
   }
 }
@@ -395,7 +409,7 @@ TEST(FrameAssemblerTest, MalformedHeaderRightAfterAnAssembledFrame) {
   Bytes tail(good.begin() + 20, good.end());
   const Bytes bad = raw_header(0x09, 0, 0, 0);
   tail.insert(tail.end(), bad.begin(), bad.end());
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   const BlockRef first = block_of(Bytes(good.begin(), good.begin() + 20));
@@ -410,13 +424,13 @@ TEST(FrameAssemblerTest, MalformedHeaderRightAfterAnAssembledFrame) {
 
 TEST(FrameAssemblerTest, LargestValidRelayIsAccepted) {
   const Bytes frame = relay_frame({1}, protocol::kMaxBodySize, 0);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   const BlockRef first = block_of(Bytes(frame.begin(), frame.begin() + 100));
   const BlockRef second = block_of(Bytes(frame.begin() + 100, frame.end()));
   EXPECT_EQ(assembler.feed(first, 0, 100, std::ref(got)).status, Status::kOk);
-  EXPECT_EQ(acct.bytes_in_use, frame.size());  // one block of exactly the frame's size
+  EXPECT_EQ(acct.in_use(), charged(100));  // one block, charged for the bytes that arrived
   EXPECT_EQ(assembler.feed(second, 0, static_cast<std::uint32_t>(frame.size() - 100), std::ref(got)).status,
             Status::kOk);
   ASSERT_EQ(got.frames.size(), 1U);
@@ -428,7 +442,7 @@ TEST(FrameAssemblerTest, LargestValidRelayIsAccepted) {
 TEST(FrameAssemblerTest, OnFrameReturningFalseStops) {
   const std::vector<Bytes> frames = {relay_frame({1}, 4, 0), identity_frame(), relay_frame({2}, 4, 0)};
   const Bytes stream = concat(frames);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   const BlockRef input = block_of(stream);
   int calls = 0;
@@ -446,7 +460,7 @@ TEST(FrameAssemblerTest, OnFrameReturningFalseStops) {
 TEST(FrameAssemblerTest, OnFrameReturningFalseStopsOnAnAssembledFrame) {
   const Bytes frame = relay_frame({1}, 10, 0);
   const Bytes stream = concat({frame, frame});
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   int calls = 0;
   auto stop_at_first = [&calls](FrameView&&) {
@@ -460,12 +474,12 @@ TEST(FrameAssemblerTest, OnFrameReturningFalseStopsOnAnAssembledFrame) {
             Status::kStopped);
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(assembler.at_boundary());
-  EXPECT_EQ(acct.bytes_in_use, 0U);  // the dropped frame freed its assembly block
+  EXPECT_EQ(acct.in_use(), 0);  // the dropped frame freed its assembly block
 }
 
 TEST(FrameAssemblerTest, ResetDropsAPartialFrame) {
   const Bytes frame = relay_frame({1, 2, 3}, 40, 0);
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   EXPECT_TRUE(assembler.at_boundary());
@@ -473,10 +487,10 @@ TEST(FrameAssemblerTest, ResetDropsAPartialFrame) {
   const BlockRef part = block_of(Bytes(frame.begin(), frame.begin() + 30));
   EXPECT_EQ(assembler.feed(part, 0, 30, std::ref(got)).status, Status::kOk);
   EXPECT_FALSE(assembler.at_boundary());
-  EXPECT_EQ(acct.bytes_in_use, frame.size());
+  EXPECT_EQ(acct.in_use(), charged(30));
   assembler.reset();
   EXPECT_TRUE(assembler.at_boundary());
-  EXPECT_EQ(acct.bytes_in_use, 0U);
+  EXPECT_EQ(acct.in_use(), 0);
 
   const BlockRef header_part = block_of(Bytes(frame.begin(), frame.begin() + 5));
   EXPECT_EQ(assembler.feed(header_part, 0, 5, std::ref(got)).status, Status::kOk);
@@ -494,7 +508,7 @@ TEST(FrameAssemblerTest, ResetDropsAPartialFrame) {
 }
 
 TEST(FrameAssemblerTest, EmptyFeedChangesNothing) {
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   const BlockRef input = block_of(identity_frame());
@@ -507,7 +521,7 @@ TEST(FrameAssemblerTest, BytesInUseFollowsAssembledFramesLifetimes) {
   const Bytes a = relay_frame({1}, 100, 0);
   const Bytes b = relay_frame({2}, 200, 0);
   const Bytes stream = concat({a, b});
-  AssemblyAccounting acct;
+  TestAccounting acct;
   FrameAssembler assembler(&acct);
   Collector got;
   // Three buffers: the first cuts a, the second cuts b.
@@ -519,15 +533,71 @@ TEST(FrameAssemblerTest, BytesInUseFollowsAssembledFramesLifetimes) {
   EXPECT_EQ(assembler.feed(p1, 0, cut1, std::ref(got)).status, Status::kOk);
   EXPECT_EQ(assembler.feed(p2, 0, static_cast<std::uint32_t>(cut2 - cut1), std::ref(got)).status,
             Status::kOk);
-  EXPECT_EQ(acct.bytes_in_use, a.size() + b.size());  // a done, b in assembly
+  EXPECT_EQ(acct.in_use(), charged(a.size()) + charged(60));  // a done, 60 bytes of b in assembly
   EXPECT_EQ(assembler.feed(p3, 0, static_cast<std::uint32_t>(stream.size() - cut2), std::ref(got)).status,
             Status::kOk);
   ASSERT_EQ(got.frames.size(), 2U);
   EXPECT_EQ(acct.copied_bytes, a.size() + b.size());
   got.frames.erase(got.frames.begin());
-  EXPECT_EQ(acct.bytes_in_use, b.size());
+  EXPECT_EQ(acct.in_use(), charged(b.size()));
   got.frames.clear();
-  EXPECT_EQ(acct.bytes_in_use, 0U);
+  EXPECT_EQ(acct.in_use(), 0);
+}
+
+// A frame larger than the direct threshold: what arrived in receive buffers is copied, the rest goes
+// straight into the frame's block in as many direct receives as it takes, charged before each one.
+TEST(FrameAssemblerTest, LargeFrameTakesTheRestByDirectReceive) {
+  const Bytes frame = relay_frame({1, 2}, 100'000, 9);
+  const Bytes next = identity_frame();
+  TestAccounting acct;
+  acct.direct_threshold = 4096;
+  FrameAssembler assembler(&acct);
+  Collector got;
+  const BlockRef first = block_of(Bytes(frame.begin(), frame.begin() + 3000));
+  ASSERT_EQ(assembler.feed(first, 0, 3000, std::ref(got)).status, Status::kOk);
+  ASSERT_TRUE(assembler.wants_direct());
+  EXPECT_EQ(assembler.partial_frame_size(), frame.size());
+  EXPECT_EQ(acct.copied_bytes, 3000U);
+  std::size_t filled = 3000;
+  while (got.frames.empty()) {
+    const std::span<std::uint8_t> space = assembler.direct_space(7000);
+    ASSERT_FALSE(space.empty());
+    ASSERT_LE(space.size(), 7000U);
+    EXPECT_EQ(acct.in_use(), charged(filled + space.size()));         // charged before the kernel writes
+    const std::size_t n = std::min<std::size_t>(space.size(), 5000);  // a short receive
+    std::memcpy(space.data(), frame.data() + filled, n);
+    filled += n;
+    ASSERT_EQ(assembler.commit_direct(static_cast<std::uint32_t>(n), std::ref(got)).status, Status::kOk);
+  }
+  EXPECT_EQ(filled, frame.size());
+  EXPECT_FALSE(assembler.wants_direct());
+  EXPECT_TRUE(assembler.direct_space(7000).empty());
+  EXPECT_TRUE(assembler.at_boundary());
+  EXPECT_EQ(acct.copied_bytes, 3000U);  // nothing after the first buffer was copied
+  ASSERT_EQ(got.frames.size(), 1U);
+  expect_frame(got.frames[0], frame, "direct");
+  EXPECT_EQ(acct.in_use(), charged(frame.size()));
+
+  // The stream goes on through receive buffers after the frame.
+  const BlockRef after = block_of(next);
+  ASSERT_EQ(assembler.feed(after, 0, static_cast<std::uint32_t>(next.size()), std::ref(got)).status,
+            Status::kOk);
+  ASSERT_EQ(got.frames.size(), 2U);
+  got.frames.clear();
+  EXPECT_EQ(acct.in_use(), 0);
+}
+
+// Frames up to the threshold that span buffers are assembled by copying, never by direct receive.
+TEST(FrameAssemblerTest, FramesUpToTheThresholdNeverWantDirectReceive) {
+  const Bytes frame = relay_frame({1}, 4096 - 16, 1);  // exactly the threshold
+  TestAccounting acct;
+  acct.direct_threshold = 4096;
+  FrameAssembler assembler(&acct);
+  Collector got;
+  const BlockRef first = block_of(Bytes(frame.begin(), frame.begin() + 10));
+  ASSERT_EQ(assembler.feed(first, 0, 10, std::ref(got)).status, Status::kOk);
+  EXPECT_FALSE(assembler.wants_direct());
+  EXPECT_TRUE(assembler.direct_space(1U << 20).empty());
 }
 
 }  // namespace

@@ -272,6 +272,7 @@ TEST(FrameCodecErrorNames, EveryCodeHasItsDocumentedName) {
   EXPECT_EQ(protocol::error_code_name(ErrorCode::kNonzeroFlags), "nonzero flags");
   EXPECT_EQ(protocol::error_code_name(ErrorCode::kSlowConsumer), "slow consumer");
   EXPECT_EQ(protocol::error_code_name(ErrorCode::kServerFull), "server full");
+  EXPECT_EQ(protocol::error_code_name(ErrorCode::kFrameTimeout), "frame timeout");
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // Tests for core/outbound_queue: iovecs over queued slices (limits, partial consumes, placeholders that
 // hold request order), block references released exactly when their slice is sent or dropped, the
-// `keep` hand-off, truncate_after/clear, ring growth and release, and for_each_after.
+// `keep` hand-off, truncate_after/clear, ring growth and release, and the memory the queue is charged.
 #include "core/outbound_queue.hpp"
 
 #include <gtest/gtest.h>
@@ -44,7 +44,7 @@ namespace ringhub {
 namespace {
 
 // A heap block of `size` bytes where byte i is `seed + i` (mod 256).
-BlockRef make_block(std::uint32_t size, std::uint8_t seed, std::uint64_t* in_use = nullptr) {
+BlockRef make_block(std::uint32_t size, std::uint8_t seed, MemoryAccount* in_use = nullptr) {
   BlockRef block = HeapBlock::create(size, in_use);
   for (std::uint32_t i = 0; i < size; ++i) {
     block.data()[i] = static_cast<std::uint8_t>(seed + i);
@@ -86,8 +86,8 @@ std::size_t total_len(const iovec* iov, std::size_t count) {
 
 constexpr std::size_t kNoByteLimit = SIZE_MAX;
 
-TEST(OutboundQueueTest, IdleQueueIsFourWords) {
-  EXPECT_LE(sizeof(OutboundQueue), 4 * sizeof(void*));
+TEST(OutboundQueueTest, IdleQueueIsSixWords) {
+  EXPECT_LE(sizeof(OutboundQueue), 6 * sizeof(void*));
 }
 
 TEST(OutboundQueueTest, StartsEmpty) {
@@ -170,7 +170,7 @@ TEST(OutboundQueueTest, ConsumeAcrossManySlicesInOneCall) {
 // Streams many slices through the queue with small send limits and uneven consumes, checking that the
 // bytes the iovecs name are always exactly the next unsent bytes of the stream.
 TEST(OutboundQueueTest, StreamThroughManySlicesKeepsByteOrder) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   OutboundQueue q;
   std::vector<std::uint8_t> expected;
   std::uint32_t rng = 12345;
@@ -210,7 +210,7 @@ TEST(OutboundQueueTest, StreamThroughManySlicesKeepsByteOrder) {
     ASSERT_EQ(q.queued_bytes(), expected.size() - sent);
   }
   EXPECT_EQ(sent, expected.size());
-  EXPECT_EQ(in_use, 0U);  // every block released once its last slice left
+  EXPECT_EQ(in_use.bytes(), 0);  // every block released once its last slice left
 }
 
 TEST(OutboundQueueTest, MaxIovLimitsSliceCount) {
@@ -255,7 +255,7 @@ TEST(OutboundQueueTest, PlaceholderHoldsLaterSlicesUntilFilled) {
   BlockRef reply = make_block(16, 50);
   BlockRef c = make_block(16, 100);
   q.push(a, 0, 4);
-  q.push_placeholder(7);
+  const std::uint64_t at = q.push_placeholder(7);
   q.push(c, 0, 6);
   EXPECT_EQ(q.slice_count(), 3U);
   EXPECT_EQ(q.queued_bytes(), 10U);  // a placeholder has no bytes yet
@@ -267,28 +267,29 @@ TEST(OutboundQueueTest, PlaceholderHoldsLaterSlicesUntilFilled) {
   EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);  // the head is the placeholder
   EXPECT_FALSE(q.empty());
 
-  EXPECT_FALSE(q.fill_placeholder(8, reply, 0, 5));  // wrong token
+  EXPECT_FALSE(q.fill_placeholder(at, 8, reply, 0, 5));      // wrong token
+  EXPECT_FALSE(q.fill_placeholder(at + 1, 7, reply, 0, 5));  // wrong position
   EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);
-  ASSERT_TRUE(q.fill_placeholder(7, reply, 3, 5));
+  ASSERT_TRUE(q.fill_placeholder(at, 7, reply, 3, 5));
   EXPECT_EQ(q.queued_bytes(), 11U);
   ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
   EXPECT_EQ(iov[0].iov_base, reply.data() + 3);
   EXPECT_EQ(iov[0].iov_len, 5U);
   EXPECT_EQ(iov[1].iov_base, c.data());
   EXPECT_EQ(iov[1].iov_len, 6U);
-  EXPECT_FALSE(q.fill_placeholder(7, reply, 0, 5));  // already filled
+  EXPECT_FALSE(q.fill_placeholder(at, 7, reply, 0, 5));  // already filled
 }
 
 TEST(OutboundQueueTest, PlaceholdersFilledOutOfOrderStillSendInRequestOrder) {
   OutboundQueue q;
   BlockRef first = make_block(8, 0);
   BlockRef second = make_block(8, 0);
-  q.push_placeholder(1);
-  q.push_placeholder(2);
-  ASSERT_TRUE(q.fill_placeholder(2, second, 0, 8));
+  const std::uint64_t one = q.push_placeholder(1);
+  const std::uint64_t two = q.push_placeholder(2);
+  ASSERT_TRUE(q.fill_placeholder(two, 2, second, 0, 8));
   iovec iov[4];
   EXPECT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 0U);  // reply 1 is not ready: reply 2 waits
-  ASSERT_TRUE(q.fill_placeholder(1, first, 0, 8));
+  ASSERT_TRUE(q.fill_placeholder(one, 1, first, 0, 8));
   ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
   EXPECT_EQ(iov[0].iov_base, first.data());
   EXPECT_EQ(iov[1].iov_base, second.data());
@@ -296,10 +297,10 @@ TEST(OutboundQueueTest, PlaceholdersFilledOutOfOrderStillSendInRequestOrder) {
 
 TEST(OutboundQueueTest, FillPlaceholderAfterClearReturnsFalse) {
   OutboundQueue q;
-  q.push_placeholder(3);
+  const std::uint64_t at = q.push_placeholder(3);
   q.clear();
   CountingBlock cb(8);
-  EXPECT_FALSE(q.fill_placeholder(3, BlockRef(&cb.block), 0, 8));
+  EXPECT_FALSE(q.fill_placeholder(at, 3, BlockRef(&cb.block), 0, 8));
   EXPECT_EQ(cb.releases, 1);  // the refused block is not leaked
   EXPECT_TRUE(q.empty());
 }
@@ -412,16 +413,39 @@ TEST(OutboundQueueTest, TruncateAfterDropsPendingPlaceholders) {
   OutboundQueue q;
   BlockRef block = make_block(30, 0);
   q.push(block, 0, 10);
-  q.push_placeholder(9);
+  const std::uint64_t at = q.push_placeholder(9);
   q.push(block, 10, 10);
   q.truncate_after(10);
   EXPECT_EQ(q.slice_count(), 1U);
   EXPECT_EQ(q.queued_bytes(), 10U);
-  EXPECT_FALSE(q.fill_placeholder(9, block, 0, 4));
+  EXPECT_FALSE(q.fill_placeholder(at, 9, block, 0, 4));
+  // The position is reused by a later placeholder; the old token does not fill it.
+  EXPECT_EQ(q.push_placeholder(10), at);
+  EXPECT_FALSE(q.fill_placeholder(at, 9, block, 0, 4));
+  EXPECT_TRUE(q.fill_placeholder(at, 10, block, 0, 4));
+}
+
+// A reply gathered late finds its place in O(1) however long the queue has been streaming: the
+// position survives the head moving on and the ring growing and wrapping.
+TEST(OutboundQueueTest, PlaceholderPositionsSurviveConsumeAndGrowth) {
+  OutboundQueue q;
+  BlockRef block = make_block(64, 0);
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> placeholders;
+  for (std::uint32_t i = 0; i < 1000; ++i) {
+    q.push(block, 0, 1);
+    if (i % 100 == 99) {
+      placeholders.emplace_back(q.push_placeholder(i), i);
+    }
+  }
+  q.consume(100);                                                           // up to the first placeholder
+  for (auto it = placeholders.rbegin(); it != placeholders.rend(); ++it) {  // filled last to first
+    ASSERT_TRUE(q.fill_placeholder(it->first, it->second, block, 1, 2)) << it->second;
+  }
+  EXPECT_EQ(q.queued_bytes(), 900U + 10 * 2);
 }
 
 TEST(OutboundQueueTest, ClearReleasesEverything) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   {
     OutboundQueue q;
     for (int i = 0; i < 20; ++i) {
@@ -429,17 +453,34 @@ TEST(OutboundQueueTest, ClearReleasesEverything) {
     }
     q.push_placeholder(1);
     q.consume(150);
-    EXPECT_EQ(in_use, 1900U);
+    EXPECT_EQ(in_use.bytes(), static_cast<std::int64_t>(19 * HeapBlock::footprint(100)));
     q.clear();
     EXPECT_TRUE(q.empty());
     EXPECT_EQ(q.slice_count(), 0U);
     EXPECT_EQ(q.queued_bytes(), 0U);
-    EXPECT_EQ(in_use, 0U);
+    EXPECT_EQ(in_use.bytes(), 0);
 
     q.push(make_block(50, 0, &in_use), 0, 50);  // usable after clear
     EXPECT_EQ(q.queued_bytes(), 50U);
   }
-  EXPECT_EQ(in_use, 0U);  // the destructor clears too
+  EXPECT_EQ(in_use.bytes(), 0);  // the destructor clears too
+}
+
+// The slow-consumer limit counts what the queue costs, not just its payload: many tiny replies
+// must not hide several times their size.
+TEST(OutboundQueueTest, MemoryCountsSliceOverheadAndTheRing) {
+  MemoryAccount account;
+  OutboundQueue q(&account);
+  BlockRef block = make_block(64, 0);
+  for (int i = 0; i < 100; ++i) {
+    q.push(block, 0, 24);
+  }
+  EXPECT_EQ(q.queued_bytes(), 2400U);
+  EXPECT_GE(q.memory_bytes(), 2400U + 100 * (OutboundQueue::kSliceOverheadBytes + sizeof(Slice)));
+  EXPECT_EQ(account.bytes(), static_cast<std::int64_t>(malloc_footprint(128 * sizeof(Slice))));  // the ring
+  q.consume(2400);
+  EXPECT_EQ(q.memory_bytes(), 0U);
+  EXPECT_EQ(account.bytes(), 0);
 }
 
 TEST(OutboundQueueTest, GrowsPastEightSlicesAcrossTheRingWrapInOrder) {
@@ -486,56 +527,6 @@ TEST(OutboundQueueTest, FreesItsRingWhenEmptied) {
   q.consume(10);
   EXPECT_EQ(g_live_array_allocations, before);
   EXPECT_EQ(block->refs(), 1U);
-}
-
-TEST(OutboundQueueTest, ForEachAfterSkipsInFlightSlicesAndPlaceholders) {
-  OutboundQueue q;
-  BlockRef block = make_block(64, 0);
-  q.push(block, 0, 10);
-  q.push(block, 10, 10);
-  q.push_placeholder(4);
-  q.push(block, 20, 10);
-  q.consume(4);  // head has 6 unsent bytes
-
-  auto visited_offsets = [&q](std::size_t skip) {
-    std::vector<std::uint32_t> offsets;
-    q.for_each_after(skip, [&offsets](Slice& s) { offsets.push_back(s.offset); });
-    return offsets;
-  };
-  EXPECT_EQ(visited_offsets(0), (std::vector<std::uint32_t>{0, 10, 20}));
-  EXPECT_EQ(visited_offsets(6), (std::vector<std::uint32_t>{10, 20}));
-  EXPECT_EQ(visited_offsets(7), (std::vector<std::uint32_t>{20}));  // slice 10 is partly in flight
-  EXPECT_EQ(visited_offsets(16), (std::vector<std::uint32_t>{20}));
-  EXPECT_EQ(visited_offsets(17), (std::vector<std::uint32_t>{}));
-}
-
-TEST(OutboundQueueTest, ForEachAfterCanReplaceBlocks) {
-  CountingBlock pinned(40);
-  std::uint64_t in_use = 0;
-  OutboundQueue q;
-  q.push(BlockRef(&pinned.block), 0, 10);
-  q.push(BlockRef(&pinned.block), 10, 20);
-  // Unpin everything after the first 10 bytes (a send in flight): copy it into a heap block.
-  q.for_each_after(10, [&in_use](Slice& s) {
-    BlockRef copy = HeapBlock::create(s.length, &in_use);
-    std::memcpy(copy.data(), s.block.data() + s.offset, s.length);
-    s.block = std::move(copy);
-    s.offset = 0;
-  });
-  EXPECT_EQ(pinned.block.refs(), 1U);
-  EXPECT_EQ(in_use, 20U);
-  EXPECT_EQ(q.queued_bytes(), 30U);
-
-  iovec iov[4];
-  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
-  EXPECT_EQ(iov[0].iov_base, pinned.bytes.data());
-  EXPECT_NE(iov[1].iov_base, pinned.bytes.data() + 10);
-  const std::vector<std::uint8_t> got = gather(iov, 2);
-  EXPECT_TRUE(std::equal(got.begin(), got.end(), pinned.bytes.begin()));
-  q.consume(10);
-  EXPECT_EQ(pinned.releases, 1);
-  q.consume(20);
-  EXPECT_EQ(in_use, 0U);
 }
 
 // ---- fill_batched: small slices copied into one run, large ones zero-copy, byte order kept.
@@ -596,7 +587,7 @@ TEST(OutboundQueueBatchTest, StopsWhenTheBatchOrIovecsRunOut) {
 }
 
 TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   OutboundQueue q;
   std::vector<std::uint8_t> expected;
   std::uint32_t rng = 777;
@@ -629,7 +620,7 @@ TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
     sent += taken;
   }
   EXPECT_EQ(sent, expected.size());
-  EXPECT_EQ(in_use, 0U);
+  EXPECT_EQ(in_use.bytes(), 0);
 }
 
 }  // namespace

@@ -39,8 +39,11 @@ const std::vector<std::string> kFamilies = {
     "ringhub_server_full_rejects_total",
     "ringhub_accepted_connections_total",
     "ringhub_copied_bytes_total",
-    "ringhub_unpinned_bytes_total",
-    "ringhub_batched_bytes_total",
+    "ringhub_budget_pauses_total",
+    "ringhub_frame_timeouts_total",
+    "ringhub_memory_budget_bytes",
+    "ringhub_memory_in_use_bytes",
+    "ringhub_read_paused_connections",
     "ringhub_cq_overflows_total",
     "ringhub_line_forwards_total",
     "ringhub_line_reforwards_total",
@@ -65,8 +68,15 @@ HubStats known_stats() {
   s.skipped_receivers = 7;
   s.slow_consumer_closes = 8;
   s.server_full_rejects = 9;
-  s.copied_bytes = 1010;
-  s.unpinned_bytes = 1111;
+  s.copied_assembly_bytes = 1010;
+  s.copied_out_bytes = 1111;
+  s.copied_reply_bytes = 1112;
+  s.batched_bytes = 1113;
+  s.memory_in_use = 1414;
+  s.memory_budget = 1515;
+  s.read_paused_connections = 16;
+  s.budget_pauses = 17;
+  s.frame_timeouts = 18;
   s.outbound_queued_bytes = 1212;
   s.buffer_bytes_in_use = 1313;
   s.cq_overflows = 14;
@@ -221,6 +231,15 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, "ringhub_uptime_seconds 12.5")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE ringhub_relays_total counter")) << text;
   EXPECT_TRUE(has_line(text, "# TYPE ringhub_outbound_queued_bytes gauge")) << text;
+  EXPECT_TRUE(has_line(text, R"(ringhub_copied_bytes_total{reason="assembly"} 1010)")) << text;
+  EXPECT_TRUE(has_line(text, R"(ringhub_copied_bytes_total{reason="copy_out"} 1111)")) << text;
+  EXPECT_TRUE(has_line(text, R"(ringhub_copied_bytes_total{reason="reply"} 1112)")) << text;
+  EXPECT_TRUE(has_line(text, R"(ringhub_copied_bytes_total{reason="batch"} 1113)")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_memory_in_use_bytes 1414")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_memory_budget_bytes 1515")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_read_paused_connections 16")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;
 }
 
 TEST(PrometheusTest, OneProtocolErrorSeriesPerCodeNamedAsInTheProtocol) {
@@ -233,6 +252,7 @@ TEST(PrometheusTest, OneProtocolErrorSeriesPerCodeNamedAsInTheProtocol) {
       R"(ringhub_protocol_errors_total{code="5",reason="nonzero_flags"} 105)",
       R"(ringhub_protocol_errors_total{code="6",reason="slow_consumer"} 106)",
       R"(ringhub_protocol_errors_total{code="7",reason="server_full"} 107)",
+      R"(ringhub_protocol_errors_total{code="8",reason="frame_timeout"} 108)",
   };
   for (const std::string& line : expected) {
     EXPECT_TRUE(has_line(text, line)) << line << "\n" << text;

@@ -1,4 +1,4 @@
-// Tests for core/shared_block: HeapBlock allocation and its bytes_in_use accounting, BlockRef
+// Tests for core/shared_block: HeapBlock allocation and its memory accounting, BlockRef
 // copy/move/reset reference counting, and a custom SharedBlock whose release fn must run exactly once,
 // at the last drop.
 #include "core/shared_block.hpp"
@@ -24,36 +24,65 @@ struct CountingBlock {
   SharedBlock block;
 };
 
-TEST(HeapBlockTest, CreateRaisesBytesInUseAndLastReleaseLowersIt) {
-  std::uint64_t in_use = 0;
+// What a fully charged block of `size` bytes costs, as a signed account figure.
+std::int64_t cost(std::uint32_t size) {
+  return static_cast<std::int64_t>(HeapBlock::footprint(size));
+}
+
+TEST(HeapBlockTest, CreateChargesItsFootprintAndLastReleaseReturnsIt) {
+  MemoryAccount in_use;
   {
     BlockRef a = HeapBlock::create(100, &in_use);
     ASSERT_TRUE(a);
-    EXPECT_EQ(in_use, 100U);
+    EXPECT_EQ(in_use.bytes(), cost(100));
     EXPECT_EQ(a->capacity(), 100U);
     EXPECT_EQ(a->refs(), 1U);
     BlockRef b = HeapBlock::create(28, &in_use);
     ASSERT_TRUE(b);
-    EXPECT_EQ(in_use, 128U);
+    EXPECT_EQ(in_use.bytes(), cost(100) + cost(28));
     b.reset();
-    EXPECT_EQ(in_use, 100U);
+    EXPECT_EQ(in_use.bytes(), cost(100));
   }
-  EXPECT_EQ(in_use, 0U);
+  EXPECT_EQ(in_use.bytes(), 0);
+}
+
+// The footprint is what malloc hands out: header, bytes and malloc's own word, in 16-byte steps, so a
+// 24-byte reply is charged as the 80 bytes it really takes.
+TEST(HeapBlockTest, FootprintCountsHeaderAndMallocRounding) {
+  EXPECT_EQ(HeapBlock::footprint(24), 80U);
+  EXPECT_EQ(HeapBlock::footprint(0), 64U);
+  EXPECT_EQ(HeapBlock::footprint(1U << 20), (std::size_t{1} << 20) + 64U);
+  EXPECT_GE(HeapBlock::footprint(100), 100 + HeapBlock::kHeaderBytes);
+}
+
+// A block made for a frame that arrives over time is charged as its bytes arrive.
+TEST(HeapBlockTest, PartialChargeGrowsAndNeverShrinks) {
+  MemoryAccount in_use;
+  BlockRef block = HeapBlock::create(1U << 20, &in_use, 100);
+  EXPECT_EQ(in_use.bytes(), cost(100));
+  HeapBlock::charge_up_to(*block.get(), 5000);
+  EXPECT_EQ(in_use.bytes(), cost(5000));
+  HeapBlock::charge_up_to(*block.get(), 10);  // never lowers
+  EXPECT_EQ(in_use.bytes(), cost(5000));
+  HeapBlock::charge_up_to(*block.get(), UINT32_MAX);  // capped at the capacity
+  EXPECT_EQ(in_use.bytes(), cost(1U << 20));
+  block.reset();
+  EXPECT_EQ(in_use.bytes(), 0);
 }
 
 TEST(HeapBlockTest, BytesAreWritableAndSurviveWhileReferenced) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   BlockRef a = HeapBlock::create(4096, &in_use);
   ASSERT_TRUE(a);
   std::memset(a.data(), 0xAB, 4096);
   BlockRef b = a;
   a.reset();
-  EXPECT_EQ(in_use, 4096U);  // b still holds it
+  EXPECT_EQ(in_use.bytes(), cost(4096));  // b still holds it
   ASSERT_TRUE(b);
   EXPECT_EQ(b.data()[0], 0xAB);
   EXPECT_EQ(b.data()[4095], 0xAB);
   b.reset();
-  EXPECT_EQ(in_use, 0U);
+  EXPECT_EQ(in_use.bytes(), 0);
 }
 
 TEST(HeapBlockTest, DataIsSixteenByteAligned) {
@@ -70,7 +99,7 @@ TEST(HeapBlockTest, WorksWithoutACounter) {
 }
 
 TEST(HeapBlockTest, LastReleaseOfManyCopiesFreesOnce) {
-  std::uint64_t in_use = 0;
+  MemoryAccount in_use;
   std::vector<BlockRef> refs;
   refs.push_back(HeapBlock::create(64, &in_use));
   for (int i = 0; i < 50; ++i) {
@@ -79,11 +108,11 @@ TEST(HeapBlockTest, LastReleaseOfManyCopiesFreesOnce) {
   EXPECT_EQ(refs.front()->refs(), 51U);
   while (refs.size() > 1) {
     refs.pop_back();
-    EXPECT_EQ(in_use, 64U);
+    EXPECT_EQ(in_use.bytes(), cost(64));
   }
   EXPECT_EQ(refs.front()->refs(), 1U);
   refs.clear();
-  EXPECT_EQ(in_use, 0U);
+  EXPECT_EQ(in_use.bytes(), 0);
 }
 
 TEST(BlockRefTest, DefaultIsEmpty) {

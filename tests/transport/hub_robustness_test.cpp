@@ -175,8 +175,13 @@ class HubRobustnessTest : public HubTest {
     return stats();
   }
 
-  bool wait_buffer_bytes(std::uint64_t level) {
-    return eventually([&] { return stats().buffer_bytes_in_use == level; });
+  // Waits until every receive buffer is back in the ring and the memory charged to the budget is no
+  // more than at `idle` (pooled send contexts are given back after an idle tick).
+  bool wait_at_rest(const HubStats& idle) {
+    return eventually([&] {
+      const HubStats now = stats();
+      return now.buffer_bytes_in_use == idle.buffer_bytes_in_use && now.memory_in_use <= idle.memory_in_use;
+    });
   }
 
   // `from` relays `text` to `to`, whose next delivery must be exactly that.
@@ -351,15 +356,16 @@ class HubRobustnessVanishingSenderTest : public HubRobustnessShardedTest {
       ASSERT_TRUE(eventually([&] { return stats().bytes_in >= idle.bytes_in + partial.size(); }));
       if (partial.size() > protocol::kHeaderSize) {
         // The hub holds the partial frame (an assembly block) until the sender is gone.
-        EXPECT_TRUE(eventually([&] { return stats().buffer_bytes_in_use > idle.buffer_bytes_in_use; }));
+        EXPECT_TRUE(eventually([&] { return stats().memory_in_use > idle.memory_in_use; }));
       }
       if (reset) {
         abort_on_close(sender.fd());
       }
     }
     EXPECT_TRUE(wait_connections(2));
-    EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
-        << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+    EXPECT_TRUE(wait_at_rest(idle)) << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle "
+                                    << idle.buffer_bytes_in_use << "; memory_in_use " << stats().memory_in_use
+                                    << ", idle " << idle.memory_in_use;
     EXPECT_EQ(stats().relays, idle.relays);
     EXPECT_EQ(stats().deliveries, idle.deliveries);
     // The receiver's next delivery is the bystander's: nothing of the half frame reached it.
@@ -488,9 +494,10 @@ TEST_P(HubRobustnessShardedTest, SlowConsumerIsClosedWithError6AndFastReceiverNe
   expect_relay(fast, sender, "fast is fine");
 }
 
-// --- 4. A reader that stops reading must not pin every receive buffer and stall the shard.
+// --- 4. A reader that stops reading must not pin receive buffers and stall the shard, and what it
+// holds costs one copy per frame, not one per receiver.
 
-TEST_P(HubRobustnessShardedTest, PinnedReceiveBuffersAreCopiedOutSoTheShardNeverStalls) {
+TEST_P(HubRobustnessShardedTest, StalledReaderNeverPinsReceiveBuffersAndCostsOneCopyPerFrame) {
   constexpr std::size_t kBody = 200;
   constexpr std::uint64_t kRelays = 100'000;  // ~21 MB to each receiver: the pool is 16 x 32 KiB
   constexpr std::uint64_t kBatch = 1000;
@@ -541,15 +548,21 @@ TEST_P(HubRobustnessShardedTest, PinnedReceiveBuffersAreCopiedOutSoTheShardNever
   EXPECT_EQ(reader_failure, "");
   EXPECT_EQ(received, kRelays);
   const HubStats s = stats();
-  EXPECT_GT(s.unpinned_bytes, 0U) << "the slow reader never pinned the pool: the test proves nothing";
+  // Each frame left its receive buffers as one copy both receivers share: copied out whole, or
+  // assembled when it arrived split across two buffers.
+  const std::uint64_t copied =
+      s.copied_out_bytes - idle.copied_out_bytes + s.copied_assembly_bytes - idle.copied_assembly_bytes;
+  EXPECT_GE(copied, kRelays * (protocol::kDeliverPrefixSize + kBody));
+  EXPECT_LE(copied, kRelays * (protocol::kHeaderSize + 2 * protocol::kIdSize + kBody));
   EXPECT_EQ(s.slow_consumer_closes, 0U);
 
   // Closing the slow reader frees everything it held, copies included.
   slow.client.close();
   EXPECT_TRUE(wait_connections(2));
   EXPECT_TRUE(eventually([&] { return stats().outbound_queued_bytes == 0; }));
-  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
-      << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+  EXPECT_TRUE(wait_at_rest(idle)) << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle "
+                                  << idle.buffer_bytes_in_use << "; memory_in_use " << stats().memory_in_use
+                                  << ", idle " << idle.memory_in_use;
   expect_relay(sender, fast, "the pool is free again");
 }
 
@@ -620,7 +633,7 @@ TEST_P(HubRobustnessShardedTest, ConnectAndCloseAtOnce500TimesLeavesNoConnection
   }
   EXPECT_TRUE(eventually([&] { return stats().accepted == kCycles && stats().connections == 0; }))
       << "accepted " << stats().accepted << ", open " << stats().connections;
-  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use));
+  EXPECT_TRUE(wait_at_rest(idle));
   Peer a = connect_peer();
   Peer b = connect_peer();
   EXPECT_EQ(b.id, kCycles + 2);
@@ -657,8 +670,9 @@ TEST_P(HubRobustnessShardedTest, TwoThousandConnectIdentityCloseCyclesLeakNothin
   EXPECT_TRUE(eventually([&] { return stats().accepted == kCycles; }));
   EXPECT_EQ(stats().connections, 0U);
   EXPECT_TRUE(eventually([&] { return stats().outbound_queued_bytes == 0; }));
-  EXPECT_TRUE(wait_buffer_bytes(idle.buffer_bytes_in_use))
-      << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle " << idle.buffer_bytes_in_use;
+  EXPECT_TRUE(wait_at_rest(idle)) << "buffer_bytes_in_use " << stats().buffer_bytes_in_use << ", idle "
+                                  << idle.buffer_bytes_in_use << "; memory_in_use " << stats().memory_in_use
+                                  << ", idle " << idle.memory_in_use;
   EXPECT_EQ(stats().protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
 }
 
@@ -678,6 +692,148 @@ TEST_F(HubRobustnessTest, StopIsBoundedByTheGraceEvenWithAnErroredClientThatNeve
   const auto start = std::chrono::steady_clock::now();
   hub_->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+// --- 8. The memory model: frame timeout, half-close, the memory budget's backpressure, LIST floods.
+
+// A frame left unfinished past --frame-timeout ends its connection with ERROR 8; others carry on.
+TEST_P(HubRobustnessShardedTest, UnfinishedFrameGetsError8AfterTheFrameTimeout) {
+  HubConfig settings = config();
+  settings.frame_timeout = 300ms;
+  start_hub(settings);
+  Peer a = connect_peer();
+  Peer b = connect_peer();
+  RelayClient slow = connect();
+  ASSERT_TRUE(wait_connections(3));
+  const Bytes partial = join({raw_header(kRelay, 1, 0, static_cast<std::uint32_t>(protocol::kIdSize + 1000)),
+                              id_bytes(a.id), filler(10)});
+  ASSERT_TRUE(slow.send_raw(partial).ok());
+  ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(slow, ErrorCode::kFrameTimeout));
+  EXPECT_EQ(stats().frame_timeouts, 1U);
+  expect_only_error_count(ErrorCode::kFrameTimeout, 1);
+  expect_relay(b, a, "after the timeout");
+  EXPECT_EQ(stats().deliveries, 1U);  // nothing of the unfinished frame was delivered
+}
+
+// A client that half-closes right after its requests still gets every answer, then EOF: the hub stops
+// reading, answers (a gathered LIST included), flushes, and only then closes.
+TEST_P(HubRobustnessShardedTest, HalfClosedClientStillGetsEveryAnswer) {
+  start_hub(config());
+  Peer other = connect_peer();
+  Bytes requests;
+  codec::append_identity_request(requests);
+  codec::append_list_request(requests);
+  for (int round = 0; round < 40; ++round) {
+    RelayClient client = connect();
+    ASSERT_TRUE(client.send_raw(requests).ok());
+    ASSERT_EQ(::shutdown(client.fd(), SHUT_WR), 0) << std::strerror(errno);
+    Result<Frame> identity = client.read_frame(kWait);
+    ASSERT_TRUE(identity.ok()) << "round " << round << ": " << identity.error().message;
+    EXPECT_EQ(identity->header.type, FrameType::kIdentityReply) << "round " << round;
+    Result<Frame> list = client.read_frame(kWait);
+    ASSERT_TRUE(list.ok()) << "round " << round << ": " << list.error().message;
+    ASSERT_EQ(list->header.type, FrameType::kListReply) << "round " << round;
+    EXPECT_EQ(list->header.length, protocol::kIdSize) << "round " << round << ": only `other` is listed";
+    ASSERT_NO_FATAL_FAILURE(expect_eof(client));
+  }
+  EXPECT_EQ(stats().protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
+}
+
+// With the budget reached, the hub stops reading the sender that adds memory instead of dropping or
+// disconnecting anyone. A light client is still answered meanwhile, and once the receiver reads, every
+// frame arrives, in order, and the memory goes back.
+TEST_P(HubRobustnessShardedTest, MemoryBudgetPausesTheHeavySenderAndLosesNothing) {
+  constexpr std::size_t kBudget = 8 * kMiB;
+  constexpr std::size_t kBody = 100 * kKiB;  // a heavy frame: paused first in the reserve
+  constexpr std::uint64_t kRelays = 200;     // 20 MB: more than twice the budget
+  HubConfig settings = config();
+  settings.max_memory = kBudget;
+  settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
+  start_hub(settings);
+  Peer receiver = connect_peer();
+  Peer sender = connect_peer();
+  Peer light = connect_peer();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(receiver.client.fd()));
+  ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
+  const HubStats idle = quiet_stats();
+
+  std::string sender_failure;
+  std::jthread writer([&] {
+    Bytes body = filler(kBody);
+    const UserId to[] = {receiver.id};
+    for (std::uint64_t seq = 0; seq < kRelays; ++seq) {
+      codec::store_u64(body.data(), seq);
+      if (Result<void> sent = sender.client.relay(to, body); !sent.ok()) {
+        sender_failure = "relay " + std::to_string(seq) + ": " + sent.error().message;
+        return;
+      }
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return stats().read_paused_connections >= 1; }))
+      << "memory_in_use " << stats().memory_in_use << " of " << kBudget;
+  std::uint64_t peak = 0;
+  for (int i = 0; i < 20; ++i) {  // the light client is served while the sender is paused
+    Result<UserId> id = light.client.identity(kWait);
+    ASSERT_TRUE(id.ok()) << id.error().message;
+    EXPECT_EQ(*id, light.id);
+    peak = std::max(peak, stats().memory_in_use);
+  }
+  // Within the budget, plus what was already read when the pause began (accepted bytes are kept).
+  EXPECT_LE(peak, kBudget + 2 * kBody);
+
+  for (std::uint64_t seq = 0; seq < kRelays; ++seq) {
+    Result<Delivery> got = receiver.client.next_delivery(kWait);
+    ASSERT_TRUE(got.ok()) << "delivery " << seq << ": " << got.error().message;
+    ASSERT_EQ(got->body.size(), kBody);
+    ASSERT_EQ(codec::load_u64(got->body.data()), seq) << "out of order";
+  }
+  writer.join();
+  EXPECT_EQ(sender_failure, "");
+  const HubStats s = stats();
+  EXPECT_GE(s.budget_pauses, 1U);
+  EXPECT_EQ(s.slow_consumer_closes, 0U);
+  EXPECT_EQ(s.protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
+  EXPECT_TRUE(eventually([&] { return stats().read_paused_connections == 0; }));
+  EXPECT_TRUE(wait_at_rest(idle)) << "memory_in_use " << stats().memory_in_use << ", idle "
+                                  << idle.memory_in_use;
+}
+
+TEST_F(HubRobustnessTest, BudgetTooSmallForTheReceivePoolsIsRefusedAtStart) {
+  HubConfig settings = test_config(2);
+  settings.max_memory = 4 * kMiB;  // 2 shards x 256 x 32 KiB of receive buffers need 128 MiB
+  Result<std::unique_ptr<Hub>> started = Hub::start(settings);
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.error().message.find("--max-memory"), std::string::npos) << started.error().message;
+}
+
+// A client that pipelines LIST without reading is a slow consumer like any other: its replies count
+// against --max-outbound-bytes, it gets ERROR 6, and the hub stays responsive.
+TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
+  HubConfig settings = config();
+  settings.max_outbound_bytes = kMiB;
+  start_hub(settings);
+  std::vector<Peer> peers;
+  for (int i = 0; i < 100; ++i) {
+    peers.push_back(connect_peer());
+  }
+  RelayClient flooder = connect();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(flooder.fd()));
+  Bytes lists;
+  for (int i = 0; i < 20'000; ++i) {
+    codec::append_list_request(lists);
+  }
+  ASSERT_TRUE(flooder.send_raw(lists).ok());
+  ASSERT_TRUE(eventually([&] { return stats().slow_consumer_closes == 1; }));
+  for (;;) {  // LIST replies the hub had written before the cut, then ERROR 6, then EOF
+    Result<Frame> frame = flooder.read_frame(kWait);
+    ASSERT_TRUE(frame.ok()) << frame.error().message;
+    if (frame->header.type != FrameType::kListReply) {
+      ASSERT_NO_FATAL_FAILURE(expect_error_frame(*frame, ErrorCode::kSlowConsumer));
+      break;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_eof(flooder));
+  expect_relay(peers[0], peers[1], "after the flood");
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+// MemoryAccount and MemoryBudget: every byte the hub holds for clients is charged to the account of
+// the shard that allocated it, and the sum over shards is held against one budget (--max-memory).
+// The budget's watermarks decide whose input the hub stops reading (docs/design.md, "Memory model").
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace ringhub {
+
+// Bytes malloc really hands out for a request of `bytes`: an 8-byte chunk header, rounded up to 16
+// (glibc). Charging this, not the payload, keeps tiny replies from hiding 3x their size.
+constexpr std::size_t malloc_footprint(std::size_t bytes) {
+  return (bytes + 8 + 15) & ~std::size_t{15};
+}
+
+// Contract: written by one shard thread; read (bytes_published) by any thread. A block charged on one
+// shard may be released on another (a line message freed by its receiver): only the sum over shards
+// is meaningful, so the count is signed.
+class alignas(64) MemoryAccount {
+ public:
+  void charge(std::size_t bytes) { publish(bytes_ + static_cast<std::int64_t>(bytes)); }
+  void release(std::size_t bytes) { publish(bytes_ - static_cast<std::int64_t>(bytes)); }
+  std::int64_t bytes() const { return bytes_; }
+  std::int64_t bytes_published() const { return published_.load(std::memory_order_relaxed); }
+
+ private:
+  void publish(std::int64_t bytes) {
+    bytes_ = bytes;
+    published_.store(bytes, std::memory_order_relaxed);
+  }
+  std::int64_t bytes_ = 0;
+  std::atomic<std::int64_t> published_{0};
+};
+
+// Which connections the hub may read from at a given level of memory in use.
+enum class ReadGate : std::uint8_t {
+  kOpen,       // below the high watermark: everyone
+  kLightOnly,  // in the reserve: only connections that are not sending large frames
+  kClosed,     // at the budget: nobody (what is already read is still stored: never dropped)
+};
+
+// Whether a connection is sending large frames (ReadGate::kLightOnly pauses those first).
+enum class Weight : std::uint8_t { kLight, kHeavy };
+
+// The budget and its watermarks. Pure arithmetic: the shards feed it the hub-wide sum.
+class MemoryBudget {
+ public:
+  // Share of the budget kept for light traffic (IDENTITY, LIST, small relays) once large senders are
+  // paused: 1/4. It also absorbs what heavy senders had already sent when they were paused (bytes in
+  // flight in receive buffers are stored, never dropped), so fresh clients are served meanwhile.
+  static constexpr std::size_t kReserveDivisor = 4;
+  // Heavy senders resume below 5/8 of the budget, light ones below the high watermark: gaps wide
+  // enough that a hub at a watermark does not pause and resume the same senders every iteration.
+  static constexpr std::size_t kResumeNumerator = 5;
+  static constexpr std::size_t kResumeDenominator = 8;
+
+  explicit MemoryBudget(std::size_t limit)
+      : limit_(limit),
+        high_(limit - limit / kReserveDivisor),
+        low_(limit / kResumeDenominator * kResumeNumerator) {}
+
+  std::size_t limit() const { return limit_; }
+  std::size_t high_watermark() const { return high_; }
+  std::size_t low_watermark() const { return low_; }
+
+  ReadGate gate(std::int64_t in_use) const {
+    if (in_use >= static_cast<std::int64_t>(limit_)) {
+      return ReadGate::kClosed;
+    }
+    return in_use >= static_cast<std::int64_t>(high_) ? ReadGate::kLightOnly : ReadGate::kOpen;
+  }
+  // Whether a paused connection of `weight` may be read again.
+  bool may_resume(std::int64_t in_use, Weight weight) const {
+    return in_use < static_cast<std::int64_t>(weight == Weight::kHeavy ? low_ : high_);
+  }
+
+ private:
+  std::size_t limit_;
+  std::size_t high_;
+  std::size_t low_;
+};
+
+}  // namespace ringhub

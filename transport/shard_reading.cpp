@@ -1,0 +1,259 @@
+// Shard: the read side. Input arrives by multishot recv into the shard's receive buffers, except the
+// rest of a frame larger than a buffer, which is received straight into its own block. Reading is how
+// the hub pushes back: a connection whose input would add memory past the budget is not read until
+// memory frees, and the kernel's socket buffers then stop its sender. EOF is a half-close: what the
+// client asked for is still answered before the hub closes.
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/op_tag.hpp"
+#include "transport/shard.hpp"
+
+namespace ringhub {
+
+namespace {
+// A direct receive asks for at most this much at a time, charged before the kernel writes it: the
+// budget sees a large frame grow as it arrives, and one recv still covers a loopback socket buffer.
+constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
+}  // namespace
+
+void Shard::resume_reading(Connection& conn) {
+  if (conn.state == ConnState::kClosing || conn.recv_armed || conn.read_paused) {
+    return;
+  }
+  if (conn.state == ConnState::kDraining) {
+    arm_recv(conn);  // input is discarded, but read until EOF so the close does not reset
+    return;
+  }
+  if (must_pause(conn)) {
+    pause_reading(conn);
+  } else if (conn.assembler.wants_direct()) {
+    arm_direct_recv(conn);
+  } else {
+    arm_recv(conn);
+  }
+}
+
+void Shard::arm_recv(Connection& conn) {
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+  entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  entry->buf_group = RecvBufferPool::kGroupId;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
+  conn.recv_armed = true;
+  conn.recv_op = Op::kRecv;
+  ++conn.pending_ops;
+}
+
+void Shard::arm_direct_recv(Connection& conn) {
+  const std::span<std::uint8_t> space = conn.assembler.direct_space(kDirectRecvChunk);
+  conn.direct_target = conn.assembler.partial_block();
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_recv(entry, static_cast<int>(conn.slot), space.data(), space.size(), 0);
+  entry->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecvDirect));
+  conn.recv_armed = true;
+  conn.recv_op = Op::kRecvDirect;
+  ++conn.pending_ops;
+}
+
+void Shard::stop_multishot(Connection& conn) {
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_cancel64(entry, tag(&conn, Op::kRecv), 0);
+  io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  conn.recv_cancel_sent = true;
+}
+
+void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
+  const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
+  if (!more) {
+    conn.recv_armed = false;
+    conn.recv_cancel_sent = false;
+    --conn.pending_ops;
+  }
+  if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+    const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    const BlockRef buffer = pool_->take(bid);
+    counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
+    if (conn.state == ConnState::kOpen) {  // draining connections discard input
+      on_input(conn, buffer, static_cast<std::uint32_t>(cqe.res));
+    }
+    if (!more) {
+      resume_reading(conn);  // the kernel ended the multishot without an error, or our stop landed
+    } else if (conn.state == ConnState::kOpen && !conn.recv_cancel_sent &&
+               (conn.assembler.wants_direct() || must_pause(conn))) {
+      stop_multishot(conn);  // its last completion resumes reading the way the state then asks
+    }
+  } else if (cqe.res == -ENOBUFS) {
+    // Every receive buffer is out. The bytes wait in the socket; the connection is re-armed when
+    // buffers return (re-arming now would fail at once and spin).
+    if (conn.state == ConnState::kOpen && conn.assembler.wants_direct()) {
+      resume_reading(conn);  // a large frame needs no receive buffer
+    } else if (conn.state != ConnState::kClosing) {
+      waiting_for_buffers_.push_back(conn);
+    }
+  } else if (cqe.res == -ECANCELED) {
+    resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
+  } else if (cqe.res <= 0 && conn.state != ConnState::kClosing) {
+    on_recv_ended(conn, cqe.res);
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
+  conn.recv_armed = false;
+  --conn.pending_ops;
+  const BlockRef target = std::move(conn.direct_target);  // freed after this handler at the latest
+  if (cqe.res > 0) {
+    counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
+    if (conn.state == ConnState::kOpen) {
+      conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
+                                   [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
+      after_input(conn);
+    }
+    resume_reading(conn);
+  } else if (cqe.res != -ECANCELED && conn.state != ConnState::kClosing) {
+    on_recv_ended(conn, cqe.res);
+  }
+  maybe_finish_close(conn);
+}
+
+void Shard::on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
+  if (conn.lines) {
+    on_line_bytes(conn, buffer, length);
+    return;
+  }
+  on_frame_bytes(conn, buffer, length);
+  after_input(conn);
+}
+
+void Shard::after_input(Connection& conn) {
+  if (conn.state != ConnState::kOpen) {
+    return;
+  }
+  if (conn.assembler.partial_frame_size() > kLightFrameBytes) {
+    conn.heavy = true;
+  }
+  clock_partial_frame(conn);
+}
+
+void Shard::on_recv_ended(Connection& conn, int res) {
+  if (res == 0) {
+    on_read_eof(conn);
+    return;
+  }
+  spdlog::debug("shard {}: user {}: recv ended: {}", index_, conn.id, std::strerror(-res));
+  begin_close(conn);  // a reset or any other error ends the connection
+}
+
+void Shard::on_read_eof(Connection& conn) {
+  spdlog::debug("shard {}: user {}: EOF", index_, conn.id);
+  if (conn.state == ConnState::kOpen) {
+    // A half-close: the client sent everything it will send and may still read. Answer what it asked
+    // (a gathered LIST included), write what is queued for it, then close, within the shutdown grace.
+    begin_drain(conn, &grace_ts_);
+  } else if (conn.shutdown_sent) {
+    begin_close(conn);  // the client answered our FIN: nothing is left to write
+  }
+  // Draining and still writing: the drain closes once its bytes are out (recv is no longer armed).
+}
+
+Weight Shard::weight_of(const Connection& conn) {
+  const bool heavy = conn.heavy || conn.assembler.partial_frame_size() > kLightFrameBytes;
+  return heavy ? Weight::kHeavy : Weight::kLight;
+}
+
+bool Shard::must_pause(const Connection& conn) const {
+  switch (gate_) {
+    case ReadGate::kOpen: return false;
+    case ReadGate::kLightOnly: return weight_of(conn) == Weight::kHeavy;
+    case ReadGate::kClosed: return true;
+  }
+  return true;
+}
+
+void Shard::enforce_gate() {
+  for (Connection& conn : all_) {
+    if (conn.state == ConnState::kOpen && conn.recv_armed && conn.recv_op == Op::kRecv &&
+        !conn.recv_cancel_sent && must_pause(conn)) {
+      stop_multishot(conn);
+    }
+  }
+}
+
+void Shard::pause_reading(Connection& conn) {
+  conn.read_paused = true;
+  paused_[static_cast<int>(weight_of(conn))].push_back(conn);
+  ++paused_count_;
+  ++budget_pauses_;
+  spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id, hub_memory_,
+                shared_.budget.limit());
+}
+
+void Shard::resume_paused() {
+  for (const Weight weight : {Weight::kLight, Weight::kHeavy}) {
+    Connection::WaitingList& paused = paused_[static_cast<int>(weight)];
+    if (!paused.empty() && shared_.budget.may_resume(hub_memory_, weight)) {
+      resume_all(paused);
+    }
+  }
+}
+
+void Shard::resume_all(Connection::WaitingList& paused) {
+  while (!paused.empty()) {
+    Connection& conn = paused.front();
+    paused.pop_front();
+    conn.read_paused = false;
+    --paused_count_;
+    if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
+      conn.assembling_hook.unlink();
+      conn.frame_started_ms = now_ms_;
+      assembling_.push_back(conn);
+    }
+    resume_reading(conn);
+  }
+}
+
+void Shard::rearm_waiting_recvs() {
+  while (!waiting_for_buffers_.empty()) {
+    Connection& conn = waiting_for_buffers_.front();
+    waiting_for_buffers_.pop_front();
+    resume_reading(conn);
+  }
+}
+
+void Shard::clock_partial_frame(Connection& conn) {
+  if (conn.assembler.at_boundary()) {
+    conn.assembling_hook.unlink();
+    return;
+  }
+  if (conn.assembling_hook.is_linked() && conn.clocked_frame == conn.frames_in) {
+    return;  // the same frame is still partial: its clock keeps running
+  }
+  conn.assembling_hook.unlink();
+  conn.clocked_frame = conn.frames_in;
+  conn.frame_started_ms = now_ms_;
+  assembling_.push_back(conn);  // clocks start in time order, so the oldest is always at the front
+}
+
+void Shard::expire_partial_frames() {
+  const std::int64_t timeout = config_.frame_timeout.count();
+  while (!assembling_.empty()) {
+    Connection& conn = assembling_.front();
+    if (now_ms_ - conn.frame_started_ms < timeout) {
+      return;
+    }
+    assembling_.pop_front();
+    if (conn.read_paused) {  // we stopped reading it: restart its clock rather than blame it
+      conn.frame_started_ms = now_ms_;
+      assembling_.push_back(conn);
+      continue;
+    }
+    ++frame_timeouts_;
+    close_with_error(conn, protocol::ErrorCode::kFrameTimeout);
+  }
+}
+
+}  // namespace ringhub
