@@ -31,6 +31,11 @@ void add_flags(CLI::App& app, Options& o) {
                  "Longest line protocol line; longer gets an error and a close")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-line-pending-bytes", o.hub.max_line_pending_bytes,
+                 "Unanswered `message X` one line connection may have (X bytes + 256 each) before the "
+                 "hub stops reading it until oks come back")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_flag(
       "!--no-line-reforward", o.hub.line_reforward,
       "Do not re-forward a line message whose receiver left before answering (to test client recovery)");

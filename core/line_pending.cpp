@@ -66,7 +66,7 @@ std::vector<PendingMessages::Orphan> PendingMessages::take_target(LineEndpoint t
   while (!list.empty()) {
     Entry& e = list.front();
     list.pop_front();
-    orphans.push_back(Orphan{e.seq, *e.group->x});
+    orphans.push_back(Orphan{e.seq, *e.group->x, e.origin});
   }
   targets_.erase(it);
   return orphans;

@@ -62,6 +62,7 @@ class PendingMessages {
   struct Orphan {
     std::uint64_t seq = 0;
     std::string_view x;
+    LineEndpoint origin;  // who sent it: a forward back to its own origin is not held against it
   };
   // How many keys each internal table holds; all zero once nothing is pending (for tests).
   struct IndexSizes {

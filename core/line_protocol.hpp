@@ -23,11 +23,17 @@ inline constexpr std::size_t kDefaultMaxLineBytes = std::size_t{64} * 1024;
 // kUnknownCommandLine the connection stays open.
 inline constexpr std::string_view kUnknownCommandLine = "error unknown command\n";
 inline constexpr std::string_view kLineTooLongLine = "error line too long\n";
-// How many of one connection's `message X` may wait for their `ok X` at once. A client of the
-// protocol has one; the cap bounds what a client that never gets answers can make the hub hold.
-inline constexpr std::size_t kMaxPendingPerConnection = 1024;
-// Sent when a connection passes kMaxPendingPerConnection; then the hub closes it.
-inline constexpr std::string_view kTooManyPendingLine = "error too many pending messages\n";
+// What one pending `message X` costs the hub beyond X itself: its table entry, the index nodes that find
+// it by X, origin and target, and the cross-shard messages that carry it (measured sizes, rounded up).
+inline constexpr std::size_t kPendingEntryOverheadBytes = 256;
+// What one connection's unanswered `message X` may hold before the hub stops reading it (until `ok`s
+// bring it down): 1 MiB is thousands of messages, far beyond a client that waits for its ok, and small
+// next to the memory budget, so a pipelining client is throttled, never cut.
+inline constexpr std::size_t kDefaultMaxLinePendingBytes = std::size_t{1} << 20;
+// The cost a `message X` is charged while it is pending.
+constexpr std::size_t pending_cost(std::size_t x_size) {
+  return x_size + kPendingEntryOverheadBytes;
+}
 // Sent instead of serving a connection past --max-connections; then the hub closes it.
 inline constexpr std::string_view kServerFullLine = "error server full\n";
 

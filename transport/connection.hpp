@@ -63,7 +63,8 @@ struct alignas(16) Connection : RegistryEntry {
 
   std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
   std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
-  std::uint32_t line_outstanding = 0;   // line connections: `message X` sent and not yet answered
+  std::size_t line_pending_bytes = 0;   // line connections: pending_cost of `message X` not yet answered
+  bool line_throttled = false;          // line connections: not read until oks bring that down
   std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;

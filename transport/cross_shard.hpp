@@ -83,6 +83,11 @@ struct LineMessage : ShardMessage {
   std::uint64_t seq = 0;
   unsigned tries = 0;         // kLineForward/kLineNoTarget: shards tried that had nobody
   bool hub_stopping = false;  // kLineTargetGone: the target left because the hub is stopping
+  // kLineForward/kLineNoTarget: who sent the message. kLineDeliverOk: the answered message had been
+  // forwarded back to that sender, so it was never held against the sender's pending allowance.
+  std::uint32_t sender_shard = 0;
+  std::uint64_t sender_conn = 0;
+  bool self_loop = false;
 };
 
 // What one MSG_RING carries: every message one shard had for another in one loop iteration.

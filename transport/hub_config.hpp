@@ -47,6 +47,7 @@ struct HubConfig {
   std::uint16_t admin_port = 7402;  // GET /metrics and /healthz; 0 picks an ephemeral port
   bool admin_enabled = true;        // tests that do not need the admin plane turn it off
   std::size_t max_line_bytes = kDefaultMaxLineBytes;
+  std::size_t max_line_pending_bytes = kDefaultMaxLinePendingBytes;  // per connection, then not read
   bool line_reforward = true;  // re-forward a message whose receiver left before answering
   unsigned shards = 0;         // 0 = max(cores, what max_connections needs)
   std::size_t max_connections = kDefaultMaxConnections;

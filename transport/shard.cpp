@@ -49,6 +49,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 Shard::~Shard() {
   sends_at_last_tick_ = sends_started_;
   free_idle_send_contexts();
+  memory_.release(pending_lines_charged_);
   pool_.reset();
   if (ring_ready_) {
     io_uring_queue_exit(&ring_);
@@ -142,7 +143,18 @@ bool Shard::finished() const {
   return true;
 }
 
+void Shard::charge_pending_lines() {
+  const std::size_t now = pending_.bytes() + pending_.size() * kPendingEntryOverheadBytes;
+  if (now > pending_lines_charged_) {
+    memory_.charge(now - pending_lines_charged_);
+  } else {
+    memory_.release(pending_lines_charged_ - now);
+  }
+  pending_lines_charged_ = now;
+}
+
 void Shard::publish_counters() {
+  charge_pending_lines();
   counters_.connections.set(registry_.size());
   counters_.line_connections.set(line_registry_.size());
   counters_.line_pending.set(pending_.size());

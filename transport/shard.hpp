@@ -103,6 +103,8 @@ class Shard {
   bool finished() const;
   io_uring_sqe* sqe();
   void publish_counters();
+  // Charges the memory account for the line messages pending on this shard (their table and X bytes).
+  void charge_pending_lines();
 
   // --- accept and connection lifecycle (shard_connections.cpp)
   void arm_accepts();
@@ -143,6 +145,8 @@ class Shard {
   void on_recv_ended(Connection& conn, int res);
   // The memory gate: whether `conn` may be read now, and re-arming what was paused once memory frees.
   static Weight weight_of(const Connection& conn);
+  bool over_line_allowance(const Connection& conn) const;
+  bool reads_one_buffer_at_a_time(const Connection& conn) const;
   bool must_pause(const Connection& conn) const;
   void pause_reading(Connection& conn);
   void resume_paused();
@@ -187,7 +191,9 @@ class Shard {
   void send_text(Connection& conn, std::string_view text);
   unsigned owner_of(std::string_view x) const;
   bool choose_line_shard(unsigned& shard);
-  bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries);
+  bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries, LineEndpoint sender);
+  // The allowance of a line connection no longer holds `x` (answered, or forwarded back to itself).
+  void return_line_allowance(Connection& conn, std::string_view x);
   void on_line_message(LineMessage* message);
   void on_line_add(LineMessage* message);
   void on_line_forward(LineMessage* message);
@@ -246,6 +252,7 @@ class Shard {
   AssemblyAccounting assembly_;
   std::uint64_t copied_out_bytes_ = 0;
   std::uint64_t copied_reply_bytes_ = 0;
+  std::size_t pending_lines_charged_ = 0;
   std::size_t queued_bytes_ = 0;  // sum of outbound queues on this shard
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)

@@ -57,11 +57,9 @@ bool Shard::on_line(Connection& conn, std::string_view line) {
   const LineCommand command = parse_line(line);
   switch (command.verb) {
     case LineCommand::Verb::kMessage:
-      if (++conn.line_outstanding > kMaxPendingPerConnection) {
-        counters_.line_protocol_errors.add(1);
-        begin_drain(conn, &linger_ts_, kTooManyPendingLine);
-        return false;
-      }
+      // Never refused: past --max-line-pending-bytes the connection is simply not read any further
+      // (shard_reading.cpp) until its oks come back.
+      conn.line_pending_bytes += pending_cost(command.payload.size());
       counters_.line_messages_in.add(1);
       post_line(owner_of(command.payload), ShardMessage::Kind::kLineAdd, command.payload, index_, conn.id);
       break;
@@ -105,12 +103,19 @@ bool Shard::choose_line_shard(unsigned& shard) {
   return true;
 }
 
-bool Shard::forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries) {
+bool Shard::forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries, LineEndpoint sender) {
   unsigned target = 0;
   if (stopping_ || tries >= kMaxForwardTries || !choose_line_shard(target)) {
     return false;  // nobody to forward to: the entry stays pending; its origin's timeout takes over
   }
-  post_line(target, ShardMessage::Kind::kLineForward, x, index_, 0, seq, tries);
+  auto* message = new LineMessage(ShardMessage::Kind::kLineForward, index_);
+  message->x.assign(x.data(), x.size());
+  message->endpoint_shard = index_;
+  message->seq = seq;
+  message->tries = tries;
+  message->sender_shard = sender.shard;
+  message->sender_conn = sender.conn;
+  post(target, message);
   return true;
 }
 
@@ -146,14 +151,20 @@ void Shard::on_line_message(LineMessage* message) {
 void Shard::on_line_add(LineMessage* message) {
   const LineEndpoint origin{message->endpoint_shard, message->endpoint_conn};
   const std::uint64_t seq = pending_.add(message->x, origin, LineEndpoint{index_, 0});
-  forward_to_shard(message->x, seq, 0);
+  forward_to_shard(message->x, seq, 0, origin);
 }
 
 // On the chosen shard: write `message X` to a random local line connection, tell X's owner who.
 void Shard::on_line_forward(LineMessage* message) {
   if (line_conns_.empty()) {
-    post_line(message->origin_shard, ShardMessage::Kind::kLineNoTarget, message->x, index_, 0, message->seq,
-              message->tries + 1);
+    auto* back = new LineMessage(ShardMessage::Kind::kLineNoTarget, index_);  // to X's owner, sender kept
+    back->x = message->x;
+    back->endpoint_shard = index_;
+    back->seq = message->seq;
+    back->tries = message->tries + 1;
+    back->sender_shard = message->sender_shard;
+    back->sender_conn = message->sender_conn;
+    post(message->origin_shard, back);
     return;
   }
   const auto pick = std::uniform_int_distribution<std::size_t>(0, line_conns_.size() - 1)(rng_);
@@ -162,11 +173,17 @@ void Shard::on_line_forward(LineMessage* message) {
   append_message_line(line, message->x);
   send_text(target, line);
   counters_.line_forwards.add(1);
+  if (index_ == message->sender_shard && target.id == message->sender_conn) {
+    // Forwarded back to its sender, whose `ok` can only come after its own earlier writes: holding it
+    // against the sender's allowance would stop reading the very bytes that answer it.
+    return_line_allowance(target, message->x);
+  }
   post_line(message->origin_shard, ShardMessage::Kind::kLineAssigned, {}, index_, target.id, message->seq);
 }
 
 void Shard::on_line_no_target(LineMessage* message) {
-  forward_to_shard(message->x, message->seq, message->tries);
+  forward_to_shard(message->x, message->seq, message->tries,
+                   LineEndpoint{message->sender_shard, message->sender_conn});
 }
 
 // On X's owner: the oldest pending `message X` is answered; its origin gets `ok X`.
@@ -176,8 +193,12 @@ void Shard::on_line_ok(LineMessage* message) {
     counters_.line_unmatched_oks.add(1);
     return;
   }
-  post_line(answered->origin.shard, ShardMessage::Kind::kLineDeliverOk, message->x, answered->origin.shard,
-            answered->origin.conn);
+  auto* deliver = new LineMessage(ShardMessage::Kind::kLineDeliverOk, index_);
+  deliver->x = message->x;
+  deliver->endpoint_shard = answered->origin.shard;
+  deliver->endpoint_conn = answered->origin.conn;
+  deliver->self_loop = answered->target == answered->origin;
+  post(answered->origin.shard, deliver);
 }
 
 void Shard::on_line_deliver_ok(LineMessage* message) {
@@ -186,11 +207,21 @@ void Shard::on_line_deliver_ok(LineMessage* message) {
     return;  // the origin left after its ok was matched
   }
   auto& origin = static_cast<Connection&>(*entry);
-  --origin.line_outstanding;
+  if (!message->self_loop) {
+    return_line_allowance(origin, message->x);
+  }
   std::string line;
   append_ok_line(line, message->x);
   send_text(origin, line);
   counters_.line_oks_delivered.add(1);
+}
+
+void Shard::return_line_allowance(Connection& conn, std::string_view x) {
+  conn.line_pending_bytes -= std::min(conn.line_pending_bytes, pending_cost(x.size()));
+  if (conn.line_throttled && conn.line_pending_bytes <= config_.max_line_pending_bytes / 2) {
+    conn.line_throttled = false;  // half the allowance again: read it (hysteresis, not per ok)
+    resume_reading(conn);
+  }
 }
 
 // On every shard: messages forwarded to a connection that left unanswered go to someone else.
@@ -201,7 +232,7 @@ void Shard::on_line_target_gone(LineMessage* message) {
     return;  // left pending: the origin's own timeout and retry recover it (or the hub is going away)
   }
   for (const PendingMessages::Orphan& orphan : orphans) {
-    if (forward_to_shard(std::string(orphan.x), orphan.seq, 0)) {
+    if (forward_to_shard(std::string(orphan.x), orphan.seq, 0, orphan.origin)) {
       counters_.line_reforwards.add(1);
     }
   }

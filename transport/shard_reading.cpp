@@ -20,14 +20,16 @@ constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
-  if (conn.state == ConnState::kClosing || conn.recv_armed || conn.read_paused) {
+  if (conn.state == ConnState::kClosing || conn.recv_armed || conn.read_paused || conn.line_throttled) {
     return;
   }
   if (conn.state == ConnState::kDraining) {
     arm_recv(conn);  // input is discarded, but read until EOF so the close does not reset
     return;
   }
-  if (must_pause(conn)) {
+  if (over_line_allowance(conn)) {
+    conn.line_throttled = true;  // the oks that bring it down resume it (shard_line.cpp)
+  } else if (must_pause(conn)) {
     pause_reading(conn);
   } else if (conn.assembler.wants_direct()) {
     arm_direct_recv(conn);
@@ -36,9 +38,26 @@ void Shard::resume_reading(Connection& conn) {
   }
 }
 
+bool Shard::over_line_allowance(const Connection& conn) const {
+  return conn.lines && conn.line_pending_bytes > config_.max_line_pending_bytes;
+}
+
+bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
+  // A multishot recv keeps reading while data and buffers last (up to a megabyte before the hub sees the
+  // first completion), so a connection near a bound is read one buffer per recv instead: a sender of
+  // large frames (its next header then arrives alone and the body goes by direct receive), a line
+  // connection (its pending allowance is counted per line), and everyone while the budget is past its
+  // high watermark.
+  return conn.heavy || gate_ != ReadGate::kOpen || conn.lines;
+}
+
 void Shard::arm_recv(Connection& conn) {
   io_uring_sqe* entry = sqe();
-  io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+  if (reads_one_buffer_at_a_time(conn)) {
+    io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+  } else {
+    io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+  }
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
   entry->buf_group = RecvBufferPool::kGroupId;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
@@ -83,7 +102,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (!more) {
       resume_reading(conn);  // the kernel ended the multishot without an error, or our stop landed
     } else if (conn.state == ConnState::kOpen && !conn.recv_cancel_sent &&
-               (conn.assembler.wants_direct() || must_pause(conn))) {
+               (conn.assembler.wants_direct() || must_pause(conn) || reads_one_buffer_at_a_time(conn))) {
       stop_multishot(conn);  // its last completion resumes reading the way the state then asks
     }
   } else if (cqe.res == -ENOBUFS) {
