@@ -16,6 +16,10 @@ struct Options {
   std::string log_level = "info";
   unsigned shutdown_grace_ms = static_cast<unsigned>(ringhub::kDefaultShutdownGrace.count());
   unsigned frame_timeout_ms = static_cast<unsigned>(ringhub::kDefaultFrameTimeout.count());
+  unsigned keepalive_idle_s = static_cast<unsigned>(ringhub::kDefaultKeepaliveIdle.count());
+  unsigned keepalive_interval_s = static_cast<unsigned>(ringhub::kDefaultKeepaliveInterval.count());
+  unsigned relay_idle_timeout_ms = 0;
+  unsigned line_idle_timeout_ms = 0;
 };
 
 void add_flags(CLI::App& app, Options& o) {
@@ -73,6 +77,24 @@ void add_flags(CLI::App& app, Options& o) {
                  "A frame started and not finished within this long gets ERROR 8 and a close")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--tcp-keepalive-idle", o.keepalive_idle_s,
+                 "Seconds a connection may be silent before TCP keepalive probes start (0: no keepalive)")
+      ->capture_default_str()
+      ->check(CLI::Range(0U, 32767U));
+  app.add_option("--tcp-keepalive-interval", o.keepalive_interval_s, "Seconds between keepalive probes")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, 32767U));
+  app.add_option("--tcp-keepalive-count", o.hub.keepalive_count,
+                 "Unanswered keepalive probes before the kernel drops the connection")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 127));
+  app.add_option("--relay-idle-timeout-ms", o.relay_idle_timeout_ms,
+                 "Close a relay connection that sends nothing for this long (0: never; a listener may "
+                 "rightly only receive)")
+      ->capture_default_str();
+  app.add_option("--line-idle-timeout-ms", o.line_idle_timeout_ms,
+                 "Close a line connection that sends nothing for this long (0: never)")
+      ->capture_default_str();
   app.add_option("--shutdown-grace-ms", o.shutdown_grace_ms,
                  "On SIGINT/SIGTERM, how long to flush queued bytes")
       ->capture_default_str();
@@ -110,6 +132,10 @@ int run(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.hub.shutdown_grace = std::chrono::milliseconds(options.shutdown_grace_ms);
   options.hub.frame_timeout = std::chrono::milliseconds(options.frame_timeout_ms);
+  options.hub.keepalive_idle = std::chrono::seconds(options.keepalive_idle_s);
+  options.hub.keepalive_interval = std::chrono::seconds(options.keepalive_interval_s);
+  options.hub.relay_idle_timeout = std::chrono::milliseconds(options.relay_idle_timeout_ms);
+  options.hub.line_idle_timeout = std::chrono::milliseconds(options.line_idle_timeout_ms);
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 
   // Block the stop signals before any shard thread exists, so only sigwait below receives them.

@@ -168,6 +168,9 @@ void render_pressure(Exposition& out, const HubStats& stats) {
   out.single("ringhub_budget_pauses_total", Kind::kCounter,
              "Times a connection's reading was paused because the memory budget was reached.",
              stats.budget_pauses);
+  out.single("ringhub_idle_closes_total", Kind::kCounter,
+             "Connections closed after sending nothing for their protocol's idle timeout.",
+             stats.idle_closes);
   out.single("ringhub_frame_timeouts_total", Kind::kCounter,
              "Connections closed because a frame stayed unfinished past --frame-timeout (ERROR 8).",
              stats.frame_timeouts);

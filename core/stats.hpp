@@ -36,6 +36,7 @@ struct HubStats {
   std::uint64_t memory_budget = 0;            // --max-memory (filled by the hub)
   std::uint64_t read_paused_connections = 0;  // connections whose input waits for memory to free
   std::uint64_t budget_pauses = 0;            // times a connection's reading was paused for memory
+  std::uint64_t idle_closes = 0;              // connections closed by the idle timeout
   std::uint64_t frame_timeouts = 0;           // connections closed for a frame left unfinished
   std::uint64_t cq_overflows = 0;             // completion-queue overflows seen (slow path, no loss)
   std::uint64_t line_connections = 0;         // line-protocol connections open now
@@ -67,8 +68,9 @@ class alignas(64) ShardCounters {
   Cell connections, accepted, frames_in, frames_out, bytes_in, bytes_out, relays, deliveries,
       skipped_receivers, slow_consumer_closes, server_full_rejects, copied_assembly_bytes, copied_out_bytes,
       copied_reply_bytes, batched_bytes, outbound_queued_bytes, buffer_bytes_in_use, read_paused_connections,
-      budget_pauses, frame_timeouts, cq_overflows, line_connections, line_pending, line_messages_in,
-      line_forwards, line_reforwards, line_oks_delivered, line_unmatched_oks, line_protocol_errors;
+      budget_pauses, frame_timeouts, idle_closes, cq_overflows, line_connections, line_pending,
+      line_messages_in, line_forwards, line_reforwards, line_oks_delivered, line_unmatched_oks,
+      line_protocol_errors;
   std::array<Cell, kErrorCodeSlots> protocol_errors;
 
   void count_error(protocol::ErrorCode code) { protocol_errors[static_cast<std::size_t>(code)].add(1); }
@@ -96,6 +98,7 @@ inline void ShardCounters::add_to(HubStats& t) const {
   t.read_paused_connections += read_paused_connections.get();
   t.budget_pauses += budget_pauses.get();
   t.frame_timeouts += frame_timeouts.get();
+  t.idle_closes += idle_closes.get();
   t.cq_overflows += cq_overflows.get();
   t.line_connections += line_connections.get();
   t.line_pending += line_pending.get();

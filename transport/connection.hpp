@@ -92,6 +92,8 @@ struct alignas(16) Connection : RegistryEntry {
   AutoUnlinkHook waiting_hook;     // its recv stopped for lack of buffers, or paused for memory
   AutoUnlinkHook all_hook;         // every connection object on the shard, open or not
   AutoUnlinkHook assembling_hook;  // holds a partial frame: the frame-timeout clock runs
+  AutoUnlinkHook activity_hook;    // on the idle-timeout list of its protocol, least recently heard first
+  std::int64_t last_input_ms = 0;  // shard clock at its last received bytes (idle timeout)
 
   using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
                              bi::constant_time_size<false>>;
@@ -102,6 +104,9 @@ struct alignas(16) Connection : RegistryEntry {
                bi::constant_time_size<false>>;
   using AssemblingList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::assembling_hook>,
+               bi::constant_time_size<false>>;
+  using ActivityList =
+      bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::activity_hook>,
                bi::constant_time_size<false>>;
 };
 

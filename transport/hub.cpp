@@ -172,12 +172,14 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {
     return probed.error();
   }
-  auto listeners = open_listeners(config.bind_address, config.relay_port, shards, "--relay-port");
+  const Keepalive keepalive{config.keepalive_idle, config.keepalive_interval, config.keepalive_count};
+  auto listeners = open_listeners(config.bind_address, config.relay_port, shards, "--relay-port", keepalive);
   if (!listeners) {
     return listeners.error();
   }
   impl->listeners = std::move(*listeners);
-  auto line_listeners = open_listeners(config.bind_address, config.line_port, shards, "--line-port");
+  auto line_listeners =
+      open_listeners(config.bind_address, config.line_port, shards, "--line-port", keepalive);
   if (!line_listeners) {
     return line_listeners.error();
   }

@@ -40,6 +40,13 @@ inline constexpr std::size_t kPhysicalMemoryDivisor = 4;  // --max-memory 0: a q
 // 1 MiB body over any link a relay client should be on.
 inline constexpr std::chrono::milliseconds kDefaultFrameTimeout{30'000};
 
+// TCP keepalive on every accepted socket, so peers that vanished without a FIN (a pulled cable, a
+// crashed VM) are found: 2 minutes idle, then 4 probes 30 s apart, about 4 minutes in all. Minutes, not
+// the kernel's default 2 hours; long enough that a quiet listener costs nothing noticeable.
+inline constexpr std::chrono::seconds kDefaultKeepaliveIdle{120};
+inline constexpr std::chrono::seconds kDefaultKeepaliveInterval{30};
+inline constexpr int kDefaultKeepaliveCount = 4;
+
 struct HubConfig {
   std::string bind_address = "127.0.0.1";
   std::uint16_t relay_port = 7400;  // 0 picks an ephemeral port (tests)
@@ -59,6 +66,14 @@ struct HubConfig {
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
   std::size_t max_memory = kDefaultMaxMemory;  // 0: a share of physical RAM (resolved by Hub::start)
   std::chrono::milliseconds frame_timeout = kDefaultFrameTimeout;
+  std::chrono::seconds keepalive_idle = kDefaultKeepaliveIdle;  // 0: no keepalive
+  std::chrono::seconds keepalive_interval = kDefaultKeepaliveInterval;
+  int keepalive_count = kDefaultKeepaliveCount;
+  // A connection that sends nothing for this long is closed (FIN after its queue is written); 0: never.
+  // Off by default for both: a relay listener may rightly only receive, and a line client may wait
+  // long for its ok. Keepalive finds dead peers either way.
+  std::chrono::milliseconds relay_idle_timeout{0};
+  std::chrono::milliseconds line_idle_timeout{0};
 };
 
 }  // namespace ringhub

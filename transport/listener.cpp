@@ -70,15 +70,26 @@ Result<void> check_port_free(const SocketAddress& addr, const std::string& addre
   return result;
 }
 
+bool set_keepalive(int fd, const Keepalive& keepalive) {
+  if (keepalive.idle.count() == 0) {
+    return true;
+  }
+  return set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1) &&
+         set_int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(keepalive.idle.count())) &&
+         set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(keepalive.interval.count())) &&
+         set_int_option(fd, IPPROTO_TCP, TCP_KEEPCNT, keepalive.count);
+}
+
 Result<int> open_one(const SocketAddress& addr, const std::string& address, std::uint16_t port,
-                     const char* flag) {
+                     const char* flag, const Keepalive& keepalive) {
   const int fd = socket(addr.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return socket_error("create a socket for", address, port);
   }
-  // Accepted sockets inherit TCP_NODELAY from the listener: relays are latency-bound messages.
+  // Accepted sockets inherit TCP_NODELAY (relays are latency-bound messages) and the keepalive
+  // settings from the listener: the hub's sockets are direct descriptors, set up here once.
   if (!set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) || !set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1) ||
-      !set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1)) {
+      !set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1) || !set_keepalive(fd, keepalive)) {
     Error e = socket_error("set socket options on", address, port);
     close(fd);
     return e;
@@ -111,7 +122,7 @@ std::uint16_t bound_port(int fd) {
 }  // namespace
 
 Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
-                                   const char* flag) {
+                                   const char* flag, const Keepalive& keepalive) {
   auto addr = parse_socket_address(address, port);
   if (!addr) {
     return addr.error();
@@ -123,7 +134,7 @@ Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t por
   }
   ListenerSet set;
   for (unsigned i = 0; i < count; ++i) {
-    auto fd = open_one(*addr, address, port, flag);
+    auto fd = open_one(*addr, address, port, flag, keepalive);
     if (!fd) {
       close_listeners(set);
       return fd.error();

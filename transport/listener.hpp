@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,14 @@ Result<SocketAddress> parse_socket_address(const std::string& address, std::uint
 Error socket_error(const char* what, const std::string& address, std::uint16_t port,
                    const char* flag = nullptr);
 
+// TCP keepalive for every accepted socket (set on the listeners, which accepted sockets inherit): a
+// peer that vanished without a FIN is found after idle + count x interval. idle 0 turns it off.
+struct Keepalive {
+  std::chrono::seconds idle{0};
+  std::chrono::seconds interval{0};
+  int count = 0;
+};
+
 struct ListenerSet {
   std::vector<int> fds;  // one per shard
   std::uint16_t port = 0;
@@ -33,7 +42,7 @@ struct ListenerSet {
 // if the address is invalid or the port is taken by anyone, another hub included.
 // `flag` names the option that picks the port, for the error message.
 Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
-                                   const char* flag);
+                                   const char* flag, const Keepalive& keepalive = {});
 void close_listeners(ListenerSet& set);
 
 }  // namespace ringhub

@@ -166,6 +166,7 @@ void Shard::publish_counters() {
   counters_.read_paused_connections.set(paused_count_);
   counters_.budget_pauses.set(budget_pauses_);
   counters_.frame_timeouts.set(frame_timeouts_);
+  counters_.idle_closes.set(idle_closes_);
   if (ring_.cq.koverflow != nullptr) {
     counters_.cq_overflows.set(*ring_.cq.koverflow);
   }

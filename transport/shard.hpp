@@ -158,6 +158,11 @@ class Shard {
   // The frame-timeout clock: started when a frame is left partial, stopped at a frame boundary.
   void clock_partial_frame(Connection& conn);
   void expire_partial_frames();
+  // The idle timeout (off unless configured): input moves a connection to the back of its protocol's
+  // list; the tick closes those at the front that have been silent too long.
+  std::chrono::milliseconds idle_timeout_of(const Connection& conn) const;
+  void note_input(Connection& conn);
+  void expire_idle_connections();
 
   // --- frames and fan-out (shard_relay.cpp)
   void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
@@ -260,8 +265,10 @@ class Shard {
   Connection::AllList all_;
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
-  Connection::WaitingList paused_[2];      // input paused until memory frees, by Weight
-  Connection::AssemblingList assembling_;  // partial frames, oldest clock first
+  Connection::WaitingList paused_[2];        // input paused until memory frees, by Weight
+  Connection::AssemblingList assembling_;    // partial frames, oldest clock first
+  Connection::ActivityList by_activity_[2];  // [0] relay, [1] line: least recently heard first
+  std::uint64_t idle_closes_ = 0;
   std::size_t paused_count_ = 0;
   std::uint64_t budget_pauses_ = 0;
   std::uint64_t frame_timeouts_ = 0;

@@ -86,6 +86,7 @@ void Shard::admit(std::uint32_t slot, bool line) {
       shared_.directory.publish(conn->id, index_);
     }
   }
+  note_input(*conn);  // the idle clock starts at the accept
   resume_reading(*conn);
 }
 
@@ -130,6 +131,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   conn.state = ConnState::kDraining;
   conn.assembler.reset();
   conn.assembling_hook.unlink();
+  conn.activity_hook.unlink();
   if (!last_words.empty()) {
     // Keep only what a send in flight points at (whole frames or lines), then the last words.
     const std::size_t before = conn.outbound.queued_bytes();
@@ -195,6 +197,7 @@ void Shard::begin_close(Connection& conn) {
   }
   conn.waiting_hook.unlink();
   conn.assembling_hook.unlink();
+  conn.activity_hook.unlink();
   if (conn.recv_armed) {
     io_uring_sqe* entry = sqe();
     io_uring_prep_cancel64(entry, tag(&conn, conn.recv_op), 0);
@@ -272,6 +275,7 @@ void Shard::on_tick(const io_uring_cqe&) {
     arm_accepts();  // an accept that failed (file table full, transient error) gets another go
   }
   expire_partial_frames();
+  expire_idle_connections();
   free_idle_send_contexts();
   if (index_ == 0) {
     trim_heap_after_burst();

@@ -97,6 +97,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     const BlockRef buffer = pool_->take(bid);
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {  // draining connections discard input
+      note_input(conn);
       on_input(conn, buffer, static_cast<std::uint32_t>(cqe.res));
     }
     if (!more) {
@@ -128,6 +129,7 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
   if (cqe.res > 0) {
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {
+      note_input(conn);
       conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
                                    [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
       after_input(conn);
@@ -272,6 +274,39 @@ void Shard::expire_partial_frames() {
     }
     ++frame_timeouts_;
     close_with_error(conn, protocol::ErrorCode::kFrameTimeout);
+  }
+}
+
+std::chrono::milliseconds Shard::idle_timeout_of(const Connection& conn) const {
+  return conn.lines ? config_.line_idle_timeout : config_.relay_idle_timeout;
+}
+
+void Shard::note_input(Connection& conn) {
+  if (idle_timeout_of(conn).count() == 0) {
+    return;
+  }
+  conn.last_input_ms = now_ms_;
+  conn.activity_hook.unlink();
+  by_activity_[conn.lines ? 1 : 0].push_back(conn);
+}
+
+void Shard::expire_idle_connections() {
+  for (Connection::ActivityList& list : by_activity_) {
+    while (!list.empty()) {
+      Connection& conn = list.front();
+      if (now_ms_ - conn.last_input_ms < idle_timeout_of(conn).count()) {
+        break;
+      }
+      list.pop_front();
+      if (conn.read_paused || conn.line_throttled) {  // silent because we stopped reading it
+        note_input(conn);
+        continue;
+      }
+      ++idle_closes_;
+      spdlog::debug("shard {}: user {}: idle for {} ms, closing", index_, conn.id,
+                    now_ms_ - conn.last_input_ms);
+      begin_drain(conn, &grace_ts_);  // what is queued for it is still written
+    }
   }
 }
 

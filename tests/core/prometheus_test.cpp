@@ -41,6 +41,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_copied_bytes_total",
     "ringhub_budget_pauses_total",
     "ringhub_frame_timeouts_total",
+    "ringhub_idle_closes_total",
     "ringhub_memory_budget_bytes",
     "ringhub_memory_in_use_bytes",
     "ringhub_read_paused_connections",
@@ -77,6 +78,7 @@ HubStats known_stats() {
   s.read_paused_connections = 16;
   s.budget_pauses = 17;
   s.frame_timeouts = 18;
+  s.idle_closes = 19;
   s.outbound_queued_bytes = 1212;
   s.buffer_bytes_in_use = 1313;
   s.cq_overflows = 14;
@@ -240,6 +242,7 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, "ringhub_read_paused_connections 16")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_idle_closes_total 19")) << text;
 }
 
 TEST(PrometheusTest, OneProtocolErrorSeriesPerCodeNamedAsInTheProtocol) {

@@ -715,6 +715,26 @@ TEST_P(HubRobustnessShardedTest, UnfinishedFrameGetsError8AfterTheFrameTimeout) 
   EXPECT_EQ(stats().deliveries, 1U);  // nothing of the unfinished frame was delivered
 }
 
+// With --relay-idle-timeout-ms set, a connection that sends nothing is closed (after its queue is
+// written); one that keeps talking is not.
+TEST_P(HubRobustnessShardedTest, IdleTimeoutClosesOnlySilentConnections) {
+  HubConfig settings = config();
+  settings.relay_idle_timeout = 400ms;
+  start_hub(settings);
+  Peer talker = connect_peer();
+  RelayClient silent = connect();
+  ASSERT_TRUE(wait_connections(2));
+  const auto until = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < until) {  // the talker talks more often than the timeout
+    Result<UserId> id = talker.client.identity(kWait);
+    ASSERT_TRUE(id.ok()) << "the talker was cut: " << id.error().message;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_eof(silent));
+  EXPECT_EQ(stats().idle_closes, 1U);
+  EXPECT_TRUE(wait_connections(1));
+}
+
 // A client that half-closes right after its requests still gets every answer, then EOF: the hub stops
 // reading, answers (a gathered LIST included), flushes, and only then closes.
 TEST_P(HubRobustnessShardedTest, HalfClosedClientStillGetsEveryAnswer) {
