@@ -6,6 +6,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -183,7 +184,7 @@ func (c *Client) WhoAmIContext(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return decodeIDs(payload)[0], nil
+	return binary.LittleEndian.Uint64(payload), nil
 }
 
 // ListClientIDs asks for the ids of every other connected client, ascending (LIST).
@@ -371,7 +372,7 @@ func (c *Client) describeEnd(err error) error {
 func (c *Client) dispatch(f frame) error {
 	switch f.kind {
 	case typeDeliver:
-		return c.hold(IncomingMessage{SenderID: decodeIDs(f.payload[:idSize])[0], Body: f.payload[idSize:]})
+		return c.hold(IncomingMessage{SenderID: binary.LittleEndian.Uint64(f.payload), Body: f.payload[idSize:]})
 	case typeError:
 		return &HubError{Code: f.payload[0], Reason: string(f.payload[1:])}
 	}

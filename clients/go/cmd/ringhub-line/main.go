@@ -42,7 +42,7 @@ func main() {
 	defer stop()
 	out, err := line.Run(ctx, o)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ringhub-line:", err)
+		fmt.Fprintln(os.Stderr, err) // already says "line: ..."
 		os.Exit(1)
 	}
 	fmt.Printf("ok %s after %d attempts (%d reconnects), latency %.3f ms\n", o.Message, out.Attempts, out.Reconnects,
