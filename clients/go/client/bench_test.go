@@ -38,17 +38,27 @@ func benchmarkRelay(b *testing.B, body []byte) {
 	everyone := ids(1, benchClients)
 	hubCPUBefore, clientCPUBefore := cpuTimes(b, hub)
 	b.SetBytes(int64(len(body)) * int64(len(inboxes)))
+	// One timer bounds each operation's wait; a time.After per delivery would cost more than a delivery.
+	watchdog := time.NewTimer(stepLimit)
+	watchdog.Stop()
 	b.ResetTimer()
 	start := time.Now() // testing.B.Elapsed is Go 1.20+; the module builds with 1.19
 	for i := 0; i < b.N; i++ {
 		if err := clients[0].SendMsg(everyone, body); err != nil {
 			b.Fatal(err)
 		}
+		watchdog.Reset(stepLimit)
 		for _, inbox := range inboxes {
-			if msg := receive(b, inbox); msg.SenderID != 1 || len(msg.Body) != len(body) {
-				b.Fatalf("received %d bytes from %d, want %d from 1", len(msg.Body), msg.SenderID, len(body))
+			select {
+			case msg := <-inbox:
+				if msg.SenderID != 1 || len(msg.Body) != len(body) {
+					b.Fatalf("received %d bytes from %d, want %d from 1", len(msg.Body), msg.SenderID, len(body))
+				}
+			case <-watchdog.C:
+				b.Fatalf("operation %d: not every receiver got the relay within %v", i, stepLimit)
 			}
 		}
+		watchdog.Stop()
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
