@@ -14,6 +14,7 @@ build_packages=(
   liburing-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format clang-tidy
+  golang-go  # clients/go: its tests run under ctest (Go 1.19 on Debian 12, newer on 13)
 )
 
 # The -dev packages whose shared library the binaries link, with the name stem of that library's

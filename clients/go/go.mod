@@ -1,0 +1,3 @@
+module ringhub/clients/go
+
+go 1.19
