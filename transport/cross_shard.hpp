@@ -65,11 +65,17 @@ struct ListMessage : ShardMessage {
   std::vector<protocol::UserId> ids;
 };
 
-// A LIST being answered by every shard; lives on the requester's shard.
+// A LIST being answered by every shard; lives on the requester's shard. Every LIST one connection
+// sends while a gather of its own is already under way joins one next gather, so a connection has at
+// most two (one asking, one waiting to ask) however many LISTs it pipelines, and each answer is still
+// gathered after its request arrived. The LISTs one gather answers share one reply block.
 struct ListGather {
+  struct Slot {
+    std::uint64_t position = 0;  // of the placeholder in the requester's outbound queue
+    std::uint32_t token = 0;
+  };
   Connection* requester = nullptr;  // kept alive by a pending_ops count
-  std::uint64_t position = 0;       // of the placeholder in the requester's outbound queue
-  std::uint32_t token = 0;
+  std::vector<Slot> slots;          // one per LIST it answers, in request order
   unsigned remaining = 0;
   std::vector<protocol::UserId> ids;
 };

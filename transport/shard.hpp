@@ -186,6 +186,10 @@ class Shard {
   void on_list_query(ListMessage* message);
   void on_list_part(ListMessage* message);
   void finish_list(ListGather* gather);
+  // Holds the next reply's place in `conn`'s queue for `gather`.
+  void hold_list_place(Connection& conn, ListGather& gather);
+  // Asks every other shard for its part of `gather`.
+  void start_gather(Connection& conn, ListGather* gather);
   static void on_proxy_released(SharedBlock* proxy);
 
   // --- the line protocol (shard_line.cpp)

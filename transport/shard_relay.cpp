@@ -57,13 +57,30 @@ void Shard::reply_list(Connection& conn) {
     return;
   }
   // Several shards: hold the reply's place in the queue (replies keep request order) and ask each.
-  auto* gather = new ListGather;
-  gather->requester = &conn;
-  gather->token = conn.next_token++;
+  // A LIST behind a gather already under way joins the one gathered next (see ListGather).
+  ListGather*& gather = conn.list_asking == nullptr ? conn.list_asking : conn.list_waiting;
+  if (gather == nullptr) {
+    gather = new ListGather;
+    gather->requester = &conn;
+    ++conn.pending_ops;
+    if (&gather == &conn.list_asking) {
+      hold_list_place(conn, *gather);
+      start_gather(conn, gather);
+      return;
+    }
+  }
+  hold_list_place(conn, *gather);
+}
+
+void Shard::hold_list_place(Connection& conn, ListGather& gather) {
+  const std::uint32_t token = conn.next_token++;
+  gather.slots.push_back({conn.outbound.push_placeholder(token), token});
+  cut_if_slow_consumer(conn);  // placeholders count: a LIST flood that is never read is cut
+}
+
+void Shard::start_gather(Connection& conn, ListGather* gather) {
   gather->remaining = shared_.shard_count - 1;
   registry_.append_ids(gather->ids, conn.id);
-  ++conn.pending_ops;
-  gather->position = conn.outbound.push_placeholder(gather->token);
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
     if (s != index_) {
       post(s, new ListMessage(index_, gather));
@@ -228,6 +245,7 @@ void Shard::on_list_part(ListMessage* message) {
 void Shard::finish_list(ListGather* gather) {
   Connection& conn = *gather->requester;
   --conn.pending_ops;
+  conn.list_asking = std::exchange(conn.list_waiting, nullptr);
   if (conn.state != ConnState::kClosing) {
     std::sort(gather->ids.begin(), gather->ids.end());
     scratch_bytes_.clear();
@@ -235,16 +253,26 @@ void Shard::finish_list(ListGather* gather) {
     const auto size = static_cast<std::uint32_t>(scratch_bytes_.size());
     if (BlockRef block = copy_block(scratch_bytes_.data(), size)) {
       copied_reply_bytes_ += size;
-      if (conn.outbound.fill_placeholder(gather->position, gather->token, std::move(block), 0, size)) {
-        queued_bytes_ += size;
-        counters_.frames_out.add(1);
-        if (!cut_if_slow_consumer(conn)) {
-          mark_dirty(conn);
+      for (const ListGather::Slot& slot : gather->slots) {
+        if (conn.outbound.fill_placeholder(slot.position, slot.token, block, 0, size)) {
+          queued_bytes_ += size;
+          counters_.frames_out.add(1);
         }
+      }
+      if (!cut_if_slow_consumer(conn)) {
+        mark_dirty(conn);
       }
     }
   }
   delete gather;
+  if (conn.list_asking != nullptr) {
+    if (conn.state == ConnState::kClosing) {  // nobody to answer: the waiting gather is never asked
+      delete std::exchange(conn.list_asking, nullptr);
+      --conn.pending_ops;
+    } else {
+      start_gather(conn, conn.list_asking);
+    }
+  }
   maybe_finish_close(conn);
   if (conn.state == ConnState::kDraining) {
     continue_drain(conn);
