@@ -184,7 +184,7 @@ start_chroot_hub() {
   rootfs=${workdir}/rootfs
   mkdir -p "${rootfs}"
   local cid
-  cid=$("${engine}" create "${image}")
+  cid=$("${engine}" create --no-healthcheck "${image}")  # only exported, never started
   "${engine}" export "${cid}" | tar -C "${rootfs}" -x
   "${engine}" rm "${cid}" >/dev/null
   local m
