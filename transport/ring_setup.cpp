@@ -6,8 +6,59 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 namespace ringhub {
+
+namespace {
+
+// Where the kernel publishes the io_uring_disabled sysctl; read-only but readable in containers too.
+constexpr const char* kIoUringDisabledPath = "/proc/sys/kernel/io_uring_disabled";
+
+// The profile shipped with ringhub: the runtime's default seccomp profile plus the three io_uring
+// syscalls (README.md, Docker and podman). Named in every refusal message, in a container or not.
+constexpr const char* kSeccompFix =
+    "allow io_uring_setup, io_uring_enter and io_uring_register in that filter; in Docker or podman, "
+    "whose default profiles block those three (Docker 25+, containerd), run the container with "
+    "--security-opt seccomp=deploy/seccomp-ringhub.json";
+
+std::string describe_disabled_sysctl(int value) {
+  if (value >= 2) {
+    return "the kernel refuses io_uring to every process (sysctl kernel.io_uring_disabled = 2); fix: "
+           "on the host, sysctl -w kernel.io_uring_disabled=0";
+  }
+  return "the kernel allows io_uring only to CAP_SYS_ADMIN and the group in kernel.io_uring_group "
+         "(sysctl kernel.io_uring_disabled = 1); fix: on the host, sysctl -w kernel.io_uring_disabled=0, "
+         "or sysctl -w kernel.io_uring_group=GID with a group the hub's user is in";
+}
+
+}  // namespace
+
+std::optional<int> read_io_uring_disabled() {
+  std::ifstream file(kIoUringDisabledPath);
+  int value = 0;
+  if (!(file >> value)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::string describe_io_uring_failure(int error, std::optional<int> io_uring_disabled) {
+  const std::string failed = fmt::format("io_uring_setup failed: {}", std::strerror(error));
+  if (error == EPERM && io_uring_disabled.value_or(0) != 0) {
+    return fmt::format("{}: {}", failed, describe_disabled_sysctl(*io_uring_disabled));
+  }
+  if (error == EPERM) {
+    return fmt::format("{}: a seccomp filter refuses io_uring; fix: {}", failed, kSeccompFix);
+  }
+  if (error == ENOSYS) {  // podman's default profile answers ENOSYS, as does a kernel without io_uring
+    return fmt::format(
+        "{}: a seccomp filter refuses io_uring, or the kernel lacks it (CONFIG_IO_URING); "
+        "fix: {}",
+        failed, kSeccompFix);
+  }
+  return fmt::format("{} (ringhub needs Linux 6.1+)", failed);
+}
 
 Result<unsigned> raise_open_file_limit() {
   rlimit limit{};
@@ -35,11 +86,7 @@ Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_
   params.cq_entries = cq_entries;
   int ret = io_uring_queue_init_params(sq_entries, ring, &params);
   if (ret < 0) {
-    return make_error(
-        fmt::format("io_uring_setup with SINGLE_ISSUER|DEFER_TASKRUN failed: {} (needs Linux 6.1+ "
-                    "with io_uring enabled; in Docker the default seccomp profile may block it)",
-                    std::strerror(-ret)),
-        -ret);
+    return make_error(describe_io_uring_failure(-ret, read_io_uring_disabled()), -ret);
   }
   if ((params.features & IORING_FEAT_NODROP) == 0) {
     io_uring_queue_exit(ring);

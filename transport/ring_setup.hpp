@@ -5,6 +5,8 @@
 #include <liburing.h>
 
 #include <cerrno>
+#include <optional>
+#include <string>
 
 #include "core/result.hpp"
 
@@ -13,6 +15,15 @@ namespace ringhub {
 // Raises the soft RLIMIT_NOFILE to the hard one (liburing 2.3's own raise fails silently) and returns
 // the soft limit: a ring's direct-descriptor table may not hold more entries than that.
 Result<unsigned> raise_open_file_limit();
+
+// The value of the kernel.io_uring_disabled sysctl (0 = allowed, 1 = only kernel.io_uring_group and
+// CAP_SYS_ADMIN, 2 = nobody), or nullopt where the kernel has no such sysctl (before Linux 6.6).
+std::optional<int> read_io_uring_disabled();
+
+// Why io_uring_setup failed with `error` (an errno) and what fixes it: the sysctl when it is set,
+// otherwise a seccomp filter (the container runtime's default profile) or a kernel without io_uring.
+// Pure, so both causes can be tested; the caller passes read_io_uring_disabled().
+std::string describe_io_uring_failure(int error, std::optional<int> io_uring_disabled);
 
 // Creates `ring` on the calling thread (it becomes the single issuer) with SINGLE_ISSUER |
 // DEFER_TASKRUN | CQSIZE | SUBMIT_ALL, checks FEAT_NODROP, registers a sparse table of `table_size`
