@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace ringhub {
 namespace {
@@ -30,10 +32,16 @@ int accept_one(const ListenerSet& set, int* client) {
   to.sin_port = htons(set.port);
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   EXPECT_EQ(connect(*client, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0) << std::strerror(errno);
-  for (const int fd : set.fds) {  // reuseport picked one of them
-    const int accepted = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (accepted >= 0) {
-      return accepted;
+  std::vector<pollfd> fds;  // reuseport picked one of them: wait for whichever it was
+  for (const int fd : set.fds) {
+    fds.push_back(pollfd{fd, POLLIN, 0});
+  }
+  if (poll(fds.data(), fds.size(), 10'000) <= 0) {
+    return -1;
+  }
+  for (const pollfd& p : fds) {
+    if ((p.revents & POLLIN) != 0) {
+      return accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
     }
   }
   return -1;
