@@ -290,8 +290,8 @@ void Shard::on_tick(const io_uring_cqe&) {
 namespace ringhub {
 
 namespace {
-// The heap is trimmed once the hub's memory has fallen this far below where it stood at the last trim,
-// at most once per kTrimInterval: glibc keeps freed blocks mapped (the arenas hold large frames so
+// The heap is trimmed once the hub's memory has fallen this far below where it stood at the last trim
+// (or has fallen at all and is below it: a burst has ended), at most once per kTrimInterval: glibc keeps freed blocks mapped (the arenas hold large frames so
 // they do not fault in again), and without a trim a burst's peak would stay in RSS for good.
 constexpr std::int64_t kTrimDrop = std::int64_t{32} << 20;
 constexpr std::int64_t kTrimIntervalMs = 1000;
@@ -299,7 +299,10 @@ constexpr std::int64_t kTrimIntervalMs = 1000;
 
 void Shard::trim_heap_after_burst() {
   memory_at_last_trim_ = std::max(memory_at_last_trim_, hub_memory_);
-  if (memory_at_last_trim_ - hub_memory_ < kTrimDrop || now_ms_ - last_trim_ms_ < kTrimIntervalMs) {
+  const std::int64_t dropped = memory_at_last_trim_ - hub_memory_;
+  // A large drop, or any drop that leaves the hub nearly idle (the end of a burst).
+  const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && hub_memory_ < kTrimDrop);
+  if (!worth_it || now_ms_ - last_trim_ms_ < kTrimIntervalMs) {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
