@@ -163,7 +163,8 @@ void BM_AssembleRelayInPlace(benchmark::State& state) {
   FrameAssembler assembler(&accounting);
   for (auto _ : state) {
     std::uint64_t body_bytes = 0;
-    const FeedResult result = assembler.feed(buffer, 0, length, [&](FrameView&& view) {
+    // Not const: Google Benchmark 1.8+ deprecates DoNotOptimize on a const lvalue (Debian 13 -Werror).
+    FeedResult result = assembler.feed(buffer, 0, length, [&](FrameView&& view) {
       body_bytes += view.header.length;
       benchmark::DoNotOptimize(view.bytes());
       return true;
