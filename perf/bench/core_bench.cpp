@@ -322,7 +322,7 @@ void BM_HeapBlockCreateRelease(benchmark::State& state) {
   std::uint64_t in_use = 0;
   for (auto _ : state) {
     BlockRef block = HeapBlock::create(static_cast<std::uint32_t>(state.range(0)), &in_use);
-    BlockRef shared = block;
+    BlockRef shared = block;  // NOLINT(performance-unnecessary-copy-initialization): the copy is measured
     benchmark::DoNotOptimize(shared.data());
   }
   state.SetItemsProcessed(state.iterations());
@@ -333,7 +333,7 @@ BENCHMARK(BM_HeapBlockCreateRelease)->ArgName("bytes")->Arg(16)->Arg(4096);
 void BM_BlockRefShareDrop(benchmark::State& state) {
   const BlockRef block = HeapBlock::create(kRecvBufferSize);
   for (auto _ : state) {
-    BlockRef shared = block;
+    BlockRef shared = block;  // NOLINT(performance-unnecessary-copy-initialization): the copy is measured
     benchmark::DoNotOptimize(shared.get());
   }
   state.SetItemsProcessed(state.iterations());
