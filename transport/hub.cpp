@@ -187,6 +187,11 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   }
   impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * config.max_connections);
 
+  // spdlog builds its default logger lazily, inside libspdlog, on the first log call. Built here, before
+  // any shard thread, it happens-before every shard's first line by thread creation; otherwise shards
+  // race to build it behind a static guard that TSan cannot see in the uninstrumented library.
+  spdlog::default_logger_raw();
+
   // Each shard builds its ring on its own thread (SINGLE_ISSUER), reports, then waits for the others.
   std::vector<std::promise<Result<int>>> ready(shards);
   std::promise<bool> go;

@@ -10,6 +10,7 @@
 #include "core/frame_codec.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
+#include "transport/tsan_annotations.hpp"
 
 namespace ringhub {
 
@@ -186,6 +187,7 @@ bool Shard::deliver_to(protocol::UserId receiver, const BlockRef& block, std::ui
 }
 
 void Shard::on_inbox(ShardBatch* batch) {
+  RINGHUB_TSAN_ACQUIRE(batch);  // pairs with send_batch's release: the MSG_RING edge TSan cannot see
   for (ShardMessage* message : batch->messages) {
     handle_message(message);
   }

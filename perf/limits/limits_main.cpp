@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "perf/guarded_main.hpp"
 #include "perf/limits/loopback.hpp"
 #include "perf/limits/memcpy_bandwidth.hpp"
 
@@ -71,7 +72,7 @@ std::vector<Measurement> plan(const Options& options) {
   };
   return {
       {"loopback_1mib_bytes_per_s", "loopback TCP, 1 MiB writes", loopback(kMiB), {}},
-      {"loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes", loopback(64 * 1024), {}},
+      {"loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes", loopback(std::size_t{64} * 1024), {}},
       {"memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", copy(kMiB), {}},
       {"memcpy_1mib_dram_bytes_per_s",
        fmt::format("memcpy 1 MiB, DRAM ({} MiB sets)", options.dram_set_mib),
@@ -110,7 +111,7 @@ void print_text(const std::vector<Measurement>& measurements) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   CLI::App app{"ringhub-limits: single-stream loopback TCP and memcpy bandwidth on this box"};
   Options options;
   add_flags(app, options);
@@ -137,4 +138,8 @@ int main(int argc, char** argv) {
     print_text(measurements);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return ringhub::guarded_main("ringhub-limits", run, argc, argv);
 }

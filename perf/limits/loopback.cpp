@@ -194,8 +194,9 @@ Result<double> measure_loopback(const LoopbackSpec& spec) {
   const auto start = Clock::now();
   Result<void> sent = make_error("sender did not run");
   Result<std::uint64_t> received = make_error("receiver did not run");
-  std::thread receiving([&] { received = receive_stream(receiver.get(), spec); });
-  std::thread sending([&] { sent = send_stream(sender.get(), spec, start); });
+  // The descriptors are captured by value: C++17 lambdas (and clang 14) cannot capture structured bindings.
+  std::thread receiving([&, fd = receiver.get()] { received = receive_stream(fd, spec); });
+  std::thread sending([&, fd = sender.get()] { sent = send_stream(fd, spec, start); });
   sending.join();
   receiving.join();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();

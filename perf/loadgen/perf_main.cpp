@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "perf/guarded_main.hpp"
 #include "perf/loadgen/perf_options.hpp"
 #include "perf/loadgen/perf_report.hpp"
 #include "perf/loadgen/perf_run.hpp"
@@ -33,7 +34,7 @@ void emit(bool json, const std::string& json_text, const std::string& summary) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   using namespace ringhub::perf;
   CLI::App app{"ringhub-perf: one pub/sub workload against ringhub, NATS or Redis (loopback only)"};
   PerfOptions options;
@@ -62,4 +63,8 @@ int main(int argc, char** argv) {
   }
   emit(options.json, bench_json(options, *result), bench_summary(options, *result));
   return result->ok() ? 0 : kExitFailed;
+}
+
+int main(int argc, char** argv) {
+  return ringhub::guarded_main("ringhub-perf", run, argc, argv);
 }

@@ -17,7 +17,7 @@ namespace ringhub::perf {
 namespace {
 
 // A control line longer than this is a protocol error (NATS INFO is the longest, about 600 bytes).
-constexpr std::size_t kMaxLine = 64 * 1024;
+constexpr std::size_t kMaxLine = std::size_t{64} * 1024;
 constexpr std::string_view kChannelPrefix = "rhp";
 
 std::int64_t parse_int(std::string_view text) {

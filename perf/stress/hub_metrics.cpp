@@ -76,6 +76,9 @@ Result<std::string> MetricsClient::get(const char* path) const {
     if (got == 0) {
       break;
     }
+    if (got < 0 && errno == EINTR) {
+      continue;  // a signal arrived (seen under TSan in stress_smoke): not the hub's failure
+    }
     if (got < 0) {
       return errno_error("read the reply");
     }

@@ -106,8 +106,8 @@ std::vector<std::unique_ptr<Worker>> make_workers(const RunPlan& plan, Shared& s
     auto w = std::make_unique<Worker>();
     w->engine = std::make_unique<Engine>(engine_config(plan, i, count));
     if (plan.mode == Mode::kLine) {
-      w->line =
-          std::make_unique<LineDriver>(*w->engine, shared.line, first, w->tally, plan.seed ^ (i * 0x9E37U));
+      w->line = std::make_unique<LineDriver>(*w->engine, shared.line, first, w->tally,
+                                             plan.seed ^ (std::uint64_t{i} * 0x9E37U));
       w->engine->set_driver(w->line.get());
     } else {
       w->relay =

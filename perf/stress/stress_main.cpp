@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include "perf/guarded_main.hpp"
 #include "perf/stress/options.hpp"
 #include "perf/stress/report.hpp"
 #include "perf/stress/run.hpp"
@@ -28,7 +29,7 @@ void block_stop_signals() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
   using namespace ringhub::stress;
   CLI::App app{"ringhub-stress: many clients on io_uring against one ringhub (loopback only)"};
   Options options;
@@ -51,4 +52,8 @@ int main(int argc, char** argv) {
     fmt::print("{}\n", to_json(*plan, outcome));
   }
   return outcome.failures.empty() ? EXIT_SUCCESS : kExitFailed;
+}
+
+int main(int argc, char** argv) {
+  return ringhub::guarded_main("ringhub-stress", run, argc, argv);
 }

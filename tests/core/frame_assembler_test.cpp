@@ -286,7 +286,7 @@ TEST(FrameAssemblerTest, ThousandFramesInOneBuffer) {
       continue;
     }
     std::vector<UserId> receivers(1 + i % 5);
-    std::iota(receivers.begin(), receivers.end(), static_cast<UserId>(i * 10));
+    std::iota(receivers.begin(), receivers.end(), static_cast<UserId>(i) * 10);
     frames.push_back(relay_frame(receivers, static_cast<std::size_t>(i % 53), static_cast<std::uint8_t>(i)));
   }
   const Bytes stream = concat(frames);

@@ -133,7 +133,7 @@ TEST(BlockRefTest, CopyAddsAReference) {
   {
     BlockRef a(&cb.block);
     EXPECT_EQ(cb.block.refs(), 1U);
-    BlockRef b(a);
+    BlockRef b(a);  // NOLINT(performance-unnecessary-copy-initialization): the copy is what is tested
     EXPECT_EQ(cb.block.refs(), 2U);
     EXPECT_EQ(a.get(), b.get());
     BlockRef c;
@@ -211,6 +211,7 @@ TEST(BlockRefTest, DataPointsAtTheBlockBytes) {
 TEST(SharedBlockTest, ReleaseRunsExactlyOnceAtTheLastDrop) {
   CountingBlock cb(16);
   std::vector<BlockRef> refs;
+  refs.reserve(10);
   for (int i = 0; i < 10; ++i) {
     refs.emplace_back(&cb.block);
   }

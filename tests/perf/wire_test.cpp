@@ -185,7 +185,7 @@ Chunker random_chunks(unsigned seed, std::size_t max) {
 // Feeds `stream` to a fresh parser in chunks. Each chunk is copied into its own buffer that is poisoned
 // once feed returns, as a receive buffer is recycled, so a parser that kept a pointer into it would be
 // caught.
-std::vector<Event> parse(Target target, std::span<const std::uint8_t> stream, Chunker next) {
+std::vector<Event> parse(Target target, std::span<const std::uint8_t> stream, const Chunker& next) {
   const std::unique_ptr<StreamParser> parser = make_parser(target, kConn);
   Recorder recorder;
   Bytes buffer;
@@ -410,8 +410,10 @@ TEST_P(ParserTest, MebibytePayloadArrivesWholeInEveryChunking) {
   const std::vector<Event> got = parse(GetParam(), script.stream, whole());
   EXPECT_TRUE(matches(script.expected, got)) << "fed whole";
   EXPECT_EQ(parse(GetParam(), script.stream, fixed(1)), got) << "fed byte by byte";
-  EXPECT_EQ(parse(GetParam(), script.stream, fixed(32 * 1024)), got) << "the hub's receive buffer size";
-  EXPECT_EQ(parse(GetParam(), script.stream, fixed(64 * 1024)), got) << "ringhub-perf's receive buffer size";
+  EXPECT_EQ(parse(GetParam(), script.stream, fixed(std::size_t{32} * 1024)), got)
+      << "the hub's receive buffer size";
+  EXPECT_EQ(parse(GetParam(), script.stream, fixed(std::size_t{64} * 1024)), got)
+      << "ringhub-perf's receive buffer size";
   EXPECT_EQ(parse(GetParam(), script.stream, random_chunks(42, 70000)), got) << "random chunks";
 }
 
@@ -513,7 +515,7 @@ TEST(WireFramingTest, RinghubPublishIsARelayHeaderAndReceiverIdsTheHubAccepts) {
   EXPECT_EQ(header.type, FrameType::kRelay);
   EXPECT_EQ(header.count, 16);
   EXPECT_EQ(header.flags, 0);
-  EXPECT_EQ(header.length, 8 * 16 + size);
+  EXPECT_EQ(header.length, std::size_t{8} * 16 + size);
   EXPECT_EQ(codec::validate_client_header(header), std::nullopt);
   for (std::size_t i = 0; i < receivers.size(); ++i) {
     EXPECT_EQ(codec::load_u64(framing.prefix.data() + protocol::kHeaderSize + 8 * i), receivers[i]) << i;

@@ -324,7 +324,7 @@ class LineFixture : public HubTest {
     *forwarded_to_origin = 0;
     const std::vector<LineSocket*> both{&origin, &other};
     for (int i = 0; i < kLandingTries; ++i) {
-      const std::string x = std::string(prefix) + std::to_string(i);
+      std::string x = std::string(prefix) + std::to_string(i);  // not const: returned by move
       if (!origin.send_line(message_line(x))) {
         return {};
       }
@@ -685,6 +685,7 @@ TEST_P(HubLineTest, ForwardsAreUniformOverEveryConnectionSenderIncluded) {
   const Clock::time_point until = Clock::now() + kWait;
   while (acknowledged < kMessages && Clock::now() < until) {
     std::vector<pollfd> fds;
+    fds.reserve(clients.size());
     for (const LineSocket& c : clients) {
       fds.push_back(pollfd{c.fd(), POLLIN, 0});
     }

@@ -196,6 +196,7 @@ TEST_P(HubRelayTest, IdsIncreaseInConnectOrderFromOne) {
 TEST_P(HubRelayTest, ListExcludesRequesterAndIsAscending) {
   start();
   std::vector<Peer> peers;
+  peers.reserve(6);
   for (int i = 0; i < 6; ++i) {
     peers.push_back(connect_peer());
   }
@@ -209,6 +210,7 @@ TEST_P(HubRelayTest, ListExcludesRequesterAndIsAscending) {
 TEST_P(HubRelayTest, ListEventuallyDropsClosedClient) {
   start();
   std::vector<Peer> peers;
+  peers.reserve(4);
   for (int i = 0; i < 4; ++i) {
     peers.push_back(connect_peer());
   }
@@ -442,10 +444,12 @@ TEST_P(HubRelayTest, PerPairOrderHoldsForFourSendersToFourReceivers) {
   std::vector<Peer> receivers = connect_many(4);
   constexpr std::uint64_t kRelaysPerSender = 2'500;
   std::vector<UserId> to;
+  to.reserve(receivers.size());
   for (const Peer& r : receivers) {
     to.push_back(r.id);
   }
   std::vector<std::unique_ptr<OrderedReader>> readers;
+  readers.reserve(receivers.size());
   for (Peer& r : receivers) {
     readers.push_back(std::make_unique<OrderedReader>(r.client, senders.size() * kRelaysPerSender));
   }
@@ -634,6 +638,7 @@ TEST_F(HubRelayScaleTest, ThreeThousandClientsAcrossThreeShards) {
   std::shuffle(order.begin(), order.end(), std::mt19937(2024));
   order.resize(protocol::kMaxReceivers);
   std::vector<UserId> receivers;
+  receivers.reserve(order.size());
   for (const std::size_t i : order) {
     receivers.push_back(peers[i].id);
   }
