@@ -452,7 +452,7 @@ TEST_P(HubLineTest, OkForNothingPendingGetsNoReplyAndIsCounted) {
 TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
   constexpr std::size_t kMessages = 100'000;
   HubConfig c = config();
-  c.max_line_pending_bytes = 16 * 1024;  // about 60 messages held at the answerer
+  c.max_line_pending_bytes = std::size_t{16} * 1024;  // about 60 messages held at the answerer
   start_hub(c);
   LineSocket pipeliner = connect_line();
   LineSocket answerer = connect_line();

@@ -833,6 +833,7 @@ TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
   settings.max_outbound_bytes = kMiB;
   start_hub(settings);
   std::vector<Peer> peers;
+  peers.reserve(100);
   for (int i = 0; i < 100; ++i) {
     peers.push_back(connect_peer());
   }
