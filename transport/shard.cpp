@@ -47,8 +47,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 }
 
 Shard::~Shard() {
-  sends_at_last_tick_ = sends_started_;
-  free_idle_send_contexts();
+  free_pooled_send_contexts();
   memory_.release(pending_lines_charged_);
   pool_.reset();
   if (ring_ready_) {

@@ -186,6 +186,7 @@ class Shard {
   void on_list_query(ListMessage* message);
   void on_list_part(ListMessage* message);
   void finish_list(ListGather* gather);
+  ListGather* new_gather(Connection& conn);
   // Holds the next reply's place in `conn`'s queue for `gather`.
   void hold_list_place(Connection& conn, ListGather& gather);
   // Asks every other shard for its part of `gather`.
@@ -235,6 +236,7 @@ class Shard {
   void delete_send_context(SendContext* context);
   // After a tick without a send, the pooled contexts and their batch buffers go back to the heap.
   void free_idle_send_contexts();
+  void free_pooled_send_contexts();
   void post(unsigned target, ShardMessage* message);
   void flush_outboxes();
   void send_batch(unsigned target);

@@ -182,8 +182,7 @@ void Shard::on_read_eof(Connection& conn) {
 }
 
 Weight Shard::weight_of(const Connection& conn) {
-  const bool heavy = conn.heavy || conn.assembler.partial_frame_size() > kLightFrameBytes;
-  return heavy ? Weight::kHeavy : Weight::kLight;
+  return conn.heavy ? Weight::kHeavy : Weight::kLight;  // kept current by on_frame and after_input
 }
 
 bool Shard::must_pause(const Connection& conn) const {

@@ -58,19 +58,24 @@ void Shard::reply_list(Connection& conn) {
     return;
   }
   // Several shards: hold the reply's place in the queue (replies keep request order) and ask each.
-  // A LIST behind a gather already under way joins the one gathered next (see ListGather).
-  ListGather*& gather = conn.list_asking == nullptr ? conn.list_asking : conn.list_waiting;
-  if (gather == nullptr) {
-    gather = new ListGather;
-    gather->requester = &conn;
-    ++conn.pending_ops;
-    if (&gather == &conn.list_asking) {
-      hold_list_place(conn, *gather);
-      start_gather(conn, gather);
-      return;
-    }
+  if (conn.list_asking == nullptr) {
+    conn.list_asking = new_gather(conn);
+    hold_list_place(conn, *conn.list_asking);
+    start_gather(conn, conn.list_asking);
+    return;
   }
-  hold_list_place(conn, *gather);
+  // A LIST behind a gather already under way joins the one gathered next (see ListGather).
+  if (conn.list_waiting == nullptr) {
+    conn.list_waiting = new_gather(conn);
+  }
+  hold_list_place(conn, *conn.list_waiting);
+}
+
+ListGather* Shard::new_gather(Connection& conn) {
+  auto* gather = new ListGather;
+  gather->requester = &conn;
+  ++conn.pending_ops;  // the requester stays alive until the gather finishes
+  return gather;
 }
 
 void Shard::hold_list_place(Connection& conn, ListGather& gather) {

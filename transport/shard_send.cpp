@@ -192,12 +192,16 @@ void Shard::delete_send_context(SendContext* context) {
 
 void Shard::free_idle_send_contexts() {
   if (sends_started_ == sends_at_last_tick_) {
-    while (free_send_contexts_ != nullptr) {
-      delete_send_context(std::exchange(free_send_contexts_, free_send_contexts_->next));
-    }
-    free_send_context_count_ = 0;
+    free_pooled_send_contexts();
   }
   sends_at_last_tick_ = sends_started_;
+}
+
+void Shard::free_pooled_send_contexts() {
+  while (free_send_contexts_ != nullptr) {
+    delete_send_context(std::exchange(free_send_contexts_, free_send_contexts_->next));
+  }
+  free_send_context_count_ = 0;
 }
 
 void Shard::release_send_context(SendContext* context) {
