@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory_account.hpp"
 #include "core/protocol.hpp"
 #include "core/shared_block.hpp"
 
@@ -31,6 +32,10 @@ struct ShardMessage {
   explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
   Kind kind;
   unsigned origin_shard;
+  // What the message is charged at in the budget. Whoever posts it brings the charge up to date
+  // (the target grows a LIST part's ids or a relay's maybe_found before posting it back), whoever
+  // deletes it releases it; a shard's account is signed, only the hub-wide sum counts.
+  std::size_t charged_bytes = 0;
 };
 
 // A relay's receivers on another shard. The origin keeps `original` alive; the target delivers
@@ -78,6 +83,7 @@ struct ListGather {
   std::vector<Slot> slots;          // one per LIST it answers, in request order
   unsigned remaining = 0;
   std::vector<protocol::UserId> ids;
+  std::size_t charged_bytes = 0;  // as ShardMessage::charged_bytes; on the requester's shard only
 };
 
 // Every line-protocol message between shards: which fields matter depends on the kind.
@@ -95,6 +101,43 @@ struct LineMessage : ShardMessage {
   std::uint64_t sender_conn = 0;
   bool self_loop = false;
 };
+
+// Heap bytes behind a vector's capacity (0 when it never allocated).
+template <class T>
+std::size_t vector_footprint(const std::vector<T>& items) {
+  return items.capacity() == 0 ? 0 : malloc_footprint(items.capacity() * sizeof(T));
+}
+
+// Heap bytes a message holds now: itself and what its vectors and strings allocated. A LIST part
+// carries up to every id of a shard, so at 100k clients one LIST's parts hold 800 kB until the
+// gather completes: counted, they are under the budget like every other byte held for clients.
+inline std::size_t message_footprint(const ShardMessage& message) {
+  switch (message.kind) {
+    case ShardMessage::Kind::kRelay:
+    case ShardMessage::Kind::kRelayDone: {
+      const auto& relay = static_cast<const RelayMessage&>(message);
+      return malloc_footprint(sizeof(RelayMessage)) + vector_footprint(relay.receivers) +
+             vector_footprint(relay.maybe) + vector_footprint(relay.maybe_found);
+    }
+    case ShardMessage::Kind::kListQuery:
+    case ShardMessage::Kind::kListPart:
+      return malloc_footprint(sizeof(ListMessage)) +
+             vector_footprint(static_cast<const ListMessage&>(message).ids);
+    default: {
+      const std::string& x = static_cast<const LineMessage&>(message).x;
+      const bool on_heap = x.capacity() > std::string().capacity();  // beyond the small-string buffer
+      return malloc_footprint(sizeof(LineMessage)) + (on_heap ? malloc_footprint(x.capacity() + 1) : 0);
+    }
+  }
+}
+
+inline std::size_t gather_footprint(const ListGather& gather) {
+  return malloc_footprint(sizeof(ListGather)) + vector_footprint(gather.slots) + vector_footprint(gather.ids);
+}
+
+inline std::size_t tally_footprint(const MaybeTally& tally) {
+  return malloc_footprint(sizeof(MaybeTally)) + vector_footprint(tally.found);
+}
 
 // What one MSG_RING carries: every message one shard had for another in one loop iteration.
 struct ShardBatch {

@@ -238,6 +238,14 @@ class Shard {
   void free_idle_send_contexts();
   void free_pooled_send_contexts();
   void post(unsigned target, ShardMessage* message);
+  // Brings a charge held by a cross-shard object (`charged`) up to `now` bytes in this shard's account.
+  void recharge(std::size_t& charged, std::size_t now);
+  // Deletes a message or gather and releases its charge, on whichever shard it ends.
+  template <class Charged>
+  void retire(Charged* object) {
+    memory_.release(object->charged_bytes);
+    delete object;
+  }
   void flush_outboxes();
   void send_batch(unsigned target);
   void on_outbox_sent(unsigned target, const io_uring_cqe& cqe);

@@ -144,7 +144,7 @@ void Shard::on_line_message(LineMessage* message) {
     case ShardMessage::Kind::kLineTargetGone: on_line_target_gone(message); break;
     default: break;
   }
-  delete message;
+  retire(message);
 }
 
 // On X's owner: record the message (target not chosen yet) and send it towards a random shard.

@@ -75,18 +75,21 @@ ListGather* Shard::new_gather(Connection& conn) {
   auto* gather = new ListGather;
   gather->requester = &conn;
   ++conn.pending_ops;  // the requester stays alive until the gather finishes
+  recharge(gather->charged_bytes, gather_footprint(*gather));
   return gather;
 }
 
 void Shard::hold_list_place(Connection& conn, ListGather& gather) {
   const std::uint32_t token = conn.next_token++;
   gather.slots.push_back({conn.outbound.push_placeholder(token), token});
+  recharge(gather.charged_bytes, gather_footprint(gather));
   cut_if_slow_consumer(conn);  // placeholders count: a LIST flood that is never read is cut
 }
 
 void Shard::start_gather(Connection& conn, ListGather* gather) {
   gather->remaining = shared_.shard_count - 1;
   registry_.append_ids(gather->ids, conn.id);
+  recharge(gather->charged_bytes, gather_footprint(*gather));
   for (unsigned s = 0; s < shared_.shard_count; ++s) {
     if (s != index_) {
       post(s, new ListMessage(index_, gather));
@@ -132,6 +135,7 @@ void Shard::relay(Connection& conn, FrameView& frame) {
   MaybeTally* tally = nullptr;
   if (!plan.everywhere.empty()) {
     tally = new MaybeTally{shared_.shard_count - 1, std::vector<std::uint8_t>(plan.everywhere.size())};
+    memory_.charge(tally_footprint(*tally));
     for (std::size_t i = 0; i < plan.everywhere.size(); ++i) {
       tally->found[i] = deliver_to(plan.everywhere[i], block, offset, length, false) ? 1 : 0;
     }
@@ -158,10 +162,11 @@ void Shard::on_relay_done(RelayMessage* message) {
     if (--tally->outstanding == 0) {
       counters_.skipped_receivers.add(
           static_cast<std::uint64_t>(std::count(tally->found.begin(), tally->found.end(), 0)));
+      memory_.release(tally_footprint(*tally));
       delete tally;
     }
   }
-  delete message;  // drops `original` here, on its owner's thread
+  retire(message);  // drops `original` here, on its owner's thread
 }
 
 BlockRef Shard::deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length) {
@@ -243,7 +248,8 @@ void Shard::on_list_part(ListMessage* message) {
   --awaiting_replies_;
   ListGather* gather = message->gather;
   gather->ids.insert(gather->ids.end(), message->ids.begin(), message->ids.end());
-  delete message;
+  recharge(gather->charged_bytes, gather_footprint(*gather));
+  retire(message);
   if (--gather->remaining == 0) {
     finish_list(gather);
   }
@@ -271,10 +277,10 @@ void Shard::finish_list(ListGather* gather) {
       }
     }
   }
-  delete gather;
+  retire(gather);
   if (conn.list_asking != nullptr) {
     if (conn.state == ConnState::kClosing) {  // nobody to answer: the waiting gather is never asked
-      delete std::exchange(conn.list_asking, nullptr);
+      retire(std::exchange(conn.list_asking, nullptr));
       --conn.pending_ops;
     } else {
       start_gather(conn, conn.list_asking);

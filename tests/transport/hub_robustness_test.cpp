@@ -857,5 +857,54 @@ TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
   expect_relay(peers[0], peers[1], "after the flood");
 }
 
+// Cross-shard messages, LIST gathers and relay tallies are charged to the budget while they live and
+// released where they end (often another shard): two identical rounds of LISTs and fan-out relays
+// leave the hub charged the same to the byte, and no more than before them.
+TEST_P(HubRobustnessShardedTest, CrossShardMessagesAreChargedOnlyWhileTheyLive) {
+  start_hub(config());
+  constexpr int kPeers = 40;
+  std::vector<Peer> peers;
+  peers.reserve(kPeers);
+  for (int i = 0; i < kPeers; ++i) {
+    peers.push_back(connect_peer());
+  }
+  std::vector<UserId> others;
+  for (int i = 1; i < kPeers; ++i) {
+    others.push_back(peers[i].id);
+  }
+  const HubStats idle = quiet_stats();
+  // At rest: nothing queued, and the charge unchanged across more than two shard ticks (250 ms each),
+  // so pooled send contexts have been given back.
+  const auto charge_at_rest = [&] {
+    std::uint64_t charge = 0;
+    EXPECT_TRUE(eventually([&] {
+      charge = stats().memory_in_use;
+      std::this_thread::sleep_for(600ms);
+      return stats().outbound_queued_bytes == 0 && stats().memory_in_use == charge;
+    }));
+    return charge;
+  };
+  const auto round = [&] {
+    for (int i = 0; i < 8; ++i) {
+      Result<std::vector<UserId>> listed = peers[i].client.list(kWait);
+      ASSERT_TRUE(listed.ok()) << listed.error().message;
+      EXPECT_EQ(listed->size(), others.size());
+    }
+    const Bytes body = bytes_of("to everyone else");
+    ASSERT_TRUE(peers[0].client.relay(others, body).ok());
+    for (int i = 1; i < kPeers; ++i) {
+      Result<Delivery> got = peers[i].client.next_delivery(kWait);
+      ASSERT_TRUE(got.ok()) << got.error().message;
+      EXPECT_EQ(got->body, body);
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(round());
+  const std::uint64_t after_one = charge_at_rest();
+  ASSERT_NO_FATAL_FAILURE(round());
+  const std::uint64_t after_two = charge_at_rest();
+  EXPECT_EQ(after_two, after_one);
+  EXPECT_LE(after_two, idle.memory_in_use);
+}
+
 }  // namespace
 }  // namespace ringhub::testing
