@@ -73,6 +73,8 @@ class FrameAssembler {
   const BlockRef& partial_block() const { return assembly_; }
   // Bytes of the frame being assembled (0 at a boundary): the shard's measure of a "large" sender.
   std::uint32_t partial_frame_size() const { return assembly_ ? frame_size(pending_) : 0; }
+  // Bytes of that frame received so far (header included; 0 at a boundary).
+  std::uint32_t partial_frame_filled() const { return assembly_ ? assembly_filled_ : 0; }
   void reset();
 
  private:

@@ -116,6 +116,9 @@ void render_gauges(Exposition& out, const HubStats& stats) {
   out.single("ringhub_memory_in_use_bytes", Kind::kGauge,
              "Bytes held for clients now, as allocated: frames, assemblies, replies, batches, queues.",
              stats.memory_in_use);
+  out.single("ringhub_memory_reserved_bytes", Kind::kGauge,
+             "Bytes reserved for the rest of large frames being received, not yet charged.",
+             stats.memory_reserved);
   out.single("ringhub_read_paused_connections", Kind::kGauge,
              "Connections whose input is not read until memory frees (backpressure).",
              stats.read_paused_connections);

@@ -34,6 +34,7 @@ struct HubStats {
   std::uint64_t buffer_bytes_in_use = 0;      // receive-pool bytes out of the ring now
   std::uint64_t memory_in_use = 0;            // bytes charged to the memory budget now (filled by the hub)
   std::uint64_t memory_budget = 0;            // --max-memory (filled by the hub)
+  std::uint64_t memory_reserved = 0;          // rest of large frames under way, not yet charged (hub)
   std::uint64_t read_paused_connections = 0;  // connections whose input waits for memory to free
   std::uint64_t budget_pauses = 0;            // times a connection's reading was paused for memory
   std::uint64_t idle_closes = 0;              // connections closed by the idle timeout

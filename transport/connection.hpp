@@ -68,11 +68,14 @@ struct alignas(16) Connection : RegistryEntry {
   std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
-  bool recv_armed = false;        // a recv (recv_op) is in flight
-  Op recv_op = Op::kRecv;         // kRecv: multishot into receive buffers; kRecvDirect: into a frame
-  bool recv_cancel_sent = false;  // the multishot recv is being stopped (direct receive or a pause)
-  bool read_paused = false;       // input waits for memory to free (on the shard's paused list)
-  bool heavy = false;             // its current or last frame was large: paused first under pressure
+  bool recv_armed = false;            // a recv (recv_op) is in flight
+  Op recv_op = Op::kRecv;             // kRecv: multishot into receive buffers; kRecvDirect: into a frame
+  bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)
+  bool read_paused = false;           // input waits for memory to free (on the shard's paused list)
+  bool heavy = false;                 // its current or last frame was large: paused first under pressure
+  bool frame_reserved = false;        // its large frame under way has its size reserved: read to its end
+  std::uint32_t reserved_bytes = 0;   // of that reservation, not yet charged as the block fills
+  std::uint32_t charged_through = 0;  // bytes of that frame charged so far
   bool send_in_flight = false;
   bool shutdown_sent = false;
   bool timer_armed = false;

@@ -270,6 +270,8 @@ HubStats Hub::stats() const {
   // A block charged on one shard may be released on another: only the sum is meaningful.
   total.memory_in_use = static_cast<std::uint64_t>(std::max<std::int64_t>(impl_->shared->memory_in_use(), 0));
   total.memory_budget = impl_->shared->budget.limit();
+  total.memory_reserved = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(impl_->shared->frame_reservations.load(std::memory_order_relaxed), 0));
   return total;
 }
 

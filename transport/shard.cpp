@@ -121,7 +121,7 @@ void Shard::read_clock_and_budget() {
   now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now().time_since_epoch())
                 .count();
-  hub_memory_ = shared_.memory_in_use();
+  hub_memory_ = shared_.memory_committed();
   const ReadGate before = gate_;
   gate_ = shared_.budget.gate(hub_memory_);
   if (gate_ > before) {

@@ -59,6 +59,10 @@ struct HubShared {
     }
     return sum;
   }
+  // What the budget's gate sees: bytes charged plus the uncharged rest of every large frame under way.
+  std::int64_t memory_committed() const {
+    return memory_in_use() + frame_reservations.load(std::memory_order_relaxed);
+  }
 
   const HubConfig config;
   const unsigned shard_count;
@@ -74,6 +78,10 @@ struct HubShared {
   // Cross-shard messages posted and not yet handled: shards exit only when this is 0 too, so no
   // message is left in a ring nobody reaps.
   alignas(64) std::atomic<std::int64_t> messages_in_flight{0};
+  // Bytes reserved for large frames under way and not yet charged (see Shard::reserve_large_frame),
+  // and how many such frames there are (a frame may be fully charged and still wait for its end).
+  alignas(64) std::atomic<std::int64_t> frame_reservations{0};
+  std::atomic<std::int64_t> large_frames_under_way{0};
   // Line-protocol connections per shard, read by every shard to pick a random receiver uniformly.
   std::unique_ptr<std::atomic<std::uint32_t>[]> line_counts =
       std::make_unique<std::atomic<std::uint32_t>[]>(shard_count);
@@ -147,10 +155,22 @@ class Shard {
   static Weight weight_of(const Connection& conn);
   bool over_line_allowance(const Connection& conn) const;
   bool reads_one_buffer_at_a_time(const Connection& conn) const;
+  // At most how many bytes one recv into a receive buffer may take (0: a whole buffer).
+  std::uint32_t read_cap(const Connection& conn) const;
   bool must_pause(const Connection& conn) const;
   void pause_reading(Connection& conn);
   void resume_paused();
   void resume_all(Connection::WaitingList& paused);
+  void unpause(Connection& conn);
+  // Large frames: one is read to its end once begun, so its whole size is reserved in the budget
+  // first (see docs/design.md, "Memory model"). A connection whose frame does not fit waits.
+  bool reserve_large_frame(Connection& conn, bool only_if_none_under_way);
+  void await_reservation(Connection& conn);
+  void grant_reservations();
+  // The block of the reserved frame is now charged through frame byte `charged_through`.
+  void consume_reservation(Connection& conn, std::uint32_t charged_through);
+  // The frame is whole, or the connection stops reading: what is left of its reservation goes back.
+  void end_reservation(Connection& conn);
   // When the gate narrows, stops the multishot recvs of connections it now keeps out, so what they
   // send next stays in the kernel rather than reaching the hub's memory.
   void enforce_gate();
@@ -279,9 +299,10 @@ class Shard {
   Connection::AllList all_;
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
-  Connection::WaitingList paused_[2];        // input paused until memory frees, by Weight
-  Connection::AssemblingList assembling_;    // partial frames, oldest clock first
-  Connection::ActivityList by_activity_[2];  // [0] relay, [1] line: least recently heard first
+  Connection::WaitingList paused_[2];             // input paused until memory frees, by Weight
+  Connection::WaitingList awaiting_reservation_;  // large frames begun, waiting for room to finish
+  Connection::AssemblingList assembling_;         // partial frames, oldest clock first
+  Connection::ActivityList by_activity_[2];       // [0] relay, [1] line: least recently heard first
   std::uint64_t idle_closes_ = 0;
   std::size_t paused_count_ = 0;
   std::uint64_t budget_pauses_ = 0;

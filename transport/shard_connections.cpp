@@ -129,6 +129,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   }
   unregister(conn);
   conn.state = ConnState::kDraining;
+  end_reservation(conn);
   conn.assembler.reset();
   conn.assembling_hook.unlink();
   conn.activity_hook.unlink();
@@ -190,6 +191,7 @@ void Shard::begin_close(Connection& conn) {
                 conn.state == ConnState::kOpen ? "open" : "draining");
   unregister(conn);
   conn.state = ConnState::kClosing;
+  end_reservation(conn);
   conn.dirty_hook.unlink();
   if (conn.read_paused) {
     conn.read_paused = false;

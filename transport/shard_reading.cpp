@@ -17,6 +17,10 @@ namespace {
 // A direct receive asks for at most this much at a time, charged before the kernel writes it: the
 // budget sees a large frame grow as it arrives, and one recv still covers a loopback socket buffer.
 constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
+// Past the high watermark a connection is read at most this much at a time: a client the hub cannot
+// yet tell from a large sender (its next header has not arrived) adds at most this before it is known
+// and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
+constexpr std::uint32_t kPressureReadBytes = 2U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
@@ -29,10 +33,15 @@ void Shard::resume_reading(Connection& conn) {
   }
   if (over_line_allowance(conn)) {
     conn.line_throttled = true;  // the oks that bring it down resume it (shard_line.cpp)
+  } else if (conn.assembler.wants_direct()) {
+    // A large frame under way: its reservation, not the gate, decides (a frame begun is finished).
+    if (conn.frame_reserved || reserve_large_frame(conn, false)) {
+      arm_direct_recv(conn);
+    } else {
+      await_reservation(conn);
+    }
   } else if (must_pause(conn)) {
     pause_reading(conn);
-  } else if (conn.assembler.wants_direct()) {
-    arm_direct_recv(conn);
   } else {
     arm_recv(conn);
   }
@@ -46,15 +55,24 @@ bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
   // A multishot recv keeps reading while data and buffers last (up to a megabyte before the hub sees the
   // first completion), so a connection near a bound is read one buffer per recv instead: a sender of
   // large frames (its next header then arrives alone and the body goes by direct receive), a line
-  // connection (its pending allowance is counted per line), and everyone while the budget is past its
-  // high watermark.
-  return conn.heavy || gate_ != ReadGate::kOpen || conn.lines;
+  // connection (its pending allowance is counted per line), everyone while the budget is past its
+  // high watermark, and a new connection until its first frame is whole.
+  return conn.heavy || gate_ != ReadGate::kOpen || conn.lines || conn.frames_in == 0;
+}
+
+std::uint32_t Shard::read_cap(const Connection& conn) const {
+  // A new connection has not shown what it sends yet: its first frame's header arrives with at most
+  // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
+  // reservation (or waits for one), not what a full receive buffer would let in.
+  const bool unproven = conn.frames_in == 0 && !conn.lines;
+  return gate_ != ReadGate::kOpen || unproven ? kPressureReadBytes : 0;
 }
 
 void Shard::arm_recv(Connection& conn) {
   io_uring_sqe* entry = sqe();
   if (reads_one_buffer_at_a_time(conn)) {
-    io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+    // With buffer select, the length caps the read below the buffer's size (0: the whole buffer).
+    io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, read_cap(conn), 0);
   } else {
     io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
   }
@@ -69,6 +87,8 @@ void Shard::arm_recv(Connection& conn) {
 void Shard::arm_direct_recv(Connection& conn) {
   const std::span<std::uint8_t> space = conn.assembler.direct_space(kDirectRecvChunk);
   conn.direct_target = conn.assembler.partial_block();
+  consume_reservation(conn,
+                      static_cast<std::uint32_t>(space.data() + space.size() - conn.direct_target.data()));
   io_uring_sqe* entry = sqe();
   io_uring_prep_recv(entry, static_cast<int>(conn.slot), space.data(), space.size(), 0);
   entry->flags |= IOSQE_FIXED_FILE;
@@ -132,6 +152,9 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
       note_input(conn);
       conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
                                    [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
+      if (!conn.assembler.wants_direct()) {
+        end_reservation(conn);  // the frame is whole (a direct receive never reads past it)
+      }
       after_input(conn);
     }
     resume_reading(conn);
@@ -186,6 +209,9 @@ Weight Shard::weight_of(const Connection& conn) {
 }
 
 bool Shard::must_pause(const Connection& conn) const {
+  if (conn.frame_reserved) {
+    return false;  // its frame is paid for: reading it to the end adds nothing the gate has not seen
+  }
   switch (gate_) {
     case ReadGate::kOpen: return false;
     case ReadGate::kLightOnly: return weight_of(conn) == Weight::kHeavy;
@@ -213,6 +239,7 @@ void Shard::pause_reading(Connection& conn) {
 }
 
 void Shard::resume_paused() {
+  grant_reservations();
   for (const Weight weight : {Weight::kLight, Weight::kHeavy}) {
     Connection::WaitingList& paused = paused_[static_cast<int>(weight)];
     if (!paused.empty() && shared_.budget.may_resume(hub_memory_, weight)) {
@@ -225,15 +252,86 @@ void Shard::resume_all(Connection::WaitingList& paused) {
   while (!paused.empty()) {
     Connection& conn = paused.front();
     paused.pop_front();
-    conn.read_paused = false;
-    --paused_count_;
-    if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
-      conn.assembling_hook.unlink();
-      conn.frame_started_ms = now_ms_;
-      assembling_.push_back(conn);
-    }
+    unpause(conn);
     resume_reading(conn);
   }
+}
+
+void Shard::unpause(Connection& conn) {
+  conn.read_paused = false;
+  --paused_count_;
+  if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
+    conn.assembling_hook.unlink();
+    conn.frame_started_ms = now_ms_;
+    assembling_.push_back(conn);
+  }
+}
+
+bool Shard::reserve_large_frame(Connection& conn, bool only_if_none_under_way) {
+  const std::uint32_t filled = conn.assembler.partial_frame_filled();
+  const std::int64_t need = conn.assembler.partial_frame_size() - filled;
+  std::atomic<std::int64_t>& reservations = shared_.frame_reservations;
+  if (only_if_none_under_way) {
+    // However full memory is, one large frame at a time always proceeds: what the waiting frames
+    // already hold can then never keep every one of them waiting for good.
+    std::int64_t none = 0;
+    if (!shared_.large_frames_under_way.compare_exchange_strong(none, 1, std::memory_order_relaxed)) {
+      return false;
+    }
+    reservations.fetch_add(need, std::memory_order_relaxed);
+  } else {
+    // Atomic across shards, so together they never reserve past the high watermark.
+    const std::int64_t reserved = reservations.fetch_add(need, std::memory_order_relaxed) + need;
+    if (shared_.memory_in_use() + reserved > static_cast<std::int64_t>(shared_.budget.high_watermark())) {
+      reservations.fetch_sub(need, std::memory_order_relaxed);
+      return false;
+    }
+    shared_.large_frames_under_way.fetch_add(1, std::memory_order_relaxed);
+  }
+  conn.frame_reserved = true;
+  conn.reserved_bytes = static_cast<std::uint32_t>(need);
+  conn.charged_through = filled;
+  return true;
+}
+
+void Shard::await_reservation(Connection& conn) {
+  conn.read_paused = true;
+  awaiting_reservation_.push_back(conn);
+  ++paused_count_;
+  ++budget_pauses_;
+}
+
+void Shard::grant_reservations() {
+  while (!awaiting_reservation_.empty()) {
+    Connection& conn = awaiting_reservation_.front();
+    if (!reserve_large_frame(conn, false) && !reserve_large_frame(conn, true)) {
+      return;  // first come, first served: the next in line waits for this one
+    }
+    awaiting_reservation_.pop_front();
+    unpause(conn);
+    resume_reading(conn);
+  }
+}
+
+void Shard::consume_reservation(Connection& conn, std::uint32_t charged_through) {
+  if (!conn.frame_reserved || charged_through <= conn.charged_through) {
+    return;
+  }
+  const std::uint32_t now_charged = std::min(charged_through - conn.charged_through, conn.reserved_bytes);
+  conn.reserved_bytes -= now_charged;
+  conn.charged_through = charged_through;
+  shared_.frame_reservations.fetch_sub(now_charged, std::memory_order_relaxed);
+}
+
+void Shard::end_reservation(Connection& conn) {
+  if (!conn.frame_reserved) {
+    return;
+  }
+  shared_.frame_reservations.fetch_sub(conn.reserved_bytes, std::memory_order_relaxed);
+  shared_.large_frames_under_way.fetch_sub(1, std::memory_order_relaxed);
+  conn.frame_reserved = false;
+  conn.reserved_bytes = 0;
+  conn.charged_through = 0;
 }
 
 void Shard::rearm_waiting_recvs() {

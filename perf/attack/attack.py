@@ -100,6 +100,16 @@ def rss_bytes(pid):
     return 0
 
 
+def running(pid):
+    """Whether the process still runs: a zombie has exited (its reaper may be slow; some init
+    processes reap once a second), so it does not count."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def metric(admin, name):
     try:
         with urllib.request.urlopen(f"http://{admin}/metrics", timeout=2) as response:
@@ -196,9 +206,10 @@ def attack_unfinished(addr, scale):
     """Connections that announce a 1 MiB RELAY and send all but its last byte."""
     socks = connect_many(addr, scale["unfinished"])
     pump = Pump()
-    body = b"u" * (MAX_BODY - 1)
+    # One bytes object shared by every connection: 8000 private copies would cost this tool 8 GB.
+    unfinished = HEADER.pack(RELAY, 1, 0, 8 + MAX_BODY) + struct.pack("<Q", 1) + b"u" * (MAX_BODY - 1)
     for s in socks:
-        pump.add(s, HEADER.pack(RELAY, 1, 0, 8 + MAX_BODY) + struct.pack("<Q", 1) + body)
+        pump.add(s, unfinished)
     return socks, pump
 
 
@@ -262,7 +273,7 @@ def run_attack(name, args, addr, scale):
     if args.sigterm and name == args.attacks[-1]:
         start = time.monotonic()
         os.kill(args.hub_pid, signal.SIGTERM)
-        while os.path.exists(f"/proc/{args.hub_pid}") and time.monotonic() - start < 60:
+        while running(args.hub_pid) and time.monotonic() - start < 60:
             time.sleep(0.01)
         sigterm_seconds = time.monotonic() - start
     for s in socks:

@@ -44,6 +44,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_idle_closes_total",
     "ringhub_memory_budget_bytes",
     "ringhub_memory_in_use_bytes",
+    "ringhub_memory_reserved_bytes",
     "ringhub_read_paused_connections",
     "ringhub_cq_overflows_total",
     "ringhub_line_forwards_total",
@@ -75,6 +76,7 @@ HubStats known_stats() {
   s.batched_bytes = 1113;
   s.memory_in_use = 1414;
   s.memory_budget = 1515;
+  s.memory_reserved = 1616;
   s.read_paused_connections = 16;
   s.budget_pauses = 17;
   s.frame_timeouts = 18;
@@ -239,6 +241,7 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, R"(ringhub_copied_bytes_total{reason="batch"} 1113)")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_in_use_bytes 1414")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_budget_bytes 1515")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_memory_reserved_bytes 1616")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_read_paused_connections 16")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;

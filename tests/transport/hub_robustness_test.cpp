@@ -857,6 +857,94 @@ TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
   expect_relay(peers[0], peers[1], "after the flood");
 }
 
+// --- Large frames under the budget: a frame begun is read to its end, so its size is reserved first.
+
+class HubLargeFrameReservationTest : public HubRobustnessShardedTest {
+ protected:
+  static constexpr std::size_t kBudget = 8 * kMiB;  // 6 MiB below the high watermark
+  static constexpr int kSenders = 12;               // 12 MiB of 1 MiB frames: about half must wait
+  static constexpr std::size_t kBody = kMiB;
+
+  void start_small_hub() {
+    HubConfig settings = config();
+    settings.max_memory = kBudget;
+    settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools
+    start_hub(settings);
+  }
+
+  // Each sender writes all of a 1 MiB RELAY to `receiver` but its last byte (from a thread: the hub
+  // does not read a sender whose frame waits for room).
+  void send_all_but_last_byte(std::vector<RelayClient>& senders, UserId receiver) {
+    Bytes frame;
+    const UserId to[] = {receiver};
+    codec::append_relay(frame, to, filler(kBody));
+    const std::span<const std::uint8_t> head(frame.data(), frame.size() - 1);
+    std::vector<std::jthread> writers;
+    for (RelayClient& sender : senders) {
+      ASSERT_NO_FATAL_FAILURE(bound_sends(sender.fd(), 30s));
+      writers.emplace_back([&sender, head] { EXPECT_TRUE(sender.send_raw(head).ok()); });
+    }
+    ASSERT_TRUE(eventually([&] { return stats().read_paused_connections >= 1; }))
+        << "memory_in_use " << stats().memory_in_use << " of " << kBudget;
+  }
+
+  std::vector<RelayClient> connect_senders() {
+    std::vector<RelayClient> senders;
+    for (int i = 0; i < kSenders; ++i) {
+      senders.push_back(connect());
+    }
+    return senders;
+  }
+};
+
+TEST_P(HubLargeFrameReservationTest, FramesThatDoNotFitWaitWhileLightClientsAreServedAndAllArrive) {
+  start_small_hub();
+  Peer receiver = connect_peer();
+  Peer a = connect_peer();
+  Peer b = connect_peer();
+  std::vector<RelayClient> senders = connect_senders();
+  const HubStats idle = quiet_stats();
+  ASSERT_NO_FATAL_FAILURE(send_all_but_last_byte(senders, receiver.id));
+  std::uint64_t peak = 0;
+  for (int i = 0; i < 10; ++i) {  // light traffic is served from the reserve meanwhile
+    ASSERT_NO_FATAL_FAILURE(expect_relay(a, b, "while large frames wait"));
+    peak = std::max(peak, stats().memory_in_use);
+  }
+  EXPECT_LE(peak, kBudget);
+  const std::uint8_t last = filler(kBody).back();
+  for (RelayClient& sender : senders) {
+    ASSERT_TRUE(sender.send_raw(std::span(&last, 1)).ok());
+  }
+  for (int i = 0; i < kSenders; ++i) {  // every frame, waiting or not, arrives whole
+    Result<Delivery> got = receiver.client.next_delivery(kWait);
+    ASSERT_TRUE(got.ok()) << "delivery " << i << ": " << got.error().message;
+    EXPECT_EQ(got->body, filler(kBody));
+  }
+  EXPECT_EQ(stats().frame_timeouts, 0U);
+  EXPECT_TRUE(eventually([&] { return stats().read_paused_connections == 0; }));
+  EXPECT_TRUE(wait_at_rest(idle)) << "memory_in_use " << stats().memory_in_use << ", idle "
+                                  << idle.memory_in_use;
+}
+
+// Senders that give up while their frames wait are noticed once their turn comes, whatever the rest
+// hold: one large frame at a time always proceeds, so waiting never deadlocks.
+TEST_P(HubLargeFrameReservationTest, SendersThatCloseWhileWaitingAreAllReleased) {
+  start_small_hub();
+  Peer receiver = connect_peer();
+  std::vector<RelayClient> senders = connect_senders();
+  const HubStats idle = quiet_stats();
+  ASSERT_NO_FATAL_FAILURE(send_all_but_last_byte(senders, receiver.id));
+  senders.clear();
+  EXPECT_TRUE(wait_connections(1));
+  EXPECT_EQ(stats().read_paused_connections, 0U);
+  EXPECT_TRUE(wait_at_rest(idle)) << "memory_in_use " << stats().memory_in_use << ", idle "
+                                  << idle.memory_in_use;
+  Peer late = connect_peer();
+  ASSERT_NO_FATAL_FAILURE(expect_relay(late, receiver, "after the senders left"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shards, HubLargeFrameReservationTest, ::testing::Values(1U, 2U), shard_name);
+
 // Cross-shard messages, LIST gathers and relay tallies are charged to the budget while they live and
 // released where they end (often another shard): two identical rounds of LISTs and fan-out relays
 // leave the hub charged the same to the byte, and no more than before them.
