@@ -4,9 +4,11 @@
 Opens --idle idle connections and --slowloris connections that send one header byte every 100 ms to
 the admin port, then times --scrapes sequential GET /metrics (connect to last byte, one connection
 each) and prints the first (the one that meets every squatter), the median, p99 and max. Squatters the
-hub closes are not replaced, so a hub that only times them out recovers after the first scrapes. Loopback only; every loop is bounded in count and time.
+hub closes are not replaced unless --refill is given: then, before each scrape, every idle socket the
+hub closed is reconnected (a sustained squat). Loopback only; every loop is bounded in count and time.
 
     python3 perf/attack/admin_squat.py --admin 127.0.0.1:7402 [--idle 1000] [--slowloris 8] [--scrapes 200]
+        [--refill]
     bash perf/attack/admin_squat.sh build/release/bin/ringhub     # starts a hub and runs this 5 times
 """
 import argparse
@@ -61,6 +63,19 @@ def established(socks, bound):
     return done
 
 
+def refill(idle, addr):
+    """Replaces every idle socket the hub has closed (readable: EOF, a reset or a 408) with a new one."""
+    closed = []
+    with selectors.DefaultSelector() as sel:  # epoll: no FD_SETSIZE limit
+        for i, s in enumerate(idle):
+            sel.register(s, selectors.EVENT_READ, i)
+        closed = [key.data for key, _ in sel.select(timeout=0)]
+    for i in closed:
+        idle[i].close()
+        idle[i] = connect_many(addr, 1)[0]
+    return len(closed)
+
+
 def trickle(socks, stop, deadline):
     """Sends the slow request one byte per interval on every socket until stopped or out of bytes."""
     for i in range(len(SLOW_REQUEST)):
@@ -104,6 +119,8 @@ def main():
     parser.add_argument("--slowloris", type=int, default=8)
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="bound on the whole run")
+    parser.add_argument("--refill", action="store_true",
+                        help="before each scrape, reconnect the idle sockets the hub closed (a sustained squat)")
     args = parser.parse_args()
     host, port = args.admin.rsplit(":", 1)
     loopback_only(host)
@@ -117,11 +134,13 @@ def main():
     stop = threading.Event()
     trickler = threading.Thread(target=trickle, args=(slow, stop, deadline))
     trickler.start()
-    times, failures = [], 0
+    times, failures, refilled = [], 0, 0
     try:
         for _ in range(args.scrapes):
             if time.monotonic() > deadline:
                 break
+            if args.refill:
+                refilled += refill(idle, addr)
             try:
                 times.append(scrape(addr))
             except (OSError, RuntimeError) as e:
@@ -135,7 +154,7 @@ def main():
     if not times:
         sys.exit("ringhub-admin-squat: no scrape answered")
     ms = [t * 1000 for t in times]
-    print(f"idle={args.idle} slowloris={args.slowloris} connected={connected} scrapes={len(ms)} failed={failures} "
+    print(f"idle={args.idle} slowloris={args.slowloris} connected={connected} refilled={refilled} scrapes={len(ms)} failed={failures} "
           f"first={ms[0]:.2f}ms median={percentile(ms, 0.5):.2f}ms p99={percentile(ms, 0.99):.2f}ms max={max(ms):.2f}ms")
     return 1 if failures else 0
 
