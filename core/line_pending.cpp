@@ -2,6 +2,7 @@
 // Boost.Intrusive lists so that removing one never searches; see core/line_pending.hpp.
 #include "core/line_pending.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <utility>
 
@@ -94,7 +95,11 @@ bool PendingMessages::drop(std::uint64_t seq) {
 }
 
 PendingMessages::IndexSizes PendingMessages::index_sizes() const {
-  return {entries_.size(), by_x_.size(), origins_.size(), targets_.size()};
+  std::size_t longest_x_bucket = 0;
+  for (std::size_t b = 0; b < by_x_.bucket_count(); ++b) {
+    longest_x_bucket = std::max(longest_x_bucket, by_x_.bucket_size(b));
+  }
+  return {entries_.size(), by_x_.size(), origins_.size(), targets_.size(), longest_x_bucket};
 }
 
 PendingMessages::Group& PendingMessages::group_for(std::string_view x) {

@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/keyed_hash.hpp"
+
 namespace ringhub {
 
 // A line connection anywhere in the hub: the shard that owns it and its id there.
@@ -70,9 +72,12 @@ class PendingMessages {
     std::size_t xs = 0;
     std::size_t origins = 0;
     std::size_t targets = 0;
+    std::size_t longest_x_bucket = 0;  // X values in the fullest bucket of the X table
   };
 
-  PendingMessages() = default;
+  // `x_hash` hashes every X (client-chosen bytes): a keyed hash, so a client cannot aim X values at
+  // one bucket.
+  explicit PendingMessages(const KeyedHash& x_hash) : by_x_(0, XHash{x_hash}) {}
   PendingMessages(const PendingMessages&) = delete;
   PendingMessages& operator=(const PendingMessages&) = delete;
   ~PendingMessages();
@@ -130,7 +135,8 @@ class PendingMessages {
   // Lets by_x_ be searched with a string_view, without building a std::string.
   struct XHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view x) const noexcept { return std::hash<std::string_view>{}(x); }
+    KeyedHash hash;
+    std::size_t operator()(std::string_view x) const noexcept { return hash(x); }
   };
 
   Group& group_for(std::string_view x);

@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 build_packages=(
   "build-essential|g++"
   cmake ninja-build pkg-config git
-  liburing-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev
+  liburing-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev libsodium-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format clang-tidy
   python3  # perf/attack/attack.py, run by ctest (attack_smoke)
@@ -25,6 +25,7 @@ runtime_libs=(
   "liburing-dev liburing[0-9]"
   "libfmt-dev libfmt[0-9]"
   "libspdlog-dev libspdlog1"
+  "libsodium-dev libsodium[0-9]"  # libsodium23 on Debian 12 and 13
 )
 
 usage() {

@@ -1,5 +1,6 @@
-// Admin HTTP server: one thread, one poll() over a wake eventfd, the listener and up to
-// kAdminMaxClients non-blocking client sockets, each with a deadline. See transport/admin_server.hpp.
+// Admin HTTP server: one thread, one epoll set over a wake eventfd, the listener and up to
+// kAdminMaxClients non-blocking client sockets, each with a deadline; at the cap a new connection
+// evicts the oldest idle one. Requests are parsed by core/http_request. See transport/admin_server.hpp.
 #include "transport/admin_server.hpp"
 
 #include <arpa/inet.h>
@@ -7,8 +8,8 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -38,11 +40,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Only scrapers and health checks connect; a short queue is plenty.
-constexpr int kAdminListenBacklog = 64;
+// Connections the kernel completes before we accept them. A burst of squatters' connects must not fill
+// it: a full queue drops a scraper's SYN, and its retransmission comes a second later. (The kernel caps
+// it at net.core.somaxconn, 4096 by default.)
+constexpr int kAdminListenBacklog = 1024;
 
 // Out of descriptors or memory, accept() fails at once for as long as the condition lasts; leave
-// the listener out of poll() this long instead of spinning on it.
+// the listener out of the epoll set this long instead of spinning on it.
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 
 // One recv() at a time reads at most this much (requests are far smaller than a page).
@@ -115,7 +119,7 @@ Result<std::uint16_t> bound_port(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
 }
 
-// ---- HTTP: requests in, responses out -------------------------------------------------------
+// ---- HTTP: responses out (requests are parsed by core/http_request) ---------------------------
 
 struct Response {
   int status = 200;
@@ -144,37 +148,6 @@ std::string serialize(const Response& r) {
   return out;
 }
 
-// Where the request line and headers end: a blank line, CRLF or (leniently) bare LF.
-bool header_complete(std::string_view request) {
-  return request.find("\r\n\r\n") != std::string_view::npos || request.find("\n\n") != std::string_view::npos;
-}
-
-struct RequestLine {
-  std::string_view method;
-  std::string_view path;  // the target without its query string
-  bool valid = false;
-};
-
-// "METHOD SP target SP HTTP/1.x"; headers are not needed to answer any of our routes.
-RequestLine parse_request_line(std::string_view request) {
-  std::string_view line = request.substr(0, request.find('\n'));
-  if (line.ends_with('\r')) {
-    line.remove_suffix(1);
-  }
-  RequestLine out;
-  const auto first = line.find(' ');
-  const auto second = first == std::string_view::npos ? first : line.find(' ', first + 1);
-  if (second == std::string_view::npos || line.find(' ', second + 1) != std::string_view::npos) {
-    return out;
-  }
-  out.method = line.substr(0, first);
-  const std::string_view target = line.substr(first + 1, second - first - 1);
-  const std::string_view version = line.substr(second + 1);
-  out.path = target.substr(0, target.find('?'));
-  out.valid = !out.method.empty() && out.path.starts_with('/') && version.starts_with("HTTP/1.");
-  return out;
-}
-
 // metrics_text is the caller's code: if it throws (bad_alloc, say), the scrape fails, not the thread.
 Response metrics_response(const AdminServer::MetricsText& metrics_text) {
   try {
@@ -187,27 +160,31 @@ Response metrics_response(const AdminServer::MetricsText& metrics_text) {
   }
 }
 
-Response route(std::string_view request, const AdminServer::MetricsText& metrics_text) {
-  const RequestLine line = parse_request_line(request);
-  if (!line.valid) {
-    return plain(400, "Bad Request", "bad request\n");
+// The answer to a parse with a verdict (anything but kIncomplete).
+Response route(const HttpParse& parse, const AdminServer::MetricsText& metrics_text) {
+  switch (parse.status) {
+    case HttpParseStatus::kBadRequest: return plain(400, "Bad Request", "bad request\n");
+    case HttpParseStatus::kTooLarge:
+      return plain(431, "Request Header Fields Too Large", "request header too large\n");
+    case HttpParseStatus::kMethodNotAllowed: {
+      Response r = plain(405, "Method Not Allowed", "method not allowed\n");
+      r.extra_headers = "Allow: GET, HEAD\r\n";
+      return r;
+    }
+    case HttpParseStatus::kIncomplete:  // not a verdict: the loop never routes one
+    case HttpParseStatus::kComplete: break;
   }
-  if (line.method != "GET" && line.method != "HEAD") {
-    Response r = plain(405, "Method Not Allowed", "method not allowed\n");
-    r.extra_headers = "Allow: GET, HEAD\r\n";
-    return r;
-  }
-  Response r = line.path == "/metrics"   ? metrics_response(metrics_text)
-               : line.path == "/healthz" ? plain(200, "OK", "ok\n")
-                                         : plain(404, "Not Found", "not found\n");
-  r.head = line.method == "HEAD";
+  Response r = parse.path == "/metrics"   ? metrics_response(metrics_text)
+               : parse.path == "/healthz" ? plain(200, "OK", "ok\n")
+                                          : plain(404, "Not Found", "not found\n");
+  r.head = parse.method == HttpMethod::kHead;
   return r;
 }
 
 // ---- The event loop ---------------------------------------------------------------------------
 
-// A client moves reading -> writing -> draining -> done, or straight to done on EOF, error or its
-// deadline. Draining waits for the client's EOF after our FIN: closing with unread input (a POST
+// A client moves reading -> writing -> draining -> done, or straight to done on EOF, error, eviction
+// or its deadline. Draining waits for the client's EOF after our FIN: closing with unread input (a POST
 // body, an oversized header) would send RST, which can destroy the reply before the client reads it.
 enum class Phase { kReading, kWriting, kDraining, kDone };
 
@@ -215,13 +192,25 @@ struct Client {
   UniqueFd fd;
   Phase phase = Phase::kReading;
   Clock::time_point deadline;
-  std::string request;
+  std::string request;  // at most max_request_bytes
   std::string reply;
   std::size_t sent = 0;
 };
 
-short poll_events(Phase phase) {
-  return phase == Phase::kWriting ? POLLOUT : POLLIN;
+// epoll tokens (data.u64) of the two descriptors that are not clients; a client's token is its address
+// (data.ptr), never 0 or 1.
+constexpr std::uint64_t kWakeToken = 0;
+constexpr std::uint64_t kListenerToken = 1;
+
+// Events taken from one epoll_wait; more simply wait for the next round.
+constexpr int kEpollBatch = 64;
+
+// Connections accepted per wake-up, so a connect flood cannot starve the clients' events (the
+// listener is level-triggered: what is left is reported again at once).
+constexpr int kAcceptsPerWake = 64;
+
+std::uint32_t epoll_events(Phase phase) {
+  return phase == Phase::kWriting ? EPOLLOUT : EPOLLIN;
 }
 
 bool is_transient_accept_error(int err) {
@@ -242,11 +231,35 @@ bool is_transient_accept_error(int err) {
   }
 }
 
+// Registers, changes or removes an fd in an epoll set; false (errno set) on failure.
+bool epoll_watch(int epoll_fd, int op, int fd, std::uint32_t events, epoll_data_t token) {
+  epoll_event event{};
+  event.events = events;
+  event.data = token;
+  return epoll_ctl(epoll_fd, op, fd, &event) == 0;
+}
+
+epoll_data_t fixed_token(std::uint64_t token) {
+  epoll_data_t data{};
+  data.u64 = token;
+  return data;
+}
+
+epoll_data_t client_token(Client& client) {
+  epoll_data_t data{};
+  data.ptr = &client;
+  return data;
+}
+
 // Runs on the admin thread only; the control thread touches nothing but wake_fd (through stop()).
+// Clients are kept in accept order, which is also deadline order (every deadline is accept time plus
+// the same client_timeout): expiry looks at the front only, and eviction takes the oldest.
 class AdminLoop {
  public:
-  AdminLoop(UniqueFd listener, UniqueFd wake, AdminServer::MetricsText metrics_text, AdminLimits limits)
-      : listener_(std::move(listener)),
+  AdminLoop(UniqueFd epoll, UniqueFd listener, UniqueFd wake, AdminServer::MetricsText metrics_text,
+            AdminLimits limits)
+      : epoll_(std::move(epoll)),
+        listener_(std::move(listener)),
         wake_(std::move(wake)),
         metrics_text_(std::move(metrics_text)),
         limits_(limits) {}
@@ -255,68 +268,75 @@ class AdminLoop {
   void run();
 
  private:
-  bool accepting(Clock::time_point now) const {
-    return clients_.size() < limits_.max_clients && now >= accept_paused_until_;
-  }
-  int poll_timeout_ms(Clock::time_point now) const;
+  using ClientList = std::list<Client>;  // nodes never move: a client's address is its epoll token
+
+  int wait_timeout_ms(Clock::time_point now) const;
   void expire(Clock::time_point now);
+  void resume_accepting(Clock::time_point now);
   void accept_clients();
+  void add_client(UniqueFd fd);
+  void evict_one();
   void advance(Client& client);
   void read_request(Client& client);
   void respond(Client& client, const Response& response);
   void write_reply(Client& client);
   void drain(Client& client);
+  void set_phase(Client& client, Phase phase);
 
+  UniqueFd epoll_;
   UniqueFd listener_;
   UniqueFd wake_;
   AdminServer::MetricsText metrics_text_;
   AdminLimits limits_;
-  std::vector<Client> clients_;
-  std::vector<pollfd> pollfds_;  // rebuilt every iteration: [wake, listener, clients...]
-  Clock::time_point accept_paused_until_{};
+  ClientList clients_;
+  std::array<epoll_event, kEpollBatch> events_{};
+  std::optional<Clock::time_point> accept_paused_until_;  // set while the listener is out of epoll
+  bool evicting_ = false;  // logged once per stretch at the cap, not once per eviction
 };
 
 void AdminLoop::run() {
   for (;;) {
     const Clock::time_point now = Clock::now();
     expire(now);
-    pollfds_.clear();
-    pollfds_.push_back({wake_.get(), POLLIN, 0});
-    // A negative fd makes poll() skip the entry: the listener rests while we are full or backing off.
-    pollfds_.push_back({accepting(now) ? listener_.get() : -1, POLLIN, 0});
-    for (const Client& client : clients_) {
-      pollfds_.push_back({client.fd.get(), poll_events(client.phase), 0});
-    }
-    if (poll(pollfds_.data(), pollfds_.size(), poll_timeout_ms(now)) < 0) {
-      if (errno != EINTR) {
-        spdlog::error("admin: poll failed: {}", std::strerror(errno));
-      }
+    resume_accepting(now);
+    const int n = epoll_wait(epoll_.get(), events_.data(), kEpollBatch, wait_timeout_ms(now));
+    if (n < 0 && errno == EINTR) {
       continue;
     }
-    if (pollfds_[0].revents != 0) {
-      return;  // stop(): no need to read the eventfd, nobody waits on it again
+    if (n < 0) {
+      // EBADF, EFAULT, EINVAL: the set and the buffer are ours, so this cannot happen.
+      spdlog::critical("admin: epoll_wait failed: {}", std::strerror(errno));
+      std::abort();
     }
-    // Clients first: accept_clients() appends, and pollfds_ only covers the clients polled above.
-    for (std::size_t i = 0; i < clients_.size() && i + 2 < pollfds_.size(); ++i) {
-      if (pollfds_[i + 2].revents != 0) {
-        advance(clients_[i]);
+    bool accept_ready = false;
+    for (int i = 0; i < n; ++i) {
+      const epoll_data_t token = events_[static_cast<std::size_t>(i)].data;
+      if (token.u64 == kWakeToken) {
+        return;  // stop(): no need to read the eventfd, nobody waits on it again
+      }
+      if (token.u64 == kListenerToken) {
+        accept_ready = true;
+      } else {
+        advance(*static_cast<Client*>(token.ptr));
       }
     }
-    if (pollfds_[1].revents != 0) {
+    // Finished clients go only now, so no event of this batch names a freed client; accepts come
+    // after, since an eviction frees one too.
+    clients_.remove_if([](const Client& c) { return c.phase == Phase::kDone; });
+    if (accept_ready) {
       accept_clients();
     }
-    std::erase_if(clients_, [](const Client& c) { return c.phase == Phase::kDone; });
   }
 }
 
-// Until the nearest client deadline or the end of an accept back-off; forever if neither.
-int AdminLoop::poll_timeout_ms(Clock::time_point now) const {
+// Until the oldest client's deadline or the end of an accept back-off; forever if neither.
+int AdminLoop::wait_timeout_ms(Clock::time_point now) const {
   std::optional<Clock::time_point> wake_at;
-  for (const Client& client : clients_) {
-    wake_at = std::min(wake_at.value_or(client.deadline), client.deadline);
+  if (!clients_.empty()) {
+    wake_at = clients_.front().deadline;
   }
-  if (now < accept_paused_until_) {
-    wake_at = std::min(wake_at.value_or(accept_paused_until_), accept_paused_until_);
+  if (accept_paused_until_) {
+    wake_at = std::min(wake_at.value_or(*accept_paused_until_), *accept_paused_until_);
   }
   if (!wake_at) {
     return -1;
@@ -325,16 +345,36 @@ int AdminLoop::poll_timeout_ms(Clock::time_point now) const {
   return static_cast<int>(std::clamp<std::int64_t>(ms, 0, INT_MAX));
 }
 
+// Closes every client past its deadline. One still reading gets a best-effort 408 first: one
+// non-blocking send, never waited on.
 void AdminLoop::expire(Clock::time_point now) {
-  std::erase_if(clients_, [now](const Client& c) { return c.deadline <= now; });
+  while (!clients_.empty() && clients_.front().deadline <= now) {
+    Client& client = clients_.front();
+    if (client.phase == Phase::kReading) {
+      const std::string reply = serialize(plain(408, "Request Timeout", "request timeout\n"));
+      // Best effort: a full buffer or a gone peer changes nothing, the connection closes either way.
+      (void)send(client.fd.get(), reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    clients_.pop_front();  // closing the fd also removes it from the epoll set
+  }
+}
+
+void AdminLoop::resume_accepting(Clock::time_point now) {
+  if (!accept_paused_until_ || now < *accept_paused_until_) {
+    return;
+  }
+  accept_paused_until_.reset();
+  if (!epoll_watch(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), EPOLLIN, fixed_token(kListenerToken))) {
+    spdlog::critical("admin: cannot watch the listener again: {}", std::strerror(errno));
+    std::abort();  // the fd is registered and ours: an impossible state
+  }
 }
 
 void AdminLoop::accept_clients() {
-  while (clients_.size() < limits_.max_clients) {
-    const int fd = accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      clients_.push_back(
-          Client{UniqueFd(fd), Phase::kReading, Clock::now() + limits_.client_timeout, {}, {}, 0});
+  for (int accepted = 0; accepted < kAcceptsPerWake; ++accepted) {
+    UniqueFd fd(accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (fd.get() >= 0) {
+      add_client(std::move(fd));
       continue;
     }
     const int err = errno;
@@ -343,12 +383,57 @@ void AdminLoop::accept_clients() {
     }
     if (err != EAGAIN && err != EWOULDBLOCK) {
       // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays queued until we can take it.
+      // Level-triggered, the listener would wake us at once again: leave it out of the set a while.
       spdlog::warn("admin: accept failed: {}; pausing accepts for {} ms", std::strerror(err),
                    kAcceptBackoff.count());
       accept_paused_until_ = Clock::now() + kAcceptBackoff;
+      if (!epoll_watch(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), 0, fixed_token(kListenerToken))) {
+        spdlog::critical("admin: cannot pause the listener: {}", std::strerror(errno));
+        std::abort();
+      }
     }
     return;
   }
+}
+
+void AdminLoop::add_client(UniqueFd fd) {
+  if (clients_.size() >= limits_.max_clients) {
+    evict_one();
+  } else if (clients_.size() < limits_.max_clients / 2) {
+    evicting_ = false;
+  }
+  Client& client = clients_.emplace_back();
+  client.fd = std::move(fd);
+  client.deadline = Clock::now() + limits_.client_timeout;
+  if (!epoll_watch(epoll_.get(), EPOLL_CTL_ADD, client.fd.get(), EPOLLIN, client_token(client))) {
+    // ENOMEM or ENOSPC (max_user_watches): this one client goes; the others are unaffected.
+    spdlog::warn("admin: cannot watch a new connection: {}", std::strerror(errno));
+    clients_.pop_back();
+  }
+}
+
+// Closes the oldest client that is not being written to (idle, trickling, or done and waiting for
+// its EOF); if every one is being written to, the oldest of all.
+void AdminLoop::evict_one() {
+  if (clients_.empty()) {
+    return;  // max_clients 0: nothing to make room from; the new client is served all the same
+  }
+  if (!evicting_) {
+    spdlog::warn("admin: {} connections open; each new one now closes the oldest idle one",
+                 limits_.max_clients);
+    evicting_ = true;
+  }
+  auto victim = std::find_if(clients_.begin(), clients_.end(),
+                             [](const Client& c) { return c.phase != Phase::kWriting; });
+  clients_.erase(victim == clients_.end() ? clients_.begin() : victim);
+}
+
+void AdminLoop::set_phase(Client& client, Phase phase) {
+  if (epoll_events(phase) != epoll_events(client.phase) && phase != Phase::kDone &&
+      !epoll_watch(epoll_.get(), EPOLL_CTL_MOD, client.fd.get(), epoll_events(phase), client_token(client))) {
+    phase = Phase::kDone;  // ENOMEM: nothing better to do than let this client go
+  }
+  client.phase = phase;
 }
 
 void AdminLoop::advance(Client& client) {
@@ -372,16 +457,19 @@ void AdminLoop::read_request(Client& client) {
       return;
     }
     if (n <= 0) {  // EOF before a whole request, or a reset: nobody to answer
-      client.phase = Phase::kDone;
+      set_phase(client, Phase::kDone);
       return;
     }
-    client.request.append(chunk.data(), static_cast<std::size_t>(n));
-    if (header_complete(client.request)) {
-      respond(client, route(client.request, metrics_text_));
-      return;
+    const std::string_view received(chunk.data(), static_cast<std::size_t>(n));
+    client.request.append(received);
+    // The parser's verdict can change only when a line ends or the cap is reached: parsing on every
+    // byte of a trickle would cost the square of the request's length.
+    if (received.find('\n') == std::string_view::npos && client.request.size() < limits_.max_request_bytes) {
+      continue;
     }
-    if (client.request.size() >= limits_.max_request_bytes) {
-      respond(client, plain(431, "Request Header Fields Too Large", "request header too large\n"));
+    const HttpParse parse = parse_http_request(client.request, limits_.max_request_bytes);
+    if (parse.status != HttpParseStatus::kIncomplete) {
+      respond(client, route(parse, metrics_text_));
       return;
     }
   }
@@ -391,8 +479,7 @@ void AdminLoop::respond(Client& client, const Response& response) {
   client.request.clear();
   client.request.shrink_to_fit();
   client.reply = serialize(response);
-  client.phase = Phase::kWriting;
-  write_reply(client);  // the socket is almost always writable: skip a poll round
+  write_reply(client);  // the socket is almost always writable: skip a wait
 }
 
 void AdminLoop::write_reply(Client& client) {
@@ -404,19 +491,22 @@ void AdminLoop::write_reply(Client& client) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      set_phase(client, Phase::kWriting);
       return;
     }
     if (n < 0) {
-      client.phase = Phase::kDone;
+      set_phase(client, Phase::kDone);
       return;
     }
     client.sent += static_cast<std::size_t>(n);
   }
+  client.reply.clear();
+  client.reply.shrink_to_fit();
   if (shutdown(client.fd.get(), SHUT_WR) != 0) {
-    client.phase = Phase::kDone;  // ENOTCONN: the peer is gone already
+    set_phase(client, Phase::kDone);  // ENOTCONN: the peer is gone already
     return;
   }
-  client.phase = Phase::kDraining;
+  set_phase(client, Phase::kDraining);
 }
 
 void AdminLoop::drain(Client& client) {
@@ -432,7 +522,7 @@ void AdminLoop::drain(Client& client) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       return;
     }
-    client.phase = Phase::kDone;
+    set_phase(client, Phase::kDone);
     return;
   }
 }
@@ -498,10 +588,16 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
     return make_error(fmt::format("cannot create the admin server's eventfd: {}", std::strerror(errno)),
                       errno);
   }
+  UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
+  if (epoll.get() < 0 ||
+      !epoll_watch(epoll.get(), EPOLL_CTL_ADD, wake.get(), EPOLLIN, fixed_token(kWakeToken)) ||
+      !epoll_watch(epoll.get(), EPOLL_CTL_ADD, listener->get(), EPOLLIN, fixed_token(kListenerToken))) {
+    return make_error(fmt::format("cannot set up the admin server's epoll: {}", std::strerror(errno)), errno);
+  }
   auto impl = std::make_unique<Impl>();
   impl->port = *bound;
-  impl->loop =
-      std::make_unique<AdminLoop>(std::move(*listener), std::move(wake), std::move(metrics_text), limits);
+  impl->loop = std::make_unique<AdminLoop>(std::move(epoll), std::move(*listener), std::move(wake),
+                                           std::move(metrics_text), limits);
   try {
     impl->thread = std::thread([loop = impl->loop.get()] { loop->run(); });
   } catch (const std::system_error& e) {
@@ -526,7 +622,7 @@ void AdminServer::stop() {
     std::abort();
   }
   impl_->thread.join();
-  impl_->loop.reset();  // closes the listener, the eventfd and any client still connected
+  impl_->loop.reset();  // closes the listener, the eventfd, the epoll set and any client still connected
 }
 
 std::uint64_t read_resident_memory_bytes() {

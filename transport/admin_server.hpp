@@ -1,6 +1,7 @@
 // The admin plane: a tiny HTTP/1.1 server for GET /metrics and GET /healthz on a port of its own.
-// It runs on its own thread with plain sockets and poll(), off the shards' io_urings on purpose: an
-// operator scrapes when the hub is in trouble, so it must answer even while every shard is saturated.
+// One thread, one epoll loop over non-blocking sockets, off the shards' io_urings on purpose: an
+// operator scrapes when the hub is in trouble, so it must answer even while every shard is saturated,
+// and however many idle or slow sockets sit on the admin port (see docs/design.md, "Admin plane").
 #pragma once
 
 #include <chrono>
@@ -10,20 +11,24 @@
 #include <memory>
 #include <string>
 
+#include "core/http_request.hpp"
 #include "core/result.hpp"
 
 namespace ringhub {
 
-// A client gets this long to send its request and read the reply (the whole exchange); then it is
-// closed, so a silent or trickling client cannot hold a slot. A local scrape takes milliseconds.
-inline constexpr std::chrono::milliseconds kAdminClientTimeout{2000};
+// A connection gets this long from its accept to send its request and read the reply (the whole
+// exchange); then it is closed, with a 408 if its request never came whole. A local scrape takes
+// milliseconds; a scraper across a slow link still gets seconds.
+inline constexpr std::chrono::milliseconds kAdminClientTimeout{5000};
 
-// Request line plus headers. A scraper's GET is a few hundred bytes; past this the reply is 431.
-inline constexpr std::size_t kAdminMaxRequestBytes = std::size_t{8} << 10;
+// Request line plus headers; past this the reply is 431 (core/http_request.hpp).
+inline constexpr std::size_t kAdminMaxRequestBytes = kHttpMaxRequestBytes;
 
-// Clients served at once. Further connections wait in the listen backlog until a slot frees, which
-// the timeout above guarantees within kAdminClientTimeout.
-inline constexpr std::size_t kAdminMaxClients = 16;
+// Connections held at once. At the cap a new connection is still accepted and the oldest one that is
+// not being answered is closed to make room: idle or slow sockets can never lock a scraper out, which
+// a refusal (or a wait in the listen backlog) would let them do. Each costs at most
+// kAdminMaxRequestBytes of request plus its reply.
+inline constexpr std::size_t kAdminMaxClients = 128;
 
 struct AdminLimits {
   std::chrono::milliseconds client_timeout = kAdminClientTimeout;
@@ -32,11 +37,13 @@ struct AdminLimits {
 };
 
 // Owns the listening socket and the admin thread; created and stopped by the control thread.
-// Each connection carries one request and is closed after the reply (Connection: close). Several
-// clients are served at once, each bounded by AdminLimits, so no client can block another or stop().
+// Each connection carries one request and is closed after the reply (Connection: close). Clients are
+// served at once, each bounded by AdminLimits, so no client can block another or stop(); nothing a
+// client sends is waited for except within its own deadline.
 // `metrics_text` runs on the admin thread once per GET /metrics: it must be safe to call from there
 // (Hub::stats() is). Replies: /metrics 200 (Prometheus 0.0.4 text), /healthz 200 "ok\n", other paths
-// 404, methods other than GET and HEAD 405, a malformed request 400, an oversized one 431.
+// 404, methods other than GET and HEAD 405, a malformed request 400, an oversized one 431, a request
+// not whole by its deadline 408.
 class AdminServer {
  public:
   using MetricsText = std::function<std::string()>;

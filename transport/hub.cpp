@@ -18,6 +18,7 @@
 
 #include "core/prometheus.hpp"
 #include "transport/admin_server.hpp"
+#include "transport/hash_key.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/ring_setup.hpp"
@@ -185,7 +186,11 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   if (auto fits = check_budget_holds_receive_pools(resolved, shards); !fits) {
     return fits.error();
   }
-  impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * config.max_connections);
+  auto x_key = draw_hash_key();
+  if (!x_key) {
+    return x_key.error();
+  }
+  impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * config.max_connections, *x_key);
 
   // spdlog builds its default logger lazily, inside libspdlog, on the first log call. Built here, before
   // any shard thread, it happens-before every shard's first line by thread creation; otherwise shards

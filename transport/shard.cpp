@@ -34,6 +34,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       index_(index),
       listen_fds_{relay_listen_fd, line_listen_fd},
       counters_(shared.counters[index]),
+      pending_(shared.x_hash),
       planner_(shared.shard_count, index, &shared.directory),
       memory_(shared.memory[index]),
       outboxes_(shared.shard_count) {

@@ -15,6 +15,7 @@
 
 #include "core/fanout.hpp"
 #include "core/id_directory.hpp"
+#include "core/keyed_hash.hpp"
 #include "core/line_pending.hpp"
 #include "core/memory_account.hpp"
 #include "core/registry.hpp"
@@ -42,10 +43,12 @@ inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
 
 // State every shard reads and a few atomics they share. Owned by the Hub, outlives every shard.
 struct HubShared {
-  HubShared(const HubConfig& c, unsigned shards, unsigned table, std::size_t directory_slots)
+  HubShared(const HubConfig& c, unsigned shards, unsigned table, std::size_t directory_slots,
+            const HashKey& x_key)
       : config(c),
         shard_count(shards),
         table_size(table),
+        x_hash(x_key),
         budget(c.max_memory),
         directory(directory_slots),
         ring_fds(shards, -1),
@@ -67,6 +70,9 @@ struct HubShared {
   const HubConfig config;
   const unsigned shard_count;
   const unsigned table_size;  // direct descriptors per shard ring
+  // Hashes every client-chosen X of the line protocol: its owning shard and its bucket there. Its key
+  // is the process's one secret hash key, drawn at start-up (transport/hash_key.hpp).
+  const KeyedHash x_hash;
   const MemoryBudget budget;  // config.max_memory, resolved
   std::unique_ptr<MemoryAccount[]> memory = std::make_unique<MemoryAccount[]>(shard_count);  // per shard
   IdDirectory directory;

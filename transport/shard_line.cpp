@@ -1,11 +1,10 @@
 // Shard: the line protocol. `message X` goes to a connection picked uniformly at random across every
 // shard; `ok X` goes back to whoever sent the oldest pending `message X`. The pending table for X lives
-// on one shard, owner_of(X) (a hash), so "oldest first" holds hub-wide; the others talk to it by
+// on one shard, owner_of(X) (a keyed hash), so "oldest first" holds hub-wide; the others talk to it by
 // message. Shards pick a random receiver shard weighted by its line-connection count.
 #include <spdlog/spdlog.h>
 
 #include <cstring>
-#include <functional>
 
 #include "transport/shard.hpp"
 
@@ -79,7 +78,7 @@ void Shard::send_text(Connection& conn, std::string_view text) {
 }
 
 unsigned Shard::owner_of(std::string_view x) const {
-  return static_cast<unsigned>(std::hash<std::string_view>{}(x) % shared_.shard_count);
+  return KeyedHash::shard_of(shared_.x_hash(x), shared_.shard_count);
 }
 
 bool Shard::choose_line_shard(unsigned& shard) {

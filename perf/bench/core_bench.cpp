@@ -1,7 +1,9 @@
 // Microbenchmarks of the pure hot-path pieces in core/: frame codec, frame assembly, fan-out planning,
-// registry, line splitting, shared blocks and the outbound queue. One iteration is one operation of the
-// benchmark's name (one frame, one relay planned, one batch...); items/s counts what the comment says.
+// registry, line splitting, hashing client-chosen X, shared blocks and the outbound queue. One
+// iteration is one operation of the benchmark's name (one frame, one relay planned, one batch...);
+// items/s counts what the comment says.
 // Run: build/release/bin/ringhub-bench [--benchmark_filter=Registry] [--benchmark_min_time=0.2]
+//   (write 0.2s with benchmark 1.8+, which wants the unit; Debian 12 has 1.7)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -12,16 +14,21 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/fanout.hpp"
 #include "core/frame_assembler.hpp"
 #include "core/frame_codec.hpp"
 #include "core/id_directory.hpp"
+#include "core/keyed_hash.hpp"
+#include "core/line_pending.hpp"
 #include "core/line_protocol.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
 #include "core/shared_block.hpp"
+#include "tests/core/test_hash_key.hpp"  // the fixed key and the std::hash collisions the tests use
 
 namespace ringhub {
 namespace {
@@ -314,6 +321,93 @@ void BM_LineSplitParse(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
 }
 BENCHMARK(BM_LineSplitParse);
+
+// ---- Hashing client-chosen X: std::hash (before) against the keyed SipHash (after) ----
+
+// X values held pending while the benchmark runs: a client that keeps this many messages unanswered.
+constexpr std::size_t kHeldXs = 4000;
+// Further X values cycled through one per iteration (one `message X` then its `ok X`).
+constexpr std::size_t kCycledXs = 256;
+
+// The X values a benchmark uses: random-looking ones, or (adversarial) ones that all share a bucket of
+// a std::hash table holding kHeldXs + 1 strings, the most the tables below ever hold.
+std::vector<std::string> bench_xs(bool adversarial) {
+  const std::size_t count = kHeldXs + kCycledXs;
+  if (!adversarial) {
+    std::vector<std::string> xs;
+    xs.reserve(count);
+    std::mt19937_64 rng(42);  // NOLINT(cert-msc51-cpp): the same X values on every run
+    for (std::size_t i = 0; i < count; ++i) {
+      xs.push_back(std::to_string(rng()));
+    }
+    return xs;
+  }
+  std::unordered_map<std::string, int> sized;
+  for (std::size_t i = 0; i <= kHeldXs; ++i) {
+    sized.emplace(std::to_string(i), 0);
+  }
+  return std_hash_collisions(count, sized.bucket_count());
+}
+
+struct StdXHash {  // what PendingMessages and owner_of used before KeyedHash
+  std::size_t operator()(std::string_view x) const noexcept { return std::hash<std::string_view>{}(x); }
+};
+struct KeyedXHash {
+  KeyedHash hash{test_hash_key()};
+  std::size_t operator()(std::string_view x) const noexcept { return hash(x); }
+};
+
+// One message and its ok on a table of the pending X values' type (std::unordered_map<std::string,...>
+// as in PendingMessages) holding kHeldXs others: insert X, then find and erase it. Arg 1 = adversarial
+// X values, 0 = random ones. Items are messages.
+template <typename Hash>
+void BM_XTableMessageOk(benchmark::State& state) {
+  const std::vector<std::string> xs = bench_xs(state.range(0) != 0);
+  std::unordered_map<std::string, int, Hash> table;
+  for (std::size_t i = 0; i < kHeldXs; ++i) {
+    table.emplace(xs[i], 0);
+  }
+  std::size_t next = kHeldXs;
+  for (auto _ : state) {
+    const std::string& x = xs[next];
+    table.emplace(x, 1);
+    benchmark::DoNotOptimize(table.erase(x));
+    next = next + 1 == xs.size() ? kHeldXs : next + 1;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK_TEMPLATE(BM_XTableMessageOk, StdXHash)->ArgName("adversarial")->Arg(0)->Arg(1);
+BENCHMARK_TEMPLATE(BM_XTableMessageOk, KeyedXHash)->ArgName("adversarial")->Arg(0)->Arg(1);
+
+// The same through PendingMessages itself (keyed): add one `message X`, answer it with `ok X`.
+void BM_PendingMessageOk(benchmark::State& state) {
+  const std::vector<std::string> xs = bench_xs(state.range(0) != 0);
+  PendingMessages pending(KeyedHash{test_hash_key()});
+  for (std::size_t i = 0; i < kHeldXs; ++i) {
+    pending.add(xs[i], LineEndpoint{0, 1}, LineEndpoint{0, 2});
+  }
+  std::size_t next = kHeldXs;
+  for (auto _ : state) {
+    pending.add(xs[next], LineEndpoint{0, 3}, LineEndpoint{0, 2});
+    benchmark::DoNotOptimize(pending.answer(xs[next]));
+    next = next + 1 == xs.size() ? kHeldXs : next + 1;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PendingMessageOk)->ArgName("adversarial")->Arg(0)->Arg(1);
+
+// The hash alone on a typical X (a 36-byte UUID): the fixed cost SipHash adds to every message.
+template <typename Hash>
+void BM_HashOneX(benchmark::State& state) {
+  const std::string x = "0b8e1f8c-3f5e-4b7a-9c1d-2e6f4a8b9c0d";
+  const Hash hash;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(hash(x));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK_TEMPLATE(BM_HashOneX, StdXHash);
+BENCHMARK_TEMPLATE(BM_HashOneX, KeyedXHash);
 
 // ---- Shared blocks and the outbound queue ----
 

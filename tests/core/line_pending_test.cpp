@@ -1,6 +1,7 @@
 // Tests for core/line_pending: answers by X oldest first, unmatched oks, a gone origin dropping only its
 // entries, a gone target handing its entries back to be retargeted (keeping their age) or dropped, random
-// interleavings of all of these checked against a plain model, tables empty afterwards, and 100k entries.
+// interleavings of all of these checked against a plain model, tables empty afterwards, 100k entries,
+// and X values aimed at one bucket of the old std::hash spread out under the keyed hash.
 #include "core/line_pending.hpp"
 
 #include <gtest/gtest.h>
@@ -12,8 +13,11 @@
 #include <random>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "tests/core/test_hash_key.hpp"
 
 namespace ringhub {
 namespace {
@@ -56,7 +60,7 @@ TEST(LineEndpointTest, ComparableAndHashable) {
 }
 
 TEST(PendingMessagesTest, StartsEmpty) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   expect_empty(pending);
   EXPECT_FALSE(pending.answer("x"));
   EXPECT_EQ(pending.drop_origin(kA), 0U);
@@ -67,7 +71,7 @@ TEST(PendingMessagesTest, StartsEmpty) {
 }
 
 TEST(PendingMessagesTest, AnswerReturnsTheEntryOnce) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t seq = pending.add("hello", kA, kB);
   EXPECT_EQ(pending.size(), 1U);
   EXPECT_EQ(pending.bytes(), 5U);
@@ -81,7 +85,7 @@ TEST(PendingMessagesTest, AnswerReturnsTheEntryOnce) {
 }
 
 TEST(PendingMessagesTest, SequenceNumbersFollowAddOrder) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   EXPECT_EQ(pending.add("a", kA, kB), 1U);
   EXPECT_EQ(pending.add("b", kA, kB), 2U);
   ASSERT_TRUE(pending.answer("a"));
@@ -89,7 +93,7 @@ TEST(PendingMessagesTest, SequenceNumbersFollowAddOrder) {
 }
 
 TEST(PendingMessagesTest, UnmatchedOkChangesNothing) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   pending.add("x", kA, kB);
   EXPECT_FALSE(pending.answer("y"));
   EXPECT_FALSE(pending.answer("x "));
@@ -99,7 +103,7 @@ TEST(PendingMessagesTest, UnmatchedOkChangesNothing) {
 }
 
 TEST(PendingMessagesTest, XIsMatchedByEveryByte) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::string binary("a\0b\xff", 4);
   const std::uint64_t seq = pending.add(binary, kA, kB);
   pending.add("a", kA, kB);
@@ -110,7 +114,7 @@ TEST(PendingMessagesTest, XIsMatchedByEveryByte) {
 }
 
 TEST(PendingMessagesTest, DuplicateXIsAnsweredOldestFirst) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t first = pending.add("x", kA, kC);
   const std::uint64_t other = pending.add("y", kD, kC);
   const std::uint64_t second = pending.add("x", kB, kD);
@@ -125,7 +129,7 @@ TEST(PendingMessagesTest, DuplicateXIsAnsweredOldestFirst) {
 }
 
 TEST(PendingMessagesTest, DropOriginDropsOnlyItsEntries) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   pending.add("x", kA, kC);
   const std::uint64_t b_x = pending.add("x", kB, kC);
   pending.add("only-a", kA, kB);
@@ -141,7 +145,7 @@ TEST(PendingMessagesTest, DropOriginDropsOnlyItsEntries) {
 }
 
 TEST(PendingMessagesTest, DropOriginLeavesTargetsConsistent) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   pending.add("x", kA, kC);
   const std::uint64_t kept = pending.add("y", kB, kC);
   EXPECT_EQ(pending.drop_origin(kA), 1U);
@@ -152,7 +156,7 @@ TEST(PendingMessagesTest, DropOriginLeavesTargetsConsistent) {
 }
 
 TEST(PendingMessagesTest, TakeTargetHandsBackItsEntries) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t one = pending.add("one", kA, kC);
   pending.add("two", kA, kD);
   const std::uint64_t three = pending.add("three", kB, kC);
@@ -179,7 +183,7 @@ TEST(PendingMessagesTest, TakeTargetHandsBackItsEntries) {
 }
 
 TEST(PendingMessagesTest, RetargetedEntryKeepsItsAge) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t older = pending.add("x", kA, kC);
   const std::uint64_t newer = pending.add("x", kB, kD);
   const std::vector<Orphan> orphans = pending.take_target(kC);
@@ -198,7 +202,7 @@ TEST(PendingMessagesTest, RetargetedEntryKeepsItsAge) {
 }
 
 TEST(PendingMessagesTest, RetargetMovesBetweenLiveTargets) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t seq = pending.add("x", kA, kC);
   EXPECT_TRUE(pending.retarget(seq, kD));  // no take_target first
   EXPECT_TRUE(pending.take_target(kC).empty());
@@ -206,7 +210,7 @@ TEST(PendingMessagesTest, RetargetMovesBetweenLiveTargets) {
 }
 
 TEST(PendingMessagesTest, AnOrphanCanBeAnsweredBeforeItIsRetargeted) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t older = pending.add("x", kA, kC);
   const std::uint64_t newer = pending.add("x", kB, kD);
   ASSERT_EQ(pending.take_target(kC).size(), 1U);
@@ -217,7 +221,7 @@ TEST(PendingMessagesTest, AnOrphanCanBeAnsweredBeforeItIsRetargeted) {
 }
 
 TEST(PendingMessagesTest, OriginGoneWhileItsMessageIsOrphaned) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t seq = pending.add("x", kA, kC);
   const std::vector<Orphan> orphans = pending.take_target(kC);
   ASSERT_EQ(orphans.size(), 1U);
@@ -227,7 +231,7 @@ TEST(PendingMessagesTest, OriginGoneWhileItsMessageIsOrphaned) {
 }
 
 TEST(PendingMessagesTest, MessageToItselfIsDroppedWithTheConnection) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   pending.add("x", kA, kA);
   const std::uint64_t to_a = pending.add("y", kB, kA);
   EXPECT_EQ(pending.drop_origin(kA), 1U);
@@ -235,7 +239,7 @@ TEST(PendingMessagesTest, MessageToItselfIsDroppedWithTheConnection) {
 }
 
 TEST(PendingMessagesTest, EveryTableEmptiesWhateverTheOrder) {
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   const std::uint64_t a = pending.add("x", kA, kB);
   const std::uint64_t b = pending.add("y", kB, kC);
   pending.add("x", kC, kD);
@@ -332,7 +336,7 @@ TEST(PendingMessagesTest, RandomInterleavingsMatchTheModel) {
     return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
   };
 
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   Model model;
   std::vector<std::uint64_t> orphans;  // handed back, not yet retargeted or dropped
   for (int step = 0; step < 20000; ++step) {
@@ -389,7 +393,7 @@ TEST(PendingMessagesTest, RandomInterleavingsMatchTheModel) {
 // entry, one target holding every entry, and 100k origins with one entry each.
 TEST(PendingMessagesTest, HundredThousandEntries) {
   constexpr std::uint64_t kCount = 100'000;
-  PendingMessages pending;
+  PendingMessages pending(test_hash());
   std::vector<std::uint64_t> seqs;
   seqs.reserve(kCount);
   for (std::uint64_t i = 0; i < kCount; ++i) {
@@ -421,6 +425,35 @@ TEST(PendingMessagesTest, HundredThousandEntries) {
       ASSERT_TRUE(pending.drop(o.seq));
     }
   }
+  expect_empty(pending);
+}
+
+// X values a client built offline to share one bucket of the X table under the old std::hash: with the
+// keyed hash they spread over the buckets, so add and answer stay O(1) instead of walking a chain of
+// every pending X.
+TEST(PendingMessagesTest, XsAimedAtOneStdHashBucketSpreadOut) {
+  constexpr std::size_t kXs = 2000;
+  // The bucket count a table of kXs strings grows to: what by_x_ has once kXs X values are pending.
+  std::unordered_map<std::string, int> sized;
+  for (std::size_t i = 0; i < kXs; ++i) {
+    sized.emplace(std::to_string(i), 0);
+  }
+  const std::size_t buckets = sized.bucket_count();
+  const std::vector<std::string> xs = std_hash_collisions(kXs, buckets);
+
+  std::unordered_map<std::string, int> unkeyed;  // the table as it was: std::hash
+  PendingMessages pending(test_hash());
+  for (const std::string& x : xs) {
+    unkeyed.emplace(x, 0);
+    pending.add(x, kA, kB);
+  }
+  ASSERT_EQ(unkeyed.bucket_count(), buckets);
+  EXPECT_EQ(unkeyed.bucket_size(unkeyed.bucket(xs[0])), kXs);  // the attack works on std::hash
+  const PendingMessages::IndexSizes sizes = pending.index_sizes();
+  EXPECT_EQ(sizes.xs, kXs);
+  // About one X per bucket: a random hash's fullest bucket holds a handful, never a chain of kXs.
+  EXPECT_LE(sizes.longest_x_bucket, 16U);
+  EXPECT_EQ(pending.drop_origin(kA), kXs);
   expect_empty(pending);
 }
 
