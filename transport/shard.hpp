@@ -332,6 +332,7 @@ class Shard {
 
   bool accept_armed_[2] = {false, false};  // [0] relay, [1] line
   bool stopping_ = false;
+  bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;
   bool tick_armed_ = false;
   __kernel_timespec tick_ts_{};

