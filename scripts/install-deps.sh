@@ -14,6 +14,7 @@ build_packages=(
   liburing-dev libboost-dev libcli11-dev libfmt-dev libspdlog-dev libsodium-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format clang-tidy
+  clang libclang-rt-dev  # the fuzz preset: clang++ and libFuzzer (libclang_rt.fuzzer, in libclang-rt-14-dev on Debian 12)
   python3  # perf/attack/attack.py, run by ctest (attack_smoke)
   golang-go  # clients/go: its tests run under ctest (Go 1.19 on Debian 12, newer on 13)
 )

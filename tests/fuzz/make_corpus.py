@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets into tests/fuzz/corpus/<target>/ (run from anywhere;
+rewrites only the files it names). Layout of every input (tests/fuzz/fuzz_input.hpp): byte 0 = cut count
+(low nibble) | mode (high nibble), then 2 bytes per cut (u16 little-endian), then the stream.
+
+    python3 tests/fuzz/make_corpus.py
+"""
+import pathlib
+import struct
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
+
+
+def fuzz_input(stream, cuts=(), mode=0):
+    head = bytes([(mode << 4) | len(cuts)])
+    return head + b"".join(struct.pack("<H", c) for c in cuts) + stream
+
+
+def header(ftype, count, flags, length):
+    return struct.pack("<BBHI", ftype, count, flags, length)
+
+
+def relay(receivers, body):
+    ids = b"".join(struct.pack("<Q", r) for r in receivers)
+    return header(0x03, len(receivers), 0, len(ids) + len(body)) + ids + body
+
+
+IDENTITY = header(0x01, 0, 0, 0)
+LIST = header(0x02, 0, 0, 0)
+
+
+def client_streams():
+    """Streams of client frames, well formed and broken (one per documented error code)."""
+    return {
+        "identity": IDENTITY,
+        "list": LIST,
+        "relay_foobar": relay([2, 3], b"foobar"),  # the docs/protocol.md example
+        "relay_empty_body": relay([7], b""),
+        "mixed": relay([11, 22, 33], bytes(range(20))) + IDENTITY + relay([44], b"hello") + LIST,
+        "partial_tail": relay([1], b"abcdef") + relay([2], b"0123456789")[:13],
+        "big_announced": header(0x03, 1, 0, 8 + (1 << 20)) + struct.pack("<Q", 5) + b"x" * 40,
+        "err1_unknown_type": IDENTITY + header(0x83, 0, 0, 0),
+        "err2_relay_count0": header(0x03, 0, 0, 8),
+        "err2_list_count": header(0x02, 1, 0, 0),
+        "err3_too_large": header(0x03, 1, 0, 8 + (1 << 20) + 1),
+        "err4_short_relay": header(0x03, 2, 0, 15),
+        "err4_identity_length": header(0x01, 0, 0, 4) + b"abcd",
+        "err5_flags": header(0x01, 0, 1, 0),
+        "max_receivers": relay(list(range(1, 256)), b"z" * 3),
+    }
+
+
+def assembler_corpus():
+    out = {}
+    for name, stream in client_streams().items():
+        out[name + "_whole"] = fuzz_input(stream)
+        n = len(stream)
+        out[name + "_cuts"] = fuzz_input(stream, cuts=sorted({1, n // 3, n // 2, max(n - 1, 0)}), mode=0)
+        out[name + "_direct"] = fuzz_input(stream, cuts=(3, 9, 17, 40), mode=1)
+        out[name + "_offset"] = fuzz_input(stream, cuts=(8,), mode=2)
+    return out
+
+
+def codec_corpus():
+    out = {name: fuzz_input(stream) for name, stream in client_streams().items()}
+    out["reply_ids"] = fuzz_input(struct.pack("<QQQ", 1, 2, 3))
+    out["error_reason"] = fuzz_input(bytes([5]) + b"nonzero flags" + b"r" * 220)
+    return out
+
+
+def line_corpus():
+    text = {
+        "message_ok": b"message hello\nok hello\n",
+        "crlf": b"message a b c\r\nok a b c\r\n",
+        "unknown": b"hello\n\nmessage \nok \nmessage\n",
+        "double_cr": b"message x\r\r\nok x\r\n",
+        "partial": b"message one\nmessage tw",
+        "binary": b"message \x00\xff\x80\r\n",
+    }
+    out = {}
+    for name, stream in text.items():
+        out[name] = fuzz_input(stream, mode=15)  # the default 64 KiB cap
+        out[name + "_cuts"] = fuzz_input(stream, cuts=(1, 5, 9, 14), mode=15)
+        out[name + "_cap8"] = fuzz_input(stream, cuts=(4, 11), mode=7)  # cap 8: long lines fail
+    out["too_long_cap3"] = fuzz_input(b"ok a\nok abcd\nok b\n", cuts=(2, 6), mode=3)
+    out["cap_with_cr"] = fuzz_input(b"12345678\r", cuts=(8,), mode=7)
+    return out
+
+
+def write(target, inputs):
+    folder = CORPUS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in inputs.items():
+        (folder / name).write_bytes(data)
+    print(f"{target}: {len(inputs)} seeds in {folder}")
+
+
+def main():
+    write("frame_assembler_fuzz", assembler_corpus())
+    write("frame_codec_fuzz", codec_corpus())
+    write("line_protocol_fuzz", line_corpus())
+
+
+if __name__ == "__main__":
+    main()
