@@ -87,6 +87,24 @@ def line_corpus():
     return out
 
 
+def http_corpus():
+    requests = {
+        "metrics": b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:7402\r\nAccept: */*\r\n\r\n",
+        "healthz_head": b"HEAD /healthz HTTP/1.0\r\n\r\n",
+        "query": b"GET /metrics?x=1 HTTP/1.1\nUser-Agent: Prometheus/2.45\n\n",
+        "post": b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        "bad_version": b"GET / HTTP/2.0\r\n\r\n",
+        "bad_header": b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        "pipelined": b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    }
+    out = {}
+    for name, stream in requests.items():
+        out[name] = fuzz_input(stream, mode=15)  # the default 8 KiB cap
+        out[name + "_cuts"] = fuzz_input(stream, cuts=(1, 4, 13, 20, 30), mode=15)
+        out[name + "_cap32"] = fuzz_input(stream, cuts=(10, 31), mode=7)  # cap 32: 431 for most
+    return out
+
+
 def write(target, inputs):
     folder = CORPUS / target
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,6 +117,7 @@ def main():
     write("frame_assembler_fuzz", assembler_corpus())
     write("frame_codec_fuzz", codec_corpus())
     write("line_protocol_fuzz", line_corpus())
+    write("http_request_fuzz", http_corpus())
 
 
 if __name__ == "__main__":
