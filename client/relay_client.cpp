@@ -91,11 +91,6 @@ std::string frame_type_name(FrameType type) {
   return fmt::format("frame type 0x{:02x}", static_cast<unsigned>(type));
 }
 
-Error malformed(const Frame& frame) {
-  return Error{EPROTO, fmt::format("hub sent a malformed {} frame (length {})",
-                                   frame_type_name(frame.header.type), frame.header.length)};
-}
-
 Error unexpected(const Frame& frame, std::string_view awaited) {
   return Error{
       EPROTO, fmt::format("hub sent {} while we waited for {}", frame_type_name(frame.header.type), awaited)};
@@ -109,10 +104,8 @@ std::string printable_reason(std::span<const std::uint8_t> bytes) {
   return text;
 }
 
+// The reader checked the frame: an ERROR has its code byte, a DELIVER its sender, a LIST_REPLY whole ids.
 Error hub_error(const Frame& frame) {
-  if (frame.payload.empty()) {
-    return malformed(frame);
-  }
   const auto code = static_cast<protocol::ErrorCode>(frame.payload[0]);
   std::string message = fmt::format("hub closed the connection: error {} ({})", frame.payload[0],
                                     protocol::error_code_name(code));
@@ -123,10 +116,7 @@ Error hub_error(const Frame& frame) {
   return Error{frame.payload[0], std::move(message)};
 }
 
-Result<Delivery> parse_delivery(const Frame& frame) {
-  if (frame.payload.size() < kIdSize) {
-    return malformed(frame);
-  }
+Delivery parse_delivery(const Frame& frame) {
   const auto body = std::span(frame.payload).subspan(kIdSize);
   return Delivery{codec::load_u64(frame.payload.data()), {body.begin(), body.end()}};
 }
@@ -200,7 +190,9 @@ Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t 
 RelayClient::RelayClient(RelayClient&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       rx_(std::move(other.rx_)),
-      rx_start_(std::exchange(other.rx_start_, 0)),
+      reader_(std::exchange(other.reader_, ClientFrameReader{})),
+      frames_(std::move(other.frames_)),
+      delivering_(std::move(other.delivering_)),
       deliveries_(std::move(other.deliveries_)) {}
 
 RelayClient& RelayClient::operator=(RelayClient&& other) noexcept {
@@ -208,7 +200,9 @@ RelayClient& RelayClient::operator=(RelayClient&& other) noexcept {
     close();
     fd_ = std::exchange(other.fd_, -1);
     rx_ = std::move(other.rx_);
-    rx_start_ = std::exchange(other.rx_start_, 0);
+    reader_ = std::exchange(other.reader_, ClientFrameReader{});
+    frames_ = std::move(other.frames_);
+    delivering_ = std::move(other.delivering_);
     deliveries_ = std::move(other.deliveries_);
   }
   return *this;
@@ -225,7 +219,9 @@ void RelayClient::close() {
     fd_ = -1;
   }
   rx_.clear();
-  rx_start_ = 0;
+  reader_ = ClientFrameReader{};
+  frames_.clear();
+  delivering_ = Frame{};
 }
 
 Result<UserId> RelayClient::identity(std::chrono::milliseconds timeout) {
@@ -238,9 +234,6 @@ Result<UserId> RelayClient::identity(std::chrono::milliseconds timeout) {
   Result<Frame> reply = await_reply(FrameType::kIdentityReply, deadline);
   if (!reply) {
     return reply.error();
-  }
-  if (reply->payload.size() != kIdSize) {
-    return malformed(*reply);
   }
   return codec::load_u64(reply->payload.data());
 }
@@ -255,9 +248,6 @@ Result<std::vector<UserId>> RelayClient::list(std::chrono::milliseconds timeout)
   Result<Frame> reply = await_reply(FrameType::kListReply, deadline);
   if (!reply) {
     return reply.error();
-  }
-  if (reply->payload.size() % kIdSize != 0) {
-    return malformed(*reply);
   }
   return parse_ids(*reply);
 }
@@ -315,91 +305,88 @@ Result<Frame> RelayClient::await_reply(FrameType type, const Deadline& deadline)
     if (frame->header.type != FrameType::kDeliver) {
       return unexpected(*frame, awaited);
     }
-    if (Result<void> queued = queue_delivery(*frame); !queued) {
-      return queued.error();
-    }
+    queue_delivery(*frame);
   }
 }
 
+struct RelayClient::FrameQueue {
+  RelayClient& client;
+
+  void push(FrameType type, std::span<const std::uint8_t> first, std::span<const std::uint8_t> rest) {
+    Frame frame{FrameHeader{type, 0, 0, static_cast<std::uint32_t>(first.size() + rest.size())}, {}};
+    frame.payload.reserve(first.size() + rest.size());
+    frame.payload.insert(frame.payload.end(), first.begin(), first.end());
+    frame.payload.insert(frame.payload.end(), rest.begin(), rest.end());
+    client.frames_.push_back(std::move(frame));
+  }
+  static std::span<const std::uint8_t> bytes_of(const UserId& id) {
+    return {reinterpret_cast<const std::uint8_t*>(&id), kIdSize};  // little-endian, as on the wire
+  }
+
+  void on_identity_reply(UserId id) { push(FrameType::kIdentityReply, bytes_of(id), {}); }
+  void on_list_reply(std::span<const UserId> ids) {
+    push(FrameType::kListReply, {reinterpret_cast<const std::uint8_t*>(ids.data()), ids.size_bytes()}, {});
+  }
+  void on_deliver_begin(UserId sender, std::uint32_t size) {
+    Frame& d = client.delivering_;
+    d.header = FrameHeader{FrameType::kDeliver, 0, 0, static_cast<std::uint32_t>(kIdSize + size)};
+    d.payload.resize(kIdSize);  // the body is appended as it arrives
+    codec::store_u64(d.payload.data(), sender);
+    d.payload.reserve(kIdSize + size);
+  }
+  void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
+    client.delivering_.payload.insert(client.delivering_.payload.end(), bytes.begin(), bytes.end());
+  }
+  void on_deliver_end() { client.frames_.push_back(std::exchange(client.delivering_, Frame{})); }
+  void on_error(std::uint8_t code, std::string_view reason) {
+    push(FrameType::kError, std::span<const std::uint8_t>(&code, 1),
+         std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size()));
+  }
+};
+
 Result<Frame> RelayClient::read_frame_until(const Deadline& deadline, std::string_view awaited) {
   for (;;) {
-    Result<std::size_t> missing = missing_bytes();
-    if (!missing) {
-      return missing.error();
+    if (!frames_.empty()) {
+      Frame frame = std::move(frames_.front());
+      frames_.pop_front();
+      return frame;
     }
-    if (*missing == 0) {
-      return pop_frame();
+    if (const auto error = reader_.error()) {
+      return Error{EPROTO, fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error))};
     }
-    if (Result<void> got = receive_some(*missing, deadline, awaited); !got) {
+    if (Result<void> got = receive_some(deadline, awaited); !got) {
       return got.error();
     }
   }
 }
 
-Result<std::size_t> RelayClient::missing_bytes() const {
-  const std::size_t available = rx_.size() - rx_start_;
-  if (available < kHeaderSize) {
-    return kHeaderSize - available;
-  }
-  const FrameHeader header =
-      codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(rx_.data() + rx_start_, kHeaderSize));
-  if (header.length > kMaxHubFrameLength) {
-    return Error{EPROTO, fmt::format("hub sent a {}-byte {} frame, over the client's {}-byte limit",
-                                     header.length, frame_type_name(header.type), kMaxHubFrameLength)};
-  }
-  const std::size_t size = kHeaderSize + header.length;
-  return available >= size ? 0 : size - available;
-}
-
-// Precondition: missing_bytes() returned 0.
-Frame RelayClient::pop_frame() {
-  const std::uint8_t* start = rx_.data() + rx_start_;
-  Frame frame{codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(start, kHeaderSize)), {}};
-  frame.payload.assign(start + kHeaderSize, start + kHeaderSize + frame.header.length);
-  rx_start_ += kHeaderSize + frame.header.length;
-  if (rx_start_ == rx_.size()) {
-    rx_.clear();
-    rx_start_ = 0;
-  }
-  return frame;
-}
-
-// Reads once, with room for at least the rest of the pending frame so a big one takes few reads.
-Result<void> RelayClient::receive_some(std::size_t wanted, const Deadline& deadline,
-                                       std::string_view awaited) {
+// Reads once and hands the bytes to the reader, which queues every frame they complete.
+Result<void> RelayClient::receive_some(const Deadline& deadline, std::string_view awaited) {
   if (fd_ < 0) {
     return not_connected();
   }
-  // Only a partial frame is left before rx_start_ here; moving it to the front bounds the buffer.
-  rx_.erase(rx_.begin(), rx_.begin() + static_cast<std::ptrdiff_t>(rx_start_));
-  rx_start_ = 0;
   if (Result<void> ready = wait_for(fd_, POLLIN, deadline, awaited); !ready) {
     return ready;
   }
-  const std::size_t old_size = rx_.size();
-  rx_.resize(old_size + std::max(wanted, kReadChunk));
+  rx_.resize(kReadChunk);
   ssize_t got = 0;
   do {
-    got = ::recv(fd_, rx_.data() + old_size, rx_.size() - old_size, 0);
+    got = ::recv(fd_, rx_.data(), rx_.size(), 0);
   } while (got < 0 && errno == EINTR);
-  const int err = errno;
-  rx_.resize(old_size + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
   if (got < 0) {
-    return errno_error("cannot read from hub", err);
+    return errno_error("cannot read from hub");
   }
   if (got == 0) {
     return Error{0, "hub closed the connection"};
   }
+  FrameQueue queue{*this};
+  (void)reader_.feed(std::span(rx_).first(static_cast<std::size_t>(got)),
+                     queue);  // an error: read_frame_until
   return {};
 }
 
-Result<void> RelayClient::queue_delivery(const Frame& frame) {
-  Result<Delivery> delivery = parse_delivery(frame);
-  if (!delivery) {
-    return delivery.error();
-  }
-  deliveries_.push_back(std::move(delivery).value());
-  return {};
+void RelayClient::queue_delivery(const Frame& frame) {
+  deliveries_.push_back(parse_delivery(frame));
 }
 
 Result<void> RelayClient::send_request(std::span<const std::uint8_t> bytes) {
@@ -422,8 +409,8 @@ Error RelayClient::explain_send_failure(Error failure) {
     if (frame->header.type == FrameType::kError) {
       return hub_error(*frame);
     }
-    if (frame->header.type == FrameType::kDeliver && !queue_delivery(*frame)) {
-      return failure;
+    if (frame->header.type == FrameType::kDeliver) {
+      queue_delivery(*frame);
     }
   }
 }

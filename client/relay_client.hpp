@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/client_frame_reader.hpp"
 #include "core/protocol.hpp"
 #include "core/result.hpp"
 
@@ -26,9 +27,9 @@ inline constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::second
 // A negative timeout waits without limit: a listener has no reason to give up on deliveries.
 inline constexpr std::chrono::milliseconds kWaitForever{-1};
 
-// Largest frame length accepted from a hub (64 MiB). A hub's biggest legitimate frame is a LIST_REPLY
-// (8 bytes per connected client); the cap stops a corrupt length field from making us allocate 4 GiB.
-inline constexpr std::size_t kMaxHubFrameLength = std::size_t{64} << 20;
+// Largest LIST_REPLY length accepted from a hub (64 MiB), the client frame reader's default. Other hub
+// frames have the protocol's own limits (1 MiB DELIVER body, 200-byte ERROR reason).
+inline constexpr std::size_t kMaxHubFrameLength = kDefaultMaxListReplyLength;
 
 // One frame as it came off the wire: the header and the `header.length` bytes after it.
 struct Frame {
@@ -47,7 +48,8 @@ struct Delivery {
 // reply queues the DELIVERs it reads, and next_delivery() hands them out first.
 //
 // Errors: a hub ERROR frame gives code = its protocol ErrorCode; a timeout gives ETIMEDOUT; a frame
-// the hub should never send gives EPROTO; EOF gives code 0; failed syscalls give their errno.
+// the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO; EOF gives code 0;
+// failed syscalls give their errno.
 class RelayClient {
  public:
   // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers.
@@ -85,19 +87,21 @@ class RelayClient {
  private:
   explicit RelayClient(int fd) : fd_(fd) {}
 
+  // Queues the frames the reader reports as whole Frames (a DELIVER once its last byte came).
+  struct FrameQueue;
+
   Result<Frame> await_reply(protocol::FrameType type, const detail::Deadline& deadline);
   Result<Frame> read_frame_until(const detail::Deadline& deadline, std::string_view awaited);
-  Result<std::size_t> missing_bytes() const;
-  Frame pop_frame();
-  Result<void> receive_some(std::size_t wanted, const detail::Deadline& deadline, std::string_view awaited);
-  Result<void> queue_delivery(const Frame& frame);
+  Result<void> receive_some(const detail::Deadline& deadline, std::string_view awaited);
+  void queue_delivery(const Frame& frame);
   Result<void> send_request(std::span<const std::uint8_t> bytes);
   Error explain_send_failure(Error failure);
 
   int fd_ = -1;
-  // Bytes received and not yet returned as frames: rx_[rx_start_, rx_.size()).
-  std::vector<std::uint8_t> rx_;
-  std::size_t rx_start_ = 0;
+  std::vector<std::uint8_t> rx_;  // one recv()'s bytes, handed to reader_ at once
+  ClientFrameReader reader_;
+  std::deque<Frame> frames_;  // whole frames read and not yet returned
+  Frame delivering_;          // the DELIVER whose body is still arriving
   std::deque<Delivery> deliveries_;
 };
 

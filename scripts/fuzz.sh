@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-all_targets=(frame_assembler_fuzz frame_codec_fuzz line_protocol_fuzz http_request_fuzz)
+all_targets=(client_frame_reader_fuzz frame_assembler_fuzz frame_codec_fuzz http_request_fuzz line_protocol_fuzz)
 seconds=${1:-60}
 shift || true
 targets=("$@")

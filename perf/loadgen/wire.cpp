@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/client_frame_reader.hpp"
 #include "core/frame_codec.hpp"
 #include "core/protocol.hpp"
 
@@ -124,115 +125,43 @@ class LineReader {
   std::string held_;  // the last straddling line, alive until the next call
 };
 
+// ringhub: core/client_frame_reader does the reading; this turns its frames into the benchmark's events.
 class RinghubParser final : public StreamParser {
  public:
   explicit RinghubParser(std::uint32_t conn) : conn_(conn) {}
 
   void feed(std::span<const std::uint8_t> bytes, WireEvents& events) override {
-    while (!bytes.empty()) {
-      if (state_ == State::kHeader && have_ == 0 && take_whole_deliver(bytes, events)) {
-        continue;
-      }
-      switch (state_) {
-        case State::kHeader: take_header(bytes, events); break;
-        case State::kMeta: take_meta(bytes, events); break;
-        case State::kBody: take_body(bytes, events); break;
-        case State::kSkip: skip(bytes); break;
-      }
+    if (reader_.error()) {
+      return;  // reported once; the stream cannot be read past a malformed header
+    }
+    ToEvents to_events{conn_, events};
+    if (const auto error = reader_.feed(bytes, to_events)) {
+      events.on_protocol_error(conn_,
+                               fmt::format("malformed ringhub frame: {}", hub_frame_error_name(*error)));
     }
   }
 
  private:
-  enum class State : std::uint8_t { kHeader, kMeta, kBody, kSkip };
+  struct ToEvents {
+    std::uint32_t conn;
+    WireEvents& events;
 
-  // The fast path: a DELIVER wholly inside this buffer is reported without gathering its header.
-  bool take_whole_deliver(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    if (bytes.size() < protocol::kDeliverPrefixSize ||
-        bytes[0] != static_cast<std::uint8_t>(protocol::FrameType::kDeliver)) {
-      return false;
+    void on_identity_reply(protocol::UserId id) { events.on_ready(conn, id); }
+    void on_list_reply(std::span<const protocol::UserId> /*ids*/) {}  // not used here
+    void on_deliver_begin(protocol::UserId sender, std::uint32_t size) {
+      events.on_message_begin(conn, sender, size);
     }
-    const std::uint32_t length = codec::load_u32(bytes.data() + 4);
-    if (length < protocol::kIdSize || bytes.size() < protocol::kHeaderSize + length) {
-      return false;
+    void on_deliver_bytes(std::span<const std::uint8_t> bytes) { events.on_message_bytes(conn, bytes); }
+    void on_deliver_end() { events.on_message_end(conn); }
+    void on_error(std::uint8_t code, std::string_view reason) {
+      events.on_protocol_error(
+          conn, fmt::format("ringhub ERROR {} ({}): {}", code,
+                            protocol::error_code_name(static_cast<protocol::ErrorCode>(code)), reason));
     }
-    const std::size_t body = length - protocol::kIdSize;
-    events.on_message_begin(conn_, codec::load_u64(bytes.data() + protocol::kHeaderSize), body);
-    events.on_message_bytes(conn_, bytes.subspan(protocol::kDeliverPrefixSize, body));
-    events.on_message_end(conn_);
-    bytes = bytes.subspan(protocol::kHeaderSize + length);
-    return true;
-  }
-
-  std::size_t gather(std::span<const std::uint8_t>& bytes, std::uint8_t* into, std::size_t have,
-                     std::size_t need) {
-    const std::size_t n = std::min(need - have, bytes.size());
-    std::memcpy(into + have, bytes.data(), n);
-    bytes = bytes.subspan(n);
-    return have + n;
-  }
-
-  void take_header(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    have_ = gather(bytes, head_, have_, protocol::kHeaderSize);
-    if (have_ < protocol::kHeaderSize) {
-      return;
-    }
-    have_ = 0;
-    header_ = codec::decode_header(std::span<const std::uint8_t, protocol::kHeaderSize>(head_, 8));
-    remaining_ = header_.length;
-    using protocol::FrameType;
-    if (header_.type == FrameType::kDeliver || header_.type == FrameType::kIdentityReply) {
-      state_ = remaining_ >= protocol::kIdSize ? State::kMeta : State::kSkip;
-    } else if (header_.type == FrameType::kError) {
-      events.on_protocol_error(conn_, fmt::format("ringhub ERROR frame ({} bytes)", remaining_));
-      state_ = State::kSkip;
-    } else {
-      state_ = State::kSkip;  // LIST_REPLY: not used here
-    }
-  }
-
-  void take_meta(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    have_ = gather(bytes, meta_, have_, protocol::kIdSize);
-    if (have_ < protocol::kIdSize) {
-      return;
-    }
-    have_ = 0;
-    remaining_ -= protocol::kIdSize;
-    const std::uint64_t id = codec::load_u64(meta_);
-    if (header_.type == protocol::FrameType::kIdentityReply) {
-      events.on_ready(conn_, id);
-      state_ = remaining_ == 0 ? State::kHeader : State::kSkip;
-      return;
-    }
-    events.on_message_begin(conn_, id, remaining_);
-    state_ = State::kBody;
-    if (remaining_ == 0) {
-      events.on_message_end(conn_);
-      state_ = State::kHeader;
-    }
-  }
-
-  void take_body(std::span<const std::uint8_t>& bytes, WireEvents& events) {
-    if (stream_payload(bytes, remaining_, conn_, events)) {
-      state_ = State::kHeader;
-    }
-  }
-
-  void skip(std::span<const std::uint8_t>& bytes) {
-    const std::size_t n = std::min<std::size_t>(remaining_, bytes.size());
-    bytes = bytes.subspan(n);
-    remaining_ -= n;
-    if (remaining_ == 0) {
-      state_ = State::kHeader;
-    }
-  }
+  };
 
   std::uint32_t conn_;
-  State state_ = State::kHeader;
-  std::uint8_t head_[protocol::kHeaderSize] = {};
-  std::uint8_t meta_[protocol::kIdSize] = {};
-  std::size_t have_ = 0;
-  protocol::FrameHeader header_;
-  std::size_t remaining_ = 0;
+  ClientFrameReader reader_;
 };
 
 // NATS: INFO/MSG/PING/PONG/+OK/-ERR lines; a MSG line is followed by its payload and CR LF.

@@ -71,7 +71,8 @@ void RelayDriver::on_connected(Conn& conn) {
   if (client.attempts > 1) {
     tally_.reconnects.fetch_add(1, std::memory_order_relaxed);
   }
-  client.parser = Parser{};
+  client.reader = ClientFrameReader{};
+  client.delivering = Delivering{};
   codec::append_identity_request(engine_.out(conn));
   engine_.flush(conn);
 }
@@ -269,97 +270,115 @@ void RelayDriver::finalize() {
   }
 }
 
-// --- receiving: a byte-stream parser that never copies a payload
+// --- receiving: core/client_frame_reader cuts the frames; payloads are checked in place, never copied
+
+struct RelayDriver::Receiving {
+  RelayDriver& driver;
+  Conn& conn;
+
+  // A protocol failure closes the connection; nothing after it in the same bytes is looked at.
+  bool open() const { return conn.phase == Phase::kOpen; }
+  void on_identity_reply(protocol::UserId id) {
+    if (open()) {
+      driver.on_identity_reply(conn, id);
+    }
+  }
+  void on_list_reply(std::span<const protocol::UserId> /*ids*/) {
+    if (open()) {
+      driver.protocol_failure(conn, "unexpected LIST_REPLY");
+    }
+  }
+  void on_deliver_begin(protocol::UserId sender, std::uint32_t size) {
+    if (open()) {
+      driver.on_deliver_begin(conn, sender, size);
+    }
+  }
+  void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
+    if (open()) {
+      driver.on_deliver_bytes(conn, bytes);
+    }
+  }
+  void on_deliver_end() {
+    if (open()) {
+      driver.on_deliver_end(conn);
+    }
+  }
+  void on_error(std::uint8_t code, std::string_view reason) {
+    if (open()) {
+      driver.on_hub_error(conn, code, reason);
+    }
+  }
+};
 
 void RelayDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
-  Parser& p = clients_[conn.index].parser;
-  while (!bytes.empty() && conn.phase == Phase::kOpen) {
-    if (p.head_len < protocol::kHeaderSize) {
-      const std::size_t n = std::min<std::size_t>(protocol::kHeaderSize - p.head_len, bytes.size());
-      std::memcpy(p.head + p.head_len, bytes.data(), n);
-      p.head_len = static_cast<std::uint8_t>(p.head_len + n);
-      bytes = bytes.subspan(n);
-      if (p.head_len == protocol::kHeaderSize && !start_frame(conn)) {
-        return;
-      }
-      continue;
-    }
-    const bool in_meta = p.meta_len < p.meta_need;
-    const std::size_t n =
-        std::min<std::size_t>(in_meta ? p.meta_need - p.meta_len : p.remaining, bytes.size());
-    if (in_meta) {
-      std::memcpy(p.meta + p.meta_len, bytes.data(), n);
-      p.meta_len = static_cast<std::uint8_t>(p.meta_len + n);
-    } else {
-      on_payload(clients_[conn.index], bytes.first(n));
-    }
-    p.remaining -= static_cast<std::uint32_t>(n);
+  Client& client = clients_[conn.index];
+  if (conn.phase != Phase::kOpen || client.reader.error()) {
+    return;
+  }
+  Receiving receiving{*this, conn};
+  if (const auto error = client.reader.feed(bytes, receiving); error && conn.phase == Phase::kOpen) {
+    protocol_failure(conn, fmt::format("malformed frame: {}", hub_frame_error_name(*error)));
+  }
+}
+
+void RelayDriver::on_identity_reply(Conn& conn, std::uint64_t id) {
+  Client& client = clients_[conn.index];
+  if (client.state == State::kIdentifying) {
+    shared_.ids[global(conn)].store(id, std::memory_order_release);
+    client.state = State::kReady;
+    tally_.identified.fetch_add(1, std::memory_order_relaxed);
+    shared_.settled.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void RelayDriver::on_hub_error(Conn& conn, std::uint8_t code, std::string_view reason) {
+  ++tally_.hub_errors;
+  tally_.note_failure(fmt::format("client {}: ERROR {} `{}`", global(conn), code, reason));
+  // the hub closes the connection after it
+}
+
+void RelayDriver::on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uint32_t size) {
+  if (size < payload::kHeaderSize) {
+    protocol_failure(conn, fmt::format("a DELIVER of {} body bytes, too short for a payload header", size));
+    return;
+  }
+  clients_[conn.index].delivering = Delivering{{}, 0, false, sender_id, size, 0, 0, false};
+}
+
+void RelayDriver::on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
+  Client& client = clients_[conn.index];
+  Delivering& d = client.delivering;
+  if (d.meta_len < payload::kHeaderSize) {
+    const std::size_t n = std::min<std::size_t>(payload::kHeaderSize - d.meta_len, bytes.size());
+    std::memcpy(d.meta + d.meta_len, bytes.data(), n);
+    d.meta_len = static_cast<std::uint8_t>(d.meta_len + n);
     bytes = bytes.subspan(n);
-    if (in_meta && p.meta_len == p.meta_need && !on_meta(conn)) {
+    if (d.meta_len < payload::kHeaderSize) {
       return;
     }
-    if (p.remaining == 0) {
-      end_frame(conn);
-    }
+    on_meta(conn);
+  }
+  if (!bytes.empty()) {
+    on_payload(client, bytes);
   }
 }
 
-bool RelayDriver::start_frame(Conn& conn) {
-  Parser& p = clients_[conn.index].parser;
-  const protocol::FrameHeader header = codec::decode_header(
-      std::span<const std::uint8_t, protocol::kHeaderSize>(p.head, protocol::kHeaderSize));
-  p.type = static_cast<std::uint8_t>(header.type);
-  p.remaining = header.length;
-  p.meta_len = 0;
-  p.corrupt = false;
-  if (header.type == FrameType::kIdentityReply && header.length == protocol::kIdSize) {
-    p.meta_need = protocol::kIdSize;
-  } else if (header.type == FrameType::kDeliver &&
-             header.length >= protocol::kIdSize + payload::kHeaderSize) {
-    p.meta_need = protocol::kIdSize + payload::kHeaderSize;
-  } else if (header.type == FrameType::kError && header.length >= 1) {
-    p.meta_need = static_cast<std::uint8_t>(std::min<std::uint32_t>(header.length, sizeof p.meta));
-  } else {
-    protocol_failure(conn, fmt::format("unexpected frame type {:#x} length {}", p.type, header.length));
-    return false;
-  }
-  return true;
-}
-
-bool RelayDriver::on_meta(Conn& conn) {
+void RelayDriver::on_meta(Conn& conn) {
   Client& client = clients_[conn.index];
-  Parser& p = client.parser;
-  if (p.type == static_cast<std::uint8_t>(FrameType::kIdentityReply)) {
-    if (client.state == State::kIdentifying) {
-      shared_.ids[global(conn)].store(codec::load_u64(p.meta), std::memory_order_release);
-      client.state = State::kReady;
-      tally_.identified.fetch_add(1, std::memory_order_relaxed);
-      shared_.settled.fetch_add(1, std::memory_order_acq_rel);
-    }
-    return true;
-  }
-  if (p.type == static_cast<std::uint8_t>(FrameType::kError)) {
-    ++tally_.hub_errors;
-    tally_.note_failure(
-        fmt::format("client {}: ERROR {} `{}`", global(conn), p.meta[0],
-                    std::string_view(reinterpret_cast<const char*>(p.meta + 1), p.meta_len - 1)));
-    return true;  // the hub closes the connection after it
-  }
-  const std::uint64_t sender_id = codec::load_u64(p.meta);
-  const payload::BodyHeader body = payload::decode(p.meta + protocol::kIdSize);
+  Delivering& d = client.delivering;
+  const payload::BodyHeader body = payload::decode(d.meta);
   const bool valid = body.magic == payload::kMagic && body.sender < settings_.clients &&
-                     shared_.ids[body.sender].load(std::memory_order_relaxed) == sender_id &&
-                     body.size == p.remaining + payload::kHeaderSize;
+                     shared_.ids[body.sender].load(std::memory_order_relaxed) == d.sender_id &&
+                     body.size == d.size;
   if (!valid || !check_order(client, body.sender, body.seq)) {
-    p.corrupt = true;
+    d.corrupt = true;
     tally_.note_failure(
         fmt::format("client {}: DELIVER from id {} has a bad header (sender {}, seq {}, size {})",
-                    global(conn), sender_id, body.sender, body.seq, body.size));
+                    global(conn), d.sender_id, body.sender, body.seq, body.size));
   }
-  p.key = payload::key(settings_.seed, body.sender, body.seq);
-  p.position = 0;
-  p.checksum_ok = !p.corrupt && body.checksum == expected_checksum(body.sender, body.seq, body.size);
-  return true;
+  d.key = payload::key(settings_.seed, body.sender, body.seq);
+  d.position = 0;
+  d.checksum_ok = !d.corrupt && body.checksum == expected_checksum(body.sender, body.seq, body.size);
 }
 
 std::uint64_t RelayDriver::expected_checksum(std::uint32_t sender, std::uint32_t seq, std::uint32_t size) {
@@ -376,33 +395,24 @@ std::uint64_t RelayDriver::expected_checksum(std::uint32_t sender, std::uint32_t
 }
 
 void RelayDriver::on_payload(Client& client, std::span<const std::uint8_t> bytes) {
-  Parser& p = client.parser;
-  if (p.type != static_cast<std::uint8_t>(FrameType::kDeliver)) {
-    return;  // the rest of an ERROR reason
+  Delivering& d = client.delivering;
+  if (!d.corrupt && !payload::matches(bytes, d.position, d.key)) {
+    d.corrupt = true;
   }
-  if (!p.corrupt && !payload::matches(bytes, p.position, p.key)) {
-    p.corrupt = true;
-  }
-  p.position += bytes.size();
+  d.position += bytes.size();
 }
 
-void RelayDriver::end_frame(Conn& conn) {
+void RelayDriver::on_deliver_end(Conn& conn) {
   Client& client = clients_[conn.index];
-  Parser& p = client.parser;
-  if (p.type == static_cast<std::uint8_t>(FrameType::kDeliver)) {
-    if (!p.corrupt && p.checksum_ok) {
-      tally_.verified.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      ++tally_.bad_deliveries;
-      tally_.note_failure(
-          fmt::format("client {}: a DELIVER's bytes differ from what was sent", global(conn)));
-    }
-    ++client.verified;  // arrived and checked, good or bad: "missing" is what never came
-    shared_.deliveries_verified.fetch_add(1, std::memory_order_relaxed);
+  const Delivering& d = client.delivering;
+  if (!d.corrupt && d.checksum_ok) {
+    tally_.verified.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    ++tally_.bad_deliveries;
+    tally_.note_failure(fmt::format("client {}: a DELIVER's bytes differ from what was sent", global(conn)));
   }
-  p.head_len = 0;
-  p.meta_len = 0;
-  p.meta_need = 0;
+  ++client.verified;  // arrived and checked, good or bad: "missing" is what never came
+  shared_.deliveries_verified.fetch_add(1, std::memory_order_relaxed);
 }
 
 bool RelayDriver::check_order(Client& client, std::uint32_t sender, std::uint32_t seq) {

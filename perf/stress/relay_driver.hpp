@@ -7,11 +7,15 @@
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <span>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "core/client_frame_reader.hpp"
 #include "perf/stress/engine.hpp"
+#include "perf/stress/payload.hpp"
 #include "perf/stress/tally.hpp"
 
 namespace ringhub::stress {
@@ -63,20 +67,20 @@ class RelayDriver final : public Driver {
   enum class State : std::uint8_t { kWaiting, kConnecting, kIdentifying, kReady, kBackoff, kDone, kFailed };
   enum TimerKind : std::uint32_t { kStart, kRetry };
 
-  // Where a receiver is in the hub's byte stream.
-  struct Parser {
-    std::uint8_t head[8] = {};
-    std::uint8_t meta[32] = {};  // DELIVER: sender id + payload header; IDENTITY_REPLY: the id
-    std::uint8_t head_len = 0;
+  // The DELIVER a receiver is reading: its body's payload header is gathered, the rest checked as it
+  // streams in (core/client_frame_reader cuts the frames).
+  struct Delivering {
+    std::uint8_t meta[payload::kHeaderSize] = {};
     std::uint8_t meta_len = 0;
-    std::uint8_t meta_need = 0;
-    std::uint8_t type = 0;
     bool corrupt = false;
-    std::uint32_t remaining = 0;  // frame payload bytes still to come
+    std::uint64_t sender_id = 0;  // the hub's id of the sender
+    std::uint32_t size = 0;       // body bytes, payload header included
     std::uint64_t key = 0;        // payload key of the DELIVER being read
-    std::uint64_t position = 0;   // offset into its payload (after the header)
+    std::uint64_t position = 0;   // offset into its payload (after the payload header)
     bool checksum_ok = false;     // the header's checksum is the one the sender computed
   };
+  // Turns one connection's hub frames into the driver's checks; ignores what comes after a failure.
+  struct Receiving;
 
   struct Planned {
     std::vector<std::uint32_t> receivers;  // client numbers
@@ -89,7 +93,8 @@ class RelayDriver final : public Driver {
     std::uint16_t attempts = 0;
     std::uint32_t next_relay = 0;  // index into plans_[i]
     std::uint32_t verified = 0;
-    Parser parser;
+    ClientFrameReader reader;
+    Delivering delivering;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> last_seq;  // (sender, last seq seen)
   };
 
@@ -100,10 +105,13 @@ class RelayDriver final : public Driver {
   void pump_senders();
   void build_frame(Conn& conn);
   void close_everyone();
-  bool start_frame(Conn& conn);
-  bool on_meta(Conn& conn);
+  void on_identity_reply(Conn& conn, std::uint64_t id);
+  void on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uint32_t size);
+  void on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> bytes);
+  void on_meta(Conn& conn);
   void on_payload(Client& client, std::span<const std::uint8_t> bytes);
-  void end_frame(Conn& conn);
+  void on_deliver_end(Conn& conn);
+  void on_hub_error(Conn& conn, std::uint8_t code, std::string_view reason);
   bool check_order(Client& client, std::uint32_t sender, std::uint32_t seq);
   // The checksum sender's relay seq must carry, computed once per relay (not per receiver): every
   // payload byte is compared with the generator as it streams in, so a checksum over the received

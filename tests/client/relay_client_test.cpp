@@ -246,6 +246,30 @@ TEST_F(RelayClientTest, OversizedFrameFromTheHubIsRefused) {
   EXPECT_EQ(delivery.error().code, EPROTO);
 }
 
+// core/client_frame_reader judges the hub's frames: what came before a malformed header is handed out,
+// then every read says what was wrong (docs/protocol.md, "What a client refuses").
+TEST_F(RelayClientTest, MalformedHubFrameGivesEprotoAfterTheFramesBeforeIt) {
+  serve([](int fd) {
+    Bytes frames = deliver_frame(4, "first");
+    Bytes client_frame;
+    codec::append_identity_request(client_frame);  // a client frame type: no hub sends it
+    frames.insert(frames.end(), client_frame.begin(), client_frame.end());
+    write_all(fd, frames);
+    read_until_eof(fd);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<Delivery> first = client->next_delivery();
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->body, text("first"));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Result<Delivery> next = client->next_delivery();
+    ASSERT_FALSE(next);
+    EXPECT_EQ(next.error().code, EPROTO);
+    EXPECT_EQ(next.error().message, "hub sent a malformed frame: not a hub frame type");
+  }
+}
+
 TEST_F(RelayClientTest, RawReadAndWritePassFramesThroughUntouched) {
   serve([this](int fd) {
     Bytes error;

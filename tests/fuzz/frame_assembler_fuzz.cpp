@@ -43,6 +43,11 @@ bool record(Outcome& out, FrameView&& frame) {
   require(!codec::validate_client_header(frame.header), "a handed-on frame has a valid header");
   require(frame.size() == kHeaderSize + frame.header.length, "frame size is header plus length");
   require((frame.header.length == 0) == !frame.block, "only header-only frames carry no block");
+  if (frame.header.type == protocol::FrameType::kRelay) {
+    require(frame.header.count >= 1, "a RELAY names at least one receiver");
+    require(frame.header.length - protocol::kIdSize * frame.header.count <= protocol::kMaxBodySize,
+            "body within 1 MiB");
+  }
   Bytes bytes(kHeaderSize);
   codec::encode_header(std::span<std::uint8_t, kHeaderSize>(bytes.data(), kHeaderSize), frame.header);
   if (frame.block) {
@@ -128,25 +133,10 @@ Outcome feed_split(const FuzzInput& input) {
 // The frames are the stream's bytes in order; an error is what the next header gives by the documented
 // rules; without an error the rest is one incomplete frame.
 void check_against_stream(const Outcome& out, std::span<const std::uint8_t> stream) {
-  std::size_t pos = 0;
-  for (const Bytes& frame : out.frames) {
-    require(pos + frame.size() <= stream.size(), "frames lie within the stream");
-    require(std::memcmp(stream.data() + pos, frame.data(), frame.size()) == 0,
-            "frames are the stream's bytes");
-    const auto header =
-        codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(frame.data(), kHeaderSize));
-    if (header.type == protocol::FrameType::kRelay) {
-      require(header.count >= 1, "a RELAY names at least one receiver");
-      require(header.length - protocol::kIdSize * header.count <= protocol::kMaxBodySize,
-              "body within 1 MiB");
-    }
-    pos += frame.size();
-  }
+  const std::size_t pos = match_stream_prefix(out.frames, stream);
   const std::size_t rest = stream.size() - pos;
   if (out.error) {
-    require(rest >= kHeaderSize, "an error is judged on a whole header");
-    const auto header =
-        codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(stream.data() + pos, kHeaderSize));
+    const auto header = header_at(stream, pos);
     require(codec::validate_client_header(header) == out.error, "the error is the header's documented code");
     const auto code = static_cast<unsigned>(*out.error);
     require(code >= 1 && code <= 5, "a header error is one of codes 1 to 5");
@@ -154,8 +144,7 @@ void check_against_stream(const Outcome& out, std::span<const std::uint8_t> stre
   }
   require(out.at_boundary == (rest == 0), "at a boundary exactly when no bytes are left over");
   if (rest >= kHeaderSize) {
-    const auto header =
-        codec::decode_header(std::span<const std::uint8_t, kHeaderSize>(stream.data() + pos, kHeaderSize));
+    const auto header = header_at(stream, pos);
     require(!codec::validate_client_header(header), "a held partial frame has a valid header");
     require(kHeaderSize + header.length > rest, "a held frame is incomplete");
     require(out.partial_frame_size == kHeaderSize + header.length,

@@ -12,6 +12,9 @@
 #include <span>
 #include <vector>
 
+#include "core/frame_codec.hpp"
+#include "core/protocol.hpp"
+
 namespace ringhub::fuzz {
 
 // Byte 0: low nibble = number of cuts (0..15), high nibble = a mode the target interprets.
@@ -81,6 +84,26 @@ inline void require(bool holds, const char* invariant) {
   if (!holds) {
     violated(invariant);
   }
+}
+
+// Checks that `frames`, concatenated, are the first bytes of `stream`; returns how many bytes they cover.
+inline std::size_t match_stream_prefix(const std::vector<std::vector<std::uint8_t>>& frames,
+                                       std::span<const std::uint8_t> stream) {
+  std::size_t pos = 0;
+  for (const std::vector<std::uint8_t>& frame : frames) {
+    require(pos + frame.size() <= stream.size(), "frames lie within the stream");
+    require(std::equal(frame.begin(), frame.end(), stream.begin() + static_cast<std::ptrdiff_t>(pos)),
+            "frames are the stream's bytes");
+    pos += frame.size();
+  }
+  return pos;
+}
+
+// The frame header at `pos` in `stream`, after checking that all 8 of its bytes are there.
+inline protocol::FrameHeader header_at(std::span<const std::uint8_t> stream, std::size_t pos) {
+  require(stream.size() - pos >= protocol::kHeaderSize, "a header is judged whole");
+  return codec::decode_header(
+      std::span<const std::uint8_t, protocol::kHeaderSize>(stream.data() + pos, protocol::kHeaderSize));
 }
 
 }  // namespace ringhub::fuzz

@@ -68,6 +68,49 @@ def codec_corpus():
     return out
 
 
+def hub_streams():
+    """Streams of hub frames, well formed and broken (one per reader error)."""
+    def ids(*values):
+        return b"".join(struct.pack("<Q", v) for v in values)
+
+    def deliver(sender, body):
+        return header(0x83, 0, 0, 8 + len(body)) + ids(sender) + body
+
+    def error(code, reason):
+        return header(0xFF, 0, 0, 1 + len(reason)) + bytes([code]) + reason
+
+    identity_reply = header(0x81, 0, 0, 8) + ids(1)
+    list_reply = header(0x82, 0, 0, 16) + ids(2, 3)
+    return {
+        "identity_reply": identity_reply,
+        "list_reply": list_reply,
+        "list_empty": header(0x82, 0, 0, 0),
+        "deliver_foobar": deliver(1, b"foobar"),  # the docs/protocol.md example
+        "deliver_empty": deliver(4, b""),
+        "error_flags": error(5, b"nonzero flags"),
+        "error_max_reason": error(6, b"r" * 200),
+        "mixed": identity_reply + deliver(9, bytes(range(40))) + list_reply + error(6, b"slow consumer"),
+        "partial_deliver": deliver(2, b"0123456789")[:20],
+        "bad_type": identity_reply + header(0x03, 1, 0, 8) + ids(1),
+        "bad_count": header(0x83, 1, 0, 8) + ids(1),
+        "bad_flags": header(0x81, 0, 2, 8) + ids(1),
+        "bad_length_identity": header(0x81, 0, 0, 4) + b"abcd",
+        "bad_length_list": header(0x82, 0, 0, 12) + b"x" * 12,
+        "too_large_deliver": header(0x83, 0, 0, 8 + (1 << 20) + 1) + ids(1),
+        "too_large_error": error(1, b"e" * 201),
+    }
+
+
+def reader_corpus():
+    out = {}
+    for name, stream in hub_streams().items():
+        n = len(stream)
+        out[name] = fuzz_input(stream, mode=15)  # the default 64 MiB LIST_REPLY cap
+        out[name + "_cuts"] = fuzz_input(stream, cuts=sorted({1, 9, n // 2, max(n - 1, 0)}), mode=15)
+        out[name + "_cap8"] = fuzz_input(stream, cuts=(3, 17), mode=1)  # LIST_REPLY cap: one id
+    return out
+
+
 def line_corpus():
     text = {
         "message_ok": b"message hello\nok hello\n",
@@ -114,6 +157,7 @@ def write(target, inputs):
 
 
 def main():
+    write("client_frame_reader_fuzz", reader_corpus())
     write("frame_assembler_fuzz", assembler_corpus())
     write("frame_codec_fuzz", codec_corpus())
     write("line_protocol_fuzz", line_corpus())
