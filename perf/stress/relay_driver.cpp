@@ -146,12 +146,24 @@ void RelayDriver::plan_one(std::uint32_t local, const std::vector<std::uint32_t>
 void RelayDriver::pump_senders() {
   while (frames_in_flight_ < kMaxFramesInFlight && !ready_senders_.empty() && !closing_) {
     const std::uint32_t local = ready_senders_.front();
-    ready_senders_.pop_front();
     Conn& conn = engine_.conn(local);
-    if (conn.phase == Phase::kOpen && clients_[local].state == State::kReady) {
-      build_frame(conn);  // a sender that lost its connection sends nothing: its receivers come up short
+    if (conn.phase != Phase::kOpen || clients_[local].state != State::kReady) {
+      // A sender that lost its connection sends nothing: its receivers come up short.
+      ready_senders_.pop_front();
+      continue;
     }
+    if (!reserve_in_flight(local)) {
+      return;  // the window is full: deliveries arriving free it (end_frame)
+    }
+    ready_senders_.pop_front();
+    build_frame(conn);
   }
+}
+
+bool RelayDriver::reserve_in_flight(std::uint32_t local) {
+  const Planned& planned = plans_[local][clients_[local].next_relay];
+  return shared_.in_flight.try_reserve((protocol::kDeliverPrefixSize + planned.size) *
+                                       planned.receivers.size());
 }
 
 // RELAY header, receiver ids, payload header, payload: written straight into the connection's queue.
@@ -179,7 +191,6 @@ void RelayDriver::build_frame(Conn& conn) {
   const std::uint64_t checksum = payload::fnv1a(
       payload::kFnvBasis, std::span<const std::uint8_t>(body + payload::kHeaderSize, payload_size));
   payload::encode(body, payload::BodyHeader{payload::kMagic, global(conn), seq, planned.size, checksum});
-  planned.receivers = {};
   engine_.flush(conn);
   client.sending_frame = true;
   ++frames_in_flight_;
@@ -214,6 +225,7 @@ void RelayDriver::close_everyone() {
 
 void RelayDriver::on_closed(Conn& conn, const CloseInfo& info) {
   Client& client = clients_[conn.index];
+  client.closed = info;
   if (client.sending_frame) {
     client.sending_frame = false;
     --frames_in_flight_;
@@ -272,7 +284,11 @@ void RelayDriver::finalize() {
 // --- receiving: a byte-stream parser that never copies a payload
 
 void RelayDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
-  Parser& p = clients_[conn.index].parser;
+  Client& client = clients_[conn.index];
+  client.bytes_in += bytes.size();
+  shared_.bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
+  client.last_bytes_ns = now_ns();
+  Parser& p = client.parser;
   while (!bytes.empty() && conn.phase == Phase::kOpen) {
     if (p.head_len < protocol::kHeaderSize) {
       const std::size_t n = std::min<std::size_t>(protocol::kHeaderSize - p.head_len, bytes.size());
@@ -310,6 +326,7 @@ bool RelayDriver::start_frame(Conn& conn) {
       std::span<const std::uint8_t, protocol::kHeaderSize>(p.head, protocol::kHeaderSize));
   p.type = static_cast<std::uint8_t>(header.type);
   p.remaining = header.length;
+  p.frame_bytes = static_cast<std::uint32_t>(protocol::kHeaderSize) + header.length;
   p.meta_len = 0;
   p.corrupt = false;
   if (header.type == FrameType::kIdentityReply && header.length == protocol::kIdSize) {
@@ -340,6 +357,8 @@ bool RelayDriver::on_meta(Conn& conn) {
   }
   if (p.type == static_cast<std::uint8_t>(FrameType::kError)) {
     ++tally_.hub_errors;
+    ++client.error_frames;
+    client.last_error = p.meta[0];
     tally_.note_failure(
         fmt::format("client {}: ERROR {} `{}`", global(conn), p.meta[0],
                     std::string_view(reinterpret_cast<const char*>(p.meta + 1), p.meta_len - 1)));
@@ -357,6 +376,8 @@ bool RelayDriver::on_meta(Conn& conn) {
                     global(conn), sender_id, body.sender, body.seq, body.size));
   }
   p.key = payload::key(settings_.seed, body.sender, body.seq);
+  p.sender = body.sender;
+  p.seq = body.seq;
   p.position = 0;
   p.checksum_ok = !p.corrupt && body.checksum == expected_checksum(body.sender, body.seq, body.size);
   return true;
@@ -398,6 +419,8 @@ void RelayDriver::end_frame(Conn& conn) {
           fmt::format("client {}: a DELIVER's bytes differ from what was sent", global(conn)));
     }
     ++client.verified;  // arrived and checked, good or bad: "missing" is what never came
+    shared_.in_flight.release(p.frame_bytes);
+    client.arrived.push_back((std::uint64_t{p.sender} << 32) | p.seq);
     shared_.deliveries_verified.fetch_add(1, std::memory_order_relaxed);
   }
   p.head_len = 0;
@@ -415,6 +438,32 @@ bool RelayDriver::check_order(Client& client, std::uint32_t sender, std::uint32_
   }
   client.last_seq.emplace_back(sender, seq);
   return true;
+}
+
+bool RelayDriver::received(std::uint32_t local, std::uint32_t sender, std::uint32_t seq) const {
+  const std::vector<std::uint64_t>& arrived = clients_[local].arrived;
+  return std::find(arrived.begin(), arrived.end(), (std::uint64_t{sender} << 32) | seq) != arrived.end();
+}
+
+RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
+  const Client& client = clients_[local];
+  const Parser& p = client.parser;
+  ReceiverView view;
+  view.hub_id = shared_.ids[first_client_ + local].load(std::memory_order_relaxed);
+  view.bytes_in = client.bytes_in;
+  view.verified = client.verified;
+  view.error_frames = client.error_frames;
+  view.last_error = client.last_error;
+  view.closed = client.closed;
+  view.open_at_end = engine_.conn(local).phase != Phase::kIdle;
+  view.last_bytes_ns = client.last_bytes_ns;
+  view.mid_frame = p.head_len != 0;
+  view.frame_type = p.type;
+  view.frame_remaining = p.remaining;
+  const bool header_seen = p.meta_need != 0 && p.meta_len == p.meta_need;
+  view.frame_sender = header_seen ? p.sender : 0;
+  view.frame_seq = header_seen ? p.seq : 0;
+  return view;
 }
 
 void RelayDriver::protocol_failure(Conn& conn, const std::string& why) {
