@@ -358,6 +358,7 @@ void collect(const RunPlan& plan, const Shared& shared, const std::vector<std::u
   }
   if (plan.mode == Mode::kRelay) {
     std::vector<const RelayDriver*> drivers;
+    drivers.reserve(workers.size());
     for (const auto& w : workers) {
       drivers.push_back(w->relay.get());
     }
