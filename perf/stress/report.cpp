@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 
 #include "perf/stress/json_text.hpp"
@@ -107,6 +108,11 @@ void print_latency(std::FILE* out, const LatencyHistogram& h) {
     fmt::print(out, " {} {}", q.name, millis(h.quantile(q.q)));
   }
   fmt::print(out, "  max {}  mean {}\n", millis(h.max()), millis(static_cast<std::int64_t>(h.mean())));
+}
+
+// Byte counters as integers in the JSON: a double there keeps six significant digits.
+std::uint64_t whole_bytes(double bytes) {
+  return static_cast<std::uint64_t>(std::llround(bytes));
 }
 
 double copied(const HubReport& hub, const char* reason) {
@@ -365,10 +371,11 @@ std::string to_json(const RunPlan& plan, const RunOutcome& o) {
       .add("hub_reforwards", hub.delta(metric::kLineReforwards));
   json.add("hub_unmatched_oks", hub.delta(metric::kLineUnmatchedOks))
       .add("hub_deliveries", hub.delta(metric::kDeliveries));
-  json.add("hub_peak_connections", hub.peak_connections).add("hub_bytes_out", hub.delta(metric::kBytesOut));
+  json.add("hub_peak_connections", hub.peak_connections)
+      .add("hub_bytes_out", whole_bytes(hub.delta(metric::kBytesOut)));
   json.add("hub_bytes_expected", o.audit.hub_bytes_expected);
   for (const char* reason : metric::kCopyReasons) {
-    json.add(fmt::format("hub_copied_{}_bytes", reason), copied(hub, reason));
+    json.add(fmt::format("hub_copied_{}_bytes", reason), whole_bytes(copied(hub, reason)));
   }
   if (hub.cpu_start && hub.cpu_end) {
     json.add("hub_cpu_s", *hub.cpu_end - *hub.cpu_start);
