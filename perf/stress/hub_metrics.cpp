@@ -7,10 +7,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace ringhub::stress {
@@ -142,6 +144,89 @@ std::optional<ProcessMemory> read_process_memory(int pid) {
     status.ignore(4096, '\n');
   }
   return memory;
+}
+
+std::uint64_t sum_send_queues(std::string_view proc_net_tcp, std::span<const std::uint16_t> local_ports) {
+  // "  sl  local_address rem_address   st tx_queue:rx_queue ..." then one socket per line:
+  // "   0: 0100007F:1DB2 0B00007F:9280 01 0003A000:00000000 ...", numbers in hex.
+  constexpr std::string_view kListen = "0A";
+  std::uint64_t total = 0;
+  std::size_t start = proc_net_tcp.find('\n');  // skip the heading
+  while (start != std::string_view::npos && start + 1 < proc_net_tcp.size()) {
+    const std::size_t end = proc_net_tcp.find('\n', start + 1);
+    std::istringstream line(std::string(proc_net_tcp.substr(start + 1, end - start - 1)));
+    start = end;
+    std::string slot, local, remote, state, queues;
+    if (!(line >> slot >> local >> remote >> state >> queues) || state == kListen) {
+      continue;
+    }
+    const std::size_t colon = local.find(':');
+    const std::size_t split = queues.find(':');
+    if (colon == std::string::npos || split == std::string::npos) {
+      continue;
+    }
+    const auto port = static_cast<std::uint16_t>(std::stoul(local.substr(colon + 1), nullptr, 16));
+    if (std::find(local_ports.begin(), local_ports.end(), port) != local_ports.end()) {
+      total += std::stoull(queues.substr(0, split), nullptr, 16);
+    }
+  }
+  return total;
+}
+
+std::optional<std::uint64_t> kernel_send_queue_bytes(std::span<const std::uint16_t> local_ports) {
+  std::ifstream file("/proc/net/tcp");
+  if (!file) {
+    return std::nullopt;
+  }
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return sum_send_queues(text, local_ports);
+}
+
+KernelTcpCounters read_kernel_tcp_counters() {
+  // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: value1 value2 ...".
+  std::ifstream file("/proc/net/netstat");
+  std::string names;
+  std::string values;
+  KernelTcpCounters counters;
+  while (std::getline(file, names) && std::getline(file, values)) {
+    if (names.rfind("TcpExt:", 0) != 0) {
+      continue;
+    }
+    std::istringstream n(names);
+    std::istringstream v(values);
+    std::string name;
+    std::string value;
+    while (n >> name && v >> value) {
+      if (name == "TCPRcvQDrop") {
+        counters.receive_queue_drops = std::stoull(value);
+      } else if (name == "TCPTimeouts") {
+        counters.timeouts = std::stoull(value);
+      }
+    }
+  }
+  return counters;
+}
+
+std::optional<KernelTcpMemory> read_kernel_tcp_memory() {
+  std::ifstream limits("/proc/sys/net/ipv4/tcp_mem");
+  std::ifstream sockstat("/proc/net/sockstat");
+  KernelTcpMemory memory;
+  std::uint64_t low = 0;
+  if (!(limits >> low >> memory.pressure_pages >> memory.limit_pages) || !sockstat) {
+    return std::nullopt;
+  }
+  std::string word;
+  bool in_tcp = false;
+  while (sockstat >> word) {  // "TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 266"
+    if (word == "TCP:") {
+      in_tcp = true;
+    } else if (in_tcp && word == "mem" && sockstat >> memory.pages) {
+      return memory;
+    } else if (word.back() == ':') {
+      in_tcp = false;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace ringhub::stress

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "core/result.hpp"
 
@@ -46,5 +48,26 @@ struct ProcessMemory {
   std::uint64_t rss = 0;
 };
 std::optional<ProcessMemory> read_process_memory(int pid);
+// Bytes the kernel holds in the send queues of TCP sockets bound to one of `local_ports` (written by
+// their owner, not yet acknowledged by the peer), summed over a /proc/net/tcp text; listening sockets
+// are skipped. For the hub's ports on this host: what TCP has yet to deliver to the clients.
+std::uint64_t sum_send_queues(std::string_view proc_net_tcp, std::span<const std::uint16_t> local_ports);
+// The same, read from this network namespace's /proc/net/tcp; nullopt when it cannot be read.
+std::optional<std::uint64_t> kernel_send_queue_bytes(std::span<const std::uint16_t> local_ports);
+
+// Kernel TCP counters of this network namespace (/proc/net/netstat, TcpExt) that tell whether TCP
+// dropped segments for lack of memory and recovered by timers; 0 when unreadable.
+struct KernelTcpCounters {
+  std::uint64_t receive_queue_drops = 0;  // TCPRcvQDrop: a segment dropped, the socket over its memory
+  std::uint64_t timeouts = 0;             // TCPTimeouts: retransmission timer expiries
+};
+KernelTcpCounters read_kernel_tcp_counters();
+// Pages of memory all TCP sockets hold now (/proc/net/sockstat) and the limits tcp_mem sets.
+struct KernelTcpMemory {
+  std::uint64_t pages = 0;
+  std::uint64_t pressure_pages = 0;  // tcp_mem[1]: above it the kernel squeezes every socket
+  std::uint64_t limit_pages = 0;     // tcp_mem[2]
+};
+std::optional<KernelTcpMemory> read_kernel_tcp_memory();
 
 }  // namespace ringhub::stress

@@ -5,11 +5,14 @@
 #include <fmt/format.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
 
+#include "perf/stress/hub_metrics.hpp"
+#include "perf/stress/payload.hpp"
 #include "perf/stress/uring_extra.hpp"
 #include "transport/ring_setup.hpp"
 
@@ -31,6 +34,18 @@ constexpr int kMaxSources = 250;
 constexpr double kPortRangeShare = 0.9;
 // The default deadline: the ramp plus this much for the last clients, retries and closes.
 constexpr double kDefaultDeadlineSlack = 120.0;
+// Relay: the delivery bytes in flight at most, by default a third of the TCP memory at which this host's
+// kernel enters memory pressure (tcp_mem[1]): a byte in flight is held once or twice (the hub's send
+// queue until acknowledged, the receiver's queue until read) with skb overhead on top. Past that level,
+// with 200k loopback sockets, each socket's fair share is a few KB: the kernel drops segments and the
+// last deliveries wait minutes on TCP's loss recovery (docs/stress.md).
+constexpr std::uint64_t kTcpPageBytes = 4096;
+constexpr std::uint64_t kInFlightShareOfTcpPressure = 3;
+constexpr std::uint64_t kFallbackMaxInFlight = std::uint64_t{256} << 20;
+// Relay mode's default deadline adds the time to deliver the plan's bytes at this rate, well under the
+// slowest seen on this shared 2-core box (the open-loop 100k runs averaged 270 MB/s with TCP recovering
+// from drops, the windowed ones 600 MB/s to 1.2 GB/s): the deadline must not end a run still delivering.
+constexpr double kSlowestDeliveryBytesPerSecond = 64.0 * 1024 * 1024;
 // Receive buffers per engine: line mode reads short lines, relay mode up to 1 MiB bodies.
 constexpr unsigned kLineBuffers = 4096;
 constexpr std::uint32_t kLineBufferSize = 2048;
@@ -178,6 +193,13 @@ void plan_relay(const Options& o, RunPlan& plan) {
   plan.relays = o.relays;
   plan.max_size = o.max_size;
   plan.max_fanout = o.max_fanout;
+  if (o.max_in_flight >= 0) {
+    plan.max_in_flight = static_cast<std::uint64_t>(o.max_in_flight);
+  } else if (const std::optional<KernelTcpMemory> tcp = read_kernel_tcp_memory()) {
+    plan.max_in_flight = tcp->pressure_pages * kTcpPageBytes / kInFlightShareOfTcpPressure;
+  } else {
+    plan.max_in_flight = kFallbackMaxInFlight;
+  }
 }
 
 }  // namespace
@@ -214,7 +236,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--sources", o.sources,
                  "Source addresses 127.0.0.1..N to bind (-1: one per 5000 clients; 0: none)")
       ->capture_default_str();
-  app.add_option("--deadline", o.deadline_s, "Seconds before everything still open is closed (0: ramp + 120)")
+  app.add_option("--deadline", o.deadline_s,
+                 "Seconds before everything still open is closed (0: ramp + 120, in relay mode plus the "
+                 "planned bytes at 64 MiB/s)")
       ->capture_default_str();
   app.add_option("--senders", o.senders, "Relay: share of clients that send")
       ->check(CLI::Range(0.0, 1.0))
@@ -226,11 +250,31 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--max-fanout", o.max_fanout, "Relay: most receivers per RELAY (fan-out is uniform from 1)")
       ->check(CLI::Range(1U, 255U))
       ->capture_default_str();
+  app.add_option("--max-in-flight", o.max_in_flight,
+                 "Relay: most delivery bytes (fan-out x frame) started and not yet received (-1: a third of "
+                 "this host's tcp_mem pressure level; 0: no limit)")
+      ->capture_default_str();
   app.add_option("--hub-pid", o.hub_pid,
                  "Hub process id: report its peak RSS (VmHWM) and RSS per connection");
   app.add_option("--seed", o.seed, "Random seed (0: pick one and print it)")->capture_default_str();
   app.add_flag("--json", o.json, "Print the result as JSON on stdout (the table goes to stderr)");
   app.add_flag("--quiet", o.quiet, "No live progress line");
+}
+
+double expected_relay_bytes(const RunPlan& plan) {
+  if (plan.mode != Mode::kRelay || plan.clients < 2) {
+    return 0;
+  }
+  // Sizes are log-uniform from the payload header to max_size, fan-out uniform from 1.
+  const double low = static_cast<double>(payload::kHeaderSize);
+  const double high = std::max(static_cast<double>(plan.max_size), low + 1);
+  const double mean_size = (high - low) / std::log(high / low);
+  const double mean_fanout = (std::min<double>(plan.max_fanout, plan.clients - 1) + 1) / 2;
+  return static_cast<double>(plan.senders) * plan.relays * mean_size * mean_fanout;
+}
+
+double delivery_allowance_s(const RunPlan& plan) {
+  return expected_relay_bytes(plan) / kSlowestDeliveryBytesPerSecond;
 }
 
 Result<RunPlan> make_plan(const Options& o) {
@@ -254,8 +298,9 @@ Result<RunPlan> make_plan(const Options& o) {
   plan.buffer_size = plan.mode == Mode::kLine ? kLineBufferSize : kRelayBufferSize;
   plan.ramp_ns = static_cast<std::int64_t>(o.ramp_s * 1e9);
   plan.timeout_ns = std::int64_t{o.timeout_ms} * 1'000'000;
-  plan.deadline_ns =
-      static_cast<std::int64_t>((o.deadline_s > 0 ? o.deadline_s : o.ramp_s + kDefaultDeadlineSlack) * 1e9);
+  plan.deadline_ns = static_cast<std::int64_t>(
+      (o.deadline_s > 0 ? o.deadline_s : o.ramp_s + kDefaultDeadlineSlack + delivery_allowance_s(plan)) *
+      1e9);
   plan.retries = o.retries;
   plan.seed = o.seed != 0 ? o.seed : std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32);
   plan.hub_pid = o.hub_pid;

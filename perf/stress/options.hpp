@@ -36,6 +36,7 @@ struct Options {
   unsigned max_fanout = 255;
   int hub_pid = 0;
   bool quiet = false;
+  std::int64_t max_in_flight = -1;  // relay; -1: from this host's tcp_mem; 0: no limit
 };
 
 void add_flags(CLI::App& app, Options& options);
@@ -61,6 +62,7 @@ struct RunPlan {
   unsigned relays = 0;
   std::uint32_t max_size = 0;
   unsigned max_fanout = 0;
+  std::uint64_t max_in_flight = 0;  // relay: delivery bytes started and not yet received; 0: no limit
   int hub_pid = 0;
   bool json = false;
   bool quiet = false;
@@ -70,6 +72,10 @@ struct RunPlan {
 };
 
 Result<RunPlan> make_plan(const Options& options);
+// Relay: the body bytes the plan will deliver on average (senders x relays x mean size x mean fan-out),
+// and the seconds the default deadline allows for them beyond the ramp and its slack.
+double expected_relay_bytes(const RunPlan& plan);
+double delivery_allowance_s(const RunPlan& plan);
 
 std::string address_text(const sockaddr_in& address);
 

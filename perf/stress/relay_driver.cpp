@@ -147,12 +147,24 @@ void RelayDriver::plan_one(std::uint32_t local, const std::vector<std::uint32_t>
 void RelayDriver::pump_senders() {
   while (frames_in_flight_ < kMaxFramesInFlight && !ready_senders_.empty() && !closing_) {
     const std::uint32_t local = ready_senders_.front();
-    ready_senders_.pop_front();
     Conn& conn = engine_.conn(local);
-    if (conn.phase == Phase::kOpen && clients_[local].state == State::kReady) {
-      build_frame(conn);  // a sender that lost its connection sends nothing: its receivers come up short
+    if (conn.phase != Phase::kOpen || clients_[local].state != State::kReady) {
+      // A sender that lost its connection sends nothing: its receivers come up short.
+      ready_senders_.pop_front();
+      continue;
     }
+    if (!reserve_in_flight(local)) {
+      return;  // the window is full: deliveries arriving free it (end_frame)
+    }
+    ready_senders_.pop_front();
+    build_frame(conn);
   }
+}
+
+bool RelayDriver::reserve_in_flight(std::uint32_t local) {
+  const Planned& planned = plans_[local][clients_[local].next_relay];
+  return shared_.in_flight.try_reserve((protocol::kDeliverPrefixSize + planned.size) *
+                                       planned.receivers.size());
 }
 
 // RELAY header, receiver ids, payload header, payload: written straight into the connection's queue.
@@ -180,7 +192,6 @@ void RelayDriver::build_frame(Conn& conn) {
   const std::uint64_t checksum = payload::fnv1a(
       payload::kFnvBasis, std::span<const std::uint8_t>(body + payload::kHeaderSize, payload_size));
   payload::encode(body, payload::BodyHeader{payload::kMagic, global(conn), seq, planned.size, checksum});
-  planned.receivers = {};
   engine_.flush(conn);
   client.sending_frame = true;
   ++frames_in_flight_;
@@ -215,6 +226,7 @@ void RelayDriver::close_everyone() {
 
 void RelayDriver::on_closed(Conn& conn, const CloseInfo& info) {
   Client& client = clients_[conn.index];
+  client.closed = info;
   if (client.sending_frame) {
     client.sending_frame = false;
     --frames_in_flight_;
@@ -312,6 +324,9 @@ struct RelayDriver::Receiving {
 
 void RelayDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
   Client& client = clients_[conn.index];
+  client.bytes_in += bytes.size();
+  shared_.bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
+  client.last_bytes_ns = now_ns();
   if (conn.phase != Phase::kOpen || client.reader.error()) {
     return;
   }
@@ -333,6 +348,8 @@ void RelayDriver::on_identity_reply(Conn& conn, std::uint64_t id) {
 
 void RelayDriver::on_hub_error(Conn& conn, std::uint8_t code, std::string_view reason) {
   ++tally_.hub_errors;
+  ++clients_[conn.index].error_frames;
+  clients_[conn.index].last_error = code;
   tally_.note_failure(fmt::format("client {}: ERROR {} `{}`", global(conn), code, reason));
   // the hub closes the connection after it
 }
@@ -342,7 +359,12 @@ void RelayDriver::on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uin
     protocol_failure(conn, fmt::format("a DELIVER of {} body bytes, too short for a payload header", size));
     return;
   }
-  clients_[conn.index].delivering = Delivering{{}, 0, false, sender_id, size, 0, 0, false};
+  Delivering& d = clients_[conn.index].delivering;
+  d = Delivering{};
+  d.sender_id = sender_id;
+  d.size = size;
+  d.open = true;
+  d.frame_bytes = static_cast<std::uint32_t>(protocol::kDeliverPrefixSize) + size;
 }
 
 void RelayDriver::on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
@@ -379,6 +401,8 @@ void RelayDriver::on_meta(Conn& conn) {
   d.key = payload::key(settings_.seed, body.sender, body.seq);
   d.position = 0;
   d.checksum_ok = !d.corrupt && body.checksum == expected_checksum(body.sender, body.seq, body.size);
+  d.sender = body.sender;
+  d.seq = body.seq;
 }
 
 std::uint64_t RelayDriver::expected_checksum(std::uint32_t sender, std::uint32_t seq, std::uint32_t size) {
@@ -404,7 +428,7 @@ void RelayDriver::on_payload(Client& client, std::span<const std::uint8_t> bytes
 
 void RelayDriver::on_deliver_end(Conn& conn) {
   Client& client = clients_[conn.index];
-  const Delivering& d = client.delivering;
+  Delivering& d = client.delivering;
   if (!d.corrupt && d.checksum_ok) {
     tally_.verified.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -412,6 +436,9 @@ void RelayDriver::on_deliver_end(Conn& conn) {
     tally_.note_failure(fmt::format("client {}: a DELIVER's bytes differ from what was sent", global(conn)));
   }
   ++client.verified;  // arrived and checked, good or bad: "missing" is what never came
+  d.open = false;
+  shared_.in_flight.release(d.frame_bytes);
+  client.arrived.push_back((std::uint64_t{d.sender} << 32) | d.seq);
   shared_.deliveries_verified.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -425,6 +452,36 @@ bool RelayDriver::check_order(Client& client, std::uint32_t sender, std::uint32_
   }
   client.last_seq.emplace_back(sender, seq);
   return true;
+}
+
+bool RelayDriver::received(std::uint32_t local, std::uint32_t sender, std::uint32_t seq) const {
+  const std::vector<std::uint64_t>& arrived = clients_[local].arrived;
+  return std::find(arrived.begin(), arrived.end(), (std::uint64_t{sender} << 32) | seq) != arrived.end();
+}
+
+RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
+  const Client& client = clients_[local];
+  const Delivering& d = client.delivering;
+  ReceiverView view;
+  view.hub_id = shared_.ids[first_client_ + local].load(std::memory_order_relaxed);
+  view.bytes_in = client.bytes_in;
+  view.verified = client.verified;
+  view.error_frames = client.error_frames;
+  view.last_error = client.last_error;
+  view.closed = client.closed;
+  view.open_at_end = engine_.conn(local).phase != Phase::kIdle;
+  view.last_bytes_ns = client.last_bytes_ns;
+  view.mid_frame = !client.reader.at_boundary();
+  if (d.open) {  // inside a DELIVER (other frames are a few bytes: the type stays 0, unknown)
+    view.frame_type = static_cast<std::uint8_t>(FrameType::kDeliver);
+    const std::uint64_t body_seen =
+        d.meta_len < payload::kHeaderSize ? d.meta_len : payload::kHeaderSize + d.position;
+    view.frame_remaining = static_cast<std::uint32_t>(d.size - body_seen);
+    const bool header_seen = d.meta_len == payload::kHeaderSize;
+    view.frame_sender = header_seen ? d.sender : 0;
+    view.frame_seq = header_seen ? d.seq : 0;
+  }
+  return view;
 }
 
 void RelayDriver::protocol_failure(Conn& conn, const std::string& why) {

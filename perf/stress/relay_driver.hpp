@@ -15,6 +15,7 @@
 
 #include "core/client_frame_reader.hpp"
 #include "perf/stress/engine.hpp"
+#include "perf/stress/in_flight_window.hpp"
 #include "perf/stress/payload.hpp"
 #include "perf/stress/tally.hpp"
 
@@ -43,7 +44,9 @@ struct RelayShared {
   std::atomic<std::uint64_t> deliveries_expected{0};
   std::atomic<std::uint64_t> bytes_expected{0};       // body bytes x fan-out
   std::atomic<std::uint64_t> deliveries_verified{0};  // including bad ones: "arrived and checked"
-  std::atomic<bool> close_now{false};                 // set by main: everyone closes
+  std::atomic<std::uint64_t> bytes_received{0};       // every byte any client received: progress
+  InFlightWindow in_flight;            // DELIVER bytes of RELAYs started, not yet received (any engine)
+  std::atomic<bool> close_now{false};  // set by main: everyone closes
 };
 
 // Contract: lives on its engine's thread; clients [first, first + engine.size()) of the run.
@@ -54,6 +57,37 @@ class RelayDriver final : public Driver {
   void schedule_starts(std::int64_t start_ns);
   // After the engine returned: compares what each receiver verified with what was planned for it.
   void finalize();
+
+  // What one receiver's connection saw, for the report on missing deliveries.
+  struct ReceiverView {
+    std::uint64_t hub_id = 0;
+    std::uint64_t bytes_in = 0;  // bytes its connections received, every frame included
+    std::uint32_t verified = 0;  // DELIVERs that arrived (and were checked)
+    std::uint32_t error_frames = 0;
+    std::uint8_t last_error = 0;  // code of the last ERROR frame
+    CloseInfo closed;             // how its last connection ended
+    bool open_at_end = false;     // the engine stopped with its connection still open or closing
+    std::int64_t last_bytes_ns = 0;
+    bool mid_frame = false;  // its parser stopped inside a frame
+    std::uint8_t frame_type = 0;
+    std::uint32_t frame_remaining = 0;  // payload bytes of that frame still to come
+    std::uint32_t frame_sender = 0;     // DELIVER: the frame's sender client and seq, once its header came
+    std::uint32_t frame_seq = 0;
+  };
+  // A relay as planned: its sender (client number), sequence number (from 1), body size, receivers.
+  template <typename Visit>
+  void for_each_planned(Visit visit) const {
+    for (std::uint32_t i = 0; i < plans_.size(); ++i) {
+      for (std::uint32_t r = 0; r < plans_[i].size(); ++r) {
+        visit(first_client_ + i, r + 1, plans_[i][r].size, plans_[i][r].receivers,
+              r < clients_[i].next_relay);
+      }
+    }
+  }
+  bool received(std::uint32_t local, std::uint32_t sender, std::uint32_t seq) const;
+  ReceiverView receiver(std::uint32_t local) const;
+  std::uint32_t first_client() const { return first_client_; }
+  std::uint32_t size() const { return static_cast<std::uint32_t>(clients_.size()); }
 
   void on_connected(Conn& conn) override;
   void on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) override;
@@ -73,17 +107,21 @@ class RelayDriver final : public Driver {
     std::uint8_t meta[payload::kHeaderSize] = {};
     std::uint8_t meta_len = 0;
     bool corrupt = false;
-    std::uint64_t sender_id = 0;  // the hub's id of the sender
-    std::uint32_t size = 0;       // body bytes, payload header included
-    std::uint64_t key = 0;        // payload key of the DELIVER being read
-    std::uint64_t position = 0;   // offset into its payload (after the payload header)
-    bool checksum_ok = false;     // the header's checksum is the one the sender computed
+    std::uint64_t sender_id = 0;    // the hub's id of the sender
+    std::uint32_t size = 0;         // body bytes, payload header included
+    std::uint64_t key = 0;          // payload key of the DELIVER being read
+    std::uint64_t position = 0;     // offset into its payload (after the payload header)
+    bool checksum_ok = false;       // the header's checksum is the one the sender computed
+    bool open = false;              // begun and not yet ended (the missing-delivery report)
+    std::uint32_t frame_bytes = 0;  // the whole frame, header included: released from the window
+    std::uint32_t sender = 0;       // the payload header's sender and seq
+    std::uint32_t seq = 0;
   };
   // Turns one connection's hub frames into the driver's checks; ignores what comes after a failure.
   struct Receiving;
 
   struct Planned {
-    std::vector<std::uint32_t> receivers;  // client numbers
+    std::vector<std::uint32_t> receivers;  // client numbers (kept after sending: the missing-delivery report)
     std::uint32_t size = 0;
   };
 
@@ -96,6 +134,13 @@ class RelayDriver final : public Driver {
     ClientFrameReader reader;
     Delivering delivering;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> last_seq;  // (sender, last seq seen)
+    // For the missing-delivery report: every (sender << 32 | seq) that arrived, and how the wire went.
+    std::vector<std::uint64_t> arrived;
+    std::uint64_t bytes_in = 0;
+    std::int64_t last_bytes_ns = 0;
+    std::uint32_t error_frames = 0;
+    std::uint8_t last_error = 0;
+    CloseInfo closed;
   };
 
   std::uint32_t global(const Conn& conn) const { return first_client_ + conn.index; }
@@ -103,6 +148,9 @@ class RelayDriver final : public Driver {
   void plan();
   void plan_one(std::uint32_t local, const std::vector<std::uint32_t>& pool);
   void pump_senders();
+  // Reserves the delivery bytes of local sender's next relay in the shared window; false when it is
+  // full (a relay alone in it always fits, however large).
+  bool reserve_in_flight(std::uint32_t local);
   void build_frame(Conn& conn);
   void close_everyone();
   void on_identity_reply(Conn& conn, std::uint64_t id);

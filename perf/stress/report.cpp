@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 
 #include "perf/stress/json_text.hpp"
@@ -15,6 +16,7 @@ namespace {
 constexpr double kNanosPerSecond = 1e9;
 constexpr double kNanosPerMilli = 1e6;
 constexpr double kMiB = 1024.0 * 1024.0;
+constexpr double kPageBytes = 4096;  // /proc/net/sockstat and tcp_mem count pages
 // Below this many concurrent connections, RSS growth is mostly buffer pools: dividing says nothing.
 constexpr double kMinConnectionsForPerConnection = 1000;
 
@@ -108,6 +110,64 @@ void print_latency(std::FILE* out, const LatencyHistogram& h) {
   fmt::print(out, "  max {}  mean {}\n", millis(h.max()), millis(static_cast<std::int64_t>(h.mean())));
 }
 
+// Byte counters as integers in the JSON: a double there keeps six significant digits.
+std::uint64_t whole_bytes(double bytes) {
+  return static_cast<std::uint64_t>(std::llround(bytes));
+}
+
+double copied(const HubReport& hub, const char* reason) {
+  return hub.delta(metric::kCopiedPrefix + reason + "\"}");
+}
+
+void print_hub_relay(std::FILE* out, const RunOutcome& o) {
+  const HubReport& hub = o.hub;
+  fmt::print(out,
+             "  hub: bytes out {:.0f} (planned DELIVERs and IDENTITY replies: {}), budget pauses {:.0f}, "
+             "frame timeouts {:.0f}\n",
+             hub.delta(metric::kBytesOut), o.audit.hub_bytes_expected, hub.delta(metric::kBudgetPauses),
+             hub.delta(metric::kFrameTimeouts));
+  fmt::print(out, "  hub: bytes copied in user space:");
+  for (const char* reason : metric::kCopyReasons) {
+    fmt::print(out, " {} {:.1f} MiB", reason, copied(hub, reason) / kMiB);
+  }
+  // copy_out and assembly copy a frame at most once, whatever its fan-out: they stay below what the hub
+  // read. batch is per receiver, but only of slices up to --batch-threshold.
+  fmt::print(out, " (once per frame: {:.1f} of {:.1f} MiB read)\n",
+             (copied(hub, "copy_out") + copied(hub, "assembly")) / kMiB, hub.delta(metric::kBytesIn) / kMiB);
+  if (hub.at_close) {
+    const MetricsSnapshot& s = *hub.at_close;
+    fmt::print(out,
+               "  hub when the harness closed: bytes out {:.0f}, queued {:.0f} bytes, {:.0f} connections "
+               "paused for memory, memory in use {:.1f} of {:.1f} MiB\n",
+               s.value(metric::kBytesOut) - hub.start.value(metric::kBytesOut),
+               s.value(metric::kOutboundQueued), s.value(metric::kReadPaused),
+               s.value(metric::kMemoryInUse) / kMiB, s.value(metric::kMemoryBudget) / kMiB);
+  }
+}
+
+// The host's TCP under the run: drops for lack of socket memory are recovered by retransmission timers,
+// which is what a slow tail or a stall with every byte written by the hub then waits on.
+void print_kernel_tcp(std::FILE* out, const RunOutcome& o) {
+  const std::uint64_t drops = o.tcp_end.receive_queue_drops - o.tcp_start.receive_queue_drops;
+  const std::uint64_t timeouts = o.tcp_end.timeouts - o.tcp_start.timeouts;
+  fmt::print(out,
+             "  kernel TCP (this host, any process): {} segments dropped for lack of socket memory, {} "
+             "retransmission timeouts",
+             drops, timeouts);
+  if (o.tcp_peak) {
+    fmt::print(out, ", peak TCP memory {:.0f} MiB (pressure above {:.0f}, limit {:.0f})",
+               static_cast<double>(o.tcp_peak->pages) * kPageBytes / kMiB,
+               static_cast<double>(o.tcp_peak->pressure_pages) * kPageBytes / kMiB,
+               static_cast<double>(o.tcp_peak->limit_pages) * kPageBytes / kMiB);
+  }
+  fmt::print(out, "\n");
+  if (o.kernel_waits != 0) {
+    fmt::print(out,
+               "  waited {} times past --timeout on bytes the kernel still held for the clients (up to {})\n",
+               o.kernel_waits, o.kernel_wait_peak_bytes);
+  }
+}
+
 void print_hub(std::FILE* out, const RunPlan& plan, const RunOutcome& o) {
   const HubReport& hub = o.hub;
   if (!hub.metrics) {
@@ -125,6 +185,9 @@ void print_hub(std::FILE* out, const RunPlan& plan, const RunOutcome& o) {
                hub.delta(metric::kServerFullRejects), hub.delta(metric::kCqOverflows), hub.peak_connections);
     fmt::print(out, "  hub zero state after close: {} ({})\n", hub.zero_state ? "yes" : "NO",
                hub.zero_detail);
+    if (plan.mode == Mode::kRelay) {
+      print_hub_relay(out, o);
+    }
   }
   if (hub.memory_end) {
     const double grown = static_cast<double>(hub.memory_end->peak_rss) -
@@ -137,6 +200,9 @@ void print_hub(std::FILE* out, const RunPlan& plan, const RunOutcome& o) {
       fmt::print(out, " (too few connections at once for a per-connection figure)");
     }
     fmt::print(out, "\n");
+  }
+  if (hub.cpu_start && hub.cpu_end) {
+    fmt::print(out, "  hub CPU {:.1f} s during the run\n", *hub.cpu_end - *hub.cpu_start);
   }
 }
 
@@ -231,8 +297,10 @@ void print_summary(std::FILE* out, const RunPlan& plan, const RunOutcome& o) {
              static_cast<double>(plan.ramp_ns) / kNanosPerSecond, plan.timeout_ns / 1'000'000, plan.retries,
              plan.mode == Mode::kLine
                  ? ", ok-delay " + plan.ok_delay.text()
-                 : fmt::format(", {} senders x {} relays, max size {}, max fan-out {}", plan.senders,
-                               plan.relays, plan.max_size, plan.max_fanout));
+                 : fmt::format(", {} senders x {} relays, max size {}, max fan-out {}, max in flight {}",
+                               plan.senders, plan.relays, plan.max_size, plan.max_fanout,
+                               plan.max_in_flight == 0 ? std::string("unlimited")
+                                                       : fmt::format("{} MiB", plan.max_in_flight >> 20)));
   for (const std::string& note : plan.notes) {
     fmt::print(out, "  note: {}\n", note);
   }
@@ -246,8 +314,18 @@ void print_summary(std::FILE* out, const RunPlan& plan, const RunOutcome& o) {
              "ENOBUFS {}, bind failures {}, connect failures {}\n",
              static_cast<double>(o.harness_peak_rss) / kMiB, o.harness_peak_open, millis(t.max_timer_lag_ns),
              t.cq_overflows, t.enobufs, t.bind_failures, t.connect_failures);
+  fmt::print(out, "  harness CPU {:.1f} s\n", o.harness_cpu_s);
+  print_kernel_tcp(out, o);
   for (const std::string& sample : t.failure_samples) {
     fmt::print(out, "  sample failure: {}\n", sample);
+  }
+  if (o.audit.missing != 0) {
+    fmt::print(out,
+               "  {} planned deliveries never arrived ({} of them in relays never written); the first {}:\n",
+               o.audit.missing, o.audit.missing_unsent, o.audit.samples.size());
+  }
+  for (const std::string& sample : o.audit.samples) {
+    fmt::print(out, "    {}\n", sample);
   }
   fmt::print(out, "RESULT: {}\n", o.failures.empty() ? "PASS" : "FAIL");
   for (const std::string& failure : o.failures) {
@@ -293,7 +371,20 @@ std::string to_json(const RunPlan& plan, const RunOutcome& o) {
       .add("hub_reforwards", hub.delta(metric::kLineReforwards));
   json.add("hub_unmatched_oks", hub.delta(metric::kLineUnmatchedOks))
       .add("hub_deliveries", hub.delta(metric::kDeliveries));
-  json.add("hub_peak_connections", hub.peak_connections);
+  json.add("hub_peak_connections", hub.peak_connections)
+      .add("hub_bytes_out", whole_bytes(hub.delta(metric::kBytesOut)));
+  json.add("hub_bytes_expected", o.audit.hub_bytes_expected);
+  for (const char* reason : metric::kCopyReasons) {
+    json.add(fmt::format("hub_copied_{}_bytes", reason), whole_bytes(copied(hub, reason)));
+  }
+  if (hub.cpu_start && hub.cpu_end) {
+    json.add("hub_cpu_s", *hub.cpu_end - *hub.cpu_start);
+  }
+  json.add("harness_cpu_s", o.harness_cpu_s).add("missing_found", o.audit.missing);
+  json.add("tcp_receive_queue_drops", o.tcp_end.receive_queue_drops - o.tcp_start.receive_queue_drops);
+  json.add("tcp_timeouts", o.tcp_end.timeouts - o.tcp_start.timeouts).add("kernel_waits", o.kernel_waits);
+  json.add("tcp_peak_pages", o.tcp_peak ? o.tcp_peak->pages : 0);
+  json.raw("missing_samples", json_strings(o.audit.samples));
   if (hub.memory_end) {
     json.add("hub_peak_rss_bytes", hub.memory_end->peak_rss);
     json.add("hub_start_rss_bytes", hub.memory_start ? hub.memory_start->rss : 0);

@@ -12,6 +12,7 @@
 #include "perf/stress/histogram.hpp"
 #include "perf/stress/hub_metrics.hpp"
 #include "perf/stress/options.hpp"
+#include "perf/stress/relay_audit.hpp"
 #include "perf/stress/tally.hpp"
 
 namespace ringhub::stress {
@@ -29,6 +30,15 @@ inline const std::string kDeliveries = "ringhub_deliveries_total";
 inline const std::string kSlowConsumerCloses = "ringhub_slow_consumer_closes_total";
 inline const std::string kServerFullRejects = "ringhub_server_full_rejects_total";
 inline const std::string kCqOverflows = "ringhub_cq_overflows_total";
+inline const std::string kBytesOut = "ringhub_bytes_out_total";
+inline const std::string kBytesIn = "ringhub_bytes_in_total";
+inline const std::string kReadPaused = "ringhub_read_paused_connections";
+inline const std::string kMemoryInUse = "ringhub_memory_in_use_bytes";
+inline const std::string kMemoryBudget = "ringhub_memory_budget_bytes";
+inline const std::string kBudgetPauses = "ringhub_budget_pauses_total";
+inline const std::string kFrameTimeouts = "ringhub_frame_timeouts_total";
+inline const std::string kCopiedPrefix = R"(ringhub_copied_bytes_total{reason=")";
+inline const char* const kCopyReasons[] = {"copy_out", "assembly", "batch", "reply"};
 }  // namespace metric
 
 // Every engine's Tally and EngineStats added up (plain numbers: read after the threads joined).
@@ -51,11 +61,16 @@ struct HubReport {
   bool metrics = false;  // /metrics was read at the start and the end
   MetricsSnapshot start;
   MetricsSnapshot end;
+  // Relay: read when the harness decided to close (everything verified, or a stall), while every client
+  // was still connected: what the hub still held for them then.
+  std::optional<MetricsSnapshot> at_close;
   bool zero_state = false;
   std::string zero_detail;
   double peak_connections = 0;  // highest connection gauge seen while polling (once a second)
   std::optional<ProcessMemory> memory_start;
   std::optional<ProcessMemory> memory_end;
+  std::optional<double> cpu_start;  // the hub's CPU seconds (--hub-pid)
+  std::optional<double> cpu_end;
   double delta(const std::string& key) const { return end.value(key) - start.value(key); }
 };
 
@@ -72,7 +87,18 @@ struct RunOutcome {
   std::uint64_t harness_peak_rss = 0;
   std::uint64_t harness_peak_open = 0;  // most connections open at once, sampled every 100 ms
   std::uint64_t bytes_expected = 0;     // relay: body bytes planned for delivery (size x fan-out)
-  std::vector<std::string> failures;    // why the run failed; empty: it passed
+  RelayAudit audit;                     // relay: which planned deliveries never arrived
+  // Relay: times the run looked stalled but the kernel still held bytes for the clients in the hub's
+  // sockets (TCP recovering), and the most it held then.
+  std::uint64_t kernel_waits = 0;
+  std::uint64_t kernel_wait_peak_bytes = 0;
+  // This network namespace's TCP (shared with anything else running here): drops and timer expiries
+  // during the run, and the most memory all TCP sockets held, sampled once a second.
+  KernelTcpCounters tcp_start;
+  KernelTcpCounters tcp_end;
+  std::optional<KernelTcpMemory> tcp_peak;
+  double harness_cpu_s = 0;
+  std::vector<std::string> failures;  // why the run failed; empty: it passed
 };
 
 void evaluate(const RunPlan& plan, RunOutcome& outcome);

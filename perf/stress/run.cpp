@@ -2,6 +2,7 @@
 #include "perf/stress/run.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,8 +13,10 @@
 #include <random>
 #include <thread>
 
+#include "perf/loadgen/server_probe.hpp"
 #include "perf/stress/line_driver.hpp"
 #include "perf/stress/relay_driver.hpp"
+#include "perf/stress/stall_watch.hpp"
 
 namespace ringhub::stress {
 
@@ -86,6 +89,7 @@ void make_settings(const RunPlan& plan, Shared& shared) {
                                plan.retries, plan.ramp_ns, plan.seed};
   if (plan.mode == Mode::kRelay) {
     shared.relay_state = std::make_unique<RelayShared>(plan.clients);
+    shared.relay_state->in_flight.set_limit(plan.max_in_flight);
     std::vector<std::uint32_t> order(plan.clients);
     for (std::uint32_t i = 0; i < plan.clients; ++i) {
       order[i] = i;
@@ -176,7 +180,12 @@ class Monitor {
         shared_(shared),
         workers_(workers),
         outcome_(outcome),
-        metrics_(plan.admin, kMetricsTimeout) {}
+        metrics_(plan.admin, kMetricsTimeout),
+        stall_(plan.timeout_ns) {
+    for (const sockaddr_in& hub : plan.hubs) {
+      hub_ports_.push_back(ntohs(hub.sin_port));
+    }
+  }
 
   void watch(std::int64_t start_ns) {
     std::int64_t next_progress = start_ns + kProgressEveryNs;
@@ -210,29 +219,54 @@ class Monitor {
     }
   }
 
-  // All planned, all written, all arrived: close. Nothing new for --timeout: close anyway (a stall).
+  // All planned, all written, all arrived: close. Nothing new for --timeout while the kernel holds no
+  // bytes for the clients in the hub's sockets: close anyway (a stall).
   void check_relay(std::int64_t now) {
     RelayShared& r = *shared_.relay_state;
     if (r.close_now.load() || r.planners_done.load(std::memory_order_acquire) < plan_.threads) {
-      last_change_ns_ = now;
+      stall_.restart(now);
       return;
     }
     const Live live = gather(workers_);
     const std::uint64_t arrived = r.deliveries_verified.load();
-    const std::uint64_t progress = arrived + live.relays_sent;
-    if (progress != last_progress_) {
-      last_progress_ = progress;
-      last_change_ns_ = now;
-    }
     const bool complete =
         live.relays_sent == r.relays_planned.load() && arrived >= r.deliveries_expected.load();
-    if (complete || now - last_change_ns_ > plan_.timeout_ns) {
-      outcome_.stalled = !complete;
+    const bool stalled = !complete &&
+                         stall_.quiet(now, arrived + live.relays_sent + r.bytes_received.load()) &&
+                         !in_flight(now);
+    if (complete || stalled) {
+      outcome_.stalled = stalled;
+      if (plan_.admin_enabled) {  // before anyone closes: what the hub still holds for them
+        if (auto snapshot = metrics_.fetch()) {
+          outcome_.hub.at_close = *snapshot;
+        }
+      }
       r.close_now.store(true, std::memory_order_release);
     }
   }
 
+  // Whether TCP still holds bytes for the clients in the hub's sockets (it is delivering them, at the
+  // pace of its loss recovery); if so the watch waits another timeout.
+  bool in_flight(std::int64_t now) {
+    const std::optional<std::uint64_t> held = kernel_send_queue_bytes(hub_ports_);
+    if (!held || *held == 0) {
+      return false;
+    }
+    ++outcome_.kernel_waits;
+    outcome_.kernel_wait_peak_bytes = std::max(outcome_.kernel_wait_peak_bytes, *held);
+    stall_.still_in_flight(now);
+    return true;
+  }
+
+  void sample_kernel_memory() {
+    const std::optional<KernelTcpMemory> now = read_kernel_tcp_memory();
+    if (now && (!outcome_.tcp_peak || now->pages > outcome_.tcp_peak->pages)) {
+      outcome_.tcp_peak = now;
+    }
+  }
+
   void progress(std::int64_t elapsed) {
+    sample_kernel_memory();
     std::string hub;
     if (plan_.admin_enabled) {
       auto snapshot = metrics_.fetch();
@@ -268,9 +302,14 @@ class Monitor {
   const std::vector<std::unique_ptr<Worker>>& workers_;
   RunOutcome& outcome_;
   MetricsClient metrics_;
-  std::uint64_t last_progress_ = 0;
-  std::int64_t last_change_ns_ = 0;
+  StallWatch stall_;
+  std::vector<std::uint16_t> hub_ports_;
 };
+
+std::optional<double> hub_cpu_seconds(int pid) {
+  const std::optional<perf::ServerSample> sample = perf::sample_server(pid);
+  return sample ? std::optional<double>(sample->cpu_s) : std::nullopt;
+}
 
 // Waits up to kZeroStateWaitNs for the gauges of this mode to read zero.
 void check_zero_state(const RunPlan& plan, HubReport& hub) {
@@ -312,6 +351,19 @@ void collect(const RunPlan& plan, const Shared& shared, const std::vector<std::u
   if (const auto self = read_process_memory(getpid())) {
     outcome.harness_peak_rss = self->peak_rss;
   }
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    outcome.harness_cpu_s = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  }
+  if (plan.mode == Mode::kRelay) {
+    std::vector<const RelayDriver*> drivers;
+    drivers.reserve(workers.size());
+    for (const auto& w : workers) {
+      drivers.push_back(w->relay.get());
+    }
+    outcome.audit = audit_relays(drivers, plan.clients, outcome.run_start_ns);
+  }
 }
 
 }  // namespace
@@ -331,7 +383,9 @@ RunOutcome run_stress(const RunPlan& plan) {
   }
   if (plan.hub_pid > 0) {
     outcome.hub.memory_start = read_process_memory(plan.hub_pid);
+    outcome.hub.cpu_start = hub_cpu_seconds(plan.hub_pid);
   }
+  outcome.tcp_start = read_kernel_tcp_counters();
   Shared shared;
   make_settings(plan, shared);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, shared);
@@ -352,12 +406,14 @@ RunOutcome run_stress(const RunPlan& plan) {
     w->thread.join();
   }
   outcome.run_end_ns = now_ns();
+  outcome.tcp_end = read_kernel_tcp_counters();
   collect(plan, shared, workers, outcome);
   if (plan.admin_enabled) {
     check_zero_state(plan, outcome.hub);
   }
   if (plan.hub_pid > 0) {
     outcome.hub.memory_end = read_process_memory(plan.hub_pid);
+    outcome.hub.cpu_end = hub_cpu_seconds(plan.hub_pid);
   }
   return outcome;
 }
