@@ -890,6 +890,7 @@ class HubLargeFrameReservationTest : public HubRobustnessShardedTest {
 
   std::vector<RelayClient> connect_senders() {
     std::vector<RelayClient> senders;
+    senders.reserve(kSenders);
     for (int i = 0; i < kSenders; ++i) {
       senders.push_back(connect());
     }
