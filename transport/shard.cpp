@@ -144,13 +144,7 @@ bool Shard::finished() const {
 }
 
 void Shard::charge_pending_lines() {
-  const std::size_t now = pending_.bytes() + pending_.size() * kPendingEntryOverheadBytes;
-  if (now > pending_lines_charged_) {
-    memory_.charge(now - pending_lines_charged_);
-  } else {
-    memory_.release(pending_lines_charged_ - now);
-  }
-  pending_lines_charged_ = now;
+  recharge(pending_lines_charged_, pending_.bytes() + pending_.size() * kPendingEntryOverheadBytes);
 }
 
 void Shard::publish_counters() {
