@@ -1,6 +1,5 @@
 // ringhub: the relay hub server. Parses flags into a HubConfig, starts the Hub, logs one line when
 // ready, and stops cleanly on SIGINT or SIGTERM.
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -113,18 +112,6 @@ int wait_for_signal() {
   return received;
 }
 
-// Frames larger than a receive buffer (up to 1 MiB plus ids) are assembled in heap blocks. By default
-// glibc mmaps each such block and unmaps it on free, so every large frame faulted its pages in again:
-// 15% of hub CPU at 1 MiB bodies (docs/perf/README.md, Tuning). Keep them in the arenas instead; the
-// cost is up to kTrimThreshold of freed memory kept per arena after a burst of large frames.
-void keep_large_blocks_in_arenas() {
-  constexpr int kMmapThreshold = 4 << 20;
-  constexpr int kTrimThreshold = 16 << 20;
-  if (mallopt(M_MMAP_THRESHOLD, kMmapThreshold) != 1 || mallopt(M_TRIM_THRESHOLD, kTrimThreshold) != 1) {
-    spdlog::warn("ringhub: mallopt refused the large-block settings; large frames will cost page faults");
-  }
-}
-
 int run(int argc, char** argv) {
   CLI::App app{"ringhub: an io_uring relay hub"};
   Options options;
@@ -146,7 +133,6 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  keep_large_blocks_in_arenas();
   auto hub = ringhub::Hub::start(options.hub);
   if (!hub) {
     spdlog::critical("ringhub: {}", hub.error().message);

@@ -81,6 +81,18 @@ class BlockRef {
   SharedBlock* block_ = nullptr;
 };
 
+// Where the memory of large heap blocks comes from. The hub installs one at start-up
+// (transport/large_block_memory.hpp) so that a freed large block goes back to the system, or to a
+// bounded cache, rather than to a malloc arena that keeps it resident. Without one: malloc.
+struct LargeBlockSource {
+  std::size_t min_bytes = 0;  // allocations (header included) at least this large use the source
+  // What an allocation of `bytes` really holds: its size class (what a full block is charged).
+  std::size_t (*size_class)(std::size_t bytes) = nullptr;
+  // Returns memory of size_class(bytes) bytes, or nullptr when the system has none.
+  void* (*allocate)(std::size_t bytes) = nullptr;
+  void (*deallocate)(void* memory, std::size_t granted) = nullptr;
+};
+
 // A heap block: header and bytes in one allocation, freed on last release. Every frame that outlives
 // its receive completion lives in one (shared by all its receivers), and so does every reply.
 class HeapBlock {
@@ -98,7 +110,10 @@ class HeapBlock {
   // Raises the charge of `block` to cover its first `bytes` bytes (never lowers it).
   static void charge_up_to(SharedBlock& block, std::uint32_t bytes);
   // The charge of a block of `size` bytes fully charged.
-  static std::size_t footprint(std::uint32_t size) { return malloc_footprint(kHeaderBytes + size); }
+  static std::size_t footprint(std::uint32_t size);
+
+  // Start-up only, before any block exists; `source` must outlive every block (nullptr: malloc).
+  static void set_large_block_source(const LargeBlockSource* source);
 
  private:
   static void release(SharedBlock* block);

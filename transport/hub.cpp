@@ -19,6 +19,7 @@
 #include "core/prometheus.hpp"
 #include "transport/admin_server.hpp"
 #include "transport/hash_key.hpp"
+#include "transport/large_block_memory.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/ring_setup.hpp"
@@ -160,6 +161,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
     return make_error(
         fmt::format("{} shards requested; at most {} are supported", shards, IdDirectory::kMaxShards));
   }
+  LargeBlockMemory::install();  // before any block exists: large frames never sit in malloc's arenas
   auto impl = std::make_unique<Impl>();
   int ret = io_uring_queue_init(8, &impl->control, 0);
   if (ret < 0) {

@@ -294,8 +294,8 @@ namespace ringhub {
 namespace {
 // The heap is trimmed once the hub's memory has fallen this far below where it stood at the last trim
 // (or has fallen at all and is below it: a burst has ended), at most once per kTrimInterval: glibc keeps
-// freed blocks mapped (the arenas hold large frames so they do not fault in again), and without a trim a
-// burst's peak would stay in RSS for good.
+// freed chunks below LargeBlockMemory's size in its arenas, and without a trim a burst of them would
+// stay in RSS for good.
 constexpr std::int64_t kTrimDrop = std::int64_t{32} << 20;
 constexpr std::int64_t kTrimIntervalMs = 1000;
 }  // namespace

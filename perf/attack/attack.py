@@ -24,6 +24,8 @@ HEADER = struct.Struct("<BBHI")
 IDENTITY, LIST, RELAY = 1, 2, 3
 IDENTITY_REPLY, LIST_REPLY, DELIVER, ERROR = 0x81, 0x82, 0x83, 0xFF
 MAX_BODY = 1 << 20
+DRAINED_BYTES = 1 << 20  # charged memory below this: the attack's burst has drained
+RECOVERY_LIMIT_S = 60  # how long to watch the hub recover after an attack's sockets close
 
 
 def frame(kind, count=0, payload=b""):
@@ -257,6 +259,24 @@ ATTACKS = {
 }
 
 
+def wait_for_recovery(args, idle_rss):
+    """After the attack's sockets are closed: seconds until the hub's charged memory is below
+    DRAINED_BYTES (the burst has drained: a closed sender's kernel may still deliver what it had
+    queued), then seconds from there until RSS is back within 64 MiB of idle. Each None when not
+    within RECOVERY_LIMIT_S."""
+    start = time.monotonic()
+    drained = back = None
+    while time.monotonic() - start < RECOVERY_LIMIT_S:
+        now = time.monotonic()
+        if drained is None and metric(args.admin, "ringhub_memory_in_use_bytes") < DRAINED_BYTES:
+            drained = now - start
+        if drained is not None and rss_bytes(args.hub_pid) <= idle_rss + (64 << 20):
+            back = now - start - drained
+            break
+        time.sleep(0.1)
+    return drained, back
+
+
 def run_attack(name, args, addr, scale):
     idle_rss = rss_bytes(args.hub_pid)
     control = Control(addr)
@@ -283,14 +303,9 @@ def run_attack(name, args, addr, scale):
     for s in socks:
         s.close()
     control.close()
-    back_seconds = None
+    drained_seconds = back_seconds = None
     if sigterm_seconds is None:
-        start = time.monotonic()
-        while time.monotonic() - start < 10:
-            if rss_bytes(args.hub_pid) <= idle_rss + (64 << 20):
-                back_seconds = time.monotonic() - start
-                break
-            time.sleep(0.1)
+        drained_seconds, back_seconds = wait_for_recovery(args, idle_rss)
     result = {
         "attack": name,
         "connections": len(socks),
@@ -302,6 +317,7 @@ def run_attack(name, args, addr, scale):
         "hub_rss_idle_mib": idle_rss / 2**20,
         "hub_rss_peak_mib": peak_rss / 2**20,
         "hub_charged_peak_mib": peak_charged / 2**20,
+        "drained_s": drained_seconds,
         "rss_back_within_64mib_s": back_seconds,
         "sigterm_exit_s": sigterm_seconds,
     }
@@ -320,6 +336,8 @@ def main():
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--check-budget", type=int, default=0,
                         help="fail if the hub's charged memory (ringhub_memory_in_use_bytes) passed this")
+    parser.add_argument("--recovery-limit", type=float, default=0,
+                        help="fail if RSS is not back within 64 MiB of idle this many seconds after the drain")
     parser.add_argument("--sigterm-limit", type=float, default=0,
                         help="with --sigterm: fail if the hub took longer than this many seconds to exit")
     args = parser.parse_args()
@@ -340,9 +358,14 @@ def main():
         print(f"{r['attack']:>15}: {r['connections']} conns {r['seconds']:.0f} s | control p50 "
               f"{r['control_p50_ms']:.2f} ms p99 {r['control_p99_ms']:.2f} ms max {r['control_max_ms']:.1f} ms "
               f"({r['control_round_trips']} trips) | hub RSS idle {r['hub_rss_idle_mib']:.0f} MiB peak "
-              f"{r['hub_rss_peak_mib']:.0f} MiB, charged peak {r['hub_charged_peak_mib']:.0f} MiB | RSS back in "
-              f"{r['rss_back_within_64mib_s']} s | SIGTERM exit {r['sigterm_exit_s']}", file=sys.stderr)
+              f"{r['hub_rss_peak_mib']:.0f} MiB, charged peak {r['hub_charged_peak_mib']:.0f} MiB | drained in "
+              f"{fmt_s(r['drained_s'])}, RSS back {fmt_s(r['rss_back_within_64mib_s'])} later | SIGTERM exit "
+              f"{fmt_s(r['sigterm_exit_s'])}", file=sys.stderr)
     return 1 if failures(results, args) else 0
+
+
+def fmt_s(seconds):
+    return "-" if seconds is None else f"{seconds:.1f} s"
 
 
 def failures(results, args):
@@ -353,6 +376,10 @@ def failures(results, args):
             found.append(f"{r['attack']}: the control client was not served")
         if args.check_budget and r["hub_charged_peak_mib"] * 2**20 > args.check_budget:
             found.append(f"{r['attack']}: charged memory {r['hub_charged_peak_mib']:.0f} MiB passed the budget")
+        if args.recovery_limit and r["sigterm_exit_s"] is None and (
+                r["rss_back_within_64mib_s"] is None or r["rss_back_within_64mib_s"] > args.recovery_limit):
+            found.append(f"{r['attack']}: RSS was not back within 64 MiB of idle {args.recovery_limit:.0f} s "
+                         f"after the drain (drained in {fmt_s(r['drained_s'])})")
         if args.sigterm_limit and r["sigterm_exit_s"] is not None and r["sigterm_exit_s"] > args.sigterm_limit:
             found.append(f"{r['attack']}: the hub took {r['sigterm_exit_s']:.1f} s to exit on SIGTERM")
     for line in found:
