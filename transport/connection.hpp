@@ -15,6 +15,7 @@
 #include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
+#include "transport/client_protocol.hpp"
 #include "transport/op_tag.hpp"
 
 namespace ringhub {
@@ -61,11 +62,12 @@ struct alignas(16) Connection : RegistryEntry {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
       : slot(fixed_slot), assembler(accounting), outbound(memory) {}
 
-  std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
-  std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
-  std::size_t line_pending_bytes = 0;   // line connections: pending_cost of `message X` not yet answered
-  bool line_throttled = false;          // line connections: not read until oks bring that down
-  std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
+  std::uint32_t slot;                    // direct descriptor index in the shard ring's file table
+  std::uint32_t line_index = 0;          // line connections: position in the shard's random-pick array
+  std::size_t line_pending_bytes = 0;    // line connections: pending_cost of `message X` not yet answered
+  bool line_throttled = false;           // line connections: not read until oks bring that down
+  Protocol protocol = Protocol::kRelay;  // set at the accept, with `lines` for a line connection
+  std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
   bool recv_armed = false;            // a recv (recv_op) is in flight
