@@ -119,9 +119,7 @@ void Shard::before_wait() {
 }
 
 void Shard::read_clock_and_budget() {
-  now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now().time_since_epoch())
-                .count();
+  now_ = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now());
   hub_memory_ = shared_.memory_committed();
   const ReadGate before = gate_;
   gate_ = shared_.budget.gate(hub_memory_);

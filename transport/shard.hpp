@@ -316,9 +316,9 @@ class Shard {
   std::uint64_t frame_timeouts_ = 0;
   ReadGate gate_ = ReadGate::kOpen;       // the budget's verdict at the start of this iteration
   std::int64_t hub_memory_ = 0;           // hub-wide bytes charged, read once per iteration
-  std::int64_t now_ms_ = 0;               // shard clock (steady), read once per iteration
+  ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
-  std::int64_t last_trim_ms_ = 0;
+  ShardTime last_trim_;
   SendContext* free_send_contexts_ = nullptr;
   std::size_t free_send_context_count_ = 0;
   std::uint64_t sends_started_ = 0;

@@ -308,7 +308,7 @@ namespace {
 // freed blocks mapped (the arenas hold large frames so they do not fault in again), and without a trim a
 // burst's peak would stay in RSS for good.
 constexpr std::int64_t kTrimDrop = std::int64_t{32} << 20;
-constexpr std::int64_t kTrimIntervalMs = 1000;
+constexpr std::chrono::milliseconds kTrimInterval{1000};
 }  // namespace
 
 void Shard::trim_heap_after_burst() {
@@ -316,12 +316,12 @@ void Shard::trim_heap_after_burst() {
   const std::int64_t dropped = memory_at_last_trim_ - hub_memory_;
   // A large drop, or any drop that leaves the hub nearly idle (the end of a burst).
   const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && hub_memory_ < kTrimDrop);
-  if (!worth_it || now_ms_ - last_trim_ms_ < kTrimIntervalMs) {
+  if (!worth_it || now_ - last_trim_ < kTrimInterval) {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
   memory_at_last_trim_ = hub_memory_;
-  last_trim_ms_ = now_ms_;
+  last_trim_ = now_;
 }
 
 }  // namespace ringhub

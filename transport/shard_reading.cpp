@@ -280,7 +280,7 @@ void Shard::unpause(Connection& conn) {
   --paused_count_;
   if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
     conn.assembling_hook.unlink();
-    conn.frame_started_ms = now_ms_;
+    conn.frame_started = now_;
     assembling_.push_back(conn);
   }
 }
@@ -372,20 +372,19 @@ void Shard::clock_partial_frame(Connection& conn) {
   }
   conn.assembling_hook.unlink();
   conn.clocked_frame = conn.frames_in;
-  conn.frame_started_ms = now_ms_;
+  conn.frame_started = now_;
   assembling_.push_back(conn);  // clocks start in time order, so the oldest is always at the front
 }
 
 void Shard::expire_partial_frames() {
-  const std::int64_t timeout = config_.frame_timeout.count();
   while (!assembling_.empty()) {
     Connection& conn = assembling_.front();
-    if (now_ms_ - conn.frame_started_ms < timeout) {
+    if (now_ - conn.frame_started < config_.frame_timeout) {
       return;
     }
     assembling_.pop_front();
     if (conn.read_paused) {  // we stopped reading it: restart its clock rather than blame it
-      conn.frame_started_ms = now_ms_;
+      conn.frame_started = now_;
       assembling_.push_back(conn);
       continue;
     }
@@ -402,7 +401,7 @@ void Shard::note_input(Connection& conn) {
   if (idle_timeout_of(conn).count() == 0) {
     return;
   }
-  conn.last_input_ms = now_ms_;
+  conn.last_input = now_;
   conn.activity_hook.unlink();
   by_activity_[conn.protocol].push_back(conn);
 }
@@ -411,7 +410,7 @@ void Shard::expire_idle_connections() {
   for (Connection::ActivityList& list : by_activity_) {
     while (!list.empty()) {
       Connection& conn = list.front();
-      if (now_ms_ - conn.last_input_ms < idle_timeout_of(conn).count()) {
+      if (now_ - conn.last_input < idle_timeout_of(conn)) {
         break;
       }
       list.pop_front();
@@ -421,7 +420,7 @@ void Shard::expire_idle_connections() {
       }
       ++idle_closes_;
       spdlog::debug("shard {}: user {}: idle for {} ms, closing", index_, conn.id,
-                    now_ms_ - conn.last_input_ms);
+                    (now_ - conn.last_input).count());
       begin_drain(conn, &grace_ts_);  // what is queued for it is still written
     }
   }
