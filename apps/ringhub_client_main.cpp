@@ -23,6 +23,7 @@ namespace {
 
 using ringhub::Error;
 using ringhub::Result;
+using ringhub::system_error;
 using ringhub::client::RelayClient;
 using ringhub::protocol::UserId;
 
@@ -111,7 +112,7 @@ struct Endpoint {
 // HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
 Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) {
   const std::size_t colon = text.rfind(':');
-  const Error bad{EINVAL, fmt::format("{} wants HOST:PORT, not '{}'", flag, text)};
+  const Error bad = system_error(EINVAL, fmt::format("{} wants HOST:PORT, not '{}'", flag, text));
   if (colon == std::string::npos || colon == 0) {
     return bad;
   }
@@ -131,7 +132,7 @@ Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) 
 Result<std::vector<std::uint8_t>> read_stream(std::istream& in, const std::string& name) {
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) {
-    return Error{EIO, fmt::format("cannot read {}", name)};
+    return system_error(EIO, fmt::format("cannot read {}", name));
   }
   return bytes;
 }
@@ -145,7 +146,8 @@ Result<std::vector<std::uint8_t>> load_body(const Options& o, const Commands& c)
   }
   std::ifstream file(o.file, std::ios::binary);
   if (!file) {
-    return Error{errno, fmt::format("cannot open {}: {}", o.file, std::system_category().message(errno))};
+    return system_error(errno,
+                        fmt::format("cannot open {}: {}", o.file, std::system_category().message(errno)));
   }
   return read_stream(file, o.file);
 }

@@ -74,7 +74,7 @@ std::string_view without_newline(std::string_view line) {
 }
 
 Result<void> validate(const LineClientOptions& o) {
-  const auto invalid = [](std::string message) { return Error{EINVAL, std::move(message)}; };
+  const auto invalid = [](std::string message) { return system_error(EINVAL, std::move(message)); };
   const std::string_view x = o.message;
   if (x.empty()) {
     return invalid("the message is empty: the hub reads `message ` with nothing after it as unknown");
@@ -123,7 +123,7 @@ int poll_ms(Clock::time_point until, bool cancellable) {
 Result<short> wait_until(int fd, short events, Clock::time_point until, const std::atomic<bool>* cancel) {
   for (;;) {
     if (cancelled(cancel)) {
-      return Error{ECANCELED, "cancelled"};
+      return system_error(ECANCELED, "cancelled");
     }
     pollfd p{fd, events, 0};
     const int ready = ::poll(&p, 1, poll_ms(until, cancel != nullptr));
@@ -231,7 +231,7 @@ Result<std::chrono::nanoseconds> LineSession::run(const std::atomic<bool>* cance
       return written.error();
     }
     if (now >= ok_deadline) {
-      return Error{ETIMEDOUT, fmt::format("no ok within {} ms", options_.timeout.count())};
+      return system_error(ETIMEDOUT, fmt::format("no ok within {} ms", options_.timeout.count()));
     }
     const Clock::time_point until =
         delayed_.empty() ? ok_deadline : std::min(ok_deadline, delayed_.front().due);
@@ -271,13 +271,13 @@ Result<bool> LineSession::receive() {
     return errno_error("cannot read from hub");
   }
   if (got == 0) {
-    return Error{0, "hub closed the connection"};
+    return make_error("hub closed the connection");
   }
   batch_time_ = Clock::now();
   const auto bytes = std::span<const std::uint8_t>(rx_.data(), static_cast<std::size_t>(got));
   const LineStatus status = splitter_.feed(bytes, [this](std::string_view line) { return on_line(line); });
   if (status == LineStatus::kTooLong) {
-    return Error{EPROTO, fmt::format("hub sent a line longer than {} bytes", kMaxHubLineBytes)};
+    return system_error(EPROTO, fmt::format("hub sent a line longer than {} bytes", kMaxHubLineBytes));
   }
   if (ok_at_) {
     return true;
@@ -286,8 +286,8 @@ Result<bool> LineSession::receive() {
     return *dropped_;
   }
   if (backlog_bytes() > kMaxBacklogBytes) {
-    return Error{ENOBUFS,
-                 fmt::format("hub is not reading our replies: {} bytes of oks held back", backlog_bytes())};
+    return system_error(
+        ENOBUFS, fmt::format("hub is not reading our replies: {} bytes of oks held back", backlog_bytes()));
   }
   return false;
 }
@@ -311,7 +311,7 @@ bool LineSession::on_line(std::string_view line) {
   }
   if (line == without_newline(kLineTooLongLine)) {
     // Our lines are checked against the hub's default limit, so the hub runs with a smaller one.
-    dropped_ = Error{EMSGSIZE, "hub closed the connection: error line too long"};
+    dropped_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
     return false;
   }
   // `error unknown command` (the hub keeps going after it), other error lines, and lines that are no
@@ -401,8 +401,8 @@ Result<LineOutcome> run_line_client(const LineClientOptions& options, const std:
     return valid.error();
   }
   const auto cancelled_error = [&](unsigned attempt) {
-    return Error{ECANCELED, fmt::format("cancelled before '{}' was answered ({} made)",
-                                        shown(options.message), attempts_text(attempt))};
+    return system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} made)",
+                                               shown(options.message), attempts_text(attempt)));
   };
   LineOutcome outcome;
   Backoff backoff(options.backoff_initial, options.backoff_max);
@@ -423,7 +423,7 @@ Result<LineOutcome> run_line_client(const LineClientOptions& options, const std:
       return cancelled_error(attempt);
     }
     last = latency.error();
-    if (last.code == ETIMEDOUT) {
+    if (last.is_system(ETIMEDOUT)) {
       ++outcome.timeouts;
     }
     if (attempt == options.max_attempts) {
@@ -437,8 +437,8 @@ Result<LineOutcome> run_line_client(const LineClientOptions& options, const std:
       return cancelled(cancel) ? cancelled_error(attempt) : slept.error();
     }
   }
-  return Error{last.code, fmt::format("no ok for '{}' after {}: last error: {}", shown(options.message),
-                                      attempts_text(options.max_attempts), last.message)};
+  return rephrase(last, fmt::format("no ok for '{}' after {}: last error: {}", shown(options.message),
+                                    attempts_text(options.max_attempts), last.message));
 }
 
 }  // namespace ringhub::client

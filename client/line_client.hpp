@@ -53,8 +53,9 @@ struct LineOutcome {
 // least every kLineCancelCheck). One thread, one connection at a time, every wait bounded.
 //
 // Errors: invalid options give EINVAL before any connection is made; cancelling gives ECANCELED;
-// running out of attempts gives the last attempt's code (ETIMEDOUT, ECONNREFUSED, EPROTO for a line
-// the hub should never send, 0 for EOF, ...) and "no ok for 'X' after N attempts: last error: ...".
+// running out of attempts gives the last attempt's domain and code (ETIMEDOUT, ECONNREFUSED, EPROTO for
+// a line the hub should never send, kNone for EOF, ...) and "no ok for 'X' after N attempts: last
+// error: ...".
 Result<LineOutcome> run_line_client(const LineClientOptions& options,
                                     const std::atomic<bool>* cancel = nullptr);
 

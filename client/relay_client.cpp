@@ -52,7 +52,7 @@ class Deadline {
     if (!awaited.empty()) {
       message += fmt::format(" waiting for {}", awaited);
     }
-    return Error{ETIMEDOUT, std::move(message)};
+    return system_error(ETIMEDOUT, std::move(message));
   }
 
  private:
@@ -75,7 +75,7 @@ using detail::Deadline;
 constexpr std::size_t kReadChunk = std::size_t{64} << 10;
 
 Error not_connected() {
-  return Error{EBADF, "not connected to a hub"};
+  return system_error(EBADF, "not connected to a hub");
 }
 
 std::string frame_type_name(FrameType type) {
@@ -92,8 +92,8 @@ std::string frame_type_name(FrameType type) {
 }
 
 Error unexpected(const Frame& frame, std::string_view awaited) {
-  return Error{
-      EPROTO, fmt::format("hub sent {} while we waited for {}", frame_type_name(frame.header.type), awaited)};
+  return system_error(
+      EPROTO, fmt::format("hub sent {} while we waited for {}", frame_type_name(frame.header.type), awaited));
 }
 
 // The reason is untrusted text on its way to a terminal: keep printable ASCII only.
@@ -113,7 +113,7 @@ Error hub_error(const Frame& frame) {
   if (!reason.empty()) {
     message += ": " + reason;
   }
-  return Error{frame.payload[0], std::move(message)};
+  return protocol_error(code, std::move(message));
 }
 
 Delivery parse_delivery(const Frame& frame) {
@@ -254,12 +254,12 @@ Result<std::vector<UserId>> RelayClient::list(std::chrono::milliseconds timeout)
 
 Result<void> RelayClient::relay(std::span<const UserId> receivers, std::span<const std::uint8_t> body) {
   if (receivers.empty() || receivers.size() > protocol::kMaxReceivers) {
-    return Error{EINVAL, fmt::format("a relay names 1 to {} receivers, not {}", protocol::kMaxReceivers,
-                                     receivers.size())};
+    return system_error(EINVAL, fmt::format("a relay names 1 to {} receivers, not {}",
+                                            protocol::kMaxReceivers, receivers.size()));
   }
   if (body.size() > protocol::kMaxBodySize) {
-    return Error{EMSGSIZE, fmt::format("a relay body holds at most {} bytes, not {}", protocol::kMaxBodySize,
-                                       body.size())};
+    return system_error(EMSGSIZE, fmt::format("a relay body holds at most {} bytes, not {}",
+                                              protocol::kMaxBodySize, body.size()));
   }
   std::vector<std::uint8_t> frame;
   frame.reserve(kHeaderSize + kIdSize * receivers.size() + body.size());
@@ -352,7 +352,8 @@ Result<Frame> RelayClient::read_frame_until(const Deadline& deadline, std::strin
       return frame;
     }
     if (const auto error = reader_.error()) {
-      return Error{EPROTO, fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error))};
+      return system_error(EPROTO,
+                          fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error)));
     }
     if (Result<void> got = receive_some(deadline, awaited); !got) {
       return got.error();
@@ -377,7 +378,7 @@ Result<void> RelayClient::receive_some(const Deadline& deadline, std::string_vie
     return errno_error("cannot read from hub");
   }
   if (got == 0) {
-    return Error{0, "hub closed the connection"};
+    return make_error("hub closed the connection");
   }
   FrameQueue queue{*this};
   (void)reader_.feed(std::span(rx_).first(static_cast<std::size_t>(got)),

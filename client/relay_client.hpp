@@ -47,9 +47,9 @@ struct Delivery {
 // Replies come back in request order, but DELIVERs may arrive between them: a call waiting for a
 // reply queues the DELIVERs it reads, and next_delivery() hands them out first.
 //
-// Errors: a hub ERROR frame gives code = its protocol ErrorCode; a timeout gives ETIMEDOUT; a frame
-// the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO; EOF gives code 0;
-// failed syscalls give their errno.
+// Errors: a hub ERROR frame gives a kProtocol error with its ErrorCode; a timeout gives ETIMEDOUT; a
+// frame the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO; failed
+// syscalls give their errno (all kSystem); EOF gives a kNone error.
 class RelayClient {
  public:
   // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers.

@@ -35,9 +35,12 @@ Result<AddressList> resolve(const std::string& host, std::uint16_t port) {
   addrinfo* list = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
   if (rc != 0) {
-    const int code = rc == EAI_SYSTEM ? errno : 0;
-    const std::string why = rc == EAI_SYSTEM ? std::system_category().message(code) : ::gai_strerror(rc);
-    return Error{code, fmt::format("cannot resolve hub host '{}': {}", host, why)};
+    if (rc == EAI_SYSTEM) {
+      const int err = errno;
+      return system_error(
+          err, fmt::format("cannot resolve hub host '{}': {}", host, std::system_category().message(err)));
+    }
+    return make_error(fmt::format("cannot resolve hub host '{}': {}", host, ::gai_strerror(rc)));
   }
   return AddressList(list, &::freeaddrinfo);
 }
@@ -55,7 +58,7 @@ int poll_ms(Clock::time_point until, bool cancellable) {
 Result<void> wait_connected(int fd, Clock::time_point until, const std::atomic<bool>* cancel) {
   for (;;) {
     if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
-      return Error{ECANCELED, "cancelled"};
+      return system_error(ECANCELED, "cancelled");
     }
     pollfd p{fd, POLLOUT, 0};
     const int ready = ::poll(&p, 1, poll_ms(until, cancel != nullptr));
@@ -63,7 +66,7 @@ Result<void> wait_connected(int fd, Clock::time_point until, const std::atomic<b
       return {};  // success or failure shows in SO_ERROR
     }
     if (ready == 0 && Clock::now() >= until) {
-      return Error{ETIMEDOUT, "timed out while connecting"};
+      return system_error(ETIMEDOUT, "timed out while connecting");
     }
     if (ready < 0 && errno != EINTR) {
       return errno_error("poll failed", errno);
@@ -82,7 +85,7 @@ Result<OwnedFd> connect_to(const addrinfo& address, Clock::time_point until,
   if (::connect(fd.get(), address.ai_addr, address.ai_addrlen) < 0 && errno != EINPROGRESS &&
       errno != EINTR) {
     const int err = errno;
-    return Error{err, std::system_category().message(err)};
+    return system_error(err, std::system_category().message(err));
   }
   if (Result<void> done = wait_connected(fd.get(), until, cancel); !done) {
     return done.error();
@@ -93,7 +96,7 @@ Result<OwnedFd> connect_to(const addrinfo& address, Clock::time_point until,
     return errno_error("getsockopt(SO_ERROR) failed", errno);
   }
   if (err != 0) {
-    return Error{err, std::system_category().message(err)};
+    return system_error(err, std::system_category().message(err));
   }
   const int on = 1;
   if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
@@ -123,7 +126,7 @@ std::string endpoint_text(const std::string& host, std::uint16_t port) {
 }
 
 Error errno_error(std::string_view doing, int err) {
-  return Error{err, fmt::format("{}: {}", doing, std::system_category().message(err))};
+  return system_error(err, fmt::format("{}: {}", doing, std::system_category().message(err)));
 }
 
 Result<OwnedFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::time_point until,
@@ -132,15 +135,15 @@ Result<OwnedFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::
   if (!addresses) {
     return addresses.error();
   }
-  Error last{EHOSTUNREACH, "no address to connect to"};
+  Error last = system_error(EHOSTUNREACH, "no address to connect to");
   for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
     Result<OwnedFd> fd = connect_to(*a, until, cancel);
-    if (fd || fd.error().code == ECANCELED) {
+    if (fd || fd.error().is_system(ECANCELED)) {
       return fd;
     }
     last = fd.error();
   }
-  return Error{last.code, fmt::format("cannot reach hub at {}: {}", endpoint_text(host, port), last.message)};
+  return rephrase(last, fmt::format("cannot reach hub at {}: {}", endpoint_text(host, port), last.message));
 }
 
 }  // namespace ringhub::client

@@ -2,21 +2,38 @@
 // failure (g++ 12 has no std::expected). Cheap to move; no exceptions involved.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
 
+#include "core/protocol.hpp"
+
 namespace ringhub {
 
+// What an Error's code means: an errno and a protocol ErrorCode share small numbers (EPERM is 1, so is
+// ErrorCode::kUnknownType), so a code is read only with its domain.
+enum class ErrorDomain : std::uint8_t {
+  kNone,      // no code: the message says it all (bad input or flags, a limit, a peer that closed)
+  kSystem,    // an errno value: a failed system call, or a timeout or cancel the caller measured
+  kProtocol,  // a protocol::ErrorCode the hub sent in an ERROR frame
+};
+
 struct Error {
-  int code = 0;  // errno, a protocol ErrorCode, or 0 when only the message matters
+  ErrorDomain domain = ErrorDomain::kNone;
+  int code = 0;  // in `domain`; 0 with kNone
   std::string message;
+
+  bool is_system(int err) const { return domain == ErrorDomain::kSystem && code == err; }
+  bool is_protocol(protocol::ErrorCode error_code) const {
+    return domain == ErrorDomain::kProtocol && code == static_cast<int>(error_code);
+  }
 };
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  // Implicit on purpose, as std::expected's: a function returns `value` or `Error{...}` directly.
+  // Implicit on purpose, as std::expected's: a function returns `value` or an Error directly.
   Result(T value) : state_(std::move(value)) {}
   Result(Error error) : state_(std::move(error)) {}
 
@@ -52,8 +69,26 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-inline Error make_error(std::string message, int code = 0) {
-  return Error{code, std::move(message)};
+// The three ways to make an Error, one per domain.
+inline Error make_error(std::string message) {
+  return Error{ErrorDomain::kNone, 0, std::move(message)};
+}
+inline Error system_error(int err, std::string message) {
+  return Error{ErrorDomain::kSystem, err, std::move(message)};
+}
+inline Error protocol_error(protocol::ErrorCode code, std::string message) {
+  return Error{ErrorDomain::kProtocol, static_cast<int>(code), std::move(message)};
+}
+
+// The same message with the cause's domain and code: for an error that explains a lower-level one.
+inline Error rephrase(const Error& cause, std::string message) {
+  return Error{cause.domain, cause.code, std::move(message)};
+}
+
+// Transitional spelling of system_error(err, message), still used by the ring set-up, buffer ring and
+// stress engine code while it moves into transport/uring/; new code calls system_error.
+inline Error make_error(std::string message, int err) {
+  return system_error(err, std::move(message));
 }
 
 }  // namespace ringhub

@@ -13,105 +13,145 @@ namespace ringhub {
 // Error codes 1..8 index this array; slot 0 is unused.
 inline constexpr std::size_t kErrorCodeSlots = 9;
 
+// The shapes a figure comes in: one number, or one per protocol error code.
+using Count = std::uint64_t;
+using CountsByErrorCode = std::array<std::uint64_t, kErrorCodeSlots>;
+
+// Who writes a figure: each shard into its ShardCounters (summed on read), or the hub when it takes
+// the snapshot (figures the shards do not hold, such as the memory budget).
+enum class Filler { kShard, kHub };
+
+enum class MetricType { kCounter, kGauge };
+
+// Every figure the hub keeps, one row each: adding a metric is one row here. The rows make the HubStats
+// fields, the shards' cells, their sum and the /metrics text (core/prometheus.cpp), in this order.
+//   X(field, shape, filler, type, Prometheus family, labels, help)
+// Consecutive rows with one family are its labelled samples; the first row's help is the family's. A
+// family of "" is not exported (tests read the field). A CountsByErrorCode row's labels are the codes.
+#define RINGHUB_STATS(X)                                                                                   \
+  X(connections, Count, kShard, kGauge, "ringhub_connections", R"(protocol="relay")",                      \
+    "Client connections open now, by protocol.")                                                           \
+  X(line_connections, Count, kShard, kGauge, "ringhub_connections", R"(protocol="line")", "")              \
+  X(line_pending, Count, kShard, kGauge, "ringhub_line_pending_messages", "",                              \
+    "Line-protocol messages forwarded and not yet acknowledged.")                                          \
+  X(buffer_bytes_in_use, Count, kShard, kGauge, "ringhub_buffer_bytes_in_use", "",                         \
+    "Receive-buffer bytes out of the ring now.")                                                           \
+  X(memory_budget, Count, kHub, kGauge, "ringhub_memory_budget_bytes", "",                                 \
+    "The memory budget (--max-memory) for what the hub holds for clients.")                                \
+  X(memory_in_use, Count, kHub, kGauge, "ringhub_memory_in_use_bytes", "",                                 \
+    "Bytes held for clients now, as allocated: frames, assemblies, replies, batches, queues.")             \
+  X(memory_reserved, Count, kHub, kGauge, "ringhub_memory_reserved_bytes", "",                             \
+    "Bytes reserved for the rest of large frames being received, not yet charged.")                        \
+  X(read_paused_connections, Count, kShard, kGauge, "ringhub_read_paused_connections", "",                 \
+    "Connections whose input is not read until memory frees (backpressure).")                              \
+  X(outbound_queued_bytes, Count, kShard, kGauge, "ringhub_outbound_queued_bytes", "",                     \
+    "Bytes waiting in outbound queues now.")                                                               \
+  X(frames_in, Count, kShard, kCounter, "ringhub_frames_in_total", "", "Complete client frames parsed.")   \
+  X(frames_out, Count, kShard, kCounter, "ringhub_frames_out_total", "",                                   \
+    "Frames queued to clients (replies, deliveries, errors).")                                             \
+  X(bytes_in, Count, kShard, kCounter, "ringhub_bytes_in_total", "", "Bytes received from clients.")       \
+  X(bytes_out, Count, kShard, kCounter, "ringhub_bytes_out_total", "", "Bytes written to client sockets.") \
+  X(relays, Count, kShard, kCounter, "ringhub_relays_total", "", "RELAY frames accepted.")                 \
+  X(deliveries, Count, kShard, kCounter, "ringhub_deliveries_total", "", "DELIVER frames queued.")         \
+  X(skipped_receivers, Count, kShard, kCounter, "ringhub_skipped_receivers_total", "",                     \
+    "Unknown, departed, duplicate or self receivers skipped.")                                             \
+  X(protocol_errors, CountsByErrorCode, kShard, kCounter, "ringhub_protocol_errors_total", "",             \
+    "ERROR frames sent, by code.")                                                                         \
+  X(slow_consumer_closes, Count, kShard, kCounter, "ringhub_slow_consumer_closes_total", "",               \
+    "Connections closed because their outbound queue passed its limit (ERROR 6).")                         \
+  X(server_full_rejects, Count, kShard, kCounter, "ringhub_server_full_rejects_total", "",                 \
+    "Connections refused at --max-connections (ERROR 7).")                                                 \
+  X(accepted, Count, kShard, kCounter, "ringhub_accepted_connections_total", "",                           \
+    "Connections accepted since start.")                                                                   \
+  X(copied_assembly_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="assembly")",  \
+    "Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out (a "      \
+    "frame copied once out of its receive buffer), reply (hub-composed replies), batch (small "            \
+    "deliveries copied into a send batch, per receiver).")                                                 \
+  X(copied_out_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="copy_out")", "")   \
+  X(copied_reply_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="reply")", "")    \
+  X(batched_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="batch")", "")         \
+  X(budget_pauses, Count, kShard, kCounter, "ringhub_budget_pauses_total", "",                             \
+    "Times a connection's reading was paused because the memory budget was reached.")                      \
+  X(idle_closes, Count, kShard, kCounter, "ringhub_idle_closes_total", "",                                 \
+    "Connections closed after sending nothing for their protocol's idle timeout.")                         \
+  X(frame_timeouts, Count, kShard, kCounter, "ringhub_frame_timeouts_total", "",                           \
+    "Connections closed because a frame stayed unfinished past --frame-timeout (ERROR 8).")                \
+  X(cq_overflows, Count, kShard, kCounter, "ringhub_cq_overflows_total", "",                               \
+    "io_uring completion-queue overflows seen (slow path, no loss).")                                      \
+  X(line_forwards, Count, kShard, kCounter, "ringhub_line_forwards_total", "",                             \
+    "Line-protocol messages forwarded.")                                                                   \
+  X(line_reforwards, Count, kShard, kCounter, "ringhub_line_reforwards_total", "",                         \
+    "Line-protocol messages forwarded again after a receiver left.")                                       \
+  X(line_unmatched_oks, Count, kShard, kCounter, "ringhub_line_unmatched_oks_total", "",                   \
+    "Line-protocol acknowledgements that matched no pending message.")                                     \
+  X(line_protocol_errors, Count, kShard, kCounter, "ringhub_line_protocol_errors_total", "",               \
+    "Malformed line-protocol input refused.")                                                              \
+  X(line_messages_in, Count, kShard, kCounter, "", "", "`message X` lines received.")                      \
+  X(line_oks_delivered, Count, kShard, kCounter, "", "", "`ok X` lines written to the origin.")
+
+// A snapshot of every figure, summed over the shards (plus what the hub fills in).
 struct HubStats {
-  std::uint64_t connections = 0;           // relay connections open now
-  std::uint64_t accepted = 0;              // connections accepted since start
-  std::uint64_t frames_in = 0;             // complete client frames parsed
-  std::uint64_t frames_out = 0;            // frames queued to clients (replies, deliveries, errors)
-  std::uint64_t bytes_in = 0;              // bytes received from clients
-  std::uint64_t bytes_out = 0;             // bytes written to client sockets
-  std::uint64_t relays = 0;                // RELAY frames accepted
-  std::uint64_t deliveries = 0;            // DELIVER frames queued
-  std::uint64_t skipped_receivers = 0;     // unknown, departed, duplicate or self receivers
-  std::uint64_t slow_consumer_closes = 0;  // connections closed with ERROR 6
-  std::uint64_t server_full_rejects = 0;   // connections refused with ERROR 7
-  // User-space copies, by reason. A frame's body is copied at most once whatever its fan-out:
-  std::uint64_t copied_assembly_bytes = 0;    // frames spanning receive buffers, copied into their block
-  std::uint64_t copied_out_bytes = 0;         // whole frames copied out of a receive buffer, once each
-  std::uint64_t copied_reply_bytes = 0;       // replies and error words the hub composed
-  std::uint64_t batched_bytes = 0;            // small deliveries copied into send batches, per receiver
-  std::uint64_t outbound_queued_bytes = 0;    // bytes waiting in outbound queues now
-  std::uint64_t buffer_bytes_in_use = 0;      // receive-pool bytes out of the ring now
-  std::uint64_t memory_in_use = 0;            // bytes charged to the memory budget now (filled by the hub)
-  std::uint64_t memory_budget = 0;            // --max-memory (filled by the hub)
-  std::uint64_t memory_reserved = 0;          // rest of large frames under way, not yet charged (hub)
-  std::uint64_t read_paused_connections = 0;  // connections whose input waits for memory to free
-  std::uint64_t budget_pauses = 0;            // times a connection's reading was paused for memory
-  std::uint64_t idle_closes = 0;              // connections closed by the idle timeout
-  std::uint64_t frame_timeouts = 0;           // connections closed for a frame left unfinished
-  std::uint64_t cq_overflows = 0;             // completion-queue overflows seen (slow path, no loss)
-  std::uint64_t line_connections = 0;         // line-protocol connections open now
-  std::uint64_t line_pending = 0;             // line messages forwarded and not yet answered
-  std::uint64_t line_messages_in = 0;         // `message X` lines received
-  std::uint64_t line_forwards = 0;            // `message X` lines written to a receiver
-  std::uint64_t line_reforwards = 0;          // messages forwarded again after their receiver left
-  std::uint64_t line_oks_delivered = 0;       // `ok X` lines written to the origin
-  std::uint64_t line_unmatched_oks = 0;       // `ok X` that matched nothing pending
-  std::uint64_t line_protocol_errors = 0;     // unknown commands and over-long lines
-  std::array<std::uint64_t, kErrorCodeSlots> protocol_errors{};  // ERROR frames sent, by code
+#define RINGHUB_STATS_FIELD(field, shape, ...) shape field{};
+  RINGHUB_STATS(RINGHUB_STATS_FIELD)
+#undef RINGHUB_STATS_FIELD
 };
 
-// One shard's counters, written only by that shard's thread.
-class alignas(64) ShardCounters {
- public:
-  struct Cell {
-    std::atomic<std::uint64_t> value{0};
-    void add(std::uint64_t n) {
-      value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    }
-    void sub(std::uint64_t n) {
-      value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
-    }
-    void set(std::uint64_t n) { value.store(n, std::memory_order_relaxed); }
-    std::uint64_t get() const { return value.load(std::memory_order_relaxed); }
-  };
-
-  Cell connections, accepted, frames_in, frames_out, bytes_in, bytes_out, relays, deliveries,
-      skipped_receivers, slow_consumer_closes, server_full_rejects, copied_assembly_bytes, copied_out_bytes,
-      copied_reply_bytes, batched_bytes, outbound_queued_bytes, buffer_bytes_in_use, read_paused_connections,
-      budget_pauses, frame_timeouts, idle_closes, cq_overflows, line_connections, line_pending,
-      line_messages_in, line_forwards, line_reforwards, line_oks_delivered, line_unmatched_oks,
-      line_protocol_errors;
-  std::array<Cell, kErrorCodeSlots> protocol_errors;
-
-  void count_error(protocol::ErrorCode code) { protocol_errors[static_cast<std::size_t>(code)].add(1); }
-  void add_to(HubStats& total) const;
+// One relaxed atomic figure, written only by its shard's thread.
+struct CounterCell {
+  std::atomic<std::uint64_t> value{0};
+  void add(std::uint64_t n) {
+    value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(std::uint64_t n) {
+    value.store(value.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  void set(std::uint64_t n) { value.store(n, std::memory_order_relaxed); }
+  std::uint64_t get() const { return value.load(std::memory_order_relaxed); }
 };
 
-inline void ShardCounters::add_to(HubStats& t) const {
-  t.connections += connections.get();
-  t.accepted += accepted.get();
-  t.frames_in += frames_in.get();
-  t.frames_out += frames_out.get();
-  t.bytes_in += bytes_in.get();
-  t.bytes_out += bytes_out.get();
-  t.relays += relays.get();
-  t.deliveries += deliveries.get();
-  t.skipped_receivers += skipped_receivers.get();
-  t.slow_consumer_closes += slow_consumer_closes.get();
-  t.server_full_rejects += server_full_rejects.get();
-  t.copied_assembly_bytes += copied_assembly_bytes.get();
-  t.copied_out_bytes += copied_out_bytes.get();
-  t.copied_reply_bytes += copied_reply_bytes.get();
-  t.batched_bytes += batched_bytes.get();
-  t.outbound_queued_bytes += outbound_queued_bytes.get();
-  t.buffer_bytes_in_use += buffer_bytes_in_use.get();
-  t.read_paused_connections += read_paused_connections.get();
-  t.budget_pauses += budget_pauses.get();
-  t.frame_timeouts += frame_timeouts.get();
-  t.idle_closes += idle_closes.get();
-  t.cq_overflows += cq_overflows.get();
-  t.line_connections += line_connections.get();
-  t.line_pending += line_pending.get();
-  t.line_messages_in += line_messages_in.get();
-  t.line_forwards += line_forwards.get();
-  t.line_reforwards += line_reforwards.get();
-  t.line_oks_delivered += line_oks_delivered.get();
-  t.line_unmatched_oks += line_unmatched_oks.get();
-  t.line_protocol_errors += line_protocol_errors.get();
+// A row the hub fills: shards have no cell for it.
+struct HubFilled {};
+
+// The shard-side storage of a row, by filler and shape.
+template <Filler filler, class Shape>
+struct ShardCellOf {
+  using type = HubFilled;
+};
+template <>
+struct ShardCellOf<Filler::kShard, Count> {
+  using type = CounterCell;
+};
+template <>
+struct ShardCellOf<Filler::kShard, CountsByErrorCode> {
+  using type = std::array<CounterCell, kErrorCodeSlots>;
+};
+
+inline void accumulate(Count& total, const CounterCell& cell) {
+  total += cell.get();
+}
+inline void accumulate(CountsByErrorCode& total, const std::array<CounterCell, kErrorCodeSlots>& cells) {
   for (std::size_t i = 0; i < kErrorCodeSlots; ++i) {
-    t.protocol_errors[i] += protocol_errors[i].get();
+    total[i] += cells[i].get();
   }
 }
+inline void accumulate(Count& /*filled by the hub*/, const HubFilled& /*no cell*/) {}
+
+// One shard's counters, written only by that shard's thread: a cell per shard-filled row.
+class alignas(64) ShardCounters {
+ public:
+#define RINGHUB_STATS_CELL(field, shape, filler, ...) ShardCellOf<Filler::filler, shape>::type field;
+  RINGHUB_STATS(RINGHUB_STATS_CELL)
+#undef RINGHUB_STATS_CELL
+
+  void count_error(protocol::ErrorCode code) {
+    protocol_errors[static_cast<std::size_t>(code)].add(1);
+  }
+
+  void add_to(HubStats& total) const {
+#define RINGHUB_STATS_ADD(field, ...) accumulate(total.field, field);
+    RINGHUB_STATS(RINGHUB_STATS_ADD)
+#undef RINGHUB_STATS_ADD
+  }
+};
 
 }  // namespace ringhub

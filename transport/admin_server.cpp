@@ -111,7 +111,7 @@ Result<std::uint16_t> bound_port(int fd) {
   sockaddr_storage storage{};
   socklen_t length = sizeof storage;
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
-    return make_error(fmt::format("cannot read the admin socket's port: {}", std::strerror(errno)), errno);
+    return system_error(errno, fmt::format("cannot read the admin socket's port: {}", std::strerror(errno)));
   }
   if (storage.ss_family == AF_INET6) {
     return ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port);
@@ -585,14 +585,15 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
   }
   UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (wake.get() < 0) {
-    return make_error(fmt::format("cannot create the admin server's eventfd: {}", std::strerror(errno)),
-                      errno);
+    return system_error(errno,
+                        fmt::format("cannot create the admin server's eventfd: {}", std::strerror(errno)));
   }
   UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
   if (epoll.get() < 0 ||
       !epoll_watch(epoll.get(), EPOLL_CTL_ADD, wake.get(), EPOLLIN, fixed_token(kWakeToken)) ||
       !epoll_watch(epoll.get(), EPOLL_CTL_ADD, listener->get(), EPOLLIN, fixed_token(kListenerToken))) {
-    return make_error(fmt::format("cannot set up the admin server's epoll: {}", std::strerror(errno)), errno);
+    return system_error(errno,
+                        fmt::format("cannot set up the admin server's epoll: {}", std::strerror(errno)));
   }
   auto impl = std::make_unique<Impl>();
   impl->port = *bound;
@@ -601,7 +602,7 @@ Result<std::unique_ptr<AdminServer>> AdminServer::start(const std::string& addre
   try {
     impl->thread = std::thread([loop = impl->loop.get()] { loop->run(); });
   } catch (const std::system_error& e) {
-    return make_error(fmt::format("cannot start the admin server thread: {}", e.what()), e.code().value());
+    return system_error(e.code().value(), fmt::format("cannot start the admin server thread: {}", e.what()));
   }
   return std::unique_ptr<AdminServer>(new AdminServer(std::move(impl)));
 }

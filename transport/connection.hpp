@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <boost/intrusive/list.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -15,9 +16,13 @@
 #include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
+#include "transport/client_protocol.hpp"
 #include "transport/op_tag.hpp"
 
 namespace ringhub {
+
+// The shard clock: the steady clock to the millisecond, read once per loop iteration (Shard::now_).
+using ShardTime = std::chrono::time_point<std::chrono::steady_clock, std::chrono::milliseconds>;
 
 // Iovecs per sendmsg: enough to batch a burst of small deliveries into one syscall, small enough
 // that the context stays in cache. Bytes per sendmsg: a few loopback socket buffers' worth.
@@ -61,11 +66,12 @@ struct alignas(16) Connection : RegistryEntry {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
       : slot(fixed_slot), assembler(accounting), outbound(memory) {}
 
-  std::uint32_t slot;                   // direct descriptor index in the shard ring's file table
-  std::uint32_t line_index = 0;         // line connections: position in the shard's random-pick array
-  std::size_t line_pending_bytes = 0;   // line connections: pending_cost of `message X` not yet answered
-  bool line_throttled = false;          // line connections: not read until oks bring that down
-  std::unique_ptr<LineSplitter> lines;  // set for line-protocol connections only
+  std::uint32_t slot;                    // direct descriptor index in the shard ring's file table
+  std::uint32_t line_index = 0;          // line connections: position in the shard's random-pick array
+  std::size_t line_pending_bytes = 0;    // line connections: pending_cost of `message X` not yet answered
+  bool line_throttled = false;           // line connections: not read until oks bring that down
+  Protocol protocol = Protocol::kRelay;  // set at the accept, with `lines` for a line connection
+  std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
   bool recv_armed = false;            // a recv (recv_op) is in flight
@@ -88,9 +94,9 @@ struct alignas(16) Connection : RegistryEntry {
   SendContext* send = nullptr;                // the send in flight
   SendContext* zc_waiting = nullptr;          // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
-  std::uint64_t frames_in = 0;        // complete frames parsed, to tell one partial frame from the next
-  std::uint64_t clocked_frame = 0;    // frames_in when the partial frame's clock started
-  std::int64_t frame_started_ms = 0;  // when the partial frame began (shard clock)
+  std::uint64_t frames_in = 0;      // complete frames parsed, to tell one partial frame from the next
+  std::uint64_t clocked_frame = 0;  // frames_in when the partial frame's clock started
+  ShardTime frame_started;          // when the partial frame began
   FrameAssembler assembler;
   BlockRef direct_target;  // the block a direct recv in flight writes into, held until it completes
   OutboundQueue outbound;
@@ -99,7 +105,7 @@ struct alignas(16) Connection : RegistryEntry {
   AutoUnlinkHook all_hook;         // every connection object on the shard, open or not
   AutoUnlinkHook assembling_hook;  // holds a partial frame: the frame-timeout clock runs
   AutoUnlinkHook activity_hook;    // on the idle-timeout list of its protocol, least recently heard first
-  std::int64_t last_input_ms = 0;  // shard clock at its last received bytes (idle timeout)
+  ShardTime last_input;            // when its last bytes were received (idle timeout)
 
   using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
                              bi::constant_time_size<false>>;

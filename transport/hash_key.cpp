@@ -20,8 +20,8 @@ Result<HashKey> draw_hash_key() {
     }
     if (n <= 0) {
       const int err = n < 0 ? errno : EIO;
-      return make_error(fmt::format("cannot draw the hash key from getrandom(2): {}", std::strerror(err)),
-                        err);
+      return system_error(err,
+                          fmt::format("cannot draw the hash key from getrandom(2): {}", std::strerror(err)));
     }
     filled += static_cast<std::size_t>(n);
   }

@@ -165,7 +165,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   auto impl = std::make_unique<Impl>();
   int ret = io_uring_queue_init(8, &impl->control, 0);
   if (ret < 0) {
-    return make_error(describe_io_uring_failure(-ret, read_io_uring_disabled()), -ret);
+    return system_error(-ret, describe_io_uring_failure(-ret, read_io_uring_disabled()));
   }
   impl->control_ready = true;
   if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {

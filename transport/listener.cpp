@@ -30,8 +30,8 @@ Result<SocketAddress> parse_socket_address(const std::string& address, std::uint
     out.family = AF_INET6;
     return out;
   }
-  return make_error(fmt::format("invalid bind address '{}': expected an IPv4 or IPv6 literal", address),
-                    EINVAL);
+  return system_error(EINVAL,
+                      fmt::format("invalid bind address '{}': expected an IPv4 or IPv6 literal", address));
 }
 
 Error socket_error(const char* what, const std::string& address, std::uint16_t port, const char* flag) {
@@ -41,7 +41,8 @@ Error socket_error(const char* what, const std::string& address, std::uint16_t p
     hint = fmt::format(" (is another hub or server using this port? pick another with {})",
                        flag != nullptr ? flag : "another port");
   }
-  return make_error(fmt::format("cannot {} {}:{}: {}{}", what, address, port, std::strerror(err), hint), err);
+  return system_error(err,
+                      fmt::format("cannot {} {}:{}: {}{}", what, address, port, std::strerror(err), hint));
 }
 
 namespace {

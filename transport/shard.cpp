@@ -32,7 +32,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
     : shared_(shared),
       config_(shared.config),
       index_(index),
-      listen_fds_{relay_listen_fd, line_listen_fd},
+      listen_fds_{{relay_listen_fd, line_listen_fd}},
       counters_(shared.counters[index]),
       pending_(shared.x_hash),
       planner_(shared.shard_count, index, &shared.directory),
@@ -110,8 +110,8 @@ void Shard::before_wait() {
   }
   read_clock_and_budget();
   resume_paused();
-  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 && !accept_armed_[0] &&
-      !accept_armed_[1]) {
+  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 &&
+      !accept_armed_[Protocol::kRelay] && !accept_armed_[Protocol::kLine]) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
   }
@@ -119,9 +119,7 @@ void Shard::before_wait() {
 }
 
 void Shard::read_clock_and_budget() {
-  now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now().time_since_epoch())
-                .count();
+  now_ = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now());
   hub_memory_ = shared_.memory_committed();
   const ReadGate before = gate_;
   gate_ = shared_.budget.gate(hub_memory_);
@@ -170,8 +168,8 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
   const std::uint64_t data = cqe.user_data;
   switch (tag_op(data)) {
     case Op::kIgnore: return;
-    case Op::kAccept: on_accept(cqe, false); return;
-    case Op::kAcceptLine: on_accept(cqe, true); return;
+    case Op::kAccept: on_accept(cqe, Protocol::kRelay); return;
+    case Op::kAcceptLine: on_accept(cqe, Protocol::kLine); return;
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
     case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: on_send(*tag_owner<Connection>(data), cqe); return;

@@ -21,6 +21,7 @@
 #include "core/registry.hpp"
 #include "core/result.hpp"
 #include "core/stats.hpp"
+#include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
 #include "transport/cross_shard.hpp"
 #include "transport/hub_config.hpp"
@@ -122,10 +123,10 @@ class Shard {
 
   // --- accept and connection lifecycle (shard_connections.cpp)
   void arm_accepts();
-  void arm_accept(bool line);
-  void on_accept(const io_uring_cqe& cqe, bool line);
-  void admit(std::uint32_t slot, bool line);
-  bool at_capacity(bool line) const;
+  void arm_accept(Protocol protocol);
+  void on_accept(const io_uring_cqe& cqe, Protocol protocol);
+  void admit(std::uint32_t slot, Protocol protocol);
+  bool at_capacity(Protocol protocol) const;
 
   // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`
   // (a shard-owned timespec: the kernel reads it at submit time). With `last_words` (an ERROR frame or
@@ -281,7 +282,7 @@ class Shard {
   HubShared& shared_;
   const HubConfig& config_;
   const unsigned index_;
-  const int listen_fds_[2];  // [0] relay, [1] line
+  const PerProtocol<int> listen_fds_;  // the line listener is -1 when there is none
   ShardCounters& counters_;
   io_uring ring_{};
   bool ring_ready_ = false;
@@ -305,19 +306,19 @@ class Shard {
   Connection::AllList all_;
   Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
-  Connection::WaitingList paused_[2];             // input paused until memory frees, by Weight
-  Connection::WaitingList awaiting_reservation_;  // large frames begun, waiting for room to finish
-  Connection::AssemblingList assembling_;         // partial frames, oldest clock first
-  Connection::ActivityList by_activity_[2];       // [0] relay, [1] line: least recently heard first
+  Connection::WaitingList paused_[2];                  // input paused until memory frees, by Weight
+  Connection::WaitingList awaiting_reservation_;       // large frames begun, waiting for room to finish
+  Connection::AssemblingList assembling_;              // partial frames, oldest clock first
+  PerProtocol<Connection::ActivityList> by_activity_;  // least recently heard first
   std::uint64_t idle_closes_ = 0;
   std::size_t paused_count_ = 0;
   std::uint64_t budget_pauses_ = 0;
   std::uint64_t frame_timeouts_ = 0;
   ReadGate gate_ = ReadGate::kOpen;       // the budget's verdict at the start of this iteration
   std::int64_t hub_memory_ = 0;           // hub-wide bytes charged, read once per iteration
-  std::int64_t now_ms_ = 0;               // shard clock (steady), read once per iteration
+  ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
-  std::int64_t last_trim_ms_ = 0;
+  ShardTime last_trim_;
   SendContext* free_send_contexts_ = nullptr;
   std::size_t free_send_context_count_ = 0;
   std::uint64_t sends_started_ = 0;
@@ -330,7 +331,7 @@ class Shard {
   std::vector<Outbox> outboxes_;
   std::size_t awaiting_replies_ = 0;  // messages we sent that must come back before we may exit
 
-  bool accept_armed_[2] = {false, false};  // [0] relay, [1] line
+  PerProtocol<bool> accept_armed_;
   bool stopping_ = false;
   bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;

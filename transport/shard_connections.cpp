@@ -12,47 +12,56 @@
 
 namespace ringhub {
 
+namespace {
+
+// The tag of the multishot accept on `protocol`'s listener.
+Op accept_op(Protocol protocol) {
+  return protocol == Protocol::kLine ? Op::kAcceptLine : Op::kAccept;
+}
+
+}  // namespace
+
 void Shard::arm_accepts() {
-  arm_accept(false);
-  if (listen_fds_[1] >= 0) {
-    arm_accept(true);
+  arm_accept(Protocol::kRelay);
+  if (listen_fds_[Protocol::kLine] >= 0) {
+    arm_accept(Protocol::kLine);
   }
 }
 
-void Shard::arm_accept(bool line) {
-  if (accept_armed_[line] || stopping_) {
+void Shard::arm_accept(Protocol protocol) {
+  if (accept_armed_[protocol] || stopping_) {
     return;
   }
   io_uring_sqe* entry = sqe();
   // Direct descriptors: sockets live in the ring's file table, not the process fd table (20000 here).
-  io_uring_prep_multishot_accept_direct(entry, listen_fds_[line], nullptr, nullptr, 0);
-  io_uring_sqe_set_data64(entry, tag(this, line ? Op::kAcceptLine : Op::kAccept));
-  accept_armed_[line] = true;
+  io_uring_prep_multishot_accept_direct(entry, listen_fds_[protocol], nullptr, nullptr, 0);
+  io_uring_sqe_set_data64(entry, tag(this, accept_op(protocol)));
+  accept_armed_[protocol] = true;
 }
 
-void Shard::on_accept(const io_uring_cqe& cqe, bool line) {
+void Shard::on_accept(const io_uring_cqe& cqe, Protocol protocol) {
   if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
-    accept_armed_[line] = false;
+    accept_armed_[protocol] = false;
   }
   if (cqe.res >= 0) {
-    admit(static_cast<std::uint32_t>(cqe.res), line);
+    admit(static_cast<std::uint32_t>(cqe.res), protocol);
   } else if (cqe.res != -ECANCELED) {
     // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
     // EMFILE/ENOMEM/ECONNABORTED: transient. Retry on the next tick rather than spin.
     spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", index_, std::strerror(-cqe.res));
     return;
   }
-  if (!accept_armed_[line] && !stopping_) {
-    arm_accept(line);
+  if (!accept_armed_[protocol] && !stopping_) {
+    arm_accept(protocol);
   }
 }
 
-bool Shard::at_capacity(bool line) const {
-  (void)line;  // one budget for both protocols: they share the file table
+bool Shard::at_capacity(Protocol protocol) const {
+  (void)protocol;  // one budget for both protocols: they share the file table
   return registry_.size() + line_registry_.size() >= capacity_;
 }
 
-void Shard::admit(std::uint32_t slot, bool line) {
+void Shard::admit(std::uint32_t slot, Protocol protocol) {
   auto* conn = new Connection(slot, &assembly_, &memory_);
   all_.push_back(*conn);
   ++conn_objects_;
@@ -60,15 +69,16 @@ void Shard::admit(std::uint32_t slot, bool line) {
     begin_close(*conn);
     return;
   }
-  if (line) {
+  conn->protocol = protocol;
+  if (protocol == Protocol::kLine) {
     conn->lines = std::make_unique<LineSplitter>(config_.max_line_bytes);
   }
   const std::size_t before = shared_.live_connections.fetch_add(1, std::memory_order_relaxed);
-  if (before >= config_.max_connections || at_capacity(line)) {
+  if (before >= config_.max_connections || at_capacity(protocol)) {
     shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
     counters_.server_full_rejects.add(1);
     arm_recv(*conn);  // so the drain sees the client's EOF
-    if (line) {
+    if (protocol == Protocol::kLine) {
       begin_drain(*conn, &linger_ts_, kServerFullLine);
     } else {
       close_with_error(*conn, protocol::ErrorCode::kServerFull);
@@ -78,7 +88,7 @@ void Shard::admit(std::uint32_t slot, bool line) {
   conn->id = shared_.next_id.fetch_add(1, std::memory_order_relaxed);
   conn->registered = true;
   counters_.accepted.add(1);
-  if (line) {
+  if (protocol == Protocol::kLine) {
     register_line(*conn);
   } else {
     registry_.insert(*conn);
@@ -96,7 +106,7 @@ void Shard::unregister(Connection& conn) {
   }
   conn.registered = false;
   shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
-  if (conn.lines) {
+  if (conn.protocol == Protocol::kLine) {
     unregister_line(conn);
     return;
   }
@@ -113,7 +123,8 @@ void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
   if (code == protocol::ErrorCode::kSlowConsumer) {
     counters_.slow_consumer_closes.add(1);
   }
-  if (conn.lines) {  // a line connection that will not read: it gets the line protocol's words
+  if (conn.protocol ==
+      Protocol::kLine) {  // a line connection that will not read: it gets the line protocol's words
     begin_drain(conn, &linger_ts_, "error slow consumer\n");
     return;
   }
@@ -242,10 +253,10 @@ void Shard::on_stop() {
     return;
   }
   stopping_ = true;
-  for (const bool line : {false, true}) {
-    if (accept_armed_[line]) {
+  for (const Protocol protocol : kProtocols) {
+    if (accept_armed_[protocol]) {
       io_uring_sqe* entry = sqe();
-      io_uring_prep_cancel64(entry, tag(this, line ? Op::kAcceptLine : Op::kAccept), 0);
+      io_uring_prep_cancel64(entry, tag(this, accept_op(protocol)), 0);
       io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
     }
   }
@@ -297,7 +308,7 @@ namespace {
 // freed chunks below LargeBlockMemory's size in its arenas, and without a trim a burst of them would
 // stay in RSS for good.
 constexpr std::int64_t kTrimDrop = std::int64_t{32} << 20;
-constexpr std::int64_t kTrimIntervalMs = 1000;
+constexpr std::chrono::milliseconds kTrimInterval{1000};
 }  // namespace
 
 void Shard::trim_heap_after_burst() {
@@ -305,12 +316,12 @@ void Shard::trim_heap_after_burst() {
   const std::int64_t dropped = memory_at_last_trim_ - hub_memory_;
   // A large drop, or any drop that leaves the hub nearly idle (the end of a burst).
   const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && hub_memory_ < kTrimDrop);
-  if (!worth_it || now_ms_ - last_trim_ms_ < kTrimIntervalMs) {
+  if (!worth_it || now_ - last_trim_ < kTrimInterval) {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
   memory_at_last_trim_ = hub_memory_;
-  last_trim_ms_ = now_ms_;
+  last_trim_ = now_;
 }
 
 }  // namespace ringhub

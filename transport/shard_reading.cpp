@@ -57,7 +57,7 @@ void Shard::resume_reading(Connection& conn) {
 }
 
 bool Shard::over_line_allowance(const Connection& conn) const {
-  return conn.lines && conn.line_pending_bytes > config_.max_line_pending_bytes;
+  return conn.protocol == Protocol::kLine && conn.line_pending_bytes > config_.max_line_pending_bytes;
 }
 
 bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
@@ -66,14 +66,14 @@ bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
   // large frames (its next header then arrives alone and the body goes by direct receive), a line
   // connection (its pending allowance is counted per line), everyone while the budget is past its
   // high watermark, and a new connection until its first frame is whole.
-  return conn.heavy || gate_ != ReadGate::kOpen || conn.lines || conn.frames_in == 0;
+  return conn.heavy || gate_ != ReadGate::kOpen || conn.protocol == Protocol::kLine || conn.frames_in == 0;
 }
 
 std::uint32_t Shard::read_cap(const Connection& conn) const {
   // A new connection has not shown what it sends yet: its first frame's header arrives with at most
   // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
   // reservation (or waits for one), not what a full receive buffer would let in.
-  const bool unproven = conn.frames_in == 0 && !conn.lines;
+  const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
   return gate_ != ReadGate::kOpen || unproven ? kPressureReadBytes : 0;
 }
 
@@ -183,7 +183,7 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
 }
 
 void Shard::on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
-  if (conn.lines) {
+  if (conn.protocol == Protocol::kLine) {
     on_line_bytes(conn, buffer, length);
     return;
   }
@@ -280,7 +280,7 @@ void Shard::unpause(Connection& conn) {
   --paused_count_;
   if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
     conn.assembling_hook.unlink();
-    conn.frame_started_ms = now_ms_;
+    conn.frame_started = now_;
     assembling_.push_back(conn);
   }
 }
@@ -372,20 +372,19 @@ void Shard::clock_partial_frame(Connection& conn) {
   }
   conn.assembling_hook.unlink();
   conn.clocked_frame = conn.frames_in;
-  conn.frame_started_ms = now_ms_;
+  conn.frame_started = now_;
   assembling_.push_back(conn);  // clocks start in time order, so the oldest is always at the front
 }
 
 void Shard::expire_partial_frames() {
-  const std::int64_t timeout = config_.frame_timeout.count();
   while (!assembling_.empty()) {
     Connection& conn = assembling_.front();
-    if (now_ms_ - conn.frame_started_ms < timeout) {
+    if (now_ - conn.frame_started < config_.frame_timeout) {
       return;
     }
     assembling_.pop_front();
     if (conn.read_paused) {  // we stopped reading it: restart its clock rather than blame it
-      conn.frame_started_ms = now_ms_;
+      conn.frame_started = now_;
       assembling_.push_back(conn);
       continue;
     }
@@ -395,23 +394,23 @@ void Shard::expire_partial_frames() {
 }
 
 std::chrono::milliseconds Shard::idle_timeout_of(const Connection& conn) const {
-  return conn.lines ? config_.line_idle_timeout : config_.relay_idle_timeout;
+  return conn.protocol == Protocol::kLine ? config_.line_idle_timeout : config_.relay_idle_timeout;
 }
 
 void Shard::note_input(Connection& conn) {
   if (idle_timeout_of(conn).count() == 0) {
     return;
   }
-  conn.last_input_ms = now_ms_;
+  conn.last_input = now_;
   conn.activity_hook.unlink();
-  by_activity_[conn.lines ? 1 : 0].push_back(conn);
+  by_activity_[conn.protocol].push_back(conn);
 }
 
 void Shard::expire_idle_connections() {
   for (Connection::ActivityList& list : by_activity_) {
     while (!list.empty()) {
       Connection& conn = list.front();
-      if (now_ms_ - conn.last_input_ms < idle_timeout_of(conn).count()) {
+      if (now_ - conn.last_input < idle_timeout_of(conn)) {
         break;
       }
       list.pop_front();
@@ -421,7 +420,7 @@ void Shard::expire_idle_connections() {
       }
       ++idle_closes_;
       spdlog::debug("shard {}: user {}: idle for {} ms, closing", index_, conn.id,
-                    now_ms_ - conn.last_input_ms);
+                    (now_ - conn.last_input).count());
       begin_drain(conn, &grace_ts_);  // what is queued for it is still written
     }
   }

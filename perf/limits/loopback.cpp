@@ -52,7 +52,7 @@ class Fd {
 
 Error errno_error(const char* what) {
   const int code = errno;
-  return make_error(fmt::format("{}: {}", what, std::strerror(code)), code);
+  return system_error(code, fmt::format("{}: {}", what, std::strerror(code)));
 }
 
 sockaddr_in loopback_address(in_port_t port) {
@@ -123,7 +123,7 @@ Result<void> pin_to(int cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (const int code = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); code != 0) {
-    return make_error(fmt::format("pin to cpu {}: {}", cpu, std::strerror(code)), code);
+    return system_error(code, fmt::format("pin to cpu {}: {}", cpu, std::strerror(code)));
   }
   return {};
 }

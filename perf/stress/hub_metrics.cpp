@@ -39,7 +39,7 @@ class Socket {
 };
 
 Error errno_error(std::string_view doing) {
-  return make_error(fmt::format("{}: {}", doing, std::strerror(errno)), errno);
+  return system_error(errno, fmt::format("{}: {}", doing, std::strerror(errno)));
 }
 
 bool send_all(int fd, std::string_view bytes) {

@@ -1,6 +1,6 @@
-// Tests for core/prometheus: known figures render as exact lines, every family carries # HELP and
-// # TYPE, every line parses as a comment or `name{labels} value`, counters end in _total and gauges do
-// not, every protocol error code has its series, and the text ends with a newline.
+// Tests for core/prometheus: known figures render as exact lines and as one exact text, every family
+// carries # HELP and # TYPE, every line parses as a comment or `name{labels} value`, counters end in
+// _total and gauges do not, every protocol error code has its series, and the text ends with a newline.
 #include "core/prometheus.hpp"
 
 #include <gtest/gtest.h>
@@ -90,6 +90,8 @@ HubStats known_stats() {
   s.line_reforwards = 23;
   s.line_unmatched_oks = 24;
   s.line_protocol_errors = 25;
+  s.line_messages_in = 26;  // not exported
+  s.line_oks_delivered = 27;
   for (std::size_t code = 1; code < kErrorCodeSlots; ++code) {
     s.protocol_errors[code] = 100 + code;
   }
@@ -246,6 +248,118 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_idle_closes_total 19")) << text;
+}
+
+// The whole text, byte for byte: names, HELP, TYPE, labels and order are what scrapers and dashboards
+// see, so a change to the RINGHUB_STATS table (core/stats.hpp) that moves any of them shows up here.
+TEST(PrometheusTest, RendersTheWholeTextExactly) {
+  constexpr std::string_view kExpected =
+      R"metrics(# HELP ringhub_connections Client connections open now, by protocol.
+# TYPE ringhub_connections gauge
+ringhub_connections{protocol="relay"} 12
+ringhub_connections{protocol="line"} 3
+# HELP ringhub_line_pending_messages Line-protocol messages forwarded and not yet acknowledged.
+# TYPE ringhub_line_pending_messages gauge
+ringhub_line_pending_messages 21
+# HELP ringhub_buffer_bytes_in_use Receive-buffer bytes out of the ring now.
+# TYPE ringhub_buffer_bytes_in_use gauge
+ringhub_buffer_bytes_in_use 1313
+# HELP ringhub_memory_budget_bytes The memory budget (--max-memory) for what the hub holds for clients.
+# TYPE ringhub_memory_budget_bytes gauge
+ringhub_memory_budget_bytes 1515
+# HELP ringhub_memory_in_use_bytes Bytes held for clients now, as allocated: frames, assemblies, replies, batches, queues.
+# TYPE ringhub_memory_in_use_bytes gauge
+ringhub_memory_in_use_bytes 1414
+# HELP ringhub_memory_reserved_bytes Bytes reserved for the rest of large frames being received, not yet charged.
+# TYPE ringhub_memory_reserved_bytes gauge
+ringhub_memory_reserved_bytes 1616
+# HELP ringhub_read_paused_connections Connections whose input is not read until memory frees (backpressure).
+# TYPE ringhub_read_paused_connections gauge
+ringhub_read_paused_connections 16
+# HELP ringhub_outbound_queued_bytes Bytes waiting in outbound queues now.
+# TYPE ringhub_outbound_queued_bytes gauge
+ringhub_outbound_queued_bytes 1212
+# HELP ringhub_frames_in_total Complete client frames parsed.
+# TYPE ringhub_frames_in_total counter
+ringhub_frames_in_total 1001
+# HELP ringhub_frames_out_total Frames queued to clients (replies, deliveries, errors).
+# TYPE ringhub_frames_out_total counter
+ringhub_frames_out_total 2002
+# HELP ringhub_bytes_in_total Bytes received from clients.
+# TYPE ringhub_bytes_in_total counter
+ringhub_bytes_in_total 18446744073709551615
+# HELP ringhub_bytes_out_total Bytes written to client sockets.
+# TYPE ringhub_bytes_out_total counter
+ringhub_bytes_out_total 4004
+# HELP ringhub_relays_total RELAY frames accepted.
+# TYPE ringhub_relays_total counter
+ringhub_relays_total 505
+# HELP ringhub_deliveries_total DELIVER frames queued.
+# TYPE ringhub_deliveries_total counter
+ringhub_deliveries_total 606
+# HELP ringhub_skipped_receivers_total Unknown, departed, duplicate or self receivers skipped.
+# TYPE ringhub_skipped_receivers_total counter
+ringhub_skipped_receivers_total 7
+# HELP ringhub_protocol_errors_total ERROR frames sent, by code.
+# TYPE ringhub_protocol_errors_total counter
+ringhub_protocol_errors_total{code="1",reason="unknown_frame_type"} 101
+ringhub_protocol_errors_total{code="2",reason="bad_receiver_count"} 102
+ringhub_protocol_errors_total{code="3",reason="frame_too_large"} 103
+ringhub_protocol_errors_total{code="4",reason="length_inconsistent_with_count"} 104
+ringhub_protocol_errors_total{code="5",reason="nonzero_flags"} 105
+ringhub_protocol_errors_total{code="6",reason="slow_consumer"} 106
+ringhub_protocol_errors_total{code="7",reason="server_full"} 107
+ringhub_protocol_errors_total{code="8",reason="frame_timeout"} 108
+# HELP ringhub_slow_consumer_closes_total Connections closed because their outbound queue passed its limit (ERROR 6).
+# TYPE ringhub_slow_consumer_closes_total counter
+ringhub_slow_consumer_closes_total 8
+# HELP ringhub_server_full_rejects_total Connections refused at --max-connections (ERROR 7).
+# TYPE ringhub_server_full_rejects_total counter
+ringhub_server_full_rejects_total 9
+# HELP ringhub_accepted_connections_total Connections accepted since start.
+# TYPE ringhub_accepted_connections_total counter
+ringhub_accepted_connections_total 40
+# HELP ringhub_copied_bytes_total Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out (a frame copied once out of its receive buffer), reply (hub-composed replies), batch (small deliveries copied into a send batch, per receiver).
+# TYPE ringhub_copied_bytes_total counter
+ringhub_copied_bytes_total{reason="assembly"} 1010
+ringhub_copied_bytes_total{reason="copy_out"} 1111
+ringhub_copied_bytes_total{reason="reply"} 1112
+ringhub_copied_bytes_total{reason="batch"} 1113
+# HELP ringhub_budget_pauses_total Times a connection's reading was paused because the memory budget was reached.
+# TYPE ringhub_budget_pauses_total counter
+ringhub_budget_pauses_total 17
+# HELP ringhub_idle_closes_total Connections closed after sending nothing for their protocol's idle timeout.
+# TYPE ringhub_idle_closes_total counter
+ringhub_idle_closes_total 19
+# HELP ringhub_frame_timeouts_total Connections closed because a frame stayed unfinished past --frame-timeout (ERROR 8).
+# TYPE ringhub_frame_timeouts_total counter
+ringhub_frame_timeouts_total 18
+# HELP ringhub_cq_overflows_total io_uring completion-queue overflows seen (slow path, no loss).
+# TYPE ringhub_cq_overflows_total counter
+ringhub_cq_overflows_total 14
+# HELP ringhub_line_forwards_total Line-protocol messages forwarded.
+# TYPE ringhub_line_forwards_total counter
+ringhub_line_forwards_total 22
+# HELP ringhub_line_reforwards_total Line-protocol messages forwarded again after a receiver left.
+# TYPE ringhub_line_reforwards_total counter
+ringhub_line_reforwards_total 23
+# HELP ringhub_line_unmatched_oks_total Line-protocol acknowledgements that matched no pending message.
+# TYPE ringhub_line_unmatched_oks_total counter
+ringhub_line_unmatched_oks_total 24
+# HELP ringhub_line_protocol_errors_total Malformed line-protocol input refused.
+# TYPE ringhub_line_protocol_errors_total counter
+ringhub_line_protocol_errors_total 25
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 52428800
+# HELP process_open_fds Number of open file descriptors.
+# TYPE process_open_fds gauge
+process_open_fds 17
+# HELP ringhub_uptime_seconds Seconds since the hub started.
+# TYPE ringhub_uptime_seconds gauge
+ringhub_uptime_seconds 12.5
+)metrics";
+  EXPECT_EQ(render_metrics(known_stats(), known_extras()), kExpected);
 }
 
 TEST(PrometheusTest, OneProtocolErrorSeriesPerCodeNamedAsInTheProtocol) {

@@ -585,7 +585,7 @@ TEST_P(HubRelayTest, StopWithClientsConnectedEndsTheirStreams) {
   for (Peer& p : peers) {
     Result<Frame> frame = p.client.read_frame(kFrameTimeout);
     ASSERT_FALSE(frame.ok()) << "a frame after stop";
-    EXPECT_EQ(frame.error().code, 0) << frame.error().message;
+    EXPECT_EQ(frame.error().domain, ErrorDomain::kNone) << frame.error().message;
   }
 }
 

@@ -124,7 +124,7 @@ void expect_eof(RelayClient& client) {
   Result<Frame> after = client.read_frame(kWait);
   ASSERT_FALSE(after.ok()) << "the hub sent a frame of type 0x" << std::hex
                            << static_cast<int>(after->header.type) << " after its ERROR frame";
-  EXPECT_EQ(after.error().code, 0) << "wanted EOF, got: " << after.error().message;
+  EXPECT_EQ(after.error().domain, ErrorDomain::kNone) << "wanted EOF, got: " << after.error().message;
 }
 
 // ERROR with `code` then EOF, after at most `max_replies` IDENTITY_REPLYs to frames sent before the
