@@ -21,8 +21,8 @@
 #include "transport/hash_key.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
-#include "transport/ring_setup.hpp"
 #include "transport/shard.hpp"
+#include "transport/uring/ring.hpp"
 
 namespace ringhub {
 
@@ -38,7 +38,7 @@ constexpr rlim_t kMaxTableSize = 1U << 16;
 
 // A shard's table: what RLIMIT_NOFILE allows (raised to its hard limit), at most kMaxTableSize.
 Result<unsigned> direct_table_size() {
-  Result<unsigned> limit = raise_open_file_limit();
+  Result<unsigned> limit = uring::raise_open_file_limit();
   if (!limit) {
     return limit;
   }
@@ -163,7 +163,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   auto impl = std::make_unique<Impl>();
   int ret = io_uring_queue_init(8, &impl->control, 0);
   if (ret < 0) {
-    return make_error(describe_io_uring_failure(-ret, read_io_uring_disabled()), -ret);
+    return make_error(uring::describe_io_uring_failure(-ret, uring::read_io_uring_disabled()), -ret);
   }
   impl->control_ready = true;
   if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {

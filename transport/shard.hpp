@@ -24,7 +24,8 @@
 #include "transport/connection.hpp"
 #include "transport/cross_shard.hpp"
 #include "transport/hub_config.hpp"
-#include "transport/recv_buffer_pool.hpp"
+#include "transport/uring/buffer_ring.hpp"
+#include "transport/uring/ring.hpp"
 
 namespace ringhub {
 
@@ -104,7 +105,7 @@ class Shard {
 
   // Creates the ring, the file table and the buffer ring on the calling thread (SINGLE_ISSUER).
   Result<void> init();
-  int ring_fd() const { return ring_.ring_fd; }
+  int ring_fd() const { return ring_.fd(); }
   // Runs until stopped and every shard has finished its work.
   void run();
 
@@ -283,9 +284,8 @@ class Shard {
   const unsigned index_;
   const int listen_fds_[2];  // [0] relay, [1] line
   ShardCounters& counters_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
-  std::unique_ptr<RecvBufferPool> pool_;
+  uring::Ring ring_;
+  std::unique_ptr<uring::BufferRing> pool_;
   Registry registry_;                    // relay connections, by id
   Registry line_registry_;               // line connections, by id
   std::vector<Connection*> line_conns_;  // line connections, for a uniform random pick
