@@ -26,6 +26,7 @@
 #include "transport/hub_config.hpp"
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
+#include "transport/uring/tag.hpp"
 
 namespace ringhub {
 
@@ -95,8 +96,9 @@ struct HubShared {
 };
 
 // Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
-// ring_fd() after init and the control thread posts kStop to it by MSG_RING.
-class Shard {
+// ring_fd() after init and the control thread posts kStop to it by MSG_RING. Aligned because its
+// address tags completions (accepts, the tick) and it lives on its thread's stack.
+class alignas(uring::kTagAlignment) Shard {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
   Shard(const Shard&) = delete;
