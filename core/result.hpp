@@ -85,10 +85,4 @@ inline Error rephrase(const Error& cause, std::string message) {
   return Error{cause.domain, cause.code, std::move(message)};
 }
 
-// Transitional spelling of system_error(err, message), still used by the ring set-up, buffer ring and
-// stress engine code while it moves into transport/uring/; new code calls system_error.
-inline Error make_error(std::string message, int err) {
-  return system_error(err, std::move(message));
-}
-
 }  // namespace ringhub

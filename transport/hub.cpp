@@ -22,8 +22,8 @@
 #include "transport/large_block_memory.hpp"
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
-#include "transport/ring_setup.hpp"
 #include "transport/shard.hpp"
+#include "transport/uring/ring.hpp"
 
 namespace ringhub {
 
@@ -39,7 +39,7 @@ constexpr rlim_t kMaxTableSize = 1U << 16;
 
 // A shard's table: what RLIMIT_NOFILE allows (raised to its hard limit), at most kMaxTableSize.
 Result<unsigned> direct_table_size() {
-  Result<unsigned> limit = raise_open_file_limit();
+  Result<unsigned> limit = uring::raise_open_file_limit();
   if (!limit) {
     return limit;
   }
@@ -165,7 +165,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   auto impl = std::make_unique<Impl>();
   int ret = io_uring_queue_init(8, &impl->control, 0);
   if (ret < 0) {
-    return system_error(-ret, describe_io_uring_failure(-ret, read_io_uring_disabled()));
+    return system_error(-ret, uring::describe_io_uring_failure(-ret, uring::read_io_uring_disabled()));
   }
   impl->control_ready = true;
   if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {
@@ -279,6 +279,7 @@ HubStats Hub::stats() const {
   total.memory_budget = impl_->shared->budget.limit();
   total.memory_reserved = static_cast<std::uint64_t>(
       std::max<std::int64_t>(impl_->shared->frame_reservations.load(std::memory_order_relaxed), 0));
+  total.memory_block_cache = LargeBlockMemory::cached_bytes();
   return total;
 }
 

@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "transport/op_tag.hpp"
-#include "transport/ring_setup.hpp"
 
 namespace ringhub {
 
@@ -51,17 +50,14 @@ Shard::~Shard() {
   free_pooled_send_contexts();
   memory_.release(pending_lines_charged_);
   pool_.reset();
-  if (ring_ready_) {
-    io_uring_queue_exit(&ring_);
-  }
+  ring_.close();
 }
 
 Result<void> Shard::init() {
-  if (Result<void> ring = setup_issuer_ring(&ring_, kSqEntries, kCqEntries, shared_.table_size); !ring) {
+  if (Result<void> ring = ring_.init(kSqEntries, kCqEntries, shared_.table_size); !ring) {
     return ring;
   }
-  ring_ready_ = true;
-  auto pool = RecvBufferPool::create(&ring_, config_.recv_buffer_count, config_.recv_buffer_size);
+  auto pool = uring::BufferRing::create(ring_.get(), config_.recv_buffer_count, config_.recv_buffer_size);
   if (!pool) {
     return pool.error();
   }
@@ -72,7 +68,7 @@ Result<void> Shard::init() {
 }
 
 io_uring_sqe* Shard::sqe() {
-  return next_sqe(&ring_);
+  return ring_.next_sqe();
 }
 
 void Shard::run() {
@@ -84,16 +80,15 @@ void Shard::run() {
     int ret = 0;
     if (counted_finished_) {
       __kernel_timespec ts{0, kFinishPollNanos};
-      io_uring_cqe* cqe = nullptr;
-      ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      ret = ring_.submit_and_wait(&ts);
     } else {
-      ret = io_uring_submit_and_wait(&ring_, 1);
+      ret = ring_.submit_and_wait();
     }
-    if (enter_failed(ret)) {
+    if (uring::enter_failed(ret)) {
       spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
       std::abort();  // an impossible internal state: the ring itself is broken
     }
-    reap_completions(&ring_, [this](const io_uring_cqe& cqe) { dispatch(cqe); });
+    ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   publish_counters();
 }
@@ -159,9 +154,7 @@ void Shard::publish_counters() {
   counters_.budget_pauses.set(budget_pauses_);
   counters_.frame_timeouts.set(frame_timeouts_);
   counters_.idle_closes.set(idle_closes_);
-  if (ring_.cq.koverflow != nullptr) {
-    counters_.cq_overflows.set(*ring_.cq.koverflow);
-  }
+  counters_.cq_overflows.set(ring_.cq_overflows());
 }
 
 void Shard::dispatch(const io_uring_cqe& cqe) {
@@ -177,7 +170,7 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
     case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;
     case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;
     case Op::kInbox: on_inbox(tag_owner<ShardBatch>(data)); return;
-    case Op::kOutbox: on_outbox_sent(static_cast<unsigned>(data >> 8), cqe); return;
+    case Op::kOutbox: on_outbox_sent(static_cast<unsigned>(tag_number_of(data)), cqe); return;
     case Op::kShardTimer: on_tick(cqe); return;
     case Op::kStop: on_stop(); return;
   }

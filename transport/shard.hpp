@@ -25,7 +25,9 @@
 #include "transport/connection.hpp"
 #include "transport/cross_shard.hpp"
 #include "transport/hub_config.hpp"
-#include "transport/recv_buffer_pool.hpp"
+#include "transport/uring/buffer_ring.hpp"
+#include "transport/uring/ring.hpp"
+#include "transport/uring/tag.hpp"
 
 namespace ringhub {
 
@@ -95,8 +97,9 @@ struct HubShared {
 };
 
 // Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
-// ring_fd() after init and the control thread posts kStop to it by MSG_RING.
-class Shard {
+// ring_fd() after init and the control thread posts kStop to it by MSG_RING. Aligned because its
+// address tags completions (accepts, the tick) and it lives on its thread's stack.
+class alignas(uring::kTagAlignment) Shard {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
   Shard(const Shard&) = delete;
@@ -105,7 +108,7 @@ class Shard {
 
   // Creates the ring, the file table and the buffer ring on the calling thread (SINGLE_ISSUER).
   Result<void> init();
-  int ring_fd() const { return ring_.ring_fd; }
+  int ring_fd() const { return ring_.fd(); }
   // Runs until stopped and every shard has finished its work.
   void run();
 
@@ -284,9 +287,8 @@ class Shard {
   const unsigned index_;
   const PerProtocol<int> listen_fds_;  // the line listener is -1 when there is none
   ShardCounters& counters_;
-  io_uring ring_{};
-  bool ring_ready_ = false;
-  std::unique_ptr<RecvBufferPool> pool_;
+  uring::Ring ring_;
+  std::unique_ptr<uring::BufferRing> pool_;
   Registry registry_;                    // relay connections, by id
   Registry line_registry_;               // line connections, by id
   std::vector<Connection*> line_conns_;  // line connections, for a uniform random pick

@@ -11,7 +11,7 @@
 
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
-#include "transport/uring_compat.hpp"
+#include "transport/uring/uring_compat.hpp"
 
 namespace ringhub {
 
@@ -91,7 +91,7 @@ void Shard::arm_recv(Connection& conn) {
     }
   }
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-  entry->buf_group = RecvBufferPool::kGroupId;
+  entry->buf_group = uring::BufferRing::kGroupId;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
   conn.recv_armed = true;
   conn.recv_op = Op::kRecv;

@@ -265,7 +265,7 @@ void Shard::send_batch(unsigned target) {
   RINGHUB_TSAN_RELEASE(outboxes_[target].in_flight);
   io_uring_sqe* entry = sqe();
   io_uring_prep_msg_ring(entry, shared_.ring_fds[target], 0, tag(outboxes_[target].in_flight, Op::kInbox), 0);
-  io_uring_sqe_set_data64(entry, (std::uint64_t{target} << 8) | static_cast<std::uint64_t>(Op::kOutbox));
+  io_uring_sqe_set_data64(entry, tag_number(target, Op::kOutbox));
 }
 
 void Shard::on_outbox_sent(unsigned target, const io_uring_cqe& cqe) {

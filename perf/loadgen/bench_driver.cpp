@@ -29,7 +29,7 @@ constexpr std::uint64_t kScheduledMessagesPerIteration = 256;
 
 }  // namespace
 
-BenchDriver::BenchDriver(stress::Engine& engine, const BenchSettings& settings)
+BenchDriver::BenchDriver(uring::ClientLoop& engine, const BenchSettings& settings)
     : engine_(engine), settings_(settings), receivers_(settings.fanout), publishers_(settings.publishers) {
   for (std::uint32_t i = 0; i < engine_.size(); ++i) {
     auto parser = make_parser(settings_.target, i);
@@ -54,7 +54,7 @@ BenchDriver::BenchDriver(stress::Engine& engine, const BenchSettings& settings)
 }
 
 void BenchDriver::start() {
-  phase_end_ns_ = stress::now_ns() + settings_.greeting_timeout_ns;
+  phase_end_ns_ = uring::now_ns() + settings_.greeting_timeout_ns;
   arm_wakeup(phase_end_ns_);
   for (std::uint32_t i = 0; i < engine_.size(); ++i) {
     engine_.connect(engine_.conn(i));
@@ -79,20 +79,20 @@ std::uint64_t BenchDriver::published_total() const {
 
 // ---- connections and greetings
 
-void BenchDriver::on_connected(stress::Conn& conn) {
+void BenchDriver::on_connected(uring::ClientConn& conn) {
   const Role role = is_receiver(conn.index) ? Role::kReceiver : Role::kPublisher;
   append_greeting(settings_.target, role, settings_.publishers, engine_.out(conn));
   engine_.flush(conn);
 }
 
-void BenchDriver::on_bytes(stress::Conn& conn, std::span<const std::uint8_t> bytes) {
-  batch_now_ns_ = stress::now_ns();
+void BenchDriver::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
+  batch_now_ns_ = uring::now_ns();
   StreamParser& parser =
       is_receiver(conn.index) ? *receivers_[conn.index].parser : *publisher_at(conn.index).parser;
   parser.feed(bytes, *this);
 }
 
-void BenchDriver::on_closed(stress::Conn& conn, const stress::CloseInfo& info) {
+void BenchDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   if (phase_ == Phase::kDone || info.requested) {
     return;
   }
@@ -134,7 +134,7 @@ void BenchDriver::maybe_begin() {
     return;
   }
   build_framing();
-  const std::int64_t now = stress::now_ns();
+  const std::int64_t now = uring::now_ns();
   wakeup_due_ns_ = INT64_MAX;  // the greeting deadline's timer is moot
   phase_ = Phase::kWarmup;
   phase_end_ns_ = now + settings_.warmup_ns;
@@ -157,7 +157,7 @@ void BenchDriver::build_framing() {
 
 // ---- phases
 
-void BenchDriver::on_timer(const stress::Timer& timer) {
+void BenchDriver::on_timer(const uring::ClientTimer& timer) {
   if (timer.kind == kWakeTimer) {
     wakeup_due_ns_ = INT64_MAX;  // on_iteration, right after, arms the next one
   }
@@ -166,7 +166,7 @@ void BenchDriver::on_timer(const stress::Timer& timer) {
 void BenchDriver::arm_wakeup(std::int64_t due_ns) {
   if (due_ns < wakeup_due_ns_) {
     wakeup_due_ns_ = due_ns;
-    engine_.add_timer(stress::Timer{due_ns, 0, 0, kWakeTimer, 0});
+    engine_.add_timer(uring::ClientTimer{due_ns, 0, 0, kWakeTimer, 0});
   }
 }
 
@@ -174,7 +174,7 @@ void BenchDriver::on_iteration() {
   if (phase_ == Phase::kDone) {
     return;
   }
-  const std::int64_t now = stress::now_ns();
+  const std::int64_t now = uring::now_ns();
   if (phase_ == Phase::kGreeting) {
     if (now >= phase_end_ns_) {
       fail(fmt::format("only {} of {} connections were ready after {:.1f} s", ready_count_, engine_.size(),
@@ -245,7 +245,7 @@ void BenchDriver::fail(std::string what) {
   }
   result_.errors.push_back(std::move(what));
   if (phase_ == Phase::kMeasure) {
-    enter_drain(stress::now_ns());
+    enter_drain(uring::now_ns());
   }
   finish_run();
 }
@@ -267,7 +267,7 @@ void BenchDriver::check_stall(std::int64_t now) {
 // ---- publishing
 
 void BenchDriver::publish_saturating() {
-  const std::int64_t now = stress::now_ns();
+  const std::int64_t now = uring::now_ns();
   const std::uint64_t fanout = settings_.fanout;
   for (std::uint32_t p = 0; p < publishers_.size(); ++p) {
     Publisher& publisher = publishers_[p];

@@ -14,8 +14,8 @@
 #include "perf/loadgen/payload_stamp.hpp"
 #include "perf/loadgen/server_probe.hpp"
 #include "perf/loadgen/wire.hpp"
-#include "perf/stress/engine.hpp"
 #include "perf/stress/histogram.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::perf {
 
@@ -59,17 +59,17 @@ struct BenchResult {
 };
 
 // Contract: lives on the engine's thread; the engine has fanout + publishers connection slots.
-class BenchDriver final : public stress::Driver, public WireEvents {
+class BenchDriver final : public uring::ClientDriver, public WireEvents {
  public:
-  BenchDriver(stress::Engine& engine, const BenchSettings& settings);
+  BenchDriver(uring::ClientLoop& engine, const BenchSettings& settings);
   void start();  // connects everyone
   BenchResult& result() { return result_; }
 
-  // stress::Driver
-  void on_connected(stress::Conn& conn) override;
-  void on_bytes(stress::Conn& conn, std::span<const std::uint8_t> bytes) override;
-  void on_closed(stress::Conn& conn, const stress::CloseInfo& info) override;
-  void on_timer(const stress::Timer& timer) override;
+  // uring::ClientDriver
+  void on_connected(uring::ClientConn& conn) override;
+  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override;
   void on_iteration() override;
   bool finished() const override { return phase_ == Phase::kDone; }
 
@@ -131,7 +131,7 @@ class BenchDriver final : public stress::Driver, public WireEvents {
   void check_delivery(std::uint32_t receiver_index, Receiver& receiver);
   void arm_wakeup(std::int64_t due_ns);
 
-  stress::Engine& engine_;
+  uring::ClientLoop& engine_;
   BenchSettings settings_;
   BenchResult result_;
   Phase phase_ = Phase::kGreeting;

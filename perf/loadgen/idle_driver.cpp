@@ -11,7 +11,7 @@ namespace {
 constexpr std::size_t kMaxErrorsKept = 5;
 }
 
-IdleDriver::IdleDriver(stress::Engine& engine, Target target, std::uint32_t max_connecting,
+IdleDriver::IdleDriver(uring::ClientLoop& engine, Target target, std::uint32_t max_connecting,
                        IdleShared& shared)
     : engine_(engine),
       target_(target),
@@ -37,12 +37,12 @@ void IdleDriver::connect_more() {
   }
 }
 
-void IdleDriver::on_connected(stress::Conn& conn) {
+void IdleDriver::on_connected(uring::ClientConn& conn) {
   append_greeting(target_, Role::kIdle, 0, engine_.out(conn));
   engine_.flush(conn);
 }
 
-void IdleDriver::on_bytes(stress::Conn& conn, std::span<const std::uint8_t> bytes) {
+void IdleDriver::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   parsers_[conn.index]->feed(bytes, *this);
 }
 
@@ -54,11 +54,11 @@ void IdleDriver::on_ready(std::uint32_t conn, std::uint64_t id) {
   confirmed_[conn] = 1;
   --connecting_;
   shared_.confirmed.fetch_add(1, std::memory_order_relaxed);
-  shared_.last_confirm_ns.store(stress::now_ns(), std::memory_order_relaxed);
+  shared_.last_confirm_ns.store(uring::now_ns(), std::memory_order_relaxed);
   connect_more();
 }
 
-void IdleDriver::on_closed(stress::Conn& conn, const stress::CloseInfo& info) {
+void IdleDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   if (info.requested) {
     return;
   }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "perf/loadgen/wire.hpp"
-#include "perf/stress/engine.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::perf {
 
@@ -27,15 +27,15 @@ struct IdleShared {
 };
 
 // Contract: lives on its engine's thread.
-class IdleDriver final : public stress::Driver, public WireEvents {
+class IdleDriver final : public uring::ClientDriver, public WireEvents {
  public:
-  IdleDriver(stress::Engine& engine, Target target, std::uint32_t max_connecting, IdleShared& shared);
+  IdleDriver(uring::ClientLoop& engine, Target target, std::uint32_t max_connecting, IdleShared& shared);
   void start();
 
-  void on_connected(stress::Conn& conn) override;
-  void on_bytes(stress::Conn& conn, std::span<const std::uint8_t> bytes) override;
-  void on_closed(stress::Conn& conn, const stress::CloseInfo& info) override;
-  void on_timer(const stress::Timer& timer) override { (void)timer; }
+  void on_connected(uring::ClientConn& conn) override;
+  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override { (void)timer; }
   void on_iteration() override;
   bool finished() const override { return closing_; }
 
@@ -51,7 +51,7 @@ class IdleDriver final : public stress::Driver, public WireEvents {
   void connect_more();
   void record_failure(std::string what);
 
-  stress::Engine& engine_;
+  uring::ClientLoop& engine_;
   Target target_;
   std::uint32_t max_connecting_;
   IdleShared& shared_;

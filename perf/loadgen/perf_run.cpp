@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "perf/loadgen/idle_driver.hpp"
-#include "transport/ring_setup.hpp"
+#include "transport/uring/ring.hpp"
 
 namespace ringhub::perf {
 
@@ -63,7 +63,7 @@ BenchSettings bench_settings(const PerfOptions& o) {
 }
 
 Result<void> raise_files() {
-  if (auto limit = raise_open_file_limit(); !limit) {
+  if (auto limit = uring::raise_open_file_limit(); !limit) {
     return make_error(limit.error().message);
   }
   return {};
@@ -75,7 +75,7 @@ Result<BenchResult> run_bench(const PerfOptions& o, const std::atomic<bool>& abo
   if (auto raised = raise_files(); !raised) {
     return raised.error();
   }
-  stress::EngineConfig config;
+  uring::ClientLoopConfig config;
   config.conns = o.fanout + o.publishers;
   config.table_size = config.conns + 8;
   config.buffer_count = kBenchBuffers;
@@ -83,16 +83,15 @@ Result<BenchResult> run_bench(const PerfOptions& o, const std::atomic<bool>& abo
   config.hubs = {o.address};
   config.connect_timeout_ns = kConnectTimeoutNs;
   config.keep_send_capacity = kKeepPublishBuffer;
-  stress::Engine engine(config);
+  uring::ClientLoop engine(config);
   if (auto init = engine.init(); !init) {
     return init.error();
   }
   BenchDriver driver(engine, bench_settings(o));
   engine.set_driver(&driver);
   driver.start();
-  const std::int64_t deadline = stress::now_ns() + kGreetingTimeoutNs +
-                                seconds_ns(o.warmup_s + o.duration_s) + seconds_ns(o.drain_s + o.stall_s) +
-                                kDeadlineSlackNs;
+  const std::int64_t deadline = uring::now_ns() + kGreetingTimeoutNs + seconds_ns(o.warmup_s + o.duration_s) +
+                                seconds_ns(o.drain_s + o.stall_s) + kDeadlineSlackNs;
   engine.run(deadline, abort);
   if (!driver.finished()) {
     driver.result().errors.emplace_back(abort ? "interrupted" : "the run passed its hard deadline");
@@ -103,7 +102,7 @@ Result<BenchResult> run_bench(const PerfOptions& o, const std::atomic<bool>& abo
 namespace {
 
 struct IdleWorker {
-  std::unique_ptr<stress::Engine> engine;
+  std::unique_ptr<uring::ClientLoop> engine;
   std::unique_ptr<IdleDriver> driver;
   std::string init_error;
   std::thread thread;
@@ -127,7 +126,7 @@ std::vector<std::unique_ptr<IdleWorker>> make_idle_workers(const PerfOptions& o,
   const std::vector<sockaddr_in> sources = idle_sources(o.idle_conns);
   std::vector<std::unique_ptr<IdleWorker>> workers;
   for (std::uint32_t e = 0; e < engines; ++e) {
-    stress::EngineConfig config;
+    uring::ClientLoopConfig config;
     config.index = e;
     config.conns = o.idle_conns / engines + (e < o.idle_conns % engines ? 1 : 0);
     config.table_size = config.conns + 8;
@@ -137,7 +136,7 @@ std::vector<std::unique_ptr<IdleWorker>> make_idle_workers(const PerfOptions& o,
     config.sources = sources;
     config.connect_timeout_ns = kConnectTimeoutNs;
     auto worker = std::make_unique<IdleWorker>();
-    worker->engine = std::make_unique<stress::Engine>(config);
+    worker->engine = std::make_unique<uring::ClientLoop>(config);
     worker->driver = std::make_unique<IdleDriver>(*worker->engine, o.target, kIdleConnecting, shared);
     workers.push_back(std::move(worker));
   }
@@ -152,7 +151,7 @@ void watch_idle(const PerfOptions& o, IdleShared& shared, IdleResult& result, st
   std::int64_t last_change = started;
   while (!abort.load()) {
     const std::uint64_t settled = shared.confirmed.load() + shared.failed.load();
-    const std::int64_t now = stress::now_ns();
+    const std::int64_t now = uring::now_ns();
     if (settled >= o.idle_conns) {
       break;
     }
@@ -186,7 +185,7 @@ Result<IdleResult> run_idle(const PerfOptions& o, const std::atomic<bool>& abort
   result.requested = o.idle_conns;
   result.before = sample_server(o.server_pid);
   auto workers = make_idle_workers(o, shared);
-  const std::int64_t started = stress::now_ns();
+  const std::int64_t started = uring::now_ns();
   const std::int64_t deadline = started + 600 * kSecond;  // watch_idle ends far sooner; this bounds it
   for (auto& w : workers) {
     w->thread = std::thread([&w, &abort, deadline] {

@@ -7,8 +7,8 @@
 
 namespace ringhub::stress {
 
-LineDriver::LineDriver(Engine& engine, const LineSettings& settings, std::uint32_t first_client, Tally& tally,
-                       std::uint64_t seed)
+LineDriver::LineDriver(uring::ClientLoop& engine, const LineSettings& settings, std::uint32_t first_client,
+                       Tally& tally, std::uint64_t seed)
     : engine_(engine),
       settings_(settings),
       first_client_(first_client),
@@ -23,22 +23,22 @@ std::string LineDriver::x_of(std::uint32_t index) const {
 void LineDriver::schedule_starts(std::int64_t start_ns) {
   std::uniform_int_distribution<std::int64_t> offset(0, std::max<std::int64_t>(settings_.ramp_ns - 1, 0));
   for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-    engine_.add_timer(Timer{start_ns + offset(rng_), i, 0, kStart, 0});
+    engine_.add_timer(uring::ClientTimer{start_ns + offset(rng_), i, 0, kStart, 0});
   }
 }
 
-void LineDriver::on_timer(const Timer& timer) {
-  Conn& conn = engine_.conn(timer.conn);
+void LineDriver::on_timer(const uring::ClientTimer& timer) {
+  uring::ClientConn& conn = engine_.conn(timer.conn);
   Client& client = clients_[timer.conn];
   switch (timer.kind) {
     case kStart:
-      tally_.note_start(now_ns());
+      tally_.note_start(uring::now_ns());
       start_attempt(conn);
       return;
     case kRetry: start_attempt(conn); return;
     case kOkDelay: {
       const std::string y = unstash(timer.arg);
-      if (conn.gen == timer.gen && conn.phase == Phase::kOpen) {
+      if (conn.gen == timer.gen && conn.phase == uring::ConnPhase::kOpen) {
         send_ok(conn, y);
       }
       return;
@@ -53,7 +53,7 @@ void LineDriver::on_timer(const Timer& timer) {
   }
 }
 
-void LineDriver::start_attempt(Conn& conn) {
+void LineDriver::start_attempt(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   if (client.attempts > 0) {
     tally_.retries.fetch_add(1, std::memory_order_relaxed);
@@ -64,7 +64,7 @@ void LineDriver::start_attempt(Conn& conn) {
   engine_.connect(conn);
 }
 
-void LineDriver::on_connected(Conn& conn) {
+void LineDriver::on_connected(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   client.state = State::kOpen;
   if (client.attempts > 1) {
@@ -74,12 +74,13 @@ void LineDriver::on_connected(Conn& conn) {
   scratch_.clear();
   append_message_line(scratch_, x_of(conn.index));
   engine_.send(conn, scratch_);
-  client.sent_ns = now_ns();
+  client.sent_ns = uring::now_ns();
   tally_.in_flight.fetch_add(1, std::memory_order_relaxed);
-  engine_.add_timer(Timer{client.sent_ns + settings_.timeout_ns, conn.index, conn.gen, kOkTimeout, 0});
+  engine_.add_timer(
+      uring::ClientTimer{client.sent_ns + settings_.timeout_ns, conn.index, conn.gen, kOkTimeout, 0});
 }
 
-void LineDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
+void LineDriver::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   Client& client = clients_[conn.index];
   const LineStatus status =
       client.lines->feed(bytes, [&](std::string_view line) { return on_line(conn, line); });
@@ -92,7 +93,7 @@ void LineDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
 }
 
 // Returns false to stop reading this buffer: the connection is closing.
-bool LineDriver::on_line(Conn& conn, std::string_view line) {
+bool LineDriver::on_line(uring::ClientConn& conn, std::string_view line) {
   const LineCommand command = parse_line(line);
   switch (command.verb) {
     case LineCommand::Verb::kMessage: answer(conn, command.payload); return true;
@@ -113,38 +114,38 @@ bool LineDriver::on_line(Conn& conn, std::string_view line) {
   return false;
 }
 
-void LineDriver::on_own_ok(Conn& conn) {
+void LineDriver::on_own_ok(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   if (client.got_ok) {
     ++tally_.duplicate_oks;
     return;
   }
   client.got_ok = true;
-  tally_.latency.record(now_ns() - client.sent_ns);
+  tally_.latency.record(uring::now_ns() - client.sent_ns);
   tally_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   engine_.close(conn);  // the protocol's end: on_closed settles it as done
 }
 
-void LineDriver::answer(Conn& conn, std::string_view y) {
+void LineDriver::answer(uring::ClientConn& conn, std::string_view y) {
   const std::int64_t delay = settings_.ok_delay.sample(rng_);
   if (delay == 0) {
     send_ok(conn, y);
     return;
   }
-  engine_.add_timer(Timer{now_ns() + delay, conn.index, conn.gen, kOkDelay, stash(y)});
+  engine_.add_timer(uring::ClientTimer{uring::now_ns() + delay, conn.index, conn.gen, kOkDelay, stash(y)});
 }
 
-void LineDriver::send_ok(Conn& conn, std::string_view y) {
+void LineDriver::send_ok(uring::ClientConn& conn, std::string_view y) {
   scratch_.clear();
   append_ok_line(scratch_, y);
   engine_.send(conn, scratch_);
 }
 
-void LineDriver::on_closed(Conn& conn, const CloseInfo& info) {
+void LineDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   Client& client = clients_[conn.index];
   client.lines.reset();
   if (client.got_ok) {
-    tally_.last_close_ns = std::max(tally_.last_close_ns, now_ns());
+    tally_.last_close_ns = std::max(tally_.last_close_ns, uring::now_ns());
     settle(client, State::kDone);
     return;
   }
@@ -154,7 +155,7 @@ void LineDriver::on_closed(Conn& conn, const CloseInfo& info) {
   retry_or_give_up(conn, info);
 }
 
-void LineDriver::retry_or_give_up(Conn& conn, const CloseInfo& info) {
+void LineDriver::retry_or_give_up(uring::ClientConn& conn, const uring::CloseInfo& info) {
   Client& client = clients_[conn.index];
   if (info.was_open && !info.requested) {
     tally_.drops.fetch_add(1, std::memory_order_relaxed);
@@ -171,7 +172,8 @@ void LineDriver::retry_or_give_up(Conn& conn, const CloseInfo& info) {
     return;
   }
   client.state = State::kBackoff;
-  engine_.add_timer(Timer{now_ns() + backoff_ns(client.attempts, rng_), conn.index, conn.gen, kRetry, 0});
+  engine_.add_timer(uring::ClientTimer{uring::now_ns() + backoff_ns(client.attempts, rng_), conn.index,
+                                       conn.gen, kRetry, 0});
 }
 
 void LineDriver::settle(Client& client, State state) {

@@ -12,8 +12,8 @@
 
 #include "core/line_protocol.hpp"
 #include "perf/stress/delay_spec.hpp"
-#include "perf/stress/engine.hpp"
 #include "perf/stress/tally.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::stress {
 
@@ -26,19 +26,19 @@ struct LineSettings {
 };
 
 // Contract: lives on its engine's thread; clients [first, first + engine.size()) of the run.
-class LineDriver final : public Driver {
+class LineDriver final : public uring::ClientDriver {
  public:
-  LineDriver(Engine& engine, const LineSettings& settings, std::uint32_t first_client, Tally& tally,
-             std::uint64_t seed);
+  LineDriver(uring::ClientLoop& engine, const LineSettings& settings, std::uint32_t first_client,
+             Tally& tally, std::uint64_t seed);
   // Arms every client's start timer: uniform over [start_ns, start_ns + ramp).
   void schedule_starts(std::int64_t start_ns);
   // After the engine returned: clients that neither finished nor gave up count as failed.
   void finalize();
 
-  void on_connected(Conn& conn) override;
-  void on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) override;
-  void on_closed(Conn& conn, const CloseInfo& info) override;
-  void on_timer(const Timer& timer) override;
+  void on_connected(uring::ClientConn& conn) override;
+  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override;
   bool finished() const override { return settled_ == clients_.size(); }
 
  private:
@@ -55,17 +55,17 @@ class LineDriver final : public Driver {
   };
 
   std::string x_of(std::uint32_t index) const;
-  bool on_line(Conn& conn, std::string_view line);
-  void on_own_ok(Conn& conn);
-  void answer(Conn& conn, std::string_view y);
-  void send_ok(Conn& conn, std::string_view y);
-  void start_attempt(Conn& conn);
-  void retry_or_give_up(Conn& conn, const CloseInfo& info);
+  bool on_line(uring::ClientConn& conn, std::string_view line);
+  void on_own_ok(uring::ClientConn& conn);
+  void answer(uring::ClientConn& conn, std::string_view y);
+  void send_ok(uring::ClientConn& conn, std::string_view y);
+  void start_attempt(uring::ClientConn& conn);
+  void retry_or_give_up(uring::ClientConn& conn, const uring::CloseInfo& info);
   void settle(Client& client, State state);
   std::uint32_t stash(std::string_view y);
   std::string unstash(std::uint32_t slot);
 
-  Engine& engine_;
+  uring::ClientLoop& engine_;
   const LineSettings& settings_;
   const std::uint32_t first_client_;
   Tally& tally_;

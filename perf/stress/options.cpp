@@ -13,8 +13,8 @@
 
 #include "perf/stress/hub_metrics.hpp"
 #include "perf/stress/payload.hpp"
-#include "perf/stress/uring_extra.hpp"
-#include "transport/ring_setup.hpp"
+#include "transport/uring/ring.hpp"
+#include "transport/uring/uring_compat.hpp"
 
 namespace ringhub::stress {
 
@@ -116,7 +116,7 @@ bool kernel_has_bind_op() {
   if (io_uring_queue_init(4, &ring, 0) < 0) {
     return false;
   }
-  const bool supported = uring_extra::opcode_supported(&ring, uring_extra::kOpBind);
+  const bool supported = uring_compat::opcode_supported(&ring, uring_compat::kOpBind);
   io_uring_queue_exit(&ring);
   return supported;
 }
@@ -171,7 +171,7 @@ void plan_sources(const Options& o, RunPlan& plan) {
 }
 
 Result<void> plan_threads(const Options& o, RunPlan& plan) {
-  const Result<unsigned> raised = raise_open_file_limit();
+  const Result<unsigned> raised = uring::raise_open_file_limit();
   const unsigned table_limit = raised ? *raised : 1024;
   plan.threads =
       o.threads != 0 ? o.threads : std::max(2U, (plan.clients + kClientsPerRing - 1) / kClientsPerRing);

@@ -26,7 +26,7 @@ Owner owner_of(const std::vector<const RelayDriver*>& drivers, std::uint32_t cli
 }
 
 std::string how_it_ended(const RelayDriver::ReceiverView& view) {
-  const CloseInfo& closed = view.closed;
+  const uring::CloseInfo& closed = view.closed;
   if (view.open_at_end) {
     return "still open when its engine stopped";
   }

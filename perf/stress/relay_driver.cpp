@@ -22,7 +22,7 @@ using protocol::FrameType;
 
 }  // namespace
 
-RelayDriver::RelayDriver(Engine& engine, const RelaySettings& settings, RelayShared& shared,
+RelayDriver::RelayDriver(uring::ClientLoop& engine, const RelaySettings& settings, RelayShared& shared,
                          std::uint32_t first_client, Tally& tally)
     : engine_(engine),
       settings_(settings),
@@ -36,22 +36,22 @@ RelayDriver::RelayDriver(Engine& engine, const RelaySettings& settings, RelaySha
 void RelayDriver::schedule_starts(std::int64_t start_ns) {
   std::uniform_int_distribution<std::int64_t> offset(0, std::max<std::int64_t>(settings_.ramp_ns - 1, 0));
   for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-    engine_.add_timer(Timer{start_ns + offset(rng_), i, 0, kStart, 0});
+    engine_.add_timer(uring::ClientTimer{start_ns + offset(rng_), i, 0, kStart, 0});
   }
 }
 
-void RelayDriver::on_timer(const Timer& timer) {
+void RelayDriver::on_timer(const uring::ClientTimer& timer) {
   if (closing_) {
     return;
   }
-  Conn& conn = engine_.conn(timer.conn);
+  uring::ClientConn& conn = engine_.conn(timer.conn);
   if (timer.kind == kStart) {
-    tally_.note_start(now_ns());
+    tally_.note_start(uring::now_ns());
   }
   start_attempt(conn);
 }
 
-void RelayDriver::start_attempt(Conn& conn) {
+void RelayDriver::start_attempt(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   if (client.attempts > 0) {
     tally_.retries.fetch_add(1, std::memory_order_relaxed);
@@ -61,7 +61,7 @@ void RelayDriver::start_attempt(Conn& conn) {
   engine_.connect(conn);
 }
 
-void RelayDriver::on_connected(Conn& conn) {
+void RelayDriver::on_connected(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   if (closing_) {
     engine_.close(conn);
@@ -147,8 +147,8 @@ void RelayDriver::plan_one(std::uint32_t local, const std::vector<std::uint32_t>
 void RelayDriver::pump_senders() {
   while (frames_in_flight_ < kMaxFramesInFlight && !ready_senders_.empty() && !closing_) {
     const std::uint32_t local = ready_senders_.front();
-    Conn& conn = engine_.conn(local);
-    if (conn.phase != Phase::kOpen || clients_[local].state != State::kReady) {
+    uring::ClientConn& conn = engine_.conn(local);
+    if (conn.phase != uring::ConnPhase::kOpen || clients_[local].state != State::kReady) {
       // A sender that lost its connection sends nothing: its receivers come up short.
       ready_senders_.pop_front();
       continue;
@@ -168,7 +168,7 @@ bool RelayDriver::reserve_in_flight(std::uint32_t local) {
 }
 
 // RELAY header, receiver ids, payload header, payload: written straight into the connection's queue.
-void RelayDriver::build_frame(Conn& conn) {
+void RelayDriver::build_frame(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   Planned& planned = plans_[conn.index][client.next_relay];
   const std::uint32_t seq = ++client.next_relay;
@@ -197,7 +197,7 @@ void RelayDriver::build_frame(Conn& conn) {
   ++frames_in_flight_;
 }
 
-void RelayDriver::on_drained(Conn& conn) {
+void RelayDriver::on_drained(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   if (!client.sending_frame) {
     return;  // the IDENTITY request
@@ -215,8 +215,8 @@ void RelayDriver::on_drained(Conn& conn) {
 void RelayDriver::close_everyone() {
   closing_ = true;
   for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-    Conn& conn = engine_.conn(i);
-    if (conn.phase != Phase::kIdle) {
+    uring::ClientConn& conn = engine_.conn(i);
+    if (conn.phase != uring::ConnPhase::kIdle) {
       engine_.close(conn);
     } else if (clients_[i].state != State::kDone && clients_[i].state != State::kFailed) {
       give_up(conn, "not connected when the run closed");
@@ -224,7 +224,7 @@ void RelayDriver::close_everyone() {
   }
 }
 
-void RelayDriver::on_closed(Conn& conn, const CloseInfo& info) {
+void RelayDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   Client& client = clients_[conn.index];
   client.closed = info;
   if (client.sending_frame) {
@@ -237,7 +237,7 @@ void RelayDriver::on_closed(Conn& conn, const CloseInfo& info) {
   if (closing_ && info.requested && client.state == State::kReady) {
     client.state = State::kDone;
     tally_.done.fetch_add(1, std::memory_order_relaxed);
-    tally_.last_close_ns = std::max(tally_.last_close_ns, now_ns());
+    tally_.last_close_ns = std::max(tally_.last_close_ns, uring::now_ns());
     return;
   }
   if (info.was_open && !info.requested) {
@@ -252,10 +252,11 @@ void RelayDriver::on_closed(Conn& conn, const CloseInfo& info) {
     return;  // an identified client cannot come back: its id would change
   }
   client.state = State::kBackoff;
-  engine_.add_timer(Timer{now_ns() + backoff_ns(client.attempts, rng_), conn.index, 0, kRetry, 0});
+  engine_.add_timer(
+      uring::ClientTimer{uring::now_ns() + backoff_ns(client.attempts, rng_), conn.index, 0, kRetry, 0});
 }
 
-void RelayDriver::give_up(Conn& conn, const std::string& why) {
+void RelayDriver::give_up(uring::ClientConn& conn, const std::string& why) {
   Client& client = clients_[conn.index];
   const bool was_identified = client.state == State::kReady;
   client.state = State::kFailed;
@@ -286,10 +287,10 @@ void RelayDriver::finalize() {
 
 struct RelayDriver::Receiving {
   RelayDriver& driver;
-  Conn& conn;
+  uring::ClientConn& conn;
 
   // A protocol failure closes the connection; nothing after it in the same bytes is looked at.
-  bool open() const { return conn.phase == Phase::kOpen; }
+  bool open() const { return conn.phase == uring::ConnPhase::kOpen; }
   void on_identity_reply(protocol::UserId id) {
     if (open()) {
       driver.on_identity_reply(conn, id);
@@ -322,21 +323,22 @@ struct RelayDriver::Receiving {
   }
 };
 
-void RelayDriver::on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
+void RelayDriver::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   Client& client = clients_[conn.index];
   client.bytes_in += bytes.size();
   shared_.bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
-  client.last_bytes_ns = now_ns();
-  if (conn.phase != Phase::kOpen || client.reader.error()) {
+  client.last_bytes_ns = uring::now_ns();
+  if (conn.phase != uring::ConnPhase::kOpen || client.reader.error()) {
     return;
   }
   Receiving receiving{*this, conn};
-  if (const auto error = client.reader.feed(bytes, receiving); error && conn.phase == Phase::kOpen) {
+  if (const auto error = client.reader.feed(bytes, receiving);
+      error && conn.phase == uring::ConnPhase::kOpen) {
     protocol_failure(conn, fmt::format("malformed frame: {}", hub_frame_error_name(*error)));
   }
 }
 
-void RelayDriver::on_identity_reply(Conn& conn, std::uint64_t id) {
+void RelayDriver::on_identity_reply(uring::ClientConn& conn, std::uint64_t id) {
   Client& client = clients_[conn.index];
   if (client.state == State::kIdentifying) {
     shared_.ids[global(conn)].store(id, std::memory_order_release);
@@ -346,7 +348,7 @@ void RelayDriver::on_identity_reply(Conn& conn, std::uint64_t id) {
   }
 }
 
-void RelayDriver::on_hub_error(Conn& conn, std::uint8_t code, std::string_view reason) {
+void RelayDriver::on_hub_error(uring::ClientConn& conn, std::uint8_t code, std::string_view reason) {
   ++tally_.hub_errors;
   ++clients_[conn.index].error_frames;
   clients_[conn.index].last_error = code;
@@ -354,7 +356,7 @@ void RelayDriver::on_hub_error(Conn& conn, std::uint8_t code, std::string_view r
   // the hub closes the connection after it
 }
 
-void RelayDriver::on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uint32_t size) {
+void RelayDriver::on_deliver_begin(uring::ClientConn& conn, std::uint64_t sender_id, std::uint32_t size) {
   if (size < payload::kHeaderSize) {
     protocol_failure(conn, fmt::format("a DELIVER of {} body bytes, too short for a payload header", size));
     return;
@@ -367,7 +369,7 @@ void RelayDriver::on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uin
   d.frame_bytes = static_cast<std::uint32_t>(protocol::kDeliverPrefixSize) + size;
 }
 
-void RelayDriver::on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> bytes) {
+void RelayDriver::on_deliver_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   Client& client = clients_[conn.index];
   Delivering& d = client.delivering;
   if (d.meta_len < payload::kHeaderSize) {
@@ -385,7 +387,7 @@ void RelayDriver::on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> byt
   }
 }
 
-void RelayDriver::on_meta(Conn& conn) {
+void RelayDriver::on_meta(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   Delivering& d = client.delivering;
   const payload::BodyHeader body = payload::decode(d.meta);
@@ -426,7 +428,7 @@ void RelayDriver::on_payload(Client& client, std::span<const std::uint8_t> bytes
   d.position += bytes.size();
 }
 
-void RelayDriver::on_deliver_end(Conn& conn) {
+void RelayDriver::on_deliver_end(uring::ClientConn& conn) {
   Client& client = clients_[conn.index];
   Delivering& d = client.delivering;
   if (!d.corrupt && d.checksum_ok) {
@@ -469,7 +471,7 @@ RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
   view.error_frames = client.error_frames;
   view.last_error = client.last_error;
   view.closed = client.closed;
-  view.open_at_end = engine_.conn(local).phase != Phase::kIdle;
+  view.open_at_end = engine_.conn(local).phase != uring::ConnPhase::kIdle;
   view.last_bytes_ns = client.last_bytes_ns;
   view.mid_frame = !client.reader.at_boundary();
   if (d.open) {  // inside a DELIVER (other frames are a few bytes: the type stays 0, unknown)
@@ -484,7 +486,7 @@ RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
   return view;
 }
 
-void RelayDriver::protocol_failure(Conn& conn, const std::string& why) {
+void RelayDriver::protocol_failure(uring::ClientConn& conn, const std::string& why) {
   ++tally_.bad_deliveries;
   give_up(conn, fmt::format("protocol failure: {}", why));
 }

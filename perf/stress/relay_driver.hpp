@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "core/client_frame_reader.hpp"
-#include "perf/stress/engine.hpp"
 #include "perf/stress/in_flight_window.hpp"
 #include "perf/stress/payload.hpp"
 #include "perf/stress/tally.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::stress {
 
@@ -50,10 +50,10 @@ struct RelayShared {
 };
 
 // Contract: lives on its engine's thread; clients [first, first + engine.size()) of the run.
-class RelayDriver final : public Driver {
+class RelayDriver final : public uring::ClientDriver {
  public:
-  RelayDriver(Engine& engine, const RelaySettings& settings, RelayShared& shared, std::uint32_t first_client,
-              Tally& tally);
+  RelayDriver(uring::ClientLoop& engine, const RelaySettings& settings, RelayShared& shared,
+              std::uint32_t first_client, Tally& tally);
   void schedule_starts(std::int64_t start_ns);
   // After the engine returned: compares what each receiver verified with what was planned for it.
   void finalize();
@@ -65,7 +65,7 @@ class RelayDriver final : public Driver {
     std::uint32_t verified = 0;  // DELIVERs that arrived (and were checked)
     std::uint32_t error_frames = 0;
     std::uint8_t last_error = 0;  // code of the last ERROR frame
-    CloseInfo closed;             // how its last connection ended
+    uring::CloseInfo closed;      // how its last connection ended
     bool open_at_end = false;     // the engine stopped with its connection still open or closing
     std::int64_t last_bytes_ns = 0;
     bool mid_frame = false;  // its parser stopped inside a frame
@@ -89,11 +89,11 @@ class RelayDriver final : public Driver {
   std::uint32_t first_client() const { return first_client_; }
   std::uint32_t size() const { return static_cast<std::uint32_t>(clients_.size()); }
 
-  void on_connected(Conn& conn) override;
-  void on_bytes(Conn& conn, std::span<const std::uint8_t> bytes) override;
-  void on_drained(Conn& conn) override;
-  void on_closed(Conn& conn, const CloseInfo& info) override;
-  void on_timer(const Timer& timer) override;
+  void on_connected(uring::ClientConn& conn) override;
+  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_drained(uring::ClientConn& conn) override;
+  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override;
   void on_iteration() override;
   bool finished() const override { return closing_; }
 
@@ -140,35 +140,35 @@ class RelayDriver final : public Driver {
     std::int64_t last_bytes_ns = 0;
     std::uint32_t error_frames = 0;
     std::uint8_t last_error = 0;
-    CloseInfo closed;
+    uring::CloseInfo closed;
   };
 
-  std::uint32_t global(const Conn& conn) const { return first_client_ + conn.index; }
-  void start_attempt(Conn& conn);
+  std::uint32_t global(const uring::ClientConn& conn) const { return first_client_ + conn.index; }
+  void start_attempt(uring::ClientConn& conn);
   void plan();
   void plan_one(std::uint32_t local, const std::vector<std::uint32_t>& pool);
   void pump_senders();
   // Reserves the delivery bytes of local sender's next relay in the shared window; false when it is
   // full (a relay alone in it always fits, however large).
   bool reserve_in_flight(std::uint32_t local);
-  void build_frame(Conn& conn);
+  void build_frame(uring::ClientConn& conn);
   void close_everyone();
-  void on_identity_reply(Conn& conn, std::uint64_t id);
-  void on_deliver_begin(Conn& conn, std::uint64_t sender_id, std::uint32_t size);
-  void on_deliver_bytes(Conn& conn, std::span<const std::uint8_t> bytes);
-  void on_meta(Conn& conn);
+  void on_identity_reply(uring::ClientConn& conn, std::uint64_t id);
+  void on_deliver_begin(uring::ClientConn& conn, std::uint64_t sender_id, std::uint32_t size);
+  void on_deliver_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes);
+  void on_meta(uring::ClientConn& conn);
   void on_payload(Client& client, std::span<const std::uint8_t> bytes);
-  void on_deliver_end(Conn& conn);
-  void on_hub_error(Conn& conn, std::uint8_t code, std::string_view reason);
+  void on_deliver_end(uring::ClientConn& conn);
+  void on_hub_error(uring::ClientConn& conn, std::uint8_t code, std::string_view reason);
   bool check_order(Client& client, std::uint32_t sender, std::uint32_t seq);
   // The checksum sender's relay seq must carry, computed once per relay (not per receiver): every
   // payload byte is compared with the generator as it streams in, so a checksum over the received
   // bytes would only repeat that check at a byte a cycle, most of the harness's CPU at 255-way fan-out.
   std::uint64_t expected_checksum(std::uint32_t sender, std::uint32_t seq, std::uint32_t size);
-  void protocol_failure(Conn& conn, const std::string& why);
-  void give_up(Conn& conn, const std::string& why);
+  void protocol_failure(uring::ClientConn& conn, const std::string& why);
+  void give_up(uring::ClientConn& conn, const std::string& why);
 
-  Engine& engine_;
+  uring::ClientLoop& engine_;
   const RelaySettings& settings_;
   RelayShared& shared_;
   const std::uint32_t first_client_;

@@ -255,7 +255,7 @@ void Totals::add(const Tally& x) {
   }
 }
 
-void Totals::add(const EngineStats& s) {
+void Totals::add(const uring::ClientLoopStats& s) {
   cq_overflows += s.cq_overflows.load();
   enobufs += s.enobufs.load();
   bind_failures += s.bind_failures.load();

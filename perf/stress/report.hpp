@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "perf/stress/engine.hpp"
 #include "perf/stress/histogram.hpp"
 #include "perf/stress/hub_metrics.hpp"
 #include "perf/stress/options.hpp"
 #include "perf/stress/relay_audit.hpp"
 #include "perf/stress/tally.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::stress {
 
@@ -41,7 +41,7 @@ inline const std::string kCopiedPrefix = R"(ringhub_copied_bytes_total{reason=")
 inline const char* const kCopyReasons[] = {"copy_out", "assembly", "batch", "reply"};
 }  // namespace metric
 
-// Every engine's Tally and EngineStats added up (plain numbers: read after the threads joined).
+// Every engine's Tally and uring::ClientLoopStats added up (plain numbers: read after the threads joined).
 struct Totals {
   std::uint64_t started = 0, done = 0, failed = 0, retries = 0, reconnects = 0, timeouts = 0, drops = 0;
   std::uint64_t identified = 0, relays_sent = 0, verified = 0;
@@ -54,7 +54,7 @@ struct Totals {
   std::vector<std::string> failure_samples;
 
   void add(const Tally& tally);
-  void add(const EngineStats& stats);
+  void add(const uring::ClientLoopStats& stats);
 };
 
 struct HubReport {

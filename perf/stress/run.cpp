@@ -35,7 +35,7 @@ constexpr std::chrono::milliseconds kMetricsTimeout{2000};
 constexpr std::int64_t kDeadlineGraceNs = 10'000'000'000;
 
 struct Worker {
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<uring::ClientLoop> engine;
   std::unique_ptr<LineDriver> line;
   std::unique_ptr<RelayDriver> relay;
   Tally tally;
@@ -69,8 +69,8 @@ void worker_main(Worker& w, const RunPlan& plan, Shared& shared) {
   w.finished.store(true, std::memory_order_release);
 }
 
-EngineConfig engine_config(const RunPlan& plan, unsigned index, std::uint32_t clients) {
-  EngineConfig config;
+uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::uint32_t clients) {
+  uring::ClientLoopConfig config;
   config.index = index;
   config.conns = clients;
   config.table_size = plan.table_size;
@@ -108,7 +108,7 @@ std::vector<std::unique_ptr<Worker>> make_workers(const RunPlan& plan, Shared& s
   for (unsigned i = 0; i < plan.threads; ++i) {
     const std::uint32_t count = plan.clients / plan.threads + (i < plan.clients % plan.threads ? 1 : 0);
     auto w = std::make_unique<Worker>();
-    w->engine = std::make_unique<Engine>(engine_config(plan, i, count));
+    w->engine = std::make_unique<uring::ClientLoop>(engine_config(plan, i, count));
     if (plan.mode == Mode::kLine) {
       w->line = std::make_unique<LineDriver>(*w->engine, shared.line, first, w->tally,
                                              plan.seed ^ (std::uint64_t{i} * 0x9E37U));
@@ -191,7 +191,7 @@ class Monitor {
     std::int64_t next_progress = start_ns + kProgressEveryNs;
     while (!all_finished(workers_)) {
       wait_tick();
-      const std::int64_t now = now_ns();
+      const std::int64_t now = uring::now_ns();
       outcome_.harness_peak_open = std::max(outcome_.harness_peak_open, gather(workers_).open);
       if (plan_.mode == Mode::kRelay) {
         check_relay(now);
@@ -315,7 +315,7 @@ std::optional<double> hub_cpu_seconds(int pid) {
 void check_zero_state(const RunPlan& plan, HubReport& hub) {
   const MetricsClient client(plan.admin, kMetricsTimeout);
   const std::string& conns = plan.mode == Mode::kLine ? metric::kLineConnections : metric::kRelayConnections;
-  const std::int64_t until = now_ns() + kZeroStateWaitNs;
+  const std::int64_t until = uring::now_ns() + kZeroStateWaitNs;
   while (true) {
     auto snapshot = client.fetch();
     if (snapshot) {
@@ -329,7 +329,7 @@ void check_zero_state(const RunPlan& plan, HubReport& hub) {
     } else {
       hub.zero_detail = "GET /metrics failed: " + snapshot.error().message;
     }
-    if (hub.zero_state || now_ns() >= until) {
+    if (hub.zero_state || uring::now_ns() >= until) {
       hub.metrics = hub.metrics && snapshot.ok();
       return;
     }
@@ -390,7 +390,7 @@ RunOutcome run_stress(const RunPlan& plan) {
   make_settings(plan, shared);
   std::vector<std::unique_ptr<Worker>> workers = make_workers(plan, shared);
   const std::string error = start_workers(workers, plan, shared);
-  const std::int64_t start_ns = error.empty() ? now_ns() + kStartDelayNs : -1;
+  const std::int64_t start_ns = error.empty() ? uring::now_ns() + kStartDelayNs : -1;
   shared.start.set_value(start_ns);
   if (!error.empty()) {
     for (auto& w : workers) {
@@ -405,7 +405,7 @@ RunOutcome run_stress(const RunPlan& plan) {
   for (auto& w : workers) {
     w->thread.join();
   }
-  outcome.run_end_ns = now_ns();
+  outcome.run_end_ns = uring::now_ns();
   outcome.tcp_end = read_kernel_tcp_counters();
   collect(plan, shared, workers, outcome);
   if (plan.admin_enabled) {

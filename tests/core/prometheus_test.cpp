@@ -45,6 +45,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_memory_budget_bytes",
     "ringhub_memory_in_use_bytes",
     "ringhub_memory_reserved_bytes",
+    "ringhub_memory_block_cache_bytes",
     "ringhub_read_paused_connections",
     "ringhub_cq_overflows_total",
     "ringhub_line_forwards_total",
@@ -77,6 +78,7 @@ HubStats known_stats() {
   s.memory_in_use = 1414;
   s.memory_budget = 1515;
   s.memory_reserved = 1616;
+  s.memory_block_cache = 1717;
   s.read_paused_connections = 16;
   s.budget_pauses = 17;
   s.frame_timeouts = 18;
@@ -244,6 +246,7 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, "ringhub_memory_in_use_bytes 1414")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_budget_bytes 1515")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_reserved_bytes 1616")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_memory_block_cache_bytes 1717")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_read_paused_connections 16")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;
@@ -273,6 +276,9 @@ ringhub_memory_in_use_bytes 1414
 # HELP ringhub_memory_reserved_bytes Bytes reserved for the rest of large frames being received, not yet charged.
 # TYPE ringhub_memory_reserved_bytes gauge
 ringhub_memory_reserved_bytes 1616
+# HELP ringhub_memory_block_cache_bytes Freed large blocks kept mapped for reuse (at most 32 MiB), outside the budget.
+# TYPE ringhub_memory_block_cache_bytes gauge
+ringhub_memory_block_cache_bytes 1717
 # HELP ringhub_read_paused_connections Connections whose input is not read until memory frees (backpressure).
 # TYPE ringhub_read_paused_connections gauge
 ringhub_read_paused_connections 16

@@ -1,4 +1,4 @@
-// Tests for the start-up error when io_uring is refused (transport/ring_setup): the message names the
+// Tests for the start-up error when io_uring is refused (transport/uring/ring): the message names the
 // cause and the fix, and the real hub binary, run under a seccomp filter that refuses io_uring_setup the
 // way Docker's (EPERM) and podman's (ENOSYS) default profiles do, exits non-zero with that message.
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@
 #include <iterator>
 #include <string>
 
-#include "transport/ring_setup.hpp"
+#include "transport/uring/ring.hpp"
 
 namespace ringhub {
 namespace {
@@ -33,26 +33,26 @@ constexpr const char* kSysctlFix = "sysctl -w kernel.io_uring_disabled=0";
 constexpr int kCannotSimulate = 77;
 
 TEST(DescribeIoUringFailure, SeccompRefusalNamesTheProfileFlag) {
-  const std::string eperm = describe_io_uring_failure(EPERM, 0);
+  const std::string eperm = uring::describe_io_uring_failure(EPERM, 0);
   EXPECT_NE(eperm.find("seccomp filter"), std::string::npos) << eperm;
   EXPECT_NE(eperm.find(kProfileFlag), std::string::npos) << eperm;
-  const std::string enosys = describe_io_uring_failure(ENOSYS, std::nullopt);
+  const std::string enosys = uring::describe_io_uring_failure(ENOSYS, std::nullopt);
   EXPECT_NE(enosys.find(kProfileFlag), std::string::npos) << enosys;
   EXPECT_NE(enosys.find("CONFIG_IO_URING"), std::string::npos) << enosys;
 }
 
 TEST(DescribeIoUringFailure, DisabledSysctlNamesTheSysctlNotSeccomp) {
-  const std::string off = describe_io_uring_failure(EPERM, 2);
+  const std::string off = uring::describe_io_uring_failure(EPERM, 2);
   EXPECT_NE(off.find("kernel.io_uring_disabled = 2"), std::string::npos) << off;
   EXPECT_NE(off.find(kSysctlFix), std::string::npos) << off;
   EXPECT_EQ(off.find("seccomp"), std::string::npos) << off;
-  const std::string group_only = describe_io_uring_failure(EPERM, 1);
+  const std::string group_only = uring::describe_io_uring_failure(EPERM, 1);
   EXPECT_NE(group_only.find("kernel.io_uring_group"), std::string::npos) << group_only;
   EXPECT_NE(group_only.find(kSysctlFix), std::string::npos) << group_only;
 }
 
 TEST(DescribeIoUringFailure, OtherErrorsBlameTheKernelVersion) {
-  const std::string einval = describe_io_uring_failure(EINVAL, 0);
+  const std::string einval = uring::describe_io_uring_failure(EINVAL, 0);
   EXPECT_NE(einval.find("Linux 6.1"), std::string::npos) << einval;
   EXPECT_EQ(einval.find("seccomp"), std::string::npos) << einval;
 }
@@ -122,7 +122,7 @@ HubExit run_refused_hub(const RefusingFilter& filter, const char* sysctl_file = 
 }
 
 void skip_unless_host_allows_io_uring() {
-  if (read_io_uring_disabled().value_or(0) != 0) {
+  if (uring::read_io_uring_disabled().value_or(0) != 0) {
     GTEST_SKIP() << "kernel.io_uring_disabled is set here, so the hub would rightly blame the sysctl";
   }
 }

@@ -1,5 +1,6 @@
-// Ring set-up shared by hub shards and the stress harness; see transport/ring_setup.hpp.
-#include "transport/ring_setup.hpp"
+// Ring set-up, submission and reaping shared by hub shards and client loops; see
+// transport/uring/ring.hpp.
+#include "transport/uring/ring.hpp"
 
 #include <fmt/format.h>
 #include <sys/resource.h>
@@ -8,7 +9,9 @@
 #include <cstring>
 #include <fstream>
 
-namespace ringhub {
+#include "transport/uring/uring_compat.hpp"
+
+namespace ringhub::uring {
 
 namespace {
 
@@ -63,7 +66,7 @@ std::string describe_io_uring_failure(int error, std::optional<int> io_uring_dis
 Result<unsigned> raise_open_file_limit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    return make_error(fmt::format("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno)), errno);
+    return system_error(errno, fmt::format("getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno)));
   }
   if (limit.rlim_cur < limit.rlim_max) {
     rlimit raised = limit;
@@ -75,8 +78,7 @@ Result<unsigned> raise_open_file_limit() {
   return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 1U << 20));  // the kernel's table cap
 }
 
-Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_entries,
-                               unsigned table_size) {
+Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table_size) {
   io_uring_params params{};
   // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completions run when it asks for
   // them, in batches, instead of interrupting it. CQSIZE: room for bursts between two reaps.
@@ -84,25 +86,57 @@ Result<void> setup_issuer_ring(io_uring* ring, unsigned sq_entries, unsigned cq_
   params.flags =
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
   params.cq_entries = cq_entries;
-  int ret = io_uring_queue_init_params(sq_entries, ring, &params);
+  int ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
   if (ret < 0) {
-    return make_error(describe_io_uring_failure(-ret, read_io_uring_disabled()), -ret);
+    return system_error(-ret, describe_io_uring_failure(-ret, read_io_uring_disabled()));
   }
+  ready_ = true;
   if ((params.features & IORING_FEAT_NODROP) == 0) {
-    io_uring_queue_exit(ring);
+    close();
     return make_error("io_uring lacks IORING_FEAT_NODROP (needs Linux 5.5+)");
   }
-  ret = io_uring_register_files_sparse(ring, table_size);
+  ret = io_uring_register_files_sparse(&ring_, table_size);
   if (ret < 0) {
-    io_uring_queue_exit(ring);
-    return make_error(
-        fmt::format("cannot register a direct-descriptor table of {} slots: {} (a table may hold at "
-                    "most RLIMIT_NOFILE entries)",
-                    table_size, std::strerror(-ret)),
-        -ret);
+    close();
+    return system_error(
+        -ret, fmt::format("cannot register a direct-descriptor table of {} slots: {} (a table may hold at "
+                          "most RLIMIT_NOFILE entries)",
+                          table_size, std::strerror(-ret)));
   }
-  io_uring_register_ring_fd(ring);  // an optimisation only: failure leaves the plain fd path
+  io_uring_register_ring_fd(&ring_);  // an optimisation only: failure leaves the plain fd path
   return {};
 }
 
-}  // namespace ringhub
+void Ring::close() {
+  if (ready_) {
+    io_uring_queue_exit(&ring_);
+    ready_ = false;
+  }
+}
+
+io_uring_sqe* Ring::next_sqe() {
+  io_uring_sqe* entry = io_uring_get_sqe(&ring_);
+  while (entry == nullptr) {
+    io_uring_submit(&ring_);
+    entry = io_uring_get_sqe(&ring_);
+  }
+  return entry;
+}
+
+int Ring::submit_and_wait(__kernel_timespec* timeout) {
+  if (timeout == nullptr) {
+    return io_uring_submit_and_wait(&ring_, 1);
+  }
+  io_uring_cqe* first = nullptr;
+  return io_uring_submit_and_wait_timeout(&ring_, &first, 1, timeout, nullptr);
+}
+
+std::uint64_t Ring::cq_overflows() const {
+  return ring_.cq.koverflow != nullptr ? *ring_.cq.koverflow : 0;
+}
+
+bool Ring::supports(int opcode) {
+  return uring_compat::opcode_supported(&ring_, opcode);
+}
+
+}  // namespace ringhub::uring

@@ -1,5 +1,5 @@
-// liburing 2.3 gap fillers; see transport/uring_compat.hpp.
-#include "transport/uring_compat.hpp"
+// liburing 2.3 gap fillers shared by every ring in ringhub; see transport/uring/uring_compat.hpp.
+#include "transport/uring/uring_compat.hpp"
 
 #include <sys/mman.h>
 
@@ -34,6 +34,16 @@ io_uring_buf_ring* setup_buf_ring(io_uring* ring, unsigned entries, unsigned gro
 void free_buf_ring(io_uring* ring, io_uring_buf_ring* buf_ring, unsigned entries, unsigned group_id) {
   io_uring_unregister_buf_ring(ring, static_cast<int>(group_id));
   munmap(buf_ring, entries * sizeof(io_uring_buf));
+}
+
+bool opcode_supported(io_uring* ring, int opcode) {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (probe == nullptr) {
+    return false;
+  }
+  const bool supported = io_uring_opcode_supported(probe, opcode) != 0;
+  io_uring_free_probe(probe);
+  return supported;
 }
 
 }  // namespace ringhub::uring_compat
