@@ -53,6 +53,13 @@ bool keep_cached(Cache& state, void* memory, std::size_t granted) {
   return true;
 }
 
+void unmap(Cache& state, void* memory, std::size_t granted) {
+  // munmap of a range we mapped cannot fail short of a bug; the count follows what the kernel holds.
+  if (munmap(memory, granted) == 0) {
+    state.mapped.fetch_sub(granted, std::memory_order_relaxed);
+  }
+}
+
 const LargeBlockSource kSource{
     LargeBlockMemory::kMinBytes,
     &LargeBlockMemory::size_class,
@@ -69,6 +76,21 @@ std::size_t LargeBlockMemory::size_class(std::size_t bytes) {
 void LargeBlockMemory::install() {
   static std::once_flag installed;
   std::call_once(installed, [] { HeapBlock::set_large_block_source(&kSource); });
+}
+
+void LargeBlockMemory::release_cache() {
+  Cache& state = cache();
+  std::map<std::size_t, std::vector<void*>> released;
+  {
+    const std::lock_guard lock(state.mutex);
+    released.swap(state.free_by_class);
+    state.cached.store(0, std::memory_order_relaxed);
+  }
+  for (const auto& [granted, blocks] : released) {
+    for (void* memory : blocks) {
+      unmap(state, memory, granted);
+    }
+  }
 }
 
 void* LargeBlockMemory::allocate(std::size_t bytes) {
@@ -90,10 +112,7 @@ void LargeBlockMemory::deallocate(void* memory, std::size_t granted) {
   if (keep_cached(state, memory, granted)) {
     return;
   }
-  // munmap of a range we mapped cannot fail short of a bug; the count follows what the kernel holds.
-  if (munmap(memory, granted) == 0) {
-    state.mapped.fetch_sub(granted, std::memory_order_relaxed);
-  }
+  unmap(state, memory, granted);
 }
 
 std::uint64_t LargeBlockMemory::cached_bytes() {

@@ -28,6 +28,9 @@ class LargeBlockMemory {
   // calling it again does nothing.
   static void install();
 
+  // Unmaps every cached block: the shards call it when a burst has ended, so an idle hub holds none.
+  static void release_cache();
+
   static void* allocate(std::size_t bytes);
   static void deallocate(void* memory, std::size_t granted);
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/frame_codec.hpp"
+#include "transport/large_block_memory.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
 
@@ -320,6 +321,9 @@ void Shard::trim_heap_after_burst() {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
+  if (hub_memory_ < kTrimDrop) {
+    LargeBlockMemory::release_cache();  // the burst is over: an idle hub keeps no freed large blocks
+  }
   memory_at_last_trim_ = hub_memory_;
   last_trim_ = now_;
 }

@@ -103,6 +103,19 @@ TEST_F(LargeBlockMemoryTest, AFreedBlockIsCachedAndReusedForItsClass) {
   EXPECT_EQ(LargeBlockMemory::cached_bytes(), cached_before);
 }
 
+TEST_F(LargeBlockMemoryTest, ReleasingTheCacheUnmapsEveryCachedBlock) {
+  {
+    const BlockRef a = HeapBlock::create(200U << 10);
+    const BlockRef b = HeapBlock::create(500U << 10);
+  }
+  ASSERT_GT(LargeBlockMemory::cached_bytes(), 0U);
+  const std::uint64_t mapped_before = LargeBlockMemory::mapped_bytes();
+  const std::uint64_t cached_before = LargeBlockMemory::cached_bytes();
+  LargeBlockMemory::release_cache();
+  EXPECT_EQ(LargeBlockMemory::cached_bytes(), 0U);
+  EXPECT_EQ(LargeBlockMemory::mapped_bytes(), mapped_before - cached_before);
+}
+
 TEST_F(LargeBlockMemoryTest, FreedBlocksBeyondTheCacheLeaveResidentMemory) {
   constexpr std::size_t kBlocks = 256;  // 256 MiB, eight times the cache
   const std::size_t before = resident_bytes();
