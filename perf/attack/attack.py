@@ -332,6 +332,8 @@ def main():
     parser.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated: " + ",".join(ATTACKS))
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per attack")
     parser.add_argument("--quick", action="store_true", help="small connection counts (ctest)")
+    parser.add_argument("--connections", type=int, default=0,
+                        help="attacking connections (idle peers for the floods) instead of each attack's default")
     parser.add_argument("--sigterm", action="store_true", help="SIGTERM the hub during the last attack")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--check-budget", type=int, default=0,
@@ -351,6 +353,8 @@ def main():
     scale = {"unfinished": 8000, "stalled": 128, "idle_peers": 1000, "slowloris": 5000}
     if args.quick:
         scale = {"unfinished": 40, "stalled": 8, "idle_peers": 20, "slowloris": 50}
+    if args.connections:
+        scale = {name: args.connections for name in scale}
     results = [run_attack(name, args, (host, int(port)), scale) for name in args.attacks]
     if args.json:
         print(json.dumps(results, indent=2))
