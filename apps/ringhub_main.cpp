@@ -68,9 +68,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_flag("--send-zc", o.hub.send_zc,
                "Send with IORING_OP_SENDMSG_ZC (pays on real NICs, not on loopback)");
   app.add_option("--max-memory", o.hub.max_memory,
-                 "Bytes the hub may hold for clients (frames, replies, queues, batches); past 7/8 of it, "
-                 "large senders are not read, past all of it nobody is, until it falls below 3/4. "
-                 "Default 1 GiB; 0 = a quarter of physical RAM")
+                 "Bytes the hub may hold for clients (frames, replies, queues, batches); past 3/4 of it, "
+                 "senders of large frames are not read (until it falls below 5/8), past all of it nobody "
+                 "is (until below 3/4); nothing is dropped. Default 1 GiB; 0 = a quarter of physical RAM")
       ->capture_default_str();
   app.add_option("--frame-timeout-ms", o.frame_timeout_ms,
                  "A frame started and not finished within this long gets ERROR 8 and a close")
