@@ -26,10 +26,6 @@ bool uses_large_source(std::size_t bytes) {
   return large_source != nullptr && bytes >= large_source->min_bytes;
 }
 
-// Pages of a large block that no byte has reached yet are not resident, so a block filled as its
-// bytes arrive is charged by the page. (4 KiB: the smallest page of the platforms we run on.)
-constexpr std::size_t kPageBytes = 4096;
-
 // What the first `bytes` bytes of a block cost: what malloc hands out, or the pages touched so far in
 // a block from the large-block source, and all it holds once full.
 std::size_t cost_of(const HeapBlockHeader& header, std::uint32_t bytes) {
@@ -40,6 +36,8 @@ std::size_t cost_of(const HeapBlockHeader& header, std::uint32_t bytes) {
   if (bytes >= header.block.capacity()) {
     return header.granted;
   }
+  // Pages no byte has reached yet are not resident: a block filled as its bytes arrive is charged by
+  // the page.
   return std::min<std::size_t>((with_header + kPageBytes - 1) & ~(kPageBytes - 1), header.granted);
 }
 }  // namespace

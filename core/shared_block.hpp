@@ -81,6 +81,9 @@ class BlockRef {
   SharedBlock* block_ = nullptr;
 };
 
+// The unit large blocks are mapped and charged in: 4 KiB, the smallest page of the platforms we run on.
+inline constexpr std::size_t kPageBytes = 4096;
+
 // Where the memory of large heap blocks comes from. The hub installs one at start-up
 // (transport/large_block_memory.hpp) so that a freed large block goes back to the system, or to a
 // bounded cache, rather than to a malloc arena that keeps it resident. Without one: malloc.

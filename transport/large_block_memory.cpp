@@ -16,7 +16,6 @@
 namespace ringhub {
 
 namespace {
-constexpr std::size_t kPageBytes = 4096;
 
 struct Cache {
   std::mutex mutex;
