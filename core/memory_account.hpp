@@ -55,11 +55,18 @@ class MemoryBudget {
   // enough that a hub at a watermark does not pause and resume the same senders every iteration.
   static constexpr std::size_t kResumeNumerator = 5;
   static constexpr std::size_t kResumeDenominator = 8;
+  // Below 1/16 of the budget a connection may read far ahead of what the hub has parsed (cheap: one
+  // multishot recv serves many frames); from 1/8 up only a little (see Shard::arm_recv). The gap keeps
+  // a hub near the line from switching, and re-arming every connection, on each loop iteration.
+  static constexpr std::size_t kWideReadAheadBelowDivisor = 16;
+  static constexpr std::size_t kNarrowReadAheadFromDivisor = 8;
 
   explicit MemoryBudget(std::size_t limit)
       : limit_(limit),
         high_(limit - limit / kReserveDivisor),
-        low_(limit / kResumeDenominator * kResumeNumerator) {}
+        low_(limit / kResumeDenominator * kResumeNumerator),
+        wide_below_(limit / kWideReadAheadBelowDivisor),
+        narrow_from_(limit / kNarrowReadAheadFromDivisor) {}
 
   std::size_t limit() const { return limit_; }
   std::size_t high_watermark() const { return high_; }
@@ -75,11 +82,17 @@ class MemoryBudget {
   bool may_resume(std::int64_t in_use, Weight weight) const {
     return in_use < static_cast<std::int64_t>(weight == Weight::kHeavy ? low_ : high_);
   }
+  // Whether connections may read far ahead now, given whether they could until now (hysteresis).
+  bool allows_wide_read_ahead(std::int64_t in_use, bool until_now) const {
+    return in_use < static_cast<std::int64_t>(until_now ? narrow_from_ : wide_below_);
+  }
 
  private:
   std::size_t limit_;
   std::size_t high_;
   std::size_t low_;
+  std::size_t wide_below_;
+  std::size_t narrow_from_;
 };
 
 }  // namespace ringhub

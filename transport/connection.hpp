@@ -76,7 +76,7 @@ struct alignas(16) Connection : RegistryEntry {
   bool registered = false;
   bool recv_armed = false;            // a recv (recv_op) is in flight
   Op recv_op = Op::kRecv;             // kRecv: multishot into receive buffers; kRecvDirect: into a frame
-  bool recv_limited = false;          // its multishot recv was armed with a total length limit
+  std::uint32_t recv_limit = 0;       // the total length its multishot recv was armed with (0: none)
   bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)
   bool read_paused = false;           // input waits for memory to free (on the shard's paused list)
   bool heavy = false;                 // its current or last frame was large: paused first under pressure

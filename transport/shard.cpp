@@ -121,6 +121,11 @@ void Shard::read_clock_and_budget() {
   if (gate_ > before) {
     enforce_gate();
   }
+  const bool was_wide = wide_read_ahead_;
+  wide_read_ahead_ = shared_.budget.allows_wide_read_ahead(hub_memory_, was_wide);
+  if (was_wide && !wide_read_ahead_) {
+    narrow_read_ahead();
+  }
 }
 
 bool Shard::finished() const {

@@ -184,6 +184,10 @@ class alignas(uring::kTagAlignment) Shard {
   // When the gate narrows, stops the multishot recvs of connections it now keeps out, so what they
   // send next stays in the kernel rather than reaching the hub's memory.
   void enforce_gate();
+  // When the hub leaves the range where reading far ahead is cheap, stops the multishot recvs armed
+  // with the wide limit; they re-arm with the narrow one.
+  void narrow_read_ahead();
+  std::uint32_t read_ahead_limit() const;
   void rearm_waiting_recvs();
   // The frame-timeout clock: started when a frame is left partial, stopped at a frame boundary.
   void clock_partial_frame(Connection& conn);
@@ -317,6 +321,7 @@ class alignas(uring::kTagAlignment) Shard {
   std::uint64_t budget_pauses_ = 0;
   std::uint64_t frame_timeouts_ = 0;
   ReadGate gate_ = ReadGate::kOpen;       // the budget's verdict at the start of this iteration
+  bool wide_read_ahead_ = true;           // the budget's read-ahead verdict at the start of this iteration
   std::int64_t hub_memory_ = 0;           // hub-wide bytes charged, read once per iteration
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed

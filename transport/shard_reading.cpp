@@ -24,12 +24,14 @@ constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 // and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
 constexpr std::uint32_t kPressureReadBytes = 2U << 10;
 // A multishot recv ends after this much input and is re-armed (where the kernel can, see
-// uring_compat::set_multishot_total_limit): a light client that starts a large frame brings at most
-// this much before the hub sees its header and makes it wait for room, where an unlimited multishot
-// read up to a megabyte ahead (8,000 such clients came to 940 MB). The kernel ends it at a buffer's
-// end, so a connection reads at most one receive buffer ahead. One re-arm per buffer of input costs a
-// light connection nothing it would notice.
-constexpr std::uint32_t kMultishotReadAhead = 16U << 10;
+// uring_compat::set_multishot_total_limit). While hub memory is low, the wide limit: one recv serves
+// thousands of small frames (16 KiB here cost K=255 64 B half its throughput: 9.6M against 21M
+// deliveries/s, a re-arm per 180 frames). Otherwise the narrow one: a light client that starts a large
+// frame brings at most this much before the hub sees its header and makes it wait for room, where an
+// unlimited multishot read up to a megabyte ahead (8,000 such clients came to 940 MB). The kernel ends
+// it at a buffer's end, so a connection then reads at most one receive buffer ahead.
+constexpr std::uint32_t kWideReadAhead = 256U << 10;
+constexpr std::uint32_t kNarrowReadAhead = 16U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
@@ -79,15 +81,15 @@ std::uint32_t Shard::read_cap(const Connection& conn) const {
 
 void Shard::arm_recv(Connection& conn) {
   io_uring_sqe* entry = sqe();
-  conn.recv_limited = false;
+  conn.recv_limit = 0;
   if (reads_one_buffer_at_a_time(conn)) {
     // With buffer select, the length caps the read below the buffer's size (0: the whole buffer).
     io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, read_cap(conn), 0);
   } else {
     io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
     if (multishot_limit_supported_) {
-      uring_compat::set_multishot_total_limit(entry, kMultishotReadAhead);
-      conn.recv_limited = true;
+      conn.recv_limit = read_ahead_limit();
+      uring_compat::set_multishot_total_limit(entry, conn.recv_limit);
     }
   }
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -150,7 +152,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
-  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limited, false) && multishot_limit_supported_) {
+  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limit, 0) != 0 && multishot_limit_supported_) {
     multishot_limit_supported_ = false;  // a kernel before 6.15: unlimited multishot from now on
     spdlog::info("shard {}: this kernel cannot limit a multishot recv; reading ahead is unlimited", index_);
     resume_reading(conn);
@@ -242,6 +244,19 @@ void Shard::enforce_gate() {
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kOpen && conn.recv_armed && conn.recv_op == Op::kRecv &&
         !conn.recv_cancel_sent && must_pause(conn)) {
+      stop_multishot(conn);
+    }
+  }
+}
+
+std::uint32_t Shard::read_ahead_limit() const {
+  return wide_read_ahead_ ? kWideReadAhead : kNarrowReadAhead;
+}
+
+void Shard::narrow_read_ahead() {
+  for (Connection& conn : all_) {
+    if (conn.state == ConnState::kOpen && conn.recv_armed && conn.recv_op == Op::kRecv &&
+        !conn.recv_cancel_sent && conn.recv_limit > kNarrowReadAhead) {
       stop_multishot(conn);
     }
   }
