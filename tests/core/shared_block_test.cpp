@@ -46,13 +46,44 @@ TEST(HeapBlockTest, CreateChargesItsFootprintAndLastReleaseReturnsIt) {
   EXPECT_EQ(in_use.bytes(), 0);
 }
 
-// The footprint is what malloc hands out: header, bytes and malloc's own word, in 16-byte steps, so a
-// 24-byte reply is charged as the 80 bytes it really takes.
+// The footprint is what malloc hands out: header and bytes asked for in a 16-byte size class, plus
+// malloc's own word, in 16-byte steps, so a 24-byte reply is charged as the 96 bytes it really takes.
 TEST(HeapBlockTest, FootprintCountsHeaderAndMallocRounding) {
-  EXPECT_EQ(HeapBlock::footprint(24), 80U);
+  // 48 + 24 bytes are asked for as 80 (a 16-byte size class), which malloc hands out as 96.
+  EXPECT_EQ(HeapBlock::footprint(24), 96U);
   EXPECT_EQ(HeapBlock::footprint(0), 64U);
   EXPECT_EQ(HeapBlock::footprint(1U << 20), (std::size_t{1} << 20) + 64U);
   EXPECT_GE(HeapBlock::footprint(100), 100 + HeapBlock::kHeaderBytes);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RINGHUB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RINGHUB_ASAN 1
+#endif
+#endif
+
+// A freed small block waits in its thread's cache and is handed out again for a block of its size
+// class (ASan builds go straight to malloc, so it can see a use after free).
+TEST(HeapBlockTest, AFreedSmallBlockIsReusedForItsSizeClass) {
+#ifdef RINGHUB_ASAN
+  GTEST_SKIP() << "ASan build: small blocks are not cached";
+#else
+  MemoryAccount in_use;
+  const std::uint8_t* first = nullptr;
+  {
+    const BlockRef block = HeapBlock::create(89, &in_use);
+    ASSERT_TRUE(block);
+    first = block.data();
+  }
+  EXPECT_EQ(in_use.bytes(), 0);
+  const BlockRef same_class = HeapBlock::create(90, &in_use);  // 48 + 89 and 48 + 90 are both 144
+  EXPECT_EQ(same_class.data(), first);
+  EXPECT_EQ(in_use.bytes(), cost(90));
+  const BlockRef other_class = HeapBlock::create(200, &in_use);
+  EXPECT_NE(other_class.data(), first);
+#endif
 }
 
 // A block made for a frame that arrives over time is charged as its bytes arrive.
