@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/maybe_tally.hpp"
 #include "core/memory_account.hpp"
 #include "core/protocol.hpp"
 #include "core/shared_block.hpp"
@@ -51,15 +52,8 @@ struct RelayMessage : ShardMessage {
   std::vector<protocol::UserId> receivers;  // owned by the target: a miss is a departed receiver
   std::vector<protocol::UserId> maybe;      // owner unknown (shared directory slot): a miss is no news
   std::vector<std::uint8_t> maybe_found;    // set by the target: which `maybe` ids it delivered to
-  struct MaybeTally* tally = nullptr;       // on the origin: combines every shard's maybe_found
-  void* target_shard = nullptr;             // set by the target, for the proxy's release
-};
-
-// A relay's ids that every shard was asked about: once every shard answered, those nobody delivered
-// to are counted as skipped, once. Lives on the origin shard.
-struct MaybeTally {
-  unsigned outstanding = 0;         // RelayMessages not yet back
-  std::vector<std::uint8_t> found;  // per id of the plan's `everywhere` list
+  MaybeTally* tally = nullptr;   // on the origin (core/maybe_tally.hpp): combines every shard's maybe_found
+  void* target_shard = nullptr;  // set by the target, for the proxy's release
 };
 
 // One shard's share of a LIST: the target appends its ids and sends the message back as kListPart.

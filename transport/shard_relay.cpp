@@ -134,7 +134,7 @@ void Shard::relay(Connection& conn, FrameView& frame) {
   }
   MaybeTally* tally = nullptr;
   if (!plan.everywhere.empty()) {
-    tally = new MaybeTally{shared_.shard_count - 1, std::vector<std::uint8_t>(plan.everywhere.size())};
+    tally = new MaybeTally(shared_.shard_count - 1, plan.everywhere.size());
     memory_.charge(tally_footprint(*tally));
     for (std::size_t i = 0; i < plan.everywhere.size(); ++i) {
       tally->found[i] = deliver_to(plan.everywhere[i], block, offset, length, false) ? 1 : 0;
@@ -156,12 +156,8 @@ void Shard::relay(Connection& conn, FrameView& frame) {
 void Shard::on_relay_done(RelayMessage* message) {
   --awaiting_replies_;
   if (MaybeTally* tally = message->tally) {
-    for (std::size_t i = 0; i < tally->found.size(); ++i) {
-      tally->found[i] |= message->maybe_found[i];
-    }
-    if (--tally->outstanding == 0) {
-      counters_.skipped_receivers.add(
-          static_cast<std::uint64_t>(std::count(tally->found.begin(), tally->found.end(), 0)));
+    if (tally->fold(message->maybe_found)) {
+      counters_.skipped_receivers.add(tally->nobody_found());
       memory_.release(tally_footprint(*tally));
       delete tally;
     }
