@@ -16,8 +16,8 @@
 #include <string_view>
 #include <vector>
 
-#include "client/line_client.hpp"
-#include "client/relay_client.hpp"
+#include "clients/cpp/line_client.hpp"
+#include "clients/cpp/relay_client.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "client/relay_client.hpp"
+#include "clients/cpp/relay_client.hpp"
 #include "transport/hub.hpp"
 
 namespace ringhub::testing {

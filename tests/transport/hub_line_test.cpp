@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include "client/line_client.hpp"
+#include "clients/cpp/line_client.hpp"
 #include "core/line_protocol.hpp"
 #include "tests/transport/hub_fixture.hpp"
 

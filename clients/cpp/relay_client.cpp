@@ -1,6 +1,6 @@
 // RelayClient: blocking sockets with poll() for timeouts; frames are cut out of one receive buffer.
-// See client/relay_client.hpp for the contract.
-#include "client/relay_client.hpp"
+// See clients/cpp/relay_client.hpp for the contract.
+#include "clients/cpp/relay_client.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -18,7 +18,7 @@
 #include <system_error>
 #include <utility>
 
-#include "client/tcp_connect.hpp"
+#include "clients/cpp/tcp_connect.hpp"
 #include "core/frame_codec.hpp"
 
 namespace ringhub::client {

@@ -1,6 +1,6 @@
-// Tests for client/relay_client against a fake hub: a blocking socket on 127.0.0.1 port 0 whose
+// Tests for clients/cpp/relay_client against a fake hub: a blocking socket on 127.0.0.1 port 0 whose
 // scripted replies run in a thread. Ordering comes from the bytes exchanged, never from sleeps.
-#include "client/relay_client.hpp"
+#include "clients/cpp/relay_client.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/frame_codec.hpp"
-#include "tests/client/fake_hub_socket.hpp"
+#include "tests/clients/cpp/fake_hub_socket.hpp"
 
 namespace ringhub::client {
 namespace {

@@ -1,7 +1,7 @@
-// Tests for client/line_client against a fake LINE hub: a blocking socket on 127.0.0.1 port 0 whose
+// Tests for clients/cpp/line_client against a fake LINE hub: a blocking socket on 127.0.0.1 port 0 whose
 // scripted lines run in a thread. Ordering comes from the lines exchanged, never from sleeps; every
 // socket read in the fake is bounded, so a broken client fails a test instead of hanging it.
-#include "client/line_client.hpp"
+#include "clients/cpp/line_client.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "core/line_protocol.hpp"
-#include "tests/client/fake_hub_socket.hpp"
+#include "tests/clients/cpp/fake_hub_socket.hpp"
 
 namespace ringhub::client {
 namespace {

@@ -1,5 +1,5 @@
-// Non-blocking TCP connect with a deadline; see client/tcp_connect.hpp.
-#include "client/tcp_connect.hpp"
+// Non-blocking TCP connect with a deadline; see clients/cpp/tcp_connect.hpp.
+#include "clients/cpp/tcp_connect.hpp"
 
 #include <fmt/format.h>
 #include <netdb.h>

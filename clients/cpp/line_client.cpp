@@ -1,7 +1,7 @@
 // run_line_client: one thread, one non-blocking socket at a time, poll() until the nearest deadline
 // (a delayed ok falling due or the wait for `ok X` running out). Lines are cut by core's LineSplitter.
-// See client/line_client.hpp for the contract.
-#include "client/line_client.hpp"
+// See clients/cpp/line_client.hpp for the contract.
+#include "clients/cpp/line_client.hpp"
 
 #include <fmt/format.h>
 #include <netdb.h>
@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "client/tcp_connect.hpp"
+#include "clients/cpp/tcp_connect.hpp"
 #include "core/line_protocol.hpp"
 
 namespace ringhub::client {
