@@ -2,8 +2,11 @@
 // failure (g++ 12 has no std::expected). Cheap to move; no exceptions involved.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <utility>
 #include <variant>
 
@@ -75,6 +78,10 @@ inline Error make_error(std::string message) {
 }
 inline Error system_error(int err, std::string message) {
   return Error{ErrorDomain::kSystem, err, std::move(message)};
+}
+// A failed system call: "doing: errno's text", with errno's code (read when called, by default).
+inline Error errno_error(std::string_view doing, int err = errno) {
+  return system_error(err, std::string(doing) + ": " + std::system_category().message(err));
 }
 inline Error protocol_error(protocol::ErrorCode code, std::string message) {
   return Error{ErrorDomain::kProtocol, static_cast<int>(code), std::move(message)};

@@ -125,10 +125,6 @@ std::string endpoint_text(const std::string& host, std::uint16_t port) {
   return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
-Error errno_error(std::string_view doing, int err) {
-  return system_error(err, fmt::format("{}: {}", doing, std::system_category().message(err)));
-}
-
 Result<OwnedFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::time_point until,
                             const std::atomic<bool>* cancel) {
   Result<AddressList> addresses = resolve(host, port);

@@ -34,8 +34,6 @@ class OwnedFd {
 // "host:port", or "[host]:port" for an IPv6 literal.
 std::string endpoint_text(const std::string& host, std::uint16_t port);
 
-Error errno_error(std::string_view doing, int err = errno);
-
 // Resolves host (name or literal) and connects to the first address that answers before `until`,
 // as "localhost" may name ::1 while the hub listens on 127.0.0.1 only. The socket comes back
 // non-blocking with TCP_NODELAY set (requests are small and each answer is awaited; Nagle would hold

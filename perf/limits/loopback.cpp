@@ -50,11 +50,6 @@ class Fd {
   int fd_;
 };
 
-Error errno_error(const char* what) {
-  const int code = errno;
-  return system_error(code, fmt::format("{}: {}", what, std::strerror(code)));
-}
-
 sockaddr_in loopback_address(in_port_t port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;

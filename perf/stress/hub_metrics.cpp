@@ -38,10 +38,6 @@ class Socket {
   int fd_;
 };
 
-Error errno_error(std::string_view doing) {
-  return system_error(errno, fmt::format("{}: {}", doing, std::strerror(errno)));
-}
-
 bool send_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t sent = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
