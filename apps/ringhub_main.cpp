@@ -43,7 +43,13 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_flag(
       "!--no-line-reforward", o.hub.line_reforward,
       "Do not re-forward a line message whose receiver left before answering (to test client recovery)");
-  app.add_option("--shards", o.hub.shards, "Shard threads (0 = max(cores, what --max-connections needs))")
+  app.add_option("--shards", o.hub.shards,
+                 "Shards, one io_uring and direct-descriptor table each (0 = max(cores, what "
+                 "--max-connections needs))")
+      ->capture_default_str();
+  app.add_option("--threads", o.hub.threads,
+                 "Threads driving the shards, each several when there are more shards than threads "
+                 "(0 = cores; at most the shard count)")
       ->capture_default_str();
   app.add_option("--max-connections", o.hub.max_connections, "Connections served at once; more get ERROR 7")
       ->capture_default_str()
@@ -154,10 +160,10 @@ int run(int argc, char** argv) {
     return EXIT_FAILURE;
   }
   spdlog::info(
-      "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards, "
-      "max {5} connections",
+      "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards on "
+      "{5} threads, max {6} connections",
       options.hub.bind_address, (*hub)->relay_port(), (*hub)->line_port(), (*hub)->admin_port(),
-      (*hub)->shard_count(), options.hub.max_connections);
+      (*hub)->shard_count(), (*hub)->thread_count(), options.hub.max_connections);
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
   (*hub)->stop();

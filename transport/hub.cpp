@@ -1,5 +1,6 @@
-// Hub: sizes the shards to the direct-descriptor limit, binds the listeners, starts one thread per
-// shard and stops them through MSG_RING from a small control ring.
+// Hub: sizes the shards to the direct-descriptor limit and the threads to the cores, binds the
+// listeners, starts the threads (each drives its shards) and stops them through MSG_RING from a small
+// control ring.
 #include "transport/hub.hpp"
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@
 #include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
+#include "transport/shard_thread.hpp"
 #include "transport/uring/ring.hpp"
 
 namespace ringhub {
@@ -124,6 +126,23 @@ unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
   return std::max(cores, needed);
 }
 
+// Threads follow the cores, shards the descriptor tables: a thread drives several shards when there
+// are more shards than cores (transport/shard_thread.hpp).
+unsigned pick_thread_count(const HubConfig& config, unsigned shards) {
+  const unsigned wanted =
+      config.threads != 0 ? config.threads : std::max(1U, std::thread::hardware_concurrency());
+  return std::min(wanted, shards);
+}
+
+// The shards thread `thread` of `threads` drives: every threads-th index from its own.
+std::vector<unsigned> shards_of_thread(unsigned thread, unsigned threads, unsigned shards) {
+  std::vector<unsigned> indices;
+  for (unsigned i = thread; i < shards; i += threads) {
+    indices.push_back(i);
+  }
+  return indices;
+}
+
 }  // namespace
 
 struct Hub::Impl {
@@ -133,6 +152,7 @@ struct Hub::Impl {
   std::unique_ptr<AdminServer> admin;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
+  unsigned thread_count = 0;  // threads.size() while running
   io_uring control{};
   bool control_ready = false;
   bool stopped = false;
@@ -199,18 +219,31 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   // race to build it behind a static guard that TSan cannot see in the uninstrumented library.
   spdlog::default_logger_raw();
 
-  // Each shard builds its ring on its own thread (SINGLE_ISSUER), reports, then waits for the others.
+  // Each thread builds its shards' rings itself (SINGLE_ISSUER), reports each, then waits for the
+  // others before driving them.
+  const unsigned threads = pick_thread_count(config, shards);
+  impl->thread_count = threads;
   std::vector<std::promise<Result<int>>> ready(shards);
   std::promise<bool> go;
   std::shared_future<bool> go_signal = go.get_future().share();
-  for (unsigned i = 0; i < shards; ++i) {
-    impl->threads.emplace_back([shared = impl->shared.get(), fd = impl->listeners.fds[i],
-                                line_fd = impl->line_listeners.fds[i], i, &ready, go_signal] {
-      Shard shard(*shared, i, fd, line_fd);
-      Result<void> init = shard.init();
-      ready[i].set_value(init ? Result<int>(shard.ring_fd()) : Result<int>(init.error()));
-      if (init && go_signal.get()) {
-        shard.run();
+  for (unsigned t = 0; t < threads; ++t) {
+    impl->threads.emplace_back([shared = impl->shared.get(), indices = shards_of_thread(t, threads, shards),
+                                &listeners = impl->listeners, &line_listeners = impl->line_listeners, &ready,
+                                go_signal] {
+      std::vector<std::unique_ptr<Shard>> owned;
+      std::vector<Shard*> driven;
+      bool all_ready = true;
+      const uring::TaskRun task_run =
+          indices.size() == 1 ? uring::TaskRun::kDeferred : uring::TaskRun::kCooperative;
+      for (const unsigned i : indices) {
+        owned.push_back(std::make_unique<Shard>(*shared, i, listeners.fds[i], line_listeners.fds[i]));
+        Result<void> init = owned.back()->init(task_run);
+        ready[i].set_value(init ? Result<int>(owned.back()->ring_fd()) : Result<int>(init.error()));
+        all_ready = all_ready && static_cast<bool>(init);
+        driven.push_back(owned.back().get());
+      }
+      if (all_ready && go_signal.get()) {
+        drive_shards(driven);
       }
     });
   }
@@ -267,6 +300,9 @@ std::uint16_t Hub::relay_port() const {
 }
 unsigned Hub::shard_count() const {
   return impl_->shared->shard_count;
+}
+unsigned Hub::thread_count() const {
+  return impl_->thread_count;
 }
 
 HubStats Hub::stats() const {

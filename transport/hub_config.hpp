@@ -57,6 +57,7 @@ struct HubConfig {
   std::size_t max_line_pending_bytes = kDefaultMaxLinePendingBytes;  // per connection, then not read
   bool line_reforward = true;  // re-forward a message whose receiver left before answering
   unsigned shards = 0;         // 0 = max(cores, what max_connections needs)
+  unsigned threads = 0;        // threads driving the shards; 0 = cores; never more than shards
   std::size_t max_connections = kDefaultMaxConnections;
   std::size_t max_outbound_bytes = kDefaultMaxOutboundBytes;
   std::uint32_t recv_buffer_size = kDefaultRecvBufferSize;

@@ -20,8 +20,6 @@ constexpr unsigned kSqEntries = 4096;
 constexpr unsigned kCqEntries = 65536;
 // Slots kept free in each file table so a shard at capacity can still accept, send ERROR 7 and close.
 constexpr unsigned kRejectReserve = 64;
-// While finished but waiting for other shards, wake this often to look at their progress.
-constexpr long kFinishPollNanos = 5'000'000;
 // The shard's housekeeping period: accept retries, frame timeouts, heap trimming.
 constexpr std::chrono::milliseconds kTick{250};
 
@@ -53,8 +51,8 @@ Shard::~Shard() {
   ring_.close();
 }
 
-Result<void> Shard::init() {
-  if (Result<void> ring = ring_.init(kSqEntries, kCqEntries, shared_.table_size); !ring) {
+Result<void> Shard::init(uring::TaskRun task_run) {
+  if (Result<void> ring = ring_.init(kSqEntries, kCqEntries, shared_.table_size, task_run); !ring) {
     return ring;
   }
   auto pool = uring::BufferRing::create(ring_.get(), config_.recv_buffer_count, config_.recv_buffer_size);
@@ -71,26 +69,46 @@ io_uring_sqe* Shard::sqe() {
   return ring_.next_sqe();
 }
 
-void Shard::run() {
+void Shard::start() {
   read_clock_and_budget();
   arm_accepts();
   arm_tick();
+}
+
+void Shard::run() {
+  start();
   while (!finished()) {
     before_wait();
     int ret = 0;
     if (counted_finished_) {
-      __kernel_timespec ts{0, kFinishPollNanos};
+      __kernel_timespec ts = to_kernel_timespec(kFinishPoll);
       ret = ring_.submit_and_wait(&ts);
     } else {
       ret = ring_.submit_and_wait();
     }
-    if (uring::enter_failed(ret)) {
-      spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
-      std::abort();  // an impossible internal state: the ring itself is broken
-    }
+    check_enter(ret);
     ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
+  end_run();
+}
+
+unsigned Shard::step() {
+  before_wait();
+  if (ring_.needs_enter()) {
+    check_enter(ring_.submit_and_get_events());
+  }
+  return ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+}
+
+void Shard::end_run() {
   publish_counters();
+}
+
+void Shard::check_enter(int ret) const {
+  if (uring::enter_failed(ret)) {
+    spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
+    std::abort();  // an impossible internal state: the ring itself is broken
+  }
 }
 
 void Shard::before_wait() {

@@ -96,9 +96,14 @@ struct HubShared {
       std::make_unique<std::atomic<std::uint32_t>[]>(shard_count);
 };
 
-// Contract: constructed, initialised, run and destroyed on its own thread, except that the Hub reads
-// ring_fd() after init and the control thread posts kStop to it by MSG_RING. Aligned because its
-// address tags completions (accepts, the tick) and it lives on its thread's stack.
+// While finished but waiting for other shards, a shard's thread wakes this often to look at their
+// progress.
+inline constexpr std::chrono::milliseconds kFinishPoll{5};
+
+// Contract: constructed, initialised, run and destroyed on the one thread that drives it (alone or
+// with other shards, transport/shard_thread.hpp), except that the Hub reads ring_fd() after init and
+// the control thread posts kStop to it by MSG_RING. Aligned because its address tags completions
+// (accepts, the tick).
 class alignas(uring::kTagAlignment) Shard {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
@@ -107,10 +112,23 @@ class alignas(uring::kTagAlignment) Shard {
   ~Shard();
 
   // Creates the ring, the file table and the buffer ring on the calling thread (SINGLE_ISSUER).
-  Result<void> init();
+  // kCooperative for a thread that drives several shards (transport/shard_thread.cpp).
+  Result<void> init(uring::TaskRun task_run);
   int ring_fd() const { return ring_.fd(); }
-  // Runs until stopped and every shard has finished its work.
+  // Signals `event_fd` on each completion of this (kCooperative) ring; 0 or -errno.
+  int register_wake_eventfd(int event_fd) { return ring_.register_eventfd(event_fd); }
+  // Runs until stopped and every shard has finished its work, blocking in its own ring: for a thread
+  // that drives this shard alone.
   void run();
+  // For a thread that drives several shards: start() once, then step() until finished(), then
+  // end_run(). step() does what is ready and submits, never blocking (the thread blocks in poll() on
+  // the ring fds); it returns how many completions it handled.
+  void start();
+  unsigned step();
+  bool finished() const;
+  void end_run();
+  // Finished here, waiting for other shards: the thread must wake every kFinishPoll to look again.
+  bool waiting_for_others() const { return counted_finished_; }
 
  private:
   // --- loop (shard.cpp)
@@ -118,7 +136,7 @@ class alignas(uring::kTagAlignment) Shard {
   void before_wait();
   // Reads the shard clock and the hub-wide memory figure once per loop iteration.
   void read_clock_and_budget();
-  bool finished() const;
+  void check_enter(int ret) const;
   io_uring_sqe* sqe();
   void publish_counters();
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).

@@ -78,13 +78,15 @@ Result<unsigned> raise_open_file_limit() {
   return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 1U << 20));  // the kernel's table cap
 }
 
-Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table_size) {
+Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table_size, TaskRun task_run) {
   io_uring_params params{};
-  // SINGLE_ISSUER + DEFER_TASKRUN: only this thread submits, and completions run when it asks for
-  // them, in batches, instead of interrupting it. CQSIZE: room for bursts between two reaps.
-  // SUBMIT_ALL: one bad SQE must not strand the ones behind it.
-  params.flags =
-      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  // SINGLE_ISSUER: only this thread submits. DEFER_TASKRUN: completions run when it asks for them, in
+  // batches, instead of interrupting it; COOP_TASKRUN: they run at its next syscall, without an IPI
+  // while it runs, and TASKRUN_FLAG tells liburing to enter for them. CQSIZE: room for bursts between
+  // two reaps. SUBMIT_ALL: one bad SQE must not strand the ones behind it.
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  params.flags |= task_run == TaskRun::kDeferred ? IORING_SETUP_DEFER_TASKRUN
+                                                 : IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   params.cq_entries = cq_entries;
   int ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
   if (ret < 0) {

@@ -33,6 +33,17 @@ inline bool enter_failed(int ret) {
   return ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN;
 }
 
+// How a ring runs the kernel-side work that completes its requests (a socket became readable...).
+enum class TaskRun {
+  // DEFER_TASKRUN: the work waits until the ring's thread enters io_uring for this ring, in batches.
+  // Cheapest for a thread that waits inside this ring's enter: a thread with one ring.
+  kDeferred,
+  // COOP_TASKRUN: the work runs on the thread's next entry to the kernel, whatever the syscall, and a
+  // thread asleep elsewhere (poll() on an eventfd) is woken for it. For a thread with several rings,
+  // where DEFER_TASKRUN lost wake-ups (docs/design.md, "Threads, shards and rings").
+  kCooperative,
+};
+
 // Contract: init() on the thread that will use the ring (it becomes the single issuer); every other
 // call on that thread too, except fd(), which other threads use as a MSG_RING target.
 class Ring {
@@ -42,10 +53,11 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
   ~Ring() { close(); }
 
-  // SINGLE_ISSUER | DEFER_TASKRUN | CQSIZE | SUBMIT_ALL, checks FEAT_NODROP, registers a sparse table
-  // of `table_size` direct descriptors and the ring fd. On failure the ring is torn down and the error
-  // names what the kernel lacks.
-  Result<void> init(unsigned sq_entries, unsigned cq_entries, unsigned table_size);
+  // SINGLE_ISSUER | CQSIZE | SUBMIT_ALL and `task_run`'s flags, checks FEAT_NODROP, registers a sparse
+  // table of `table_size` direct descriptors and the ring fd. On failure the ring is torn down and the
+  // error names what the kernel lacks.
+  Result<void> init(unsigned sq_entries, unsigned cq_entries, unsigned table_size,
+                    TaskRun task_run = TaskRun::kDeferred);
   // Tears the ring down (idempotent): for owners that must end in-flight work before other members go.
   void close();
 
@@ -58,6 +70,19 @@ class Ring {
   // Submits what is queued and waits for one completion, or until `timeout` when given. Returns
   // io_uring_enter's result: check it with enter_failed().
   int submit_and_wait(__kernel_timespec* timeout = nullptr);
+  // Submits what is queued and runs the deferred task work that is ready, never blocking: completions
+  // it produced are then in the CQ for reap().
+  int submit_and_get_events() { return io_uring_submit_and_get_events(&ring_); }
+  // Whether submit_and_get_events() has anything to do on a kCooperative ring: SQEs queued, task work
+  // pending (TASKRUN_FLAG) or completions waiting in the overflow list. Without this a thread that
+  // drives several rings pays one syscall per ring per round instead of one per round.
+  bool needs_enter() const {
+    const unsigned flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
+    return io_uring_sq_ready(&ring_) != 0 || (flags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+  }
+  // Makes the kernel signal `event_fd` whenever this ring posts a completion; returns 0 or -errno.
+  // Sleeping on it is reliable for a TaskRun::kCooperative ring (docs/design.md).
+  int register_eventfd(int event_fd) { return io_uring_register_eventfd(&ring_, event_fd); }
   // Hands every ready completion to on_cqe(const io_uring_cqe&), then frees their CQ slots at once.
   template <typename OnCqe>
   unsigned reap(OnCqe&& on_cqe) {

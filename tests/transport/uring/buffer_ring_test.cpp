@@ -1,9 +1,12 @@
 // Tests for transport/uring/ring and buffer_ring on a real io_uring (skipped where io_uring is
 // refused): SQE acquisition past a full SQ, reaping, the opcode probe, and the provided-buffer ring's
-// take / release / publish cycle as the kernel sees it (a recv on an empty ring fails with ENOBUFS).
+// take / release / publish cycle as the kernel sees it (a recv on an empty ring fails with ENOBUFS),
+// and that a kCooperative ring signals a registered eventfd without being entered.
 #include "transport/uring/buffer_ring.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <thread>
 
 #include "transport/uring/ring.hpp"
 
@@ -132,6 +136,61 @@ TEST_F(UringRing, BufferCountRoundsUpToAPowerOfTwoAndAllStartInTheRing) {
   EXPECT_EQ((*buffers)->held(), 0U);
   EXPECT_EQ((*buffers)->recycled(), 0U);
   EXPECT_FALSE(BufferRing::create(ring_.get(), BufferRing::kMaxEntries + 1, kBufferSize));
+}
+
+// An eventfd registered on `ring`; closed with the test.
+struct RegisteredEventFd {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  explicit RegisteredEventFd(Ring& ring) {
+    EXPECT_GE(fd, 0) << std::strerror(errno);
+    const int ret = ring.register_eventfd(fd);
+    EXPECT_EQ(ret, 0) << std::strerror(-ret);
+  }
+  ~RegisteredEventFd() { ::close(fd); }
+  // Whether the ring signalled it within `timeout_ms` (a bound on a failure, not a speed target).
+  bool signalled_within(int timeout_ms) const {
+    pollfd pfd{fd, POLLIN, 0};
+    return poll(&pfd, 1, timeout_ms) == 1;
+  }
+};
+
+// How long a test waits for a wake-up that should take microseconds.
+constexpr int kWakeTimeoutMs = 10'000;
+
+// A thread that drives several rings sleeps in poll() on one eventfd (transport/shard_thread.cpp):
+// a recv that completes on a kCooperative ring it is not inside must wake it, with its completion
+// already posted.
+TEST(UringRingTaskRun, ACooperativeRingSignalsItsEventfdForARecvWithoutBeingEntered) {
+  Ring ring;
+  if (Result<void> ready = ring.init(kSqEntries, kCqEntries, kTableSize, TaskRun::kCooperative); !ready) {
+    GTEST_SKIP() << ready.error().message;
+  }
+  const RegisteredEventFd wake(ring);
+  SocketPair pair;
+  char byte = 0;
+  io_uring_prep_recv(ring.next_sqe(), pair.fds[1], &byte, 1, 0);
+  ASSERT_FALSE(enter_failed(ring.submit_and_get_events()));
+  EXPECT_FALSE(ring.needs_enter());
+  std::thread writer([&pair] { EXPECT_EQ(write(pair.fds[0], "x", 1), 1); });
+  EXPECT_TRUE(wake.signalled_within(kWakeTimeoutMs));
+  writer.join();
+  // The completion was posted by the time the eventfd woke the thread: nothing has entered the ring.
+  // (A kDeferred ring signals when the work is queued, and posts only when its thread enters it.)
+  EXPECT_EQ(io_uring_cq_ready(ring.get()), 1U);
+  EXPECT_EQ(wait_one(ring).res, 1);
+  EXPECT_EQ(byte, 'x');
+}
+
+TEST(UringRingTaskRun, ACooperativeRingNeedsEnteringWhileSqesAreQueuedOnly) {
+  Ring ring;
+  if (Result<void> ready = ring.init(kSqEntries, kCqEntries, kTableSize, TaskRun::kCooperative); !ready) {
+    GTEST_SKIP() << ready.error().message;
+  }
+  EXPECT_FALSE(ring.needs_enter());
+  io_uring_prep_nop(ring.next_sqe());
+  EXPECT_TRUE(ring.needs_enter());
+  EXPECT_EQ(wait_one(ring).res, 0);
+  EXPECT_FALSE(ring.needs_enter());
 }
 
 TEST_F(UringBufferRing, TakenBufferHoldsTheBytesUntilTheLastReferenceGoesThenIsPublished) {
