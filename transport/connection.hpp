@@ -13,6 +13,7 @@
 
 #include "core/frame_assembler.hpp"
 #include "core/line_protocol.hpp"
+#include "core/line_service.hpp"
 #include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/registry.hpp"
@@ -62,14 +63,11 @@ using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
 
 // Contract: owned by one shard and touched only by its thread. Freed only when pending_ops is 0,
 // i.e. no SQE anywhere still carries its address.
-struct alignas(16) Connection : RegistryEntry {
+struct alignas(16) Connection : LinePeer {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
       : slot(fixed_slot), assembler(accounting), outbound(memory) {}
 
   std::uint32_t slot;                    // direct descriptor index in the shard ring's file table
-  std::uint32_t line_index = 0;          // line connections: position in the shard's random-pick array
-  std::size_t line_pending_bytes = 0;    // line connections: pending_cost of `message X` not yet answered
-  bool line_throttled = false;           // line connections: not read until oks bring that down
   Protocol protocol = Protocol::kRelay;  // set at the accept, with `lines` for a line connection
   std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
   ConnState state = ConnState::kOpen;

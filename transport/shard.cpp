@@ -31,14 +31,14 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       index_(index),
       listen_fds_{{relay_listen_fd, line_listen_fd}},
       counters_(shared.counters[index]),
-      pending_(shared.x_hash),
+      line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
+            std::random_device{}() ^ (std::uint64_t{index} << 32)),
       planner_(shared.shard_count, index, &shared.directory),
       memory_(shared.memory[index]),
       outboxes_(shared.shard_count) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
   scratch_ids_.reserve(protocol::kMaxReceivers);
-  rng_.seed(std::random_device{}() ^ (std::uint64_t{index} << 32));
   linger_ts_ = to_kernel_timespec(kErrorLinger);
   grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
   tick_ts_ = to_kernel_timespec(kTick);
@@ -160,14 +160,15 @@ bool Shard::finished() const {
 }
 
 void Shard::charge_pending_lines() {
-  recharge(pending_lines_charged_, pending_.bytes() + pending_.size() * kPendingEntryOverheadBytes);
+  recharge(pending_lines_charged_,
+           line_.pending().bytes() + line_.pending().size() * kPendingEntryOverheadBytes);
 }
 
 void Shard::publish_counters() {
   charge_pending_lines();
   counters_.connections.set(registry_.size());
-  counters_.line_connections.set(line_registry_.size());
-  counters_.line_pending.set(pending_.size());
+  counters_.line_connections.set(line_.peer_count());
+  counters_.line_pending.set(line_.pending().size());
   counters_.copied_assembly_bytes.set(assembly_.copied_bytes);
   counters_.copied_out_bytes.set(copied_out_bytes_);
   counters_.copied_reply_bytes.set(copied_reply_bytes_);

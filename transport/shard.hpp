@@ -16,7 +16,7 @@
 #include "core/fanout.hpp"
 #include "core/id_directory.hpp"
 #include "core/keyed_hash.hpp"
-#include "core/line_pending.hpp"
+#include "core/line_service.hpp"
 #include "core/memory_account.hpp"
 #include "core/registry.hpp"
 #include "core/result.hpp"
@@ -245,26 +245,22 @@ class alignas(uring::kTagAlignment) Shard {
   void start_gather(Connection& conn, ListGather* gather);
   static void on_proxy_released(SharedBlock* proxy);
 
-  // --- the line protocol (shard_line.cpp)
-  void register_line(Connection& conn);
-  void unregister_line(Connection& conn);
+  // --- the line protocol (shard_line.cpp): the semantics are core/line_service; this is its seam
+  class LineSeamOnShard final : public LineSeam {
+   public:
+    explicit LineSeamOnShard(Shard& shard) : shard_(shard) {}
+    void write(LinePeer& peer, std::string_view text) override;
+    void resume_reading(LinePeer& peer) override;
+    void post(unsigned target, LineMessage* message) override;
+    std::uint32_t line_count(unsigned shard) const override;
+    void publish_line_count(std::uint32_t count) override;
+
+   private:
+    Shard& shard_;
+  };
+  static LineServiceConfig line_service_config(const HubShared& shared, unsigned index);
   void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
-  bool on_line(Connection& conn, std::string_view line);
   void send_text(Connection& conn, std::string_view text);
-  unsigned owner_of(std::string_view x) const;
-  bool choose_line_shard(unsigned& shard);
-  bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries, LineEndpoint sender);
-  // The allowance of a line connection no longer holds `x` (answered, or forwarded back to itself).
-  void return_line_allowance(Connection& conn, std::string_view x);
-  void on_line_message(LineMessage* message);
-  void on_line_add(LineMessage* message);
-  void on_line_forward(LineMessage* message);
-  void on_line_no_target(LineMessage* message);
-  void on_line_ok(LineMessage* message);
-  void on_line_deliver_ok(LineMessage* message);
-  void on_line_target_gone(LineMessage* message);
-  void post_line(unsigned target, ShardMessage::Kind kind, std::string_view x, std::uint32_t endpoint_shard,
-                 std::uint64_t endpoint_conn, std::uint64_t seq = 0, unsigned tries = 0);
 
   // --- sending (shard_send.cpp)
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
@@ -311,11 +307,9 @@ class alignas(uring::kTagAlignment) Shard {
   ShardCounters& counters_;
   uring::Ring ring_;
   std::unique_ptr<uring::BufferRing> pool_;
-  Registry registry_;                    // relay connections, by id
-  Registry line_registry_;               // line connections, by id
-  std::vector<Connection*> line_conns_;  // line connections, for a uniform random pick
-  PendingMessages pending_;              // line messages whose X this shard owns
-  std::mt19937_64 rng_;
+  Registry registry_;  // relay connections, by id
+  LineSeamOnShard line_seam_{*this};
+  LineService line_;                       // line connections, and line messages whose X this shard owns
   std::vector<ShardMessage*> self_inbox_;  // messages a shard posts to itself
   FanoutPlanner planner_;
   MemoryAccount& memory_;  // this shard's share of the budget

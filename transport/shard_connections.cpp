@@ -59,7 +59,7 @@ void Shard::on_accept(const io_uring_cqe& cqe, Protocol protocol) {
 
 bool Shard::at_capacity(Protocol protocol) const {
   (void)protocol;  // one budget for both protocols: they share the file table
-  return registry_.size() + line_registry_.size() >= capacity_;
+  return registry_.size() + line_.peer_count() >= capacity_;
 }
 
 void Shard::admit(std::uint32_t slot, Protocol protocol) {
@@ -90,7 +90,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
   conn->registered = true;
   counters_.accepted.add(1);
   if (protocol == Protocol::kLine) {
-    register_line(*conn);
+    line_.add(*conn);
   } else {
     registry_.insert(*conn);
     if (shared_.shard_count > 1) {
@@ -108,7 +108,7 @@ void Shard::unregister(Connection& conn) {
   conn.registered = false;
   shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
   if (conn.protocol == Protocol::kLine) {
-    unregister_line(conn);
+    line_.remove(conn);
     return;
   }
   registry_.erase(conn);
@@ -254,6 +254,7 @@ void Shard::on_stop() {
     return;
   }
   stopping_ = true;
+  line_.stop();
   for (const Protocol protocol : kProtocols) {
     if (accept_armed_[protocol]) {
       io_uring_sqe* entry = sqe();
@@ -270,7 +271,7 @@ void Shard::on_stop() {
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).
-  for (Registry* registry : {&registry_, &line_registry_}) {
+  for (Registry* registry : {&registry_, &line_.peers()}) {
     registry->for_each(
         [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), &grace_ts_); });
   }

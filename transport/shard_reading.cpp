@@ -59,7 +59,7 @@ void Shard::resume_reading(Connection& conn) {
 }
 
 bool Shard::over_line_allowance(const Connection& conn) const {
-  return conn.protocol == Protocol::kLine && conn.line_pending_bytes > config_.max_line_pending_bytes;
+  return conn.protocol == Protocol::kLine && line_.over_allowance(conn);
 }
 
 bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {

@@ -207,7 +207,10 @@ void Shard::handle_message(ShardMessage* message) {
     case ShardMessage::Kind::kRelayDone: on_relay_done(static_cast<RelayMessage*>(message)); return;
     case ShardMessage::Kind::kListQuery: on_list_query(static_cast<ListMessage*>(message)); return;
     case ShardMessage::Kind::kListPart: on_list_part(static_cast<ListMessage*>(message)); return;
-    default: on_line_message(static_cast<LineMessage*>(message)); return;
+    default:
+      line_.on_message(*static_cast<LineMessage*>(message));
+      retire(static_cast<LineMessage*>(message));
+      return;
   }
 }
 

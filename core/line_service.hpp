@@ -1,0 +1,109 @@
+// The line protocol's semantics on one shard, with no ring and no socket: `message X` goes to a
+// connection picked uniformly at random across every shard, `ok X` back to whoever sent the oldest
+// pending `message X`. The shard drives it through LineSeam (transport/shard_line.cpp); the tests
+// drive it through a fake seam and an N-shard simulator (tests/core/line_service_test.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string_view>
+#include <vector>
+
+#include "core/keyed_hash.hpp"
+#include "core/line_pending.hpp"
+#include "core/registry.hpp"
+#include "core/shard_message.hpp"
+#include "core/stats.hpp"
+
+namespace ringhub {
+
+// What the service keeps on each local line connection (the shard's Connection derives from it).
+struct LinePeer : RegistryEntry {
+  std::uint32_t line_index = 0;        // position in the service's random-pick array
+  std::size_t line_pending_bytes = 0;  // pending_cost of the `message X` it sent and not yet answered
+  bool line_throttled = false;         // not read until oks bring that down
+};
+
+// What the service asks of its shard. Calls come on the shard's thread only.
+class LineSeam {
+ public:
+  // Queues a copy of `text` to `peer`. May find the peer a slow consumer and close it.
+  virtual void write(LinePeer& peer, std::string_view text) = 0;
+  // `peer`'s allowance came back under the low mark: read it again.
+  virtual void resume_reading(LinePeer& peer) = 0;
+  // Hands `message` to shard `target` (this one included); the seam owns it from here.
+  virtual void post(unsigned target, LineMessage* message) = 0;
+  // Line connections open on `shard`, as last published (another shard's figure may lag).
+  virtual std::uint32_t line_count(unsigned shard) const = 0;
+  // Publishes this shard's line-connection count for the others' random pick.
+  virtual void publish_line_count(std::uint32_t count) = 0;
+
+ protected:
+  ~LineSeam() = default;
+};
+
+struct LineServiceConfig {
+  unsigned shard_index = 0;
+  unsigned shard_count = 1;
+  // Whether messages forwarded to a connection that left unanswered go to someone else (else they
+  // stay pending until their origin's timeout and retry).
+  bool reforward = true;
+  // A connection with more than this many pending_cost bytes unanswered is not read
+  // (--max-line-pending-bytes).
+  std::size_t max_pending_bytes = 0;
+};
+
+// Contract: owned and used by one shard's thread. The pending table for an X lives on its owner
+// shard (a keyed hash of X), so "oldest first" holds hub-wide; the others reach it by message.
+class LineService {
+ public:
+  LineService(const LineServiceConfig& config, const KeyedHash& x_hash, LineSeam& seam,
+              ShardCounters& counters, std::uint64_t seed);
+  LineService(const LineService&) = delete;
+  LineService& operator=(const LineService&) = delete;
+
+  // A line connection arrived on this shard / is leaving it (tells every shard, which hand its
+  // unanswered messages to someone else).
+  void add(LinePeer& peer);
+  void remove(LinePeer& peer);
+  // One complete line from `peer`, without its newline.
+  void on_line(LinePeer& peer, std::string_view line);
+  // A message another shard (or this one) posted here.
+  void on_message(const LineMessage& message);
+  // The hub is stopping: forward nothing more.
+  void stop() { stopping_ = true; }
+
+  // Whether `peer` must not be read until its oks come back.
+  bool over_allowance(const LinePeer& peer) const {
+    return peer.line_pending_bytes > config_.max_pending_bytes;
+  }
+  unsigned owner_of(std::string_view x) const;
+  Registry& peers() { return peers_; }
+  std::size_t peer_count() const { return pick_.size(); }
+  const PendingMessages& pending() const { return pending_; }
+
+ private:
+  bool choose_shard(unsigned& shard);
+  bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries, LineEndpoint sender);
+  void post_line(unsigned target, ShardMessage::Kind kind, std::string_view x, LineEndpoint endpoint,
+                 std::uint64_t seq = 0);
+  void return_allowance(LinePeer& peer, std::string_view x);
+  void on_add(const LineMessage& message);
+  void on_forward(const LineMessage& message);
+  void on_ok(const LineMessage& message);
+  void on_deliver_ok(const LineMessage& message);
+  void on_target_gone(const LineMessage& message);
+
+  LineServiceConfig config_;
+  const KeyedHash& x_hash_;
+  LineSeam& seam_;
+  ShardCounters& counters_;
+  Registry peers_;               // local line connections, by id
+  std::vector<LinePeer*> pick_;  // the same, dense, for a uniform random pick
+  PendingMessages pending_;      // messages whose X this shard owns
+  std::mt19937_64 rng_;
+  bool stopping_ = false;
+};
+
+}  // namespace ringhub
