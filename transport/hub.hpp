@@ -1,5 +1,6 @@
 // Hub: the running relay server. Owns one Shard (io_uring + connections) per shard index, driven by
-// fewer or as many threads, starts them listening on one SO_REUSEPORT port, and stops them. Created and stopped from one control thread.
+// fewer or as many threads, starts them listening on one SO_REUSEPORT port, and stops them. Created
+// and stopped from one control thread.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,7 @@ class Hub {
   std::string metrics_text() const;  // what GET /metrics serves
   unsigned shard_count() const;
   unsigned thread_count() const;  // threads driving the shards
-  HubStats stats() const;  // sum of every shard's counters, readable from any thread
+  HubStats stats() const;         // sum of every shard's counters, readable from any thread
 
   // Stops accepting, flushes queued bytes for up to the shutdown grace, closes every connection and
   // joins the shard threads. Idempotent.
