@@ -12,18 +12,12 @@
 
 #include "core/keyed_hash.hpp"
 #include "core/line_pending.hpp"
+#include "core/peer.hpp"
 #include "core/registry.hpp"
 #include "core/shard_message.hpp"
 #include "core/stats.hpp"
 
 namespace ringhub {
-
-// What the service keeps on each local line connection (the shard's Connection derives from it).
-struct LinePeer : RegistryEntry {
-  std::uint32_t line_index = 0;        // position in the service's random-pick array
-  std::size_t line_pending_bytes = 0;  // pending_cost of the `message X` it sent and not yet answered
-  bool line_throttled = false;         // not read until oks bring that down
-};
 
 // What the service asks of its shard. Calls come on the shard's thread only.
 class LineSeam {

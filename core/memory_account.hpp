@@ -22,6 +22,16 @@ class alignas(64) MemoryAccount {
  public:
   void charge(std::size_t bytes) { publish(bytes_ + static_cast<std::int64_t>(bytes)); }
   void release(std::size_t bytes) { publish(bytes_ - static_cast<std::int64_t>(bytes)); }
+  // Brings the charge an object carries with it (`charged`, e.g. a message that grows on another
+  // shard) up to `now` bytes.
+  void recharge(std::size_t& charged, std::size_t now) {
+    if (now > charged) {
+      charge(now - charged);
+    } else {
+      release(charged - now);
+    }
+    charged = now;
+  }
   std::int64_t bytes() const { return bytes_; }
   std::int64_t bytes_published() const { return published_.load(std::memory_order_relaxed); }
 

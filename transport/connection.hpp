@@ -16,6 +16,7 @@
 #include "core/line_service.hpp"
 #include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
+#include "core/peer.hpp"
 #include "core/registry.hpp"
 #include "transport/client_protocol.hpp"
 #include "transport/op_tag.hpp"
@@ -63,7 +64,7 @@ using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
 
 // Contract: owned by one shard and touched only by its thread. Freed only when pending_ops is 0,
 // i.e. no SQE anywhere still carries its address.
-struct alignas(16) Connection : LinePeer {
+struct alignas(16) Connection : Peer {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
       : slot(fixed_slot), assembler(accounting), outbound(memory) {}
 
@@ -85,12 +86,10 @@ struct alignas(16) Connection : LinePeer {
   bool shutdown_sent = false;
   bool timer_armed = false;
   bool close_sent = false;
-  std::uint16_t pending_ops = 0;              // SQEs (and cross-shard gathers) whose completion will name us
-  std::uint32_t next_token = 0;               // placeholder tokens for gathered replies
-  struct ListGather* list_asking = nullptr;   // the gather under way (multi-shard LIST)
-  struct ListGather* list_waiting = nullptr;  // LISTs that came after it, to be gathered next
-  SendContext* send = nullptr;                // the send in flight
-  SendContext* zc_waiting = nullptr;          // sends whose zero-copy notification is still due (FIFO)
+  std::uint16_t pending_ops = 0;      // SQEs (and cross-shard gathers) whose completion will name us
+  std::uint32_t next_token = 0;       // placeholder tokens for gathered replies
+  SendContext* send = nullptr;        // the send in flight
+  SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
   std::uint64_t frames_in = 0;      // complete frames parsed, to tell one partial frame from the next
   std::uint64_t clocked_frame = 0;  // frames_in when the partial frame's clock started

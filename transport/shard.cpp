@@ -31,14 +31,14 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       index_(index),
       listen_fds_{{relay_listen_fd, line_listen_fd}},
       counters_(shared.counters[index]),
+      relay_({.shard_index = index, .shard_count = shared.shard_count}, &shared.directory, relay_seam_,
+             shared.memory[index], shared.counters[index]),
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
-      planner_(shared.shard_count, index, &shared.directory),
       memory_(shared.memory[index]),
       outboxes_(shared.shard_count) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
-  scratch_ids_.reserve(protocol::kMaxReceivers);
   linger_ts_ = to_kernel_timespec(kErrorLinger);
   grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
   tick_ts_ = to_kernel_timespec(kTick);
@@ -123,7 +123,7 @@ void Shard::before_wait() {
   }
   read_clock_and_budget();
   resume_paused();
-  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && awaiting_replies_ == 0 &&
+  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&
       !accept_armed_[Protocol::kRelay] && !accept_armed_[Protocol::kLine]) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
@@ -160,13 +160,13 @@ bool Shard::finished() const {
 }
 
 void Shard::charge_pending_lines() {
-  recharge(pending_lines_charged_,
-           line_.pending().bytes() + line_.pending().size() * kPendingEntryOverheadBytes);
+  memory_.recharge(pending_lines_charged_,
+                   line_.pending().bytes() + line_.pending().size() * kPendingEntryOverheadBytes);
 }
 
 void Shard::publish_counters() {
   charge_pending_lines();
-  counters_.connections.set(registry_.size());
+  counters_.connections.set(relay_.peer_count());
   counters_.line_connections.set(line_.peer_count());
   counters_.line_pending.set(line_.pending().size());
   counters_.copied_assembly_bytes.set(assembly_.copied_bytes);

@@ -13,12 +13,12 @@
 #include <string_view>
 #include <vector>
 
-#include "core/fanout.hpp"
 #include "core/id_directory.hpp"
 #include "core/keyed_hash.hpp"
 #include "core/line_service.hpp"
 #include "core/memory_account.hpp"
 #include "core/registry.hpp"
+#include "core/relay_service.hpp"
 #include "core/result.hpp"
 #include "core/stats.hpp"
 #include "transport/client_protocol.hpp"
@@ -216,34 +216,29 @@ class alignas(uring::kTagAlignment) Shard {
   void note_input(Connection& conn);
   void expire_idle_connections();
 
-  // --- frames and fan-out (shard_relay.cpp)
+  // --- the relay protocol (shard_relay.cpp): the semantics are core/relay_service; this is its seam,
+  // the frame entry point and the inbox
+  class RelaySeamOnShard final : public RelaySeam {
+   public:
+    explicit RelaySeamOnShard(Shard& shard) : shard_(shard) {}
+    void send(RelayPeer& peer, const BlockRef& block, std::uint32_t offset, std::uint32_t length) override;
+    BlockRef copy(std::span<const std::uint8_t> bytes, CopyReason reason) override;
+    ReplySlot hold_reply(RelayPeer& peer) override;
+    void fill_replies(RelayPeer& peer, std::span<const ReplySlot> slots, const BlockRef& block,
+                      std::uint32_t length) override;
+    bool closing(const RelayPeer& peer) const override;
+    void hold(RelayPeer& peer) override;
+    void release(RelayPeer& peer) override;
+    void out_of_memory(RelayPeer& peer, std::string_view what) override;
+    void post(unsigned target, ShardMessage* message) override;
+
+   private:
+    Shard& shard_;
+  };
   void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   bool on_frame(Connection& conn, FrameView&& frame);
-  void reply_identity(Connection& conn);
-  void reply_list(Connection& conn);
-  void relay(Connection& conn, FrameView& frame);
-  // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
-  // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
-  // whether it was queued.
-  bool deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,
-                  std::uint32_t length, bool count_miss);
-  // The block every receiver of a RELAY shares: the frame's own block, or one copy of the DELIVER
-  // bytes out of the receive buffer (which must go back to the kernel now, not when the slowest
-  // receiver reads). Empty if memory is exhausted.
-  BlockRef deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length);
-  void on_relay_done(RelayMessage* message);
   void close_with_error(Connection& conn, protocol::ErrorCode code);
   void on_inbox(ShardBatch* batch);
-  void on_relay_message(RelayMessage* message);
-  void on_list_query(ListMessage* message);
-  void on_list_part(ListMessage* message);
-  void finish_list(ListGather* gather);
-  ListGather* new_gather(Connection& conn);
-  // Holds the next reply's place in `conn`'s queue for `gather`.
-  void hold_list_place(Connection& conn, ListGather& gather);
-  // Asks every other shard for its part of `gather`.
-  void start_gather(Connection& conn, ListGather* gather);
-  static void on_proxy_released(SharedBlock* proxy);
 
   // --- the line protocol (shard_line.cpp): the semantics are core/line_service; this is its seam
   class LineSeamOnShard final : public LineSeam {
@@ -286,14 +281,6 @@ class alignas(uring::kTagAlignment) Shard {
   void free_idle_send_contexts();
   void free_pooled_send_contexts();
   void post(unsigned target, ShardMessage* message);
-  // Brings a charge held by a cross-shard object (`charged`) up to `now` bytes in this shard's account.
-  void recharge(std::size_t& charged, std::size_t now);
-  // Deletes a message or gather and releases its charge, on whichever shard it ends.
-  template <class Charged>
-  void retire(Charged* object) {
-    memory_.release(object->charged_bytes);
-    delete object;
-  }
   void flush_outboxes();
   void send_batch(unsigned target);
   void on_outbox_sent(unsigned target, const io_uring_cqe& cqe);
@@ -307,12 +294,12 @@ class alignas(uring::kTagAlignment) Shard {
   ShardCounters& counters_;
   uring::Ring ring_;
   std::unique_ptr<uring::BufferRing> pool_;
-  Registry registry_;  // relay connections, by id
+  RelaySeamOnShard relay_seam_{*this};
+  RelayService relay_;  // relay connections, IDENTITY, LIST and RELAY
   LineSeamOnShard line_seam_{*this};
   LineService line_;                       // line connections, and line messages whose X this shard owns
   std::vector<ShardMessage*> self_inbox_;  // messages a shard posts to itself
-  FanoutPlanner planner_;
-  MemoryAccount& memory_;  // this shard's share of the budget
+  MemoryAccount& memory_;                  // this shard's share of the budget
   AssemblyAccounting assembly_;
   std::uint64_t copied_out_bytes_ = 0;
   std::uint64_t copied_reply_bytes_ = 0;
@@ -348,7 +335,6 @@ class alignas(uring::kTagAlignment) Shard {
     ShardBatch* in_flight = nullptr;
   };
   std::vector<Outbox> outboxes_;
-  std::size_t awaiting_replies_ = 0;  // messages we sent that must come back before we may exit
 
   PerProtocol<bool> accept_armed_;
   bool stopping_ = false;
@@ -358,7 +344,6 @@ class alignas(uring::kTagAlignment) Shard {
   __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
   __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes
-  std::vector<protocol::UserId> scratch_ids_;
   std::vector<std::uint8_t> scratch_bytes_;
 };
 

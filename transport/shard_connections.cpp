@@ -59,7 +59,7 @@ void Shard::on_accept(const io_uring_cqe& cqe, Protocol protocol) {
 
 bool Shard::at_capacity(Protocol protocol) const {
   (void)protocol;  // one budget for both protocols: they share the file table
-  return registry_.size() + line_.peer_count() >= capacity_;
+  return relay_.peer_count() + line_.peer_count() >= capacity_;
 }
 
 void Shard::admit(std::uint32_t slot, Protocol protocol) {
@@ -92,10 +92,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
   if (protocol == Protocol::kLine) {
     line_.add(*conn);
   } else {
-    registry_.insert(*conn);
-    if (shared_.shard_count > 1) {
-      shared_.directory.publish(conn->id, index_);
-    }
+    relay_.add(*conn);
   }
   note_input(*conn);  // the idle clock starts at the accept
   resume_reading(*conn);
@@ -111,10 +108,7 @@ void Shard::unregister(Connection& conn) {
     line_.remove(conn);
     return;
   }
-  registry_.erase(conn);
-  if (shared_.shard_count > 1) {
-    shared_.directory.retract(conn.id);
-  }
+  relay_.remove(conn);
 }
 
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
@@ -271,7 +265,7 @@ void Shard::on_stop() {
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).
-  for (Registry* registry : {&registry_, &line_.peers()}) {
+  for (Registry* registry : {&relay_.peers(), &line_.peers()}) {
     registry->for_each(
         [&](RegistryEntry& entry) { begin_drain(static_cast<Connection&>(entry), &grace_ts_); });
   }

@@ -218,17 +218,8 @@ void Shard::release_send_context(SendContext* context) {
   ++free_send_context_count_;
 }
 
-void Shard::recharge(std::size_t& charged, std::size_t now) {
-  if (now > charged) {
-    memory_.charge(now - charged);
-  } else {
-    memory_.release(charged - now);
-  }
-  charged = now;
-}
-
 void Shard::post(unsigned target, ShardMessage* message) {
-  recharge(message->charged_bytes, message_footprint(*message));
+  memory_.recharge(message->charged_bytes, message_footprint(*message));
   shared_.messages_in_flight.fetch_add(1, std::memory_order_acq_rel);
   if (target == index_) {
     self_inbox_.push_back(message);  // handled before this iteration's submit, in order

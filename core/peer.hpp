@@ -1,0 +1,28 @@
+// Peer: what the protocol services (core/relay_service, core/line_service) keep on each client
+// connection: its registry hooks and id, and each service's own fields. A connection speaks one
+// protocol, so one service uses it. The shard's Connection derives from it; the tests make bare ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/registry.hpp"
+
+namespace ringhub {
+
+struct ListGather;
+
+struct Peer : RegistryEntry {
+  // LineService
+  std::uint32_t line_index = 0;        // position in the service's random-pick array
+  std::size_t line_pending_bytes = 0;  // pending_cost of the `message X` it sent and not yet answered
+  bool line_throttled = false;         // not read until oks bring that down
+  // RelayService: a multi-shard LIST's gather under way, and the one the LISTs after it join
+  ListGather* list_asking = nullptr;
+  ListGather* list_waiting = nullptr;
+};
+
+using LinePeer = Peer;
+using RelayPeer = Peer;
+
+}  // namespace ringhub
