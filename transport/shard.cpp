@@ -36,7 +36,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
       memory_(shared.memory[index]),
-      outboxes_(shared.shard_count) {
+      mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], ring_, router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
   linger_ts_ = to_kernel_timespec(kErrorLinger);
@@ -112,9 +112,9 @@ void Shard::check_enter(int ret) const {
 }
 
 void Shard::before_wait() {
-  drain_self_inbox();
+  mailbox_.drain_self();
   flush_sends();
-  flush_outboxes();
+  mailbox_.flush();
   pool_->publish_recycled();
   // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
   // reaped after the buffers that would have served it were already published).
@@ -151,12 +151,7 @@ bool Shard::finished() const {
       shared_.messages_in_flight.load(std::memory_order_acquire) != 0) {
     return false;
   }
-  for (const Outbox& box : outboxes_) {
-    if (!box.pending.empty()) {
-      return false;
-    }
-  }
-  return true;
+  return mailbox_.nothing_queued();
 }
 
 void Shard::charge_pending_lines() {
@@ -193,13 +188,26 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
     case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;
     case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;
     case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;
-    case Op::kInbox: on_inbox(tag_owner<ShardBatch>(data)); return;
-    case Op::kOutbox: on_outbox_sent(static_cast<unsigned>(tag_number_of(data)), cqe); return;
+    case Op::kInbox: mailbox_.on_batch(tag_owner<ShardBatch>(data)); return;
+    case Op::kOutbox: mailbox_.on_sent(static_cast<unsigned>(tag_number_of(data)), cqe); return;
     case Op::kShardTimer: on_tick(cqe); return;
     case Op::kStop: on_stop(); return;
   }
   spdlog::critical("shard {}: completion with unknown tag {:#x}", index_, data);
   std::abort();
+}
+
+void Shard::MessageRouter::on_message(ShardMessage* message) {
+  switch (message->kind) {
+    case ShardMessage::Kind::kRelay:
+    case ShardMessage::Kind::kRelayDone:
+    case ShardMessage::Kind::kListQuery:
+    case ShardMessage::Kind::kListPart: shard_.relay_.on_message(message); return;
+    default:
+      shard_.line_.on_message(*static_cast<LineMessage*>(message));
+      retire(shard_.memory_, message);
+      return;
+  }
 }
 
 }  // namespace ringhub

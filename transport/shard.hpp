@@ -23,8 +23,8 @@
 #include "core/stats.hpp"
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
-#include "transport/cross_shard.hpp"
 #include "transport/hub_config.hpp"
+#include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
 #include "transport/uring/tag.hpp"
@@ -238,7 +238,16 @@ class alignas(uring::kTagAlignment) Shard {
   void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   bool on_frame(Connection& conn, FrameView&& frame);
   void close_with_error(Connection& conn, protocol::ErrorCode code);
-  void on_inbox(ShardBatch* batch);
+
+  // --- messages from other shards (and this one) to the services they belong to (shard.cpp)
+  class MessageRouter final : public MessageRecipient {
+   public:
+    explicit MessageRouter(Shard& shard) : shard_(shard) {}
+    void on_message(ShardMessage* message) override;
+
+   private:
+    Shard& shard_;
+  };
 
   // --- the line protocol (shard_line.cpp): the semantics are core/line_service; this is its seam
   class LineSeamOnShard final : public LineSeam {
@@ -280,12 +289,6 @@ class alignas(uring::kTagAlignment) Shard {
   // After a tick without a send, the pooled contexts and their batch buffers go back to the heap.
   void free_idle_send_contexts();
   void free_pooled_send_contexts();
-  void post(unsigned target, ShardMessage* message);
-  void flush_outboxes();
-  void send_batch(unsigned target);
-  void on_outbox_sent(unsigned target, const io_uring_cqe& cqe);
-  void drain_self_inbox();
-  void handle_message(ShardMessage* message);
 
   HubShared& shared_;
   const HubConfig& config_;
@@ -297,9 +300,8 @@ class alignas(uring::kTagAlignment) Shard {
   RelaySeamOnShard relay_seam_{*this};
   RelayService relay_;  // relay connections, IDENTITY, LIST and RELAY
   LineSeamOnShard line_seam_{*this};
-  LineService line_;                       // line connections, and line messages whose X this shard owns
-  std::vector<ShardMessage*> self_inbox_;  // messages a shard posts to itself
-  MemoryAccount& memory_;                  // this shard's share of the budget
+  LineService line_;       // line connections, and line messages whose X this shard owns
+  MemoryAccount& memory_;  // this shard's share of the budget
   AssemblyAccounting assembly_;
   std::uint64_t copied_out_bytes_ = 0;
   std::uint64_t copied_reply_bytes_ = 0;
@@ -330,11 +332,8 @@ class alignas(uring::kTagAlignment) Shard {
   std::uint64_t sends_started_ = 0;
   std::uint64_t sends_at_last_tick_ = 0;
 
-  struct Outbox {
-    std::vector<ShardMessage*> pending;
-    ShardBatch* in_flight = nullptr;
-  };
-  std::vector<Outbox> outboxes_;
+  MessageRouter router_{*this};
+  ShardMailbox mailbox_;  // messages to and from the other shards
 
   PerProtocol<bool> accept_armed_;
   bool stopping_ = false;

@@ -41,7 +41,7 @@ void Shard::LineSeamOnShard::resume_reading(LinePeer& peer) {
 }
 
 void Shard::LineSeamOnShard::post(unsigned target, LineMessage* message) {
-  shard_.post(target, message);
+  shard_.mailbox_.post(target, message);
 }
 
 std::uint32_t Shard::LineSeamOnShard::line_count(unsigned shard) const {

@@ -1,10 +1,9 @@
 // Shard: the relay protocol's side of the ring. Frames come out of the assembler here and go to the
 // relay service (core/relay_service), whose seam queues slices, holds reply places and posts to
-// other shards; the inbox hands each arriving message to the service it belongs to.
+// other shards.
 #include <spdlog/spdlog.h>
 
 #include "transport/shard.hpp"
-#include "transport/tsan_annotations.hpp"
 
 namespace ringhub {
 
@@ -25,28 +24,6 @@ bool Shard::on_frame(Connection& conn, FrameView&& frame) {
   conn.heavy = frame.size() > kLightFrameBytes;
   relay_.on_frame(conn, frame);
   return conn.state == ConnState::kOpen;  // a reply may have made the sender a slow consumer
-}
-
-void Shard::on_inbox(ShardBatch* batch) {
-  RINGHUB_TSAN_ACQUIRE(batch);  // pairs with send_batch's release: the MSG_RING edge TSan cannot see
-  for (ShardMessage* message : batch->messages) {
-    handle_message(message);
-  }
-  delete batch;
-}
-
-void Shard::handle_message(ShardMessage* message) {
-  shared_.messages_in_flight.fetch_sub(1, std::memory_order_acq_rel);
-  switch (message->kind) {
-    case ShardMessage::Kind::kRelay:
-    case ShardMessage::Kind::kRelayDone:
-    case ShardMessage::Kind::kListQuery:
-    case ShardMessage::Kind::kListPart: relay_.on_message(message); return;
-    default:
-      line_.on_message(*static_cast<LineMessage*>(message));
-      retire(memory_, message);
-      return;
-  }
 }
 
 void Shard::RelaySeamOnShard::send(RelayPeer& peer, const BlockRef& block, std::uint32_t offset,
@@ -107,7 +84,7 @@ void Shard::RelaySeamOnShard::out_of_memory(RelayPeer& peer, std::string_view wh
 }
 
 void Shard::RelaySeamOnShard::post(unsigned target, ShardMessage* message) {
-  shard_.post(target, message);
+  shard_.mailbox_.post(target, message);
 }
 
 }  // namespace ringhub

@@ -1,7 +1,5 @@
 // Shard: the write side. One sendmsg in flight per connection (more could reorder bytes); what queues
-// behind it leaves in the next sendmsg, its iovecs pointing straight at the shared blocks. And the
-// cross-shard outboxes: one MSG_RING per destination per loop iteration, one in flight at a time so
-// batches arrive in order.
+// behind it leaves in the next sendmsg, its iovecs pointing straight at the shared blocks.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,7 +9,6 @@
 
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
-#include "transport/tsan_annotations.hpp"
 
 namespace ringhub {
 
@@ -216,59 +213,6 @@ void Shard::release_send_context(SendContext* context) {
   context->next = free_send_contexts_;
   free_send_contexts_ = context;
   ++free_send_context_count_;
-}
-
-void Shard::post(unsigned target, ShardMessage* message) {
-  memory_.recharge(message->charged_bytes, message_footprint(*message));
-  shared_.messages_in_flight.fetch_add(1, std::memory_order_acq_rel);
-  if (target == index_) {
-    self_inbox_.push_back(message);  // handled before this iteration's submit, in order
-    return;
-  }
-  outboxes_[target].pending.push_back(message);
-}
-
-void Shard::drain_self_inbox() {
-  while (!self_inbox_.empty()) {
-    std::vector<ShardMessage*> batch;
-    batch.swap(self_inbox_);
-    for (ShardMessage* message : batch) {
-      handle_message(message);
-    }
-  }
-}
-
-void Shard::flush_outboxes() {
-  for (unsigned target = 0; target < outboxes_.size(); ++target) {
-    Outbox& box = outboxes_[target];
-    if (box.in_flight == nullptr && !box.pending.empty()) {
-      box.in_flight = new ShardBatch;
-      box.in_flight->messages.swap(box.pending);
-      send_batch(target);
-    }
-  }
-}
-
-void Shard::send_batch(unsigned target) {
-  // The batch (and every message, block and string it points to) passes to the target's thread
-  // through the kernel: io_uring_enter here, the target's CQE there. That is a happens-before edge
-  // TSan cannot see, so it is declared: released here, acquired in on_inbox.
-  RINGHUB_TSAN_RELEASE(outboxes_[target].in_flight);
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_msg_ring(entry, shared_.ring_fds[target], 0, tag(outboxes_[target].in_flight, Op::kInbox), 0);
-  io_uring_sqe_set_data64(entry, tag_number(target, Op::kOutbox));
-}
-
-void Shard::on_outbox_sent(unsigned target, const io_uring_cqe& cqe) {
-  Outbox& box = outboxes_[target];
-  if (cqe.res < 0) {
-    // The target's CQ could not take it (or a transient error): the batch is still ours; resend it.
-    spdlog::warn("shard {}: MSG_RING to shard {} failed ({}); retrying", index_, target,
-                 std::strerror(-cqe.res));
-    send_batch(target);
-    return;
-  }
-  box.in_flight = nullptr;  // now the target's to free
 }
 
 }  // namespace ringhub
