@@ -33,6 +33,7 @@
 
 #include "core/prometheus.hpp"
 #include "transport/listener.hpp"
+#include "transport/unique_fd.hpp"
 
 namespace ringhub {
 
@@ -55,29 +56,6 @@ constexpr std::size_t kReadChunk = 4096;
 // Fairness cap: a client flooding us while we drain its input gets this many reads per wake-up, so
 // it cannot keep the thread from the others (or from its own deadline) by never running dry.
 constexpr int kDrainReadsPerWake = 16;
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) {
-      close(fd_);  // nothing useful to do on failure: Linux frees the descriptor regardless
-    }
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // ---- Addresses and the listening socket -------------------------------------------------------
 

@@ -139,7 +139,7 @@ Result<short> wait_until(int fd, short events, Clock::time_point until, const st
   }
 }
 
-Result<OwnedFd> connect_hub(const LineClientOptions& o, const std::atomic<bool>* cancel) {
+Result<UniqueFd> connect_hub(const LineClientOptions& o, const std::atomic<bool>* cancel) {
   return tcp_connect(o.host, o.port, Clock::now() + o.timeout, cancel);
 }
 
@@ -174,7 +174,7 @@ class Backoff {
 // Contract: owns the socket; runs on the run_line_client thread; never outlives one attempt.
 class LineSession {
  public:
-  LineSession(OwnedFd fd, const LineClientOptions& options, LineOutcome& outcome,
+  LineSession(UniqueFd fd, const LineClientOptions& options, LineOutcome& outcome,
               std::vector<std::uint8_t>& rx)
       : fd_(std::move(fd)), options_(options), outcome_(outcome), rx_(rx) {}
 
@@ -197,7 +197,7 @@ class LineSession {
   bool output_pending() const { return out_sent_ < out_.size(); }
   std::size_t backlog_bytes() const { return delayed_bytes_ + (out_.size() - out_sent_); }
 
-  OwnedFd fd_;
+  UniqueFd fd_;
   const LineClientOptions& options_;
   LineOutcome& outcome_;
   std::vector<std::uint8_t>& rx_;  // the receive buffer, shared by the sessions of one run
@@ -378,7 +378,7 @@ void LineSession::account_written() {
 Result<std::chrono::nanoseconds> run_attempt(const LineClientOptions& o, LineOutcome& outcome,
                                              std::vector<std::uint8_t>& rx, bool& connected_before,
                                              const std::atomic<bool>* cancel) {
-  Result<OwnedFd> fd = connect_hub(o, cancel);
+  Result<UniqueFd> fd = connect_hub(o, cancel);
   if (!fd) {
     return fd.error();
   }

@@ -177,7 +177,7 @@ Result<void> make_blocking(int fd) {
 
 Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t port,
                                          std::chrono::milliseconds timeout) {
-  Result<OwnedFd> fd = tcp_connect(host, port, std::chrono::steady_clock::now() + timeout);
+  Result<UniqueFd> fd = tcp_connect(host, port, std::chrono::steady_clock::now() + timeout);
   if (!fd) {
     return fd.error();
   }

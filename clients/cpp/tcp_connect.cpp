@@ -74,9 +74,9 @@ Result<void> wait_connected(int fd, Clock::time_point until, const std::atomic<b
   }
 }
 
-Result<OwnedFd> connect_to(const addrinfo& address, Clock::time_point until,
-                           const std::atomic<bool>* cancel) {
-  OwnedFd fd(
+Result<UniqueFd> connect_to(const addrinfo& address, Clock::time_point until,
+                            const std::atomic<bool>* cancel) {
+  UniqueFd fd(
       ::socket(address.ai_family, address.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, address.ai_protocol));
   if (fd.get() < 0) {
     return errno_error("socket failed", errno);
@@ -107,33 +107,20 @@ Result<OwnedFd> connect_to(const addrinfo& address, Clock::time_point until,
 
 }  // namespace
 
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-  if (this != &other) {
-    OwnedFd old(std::exchange(fd_, std::exchange(other.fd_, -1)));
-  }
-  return *this;
-}
-
-OwnedFd::~OwnedFd() {
-  if (fd_ >= 0) {
-    ::close(fd_);  // Linux releases the descriptor even when close() reports an error
-  }
-}
-
 std::string endpoint_text(const std::string& host, std::uint16_t port) {
   const bool ipv6_literal = host.find(':') != std::string::npos;
   return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
-Result<OwnedFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::time_point until,
-                            const std::atomic<bool>* cancel) {
+Result<UniqueFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::time_point until,
+                             const std::atomic<bool>* cancel) {
   Result<AddressList> addresses = resolve(host, port);
   if (!addresses) {
     return addresses.error();
   }
   Error last = system_error(EHOSTUNREACH, "no address to connect to");
   for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
-    Result<OwnedFd> fd = connect_to(*a, until, cancel);
+    Result<UniqueFd> fd = connect_to(*a, until, cancel);
     if (fd || fd.error().is_system(ECANCELED)) {
       return fd;
     }

@@ -11,25 +11,9 @@
 #include <utility>
 
 #include "core/result.hpp"
+#include "transport/unique_fd.hpp"
 
 namespace ringhub::client {
-
-// Owns a descriptor and closes it; move-only, so early returns on the connect path close it.
-class OwnedFd {
- public:
-  explicit OwnedFd(int fd = -1) : fd_(fd) {}
-  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&& other) noexcept;
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd();
-
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 // "host:port", or "[host]:port" for an IPv6 literal.
 std::string endpoint_text(const std::string& host, std::uint16_t port);
@@ -39,8 +23,8 @@ std::string endpoint_text(const std::string& host, std::uint16_t port);
 // non-blocking with TCP_NODELAY set (requests are small and each answer is awaited; Nagle would hold
 // each for a round trip). Errors read "cannot reach hub at HOST:PORT: why"; a set `cancel` gives
 // ECANCELED. Name resolution is not bounded by the deadline: getaddrinfo() offers no way to bound it.
-Result<OwnedFd> tcp_connect(const std::string& host, std::uint16_t port,
-                            std::chrono::steady_clock::time_point until,
-                            const std::atomic<bool>* cancel = nullptr);
+Result<UniqueFd> tcp_connect(const std::string& host, std::uint16_t port,
+                             std::chrono::steady_clock::time_point until,
+                             const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace ringhub::client

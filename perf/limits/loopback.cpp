@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "transport/unique_fd.hpp"
+
 namespace ringhub::limits {
 
 namespace {
@@ -28,28 +30,6 @@ using Clock = std::chrono::steady_clock;
 // measurement fails rather than hang.
 constexpr int kStallSlackSeconds = 10;
 
-// Owns one file descriptor; closes it once.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 sockaddr_in loopback_address(in_port_t port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -58,8 +38,8 @@ sockaddr_in loopback_address(in_port_t port) {
   return address;
 }
 
-Result<Fd> make_listener() {
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+Result<UniqueFd> make_listener() {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener.get() < 0) {
     return errno_error("socket");
   }
@@ -74,7 +54,7 @@ Result<Fd> make_listener() {
 }
 
 // A connected pair over 127.0.0.1: first the sending end, second the receiving end.
-Result<std::pair<Fd, Fd>> connect_pair() {
+Result<std::pair<UniqueFd, UniqueFd>> connect_pair() {
   auto listener = make_listener();
   if (!listener) {
     return listener.error();
@@ -84,7 +64,7 @@ Result<std::pair<Fd, Fd>> connect_pair() {
   if (::getsockname(listener->get(), reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
     return errno_error("getsockname");
   }
-  Fd sender(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd sender(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (sender.get() < 0) {
     return errno_error("socket");
   }
@@ -92,11 +72,11 @@ Result<std::pair<Fd, Fd>> connect_pair() {
   if (::connect(sender.get(), reinterpret_cast<const sockaddr*>(&target), sizeof(target)) != 0) {
     return errno_error("connect");
   }
-  Fd receiver(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd receiver(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (receiver.get() < 0) {
     return errno_error("accept4");
   }
-  return std::pair<Fd, Fd>(std::move(sender), std::move(receiver));
+  return std::pair<UniqueFd, UniqueFd>(std::move(sender), std::move(receiver));
 }
 
 Result<void> set_timeouts(int fd, double duration_s) {

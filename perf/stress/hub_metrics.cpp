@@ -15,28 +15,14 @@
 #include <iterator>
 #include <sstream>
 
+#include "transport/unique_fd.hpp"
+
 namespace ringhub::stress {
 
 namespace {
 
 // A /metrics page is a few KiB; anything past this is not our hub.
 constexpr std::size_t kMaxReplyBytes = std::size_t{4} << 20;
-
-class Socket {
- public:
-  explicit Socket(int fd) : fd_(fd) {}
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  ~Socket() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool send_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
@@ -52,25 +38,25 @@ bool send_all(int fd, std::string_view bytes) {
 }  // namespace
 
 Result<std::string> MetricsClient::get(const char* path) const {
-  Socket socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (socket.fd() < 0) {
+  UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (socket.get() < 0) {
     return errno_error("socket");
   }
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout_).count();
   const timeval tv{static_cast<time_t>(micros / 1'000'000), static_cast<suseconds_t>(micros % 1'000'000)};
-  setsockopt(socket.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(socket.fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // also bounds connect()
-  if (connect(socket.fd(), reinterpret_cast<const sockaddr*>(&admin_), sizeof admin_) != 0) {
+  setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(socket.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // also bounds connect()
+  if (connect(socket.get(), reinterpret_cast<const sockaddr*>(&admin_), sizeof admin_) != 0) {
     return errno_error("connect to the admin port");
   }
-  if (!send_all(socket.fd(),
+  if (!send_all(socket.get(),
                 fmt::format("GET {} HTTP/1.1\r\nHost: ringhub\r\nConnection: close\r\n\r\n", path))) {
     return errno_error("send the request");
   }
   std::string reply;
   char chunk[16384];
   while (reply.size() < kMaxReplyBytes) {
-    const ssize_t got = recv(socket.fd(), chunk, sizeof chunk, 0);
+    const ssize_t got = recv(socket.get(), chunk, sizeof chunk, 0);
     if (got == 0) {
       break;
     }
