@@ -31,6 +31,10 @@ struct ShardMessage {
     kLineTargetGone,  // to every shard: forward again what `endpoint` was asked to answer
   };
   explicit ShardMessage(Kind k, unsigned origin) : kind(k), origin_shard(origin) {}
+  // Virtual: whoever ends a message may hold it as a ShardMessage* (a router, a test's simulator).
+  virtual ~ShardMessage() = default;
+  ShardMessage(const ShardMessage&) = delete;
+  ShardMessage& operator=(const ShardMessage&) = delete;
   Kind kind;
   unsigned origin_shard;
   // What the message is charged at in the budget. Whoever posts it brings the charge up to date
