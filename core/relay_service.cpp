@@ -34,7 +34,10 @@ RelayService::RelayService(const RelayServiceConfig& config, IdDirectory* direct
       seam_(seam),
       memory_(memory),
       counters_(counters),
-      planner_(config.shard_count, config.shard_index, directory) {}
+      planner_(config.shard_count, config.shard_index, directory) {
+  scratch_ids_.reserve(
+      protocol::kMaxReceivers);  // every RELAY parses its receivers here: no growth on the hot path
+}
 
 void RelayService::add(RelayPeer& peer) {
   peers_.insert(peer);

@@ -37,6 +37,10 @@ struct ShardMessage {
   ShardMessage& operator=(const ShardMessage&) = delete;
   Kind kind;
   unsigned origin_shard;
+  // Whether the relay service (core/relay_service) handles this kind; the line service has the rest.
+  static bool is_relay_kind(Kind k) {
+    return k == Kind::kRelay || k == Kind::kRelayDone || k == Kind::kListQuery || k == Kind::kListPart;
+  }
   // What the message is charged at in the budget. Whoever posts it brings the charge up to date
   // (the target grows a LIST part's ids or a relay's maybe_found before posting it back), whoever
   // deletes it releases it; a shard's account is signed, only the hub-wide sum counts.

@@ -198,16 +198,12 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
 }
 
 void Shard::MessageRouter::on_message(ShardMessage* message) {
-  switch (message->kind) {
-    case ShardMessage::Kind::kRelay:
-    case ShardMessage::Kind::kRelayDone:
-    case ShardMessage::Kind::kListQuery:
-    case ShardMessage::Kind::kListPart: shard_.relay_.on_message(message); return;
-    default:
-      shard_.line_.on_message(*static_cast<LineMessage*>(message));
-      retire(shard_.memory_, message);
-      return;
+  if (ShardMessage::is_relay_kind(message->kind)) {
+    shard_.relay_.on_message(message);
+    return;
   }
+  shard_.line_.on_message(*static_cast<LineMessage*>(message));
+  retire(shard_.memory_, message);
 }
 
 }  // namespace ringhub
