@@ -1,209 +1,128 @@
-// RelayClient: blocking sockets with poll() for timeouts; frames are cut out of one receive buffer.
+// RelayClient: one AsyncRelayClient connection on its own small ring; each call queues its request,
+// then runs the engine until the answer is among the frames read (or the deadline passes).
 // See clients/cpp/relay_client.hpp for the contract.
 #include "clients/cpp/relay_client.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <limits>
-#include <memory>
-#include <system_error>
+#include <deque>
+#include <optional>
 #include <utility>
 
+#include "clients/cpp/async_relay_client.hpp"
+#include "clients/cpp/relay_frames.hpp"
 #include "clients/cpp/tcp_connect.hpp"
 #include "core/frame_codec.hpp"
 
 namespace ringhub::client {
 
+using detail::Deadline;
 using protocol::FrameHeader;
 using protocol::FrameType;
-using protocol::kHeaderSize;
 using protocol::kIdSize;
 using protocol::UserId;
 
-namespace detail {
-
-// When a wait must end, and the timeout it came from, which the error message repeats.
-class Deadline {
- public:
-  explicit Deadline(std::chrono::milliseconds timeout)
-      : timeout_(std::min(timeout, kLongest)), end_(Clock::now() + std::max(timeout_, Ms{0})) {}
-
-  // What poll() should wait: -1 for no limit; rounded up so a wait never wakes just short of the
-  // deadline and spins through zero-length polls.
-  int poll_ms() const {
-    if (timeout_ < Ms{0}) {
-      return -1;
-    }
-    const auto left = std::chrono::ceil<Ms>(end_ - Clock::now());
-    return static_cast<int>(std::max(left, Ms{0}).count());
-  }
-
-  Error expired(std::string_view awaited) const {
-    std::string message = fmt::format("timed out after {} ms", timeout_.count());
-    if (!awaited.empty()) {
-      message += fmt::format(" waiting for {}", awaited);
-    }
-    return system_error(ETIMEDOUT, std::move(message));
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  using Ms = std::chrono::milliseconds;
-  // poll() takes an int; anything longer is as good as forever for a blocking client.
-  static constexpr Ms kLongest{std::numeric_limits<int>::max()};
-
-  Ms timeout_;
-  Clock::time_point end_;
-};
-
-}  // namespace detail
-
 namespace {
 
-using detail::Deadline;
+// Receive memory of one blocking client: 8 x 16 KiB, resident from the start (tests hold thousands of
+// clients). Past it the hub's sends wait in TCP until the program reads, as with a blocking socket.
+constexpr unsigned kRecvBuffers = 8;
+constexpr std::uint32_t kRecvBufferSize = std::uint32_t{16} << 10;
 
-// Bytes asked of one recv(): large enough that a burst of small frames costs one syscall.
-constexpr std::size_t kReadChunk = std::size_t{64} << 10;
+constexpr std::uint32_t kConn = 0;  // the one connection
 
 Error not_connected() {
   return system_error(EBADF, "not connected to a hub");
 }
 
-std::string frame_type_name(FrameType type) {
-  switch (type) {
-    case FrameType::kIdentity: return "IDENTITY";
-    case FrameType::kList: return "LIST";
-    case FrameType::kRelay: return "RELAY";
-    case FrameType::kIdentityReply: return "IDENTITY_REPLY";
-    case FrameType::kListReply: return "LIST_REPLY";
-    case FrameType::kDeliver: return "DELIVER";
-    case FrameType::kError: return "ERROR";
-  }
-  return fmt::format("frame type 0x{:02x}", static_cast<unsigned>(type));
-}
-
-Error unexpected(const Frame& frame, std::string_view awaited) {
-  return system_error(
-      EPROTO, fmt::format("hub sent {} while we waited for {}", frame_type_name(frame.header.type), awaited));
-}
-
-// The reason is untrusted text on its way to a terminal: keep printable ASCII only.
-std::string printable_reason(std::span<const std::uint8_t> bytes) {
-  std::string text(bytes.begin(), bytes.end());
-  const auto unprintable = [](char c) { return c < 0x20 || c > 0x7e; };  // char is signed: >= 0x80 too
-  std::replace_if(text.begin(), text.end(), unprintable, '?');
-  return text;
-}
-
-// The reader checked the frame: an ERROR has its code byte, a DELIVER its sender, a LIST_REPLY whole ids.
-Error hub_error(const Frame& frame) {
-  const auto code = static_cast<protocol::ErrorCode>(frame.payload[0]);
-  std::string message = fmt::format("hub closed the connection: error {} ({})", frame.payload[0],
-                                    protocol::error_code_name(code));
-  const std::string reason = printable_reason(std::span(frame.payload).subspan(1));
-  if (!reason.empty()) {
-    message += ": " + reason;
-  }
-  return protocol_error(code, std::move(message));
-}
-
-Delivery parse_delivery(const Frame& frame) {
-  const auto body = std::span(frame.payload).subspan(kIdSize);
-  return Delivery{codec::load_u64(frame.payload.data()), {body.begin(), body.end()}};
-}
-
-std::vector<UserId> parse_ids(const Frame& frame) {
-  std::vector<UserId> ids(frame.payload.size() / kIdSize);
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = codec::load_u64(frame.payload.data() + i * kIdSize);
-  }
-  return ids;
-}
-
-// Waits until `fd` is ready for `events`, retrying across signals with the time that is left.
-Result<void> wait_for(int fd, short events, const Deadline& deadline, std::string_view awaited) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    const int ready = ::poll(&p, 1, deadline.poll_ms());
-    if (ready > 0) {
-      return {};  // an error or hangup shows up in the recv/connect result that follows
-    }
-    if (ready == 0) {
-      return deadline.expired(awaited);
-    }
-    if (errno != EINTR) {
-      return errno_error("poll failed");
-    }
-  }
-}
-
-Result<void> send_all(int fd, std::span<const std::uint8_t> bytes) {
-  if (fd < 0) {
-    return not_connected();
-  }
-  while (!bytes.empty()) {
-    // MSG_NOSIGNAL: a hub that hung up must give us EPIPE to report, not kill us with SIGPIPE.
-    const ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) {
-      continue;
-    }
-    if (sent < 0) {
-      return errno_error("cannot write to hub");
-    }
-    bytes = bytes.subspan(static_cast<std::size_t>(sent));
-  }
-  return {};
-}
-
-// The socket was non-blocking only so connect() could honour the timeout; reads and writes block.
-Result<void> make_blocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
-    return errno_error("fcntl failed");
-  }
-  return {};
+std::span<const std::uint8_t> bytes_of(const UserId& id) {
+  return {reinterpret_cast<const std::uint8_t*>(&id), kIdSize};  // little-endian, as on the wire
 }
 
 }  // namespace
 
+// The engine and what it reported: frames in wire order, the DELIVERs set aside while a reply was
+// awaited, and how the connection ended.
+struct RelayClient::Session final : RelayEvents {
+  std::unique_ptr<AsyncRelayClient> engine;
+  std::deque<Frame> frames;
+  std::deque<Delivery> deliveries;
+  bool opened = false;
+  std::optional<Error> ended;  // set by on_closed; every later read reports it
+
+  void push(FrameType type, std::span<const std::uint8_t> first, std::span<const std::uint8_t> rest) {
+    Frame frame{FrameHeader{type, 0, 0, static_cast<std::uint32_t>(first.size() + rest.size())}, {}};
+    frame.payload.reserve(first.size() + rest.size());
+    frame.payload.insert(frame.payload.end(), first.begin(), first.end());
+    frame.payload.insert(frame.payload.end(), rest.begin(), rest.end());
+    frames.push_back(std::move(frame));
+  }
+
+  void on_open(std::uint32_t /*conn*/) override { opened = true; }
+  void on_identity(std::uint32_t /*conn*/, UserId id) override {
+    push(FrameType::kIdentityReply, bytes_of(id), {});
+  }
+  void on_list(std::uint32_t /*conn*/, std::span<const UserId> ids) override {
+    push(FrameType::kListReply, {reinterpret_cast<const std::uint8_t*>(ids.data()), ids.size_bytes()}, {});
+  }
+  void on_delivery(std::uint32_t /*conn*/, UserId sender, std::span<const std::uint8_t> body) override {
+    push(FrameType::kDeliver, bytes_of(sender), body);
+  }
+  void on_hub_error(std::uint32_t /*conn*/, std::uint8_t code, std::string_view reason) override {
+    push(FrameType::kError, std::span<const std::uint8_t>(&code, 1),
+         std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size()));
+  }
+  void on_closed(std::uint32_t /*conn*/, const Error& why) override { ended = why; }
+
+  // Runs the engine until `done()` or the deadline; false when the deadline came first.
+  bool run(const std::function<bool()>& done, const Deadline& deadline) {
+    return engine->run_until(done, deadline.left());
+  }
+};
+
 Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t port,
                                          std::chrono::milliseconds timeout) {
-  Result<UniqueFd> fd = tcp_connect(host, port, std::chrono::steady_clock::now() + timeout);
-  if (!fd) {
-    return fd.error();
+  Result<std::vector<uring::SocketAddress>> addresses = resolve_hub(host, port);
+  if (!addresses) {
+    return addresses.error();
   }
-  if (Result<void> blocking = make_blocking(fd->get()); !blocking) {
-    return blocking.error();
+  auto session = std::make_unique<Session>();
+  AsyncRelayOptions options;
+  options.hubs = *addresses;
+  options.connect_timeout = timeout;
+  options.recv_buffers = kRecvBuffers;
+  options.recv_buffer_size = kRecvBufferSize;
+  options.task_run = uring::TaskRun::kAnyThread;  // the object may be handed to another thread
+  Result<std::unique_ptr<AsyncRelayClient>> engine = AsyncRelayClient::create(std::move(options), *session);
+  if (!engine) {
+    return engine.error();
   }
-  return RelayClient(fd->release());
+  session->engine = std::move(*engine);
+  const Deadline deadline(timeout);
+  Error last = system_error(EHOSTUNREACH, "no address to connect to");
+  for (std::uint32_t route = 0; route < addresses->size(); ++route) {
+    session->ended.reset();
+    session->engine->open(kConn, route);
+    Session& s = *session;
+    if (!s.run([&s] { return s.opened || s.ended.has_value(); }, deadline)) {
+      last = system_error(ETIMEDOUT, "timed out while connecting");
+      break;
+    }
+    if (s.opened) {
+      return RelayClient(std::move(session));
+    }
+    last = *s.ended;
+  }
+  return rephrase(last, fmt::format("cannot reach hub at {}: {}", endpoint_text(host, port), last.message));
 }
 
-RelayClient::RelayClient(RelayClient&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      rx_(std::move(other.rx_)),
-      reader_(std::exchange(other.reader_, ClientFrameReader{})),
-      frames_(std::move(other.frames_)),
-      delivering_(std::move(other.delivering_)),
-      deliveries_(std::move(other.deliveries_)) {}
-
+RelayClient::RelayClient(std::unique_ptr<Session> session) : session_(std::move(session)) {}
+RelayClient::RelayClient(RelayClient&& other) noexcept = default;
 RelayClient& RelayClient::operator=(RelayClient&& other) noexcept {
   if (this != &other) {
     close();
-    fd_ = std::exchange(other.fd_, -1);
-    rx_ = std::move(other.rx_);
-    reader_ = std::exchange(other.reader_, ClientFrameReader{});
-    frames_ = std::move(other.frames_);
-    delivering_ = std::move(other.delivering_);
-    deliveries_ = std::move(other.deliveries_);
+    session_ = std::move(other.session_);
   }
   return *this;
 }
@@ -212,23 +131,30 @@ RelayClient::~RelayClient() {
   close();
 }
 
+bool RelayClient::connected() const {
+  return session_ != nullptr && !session_->ended.has_value();
+}
+
 void RelayClient::close() {
-  if (fd_ >= 0) {
-    // Linux releases the descriptor even when close() reports an error, so there is nothing to retry.
-    ::close(fd_);
-    fd_ = -1;
+  if (session_ == nullptr) {
+    return;
   }
-  rx_.clear();
-  reader_ = ClientFrameReader{};
-  frames_.clear();
-  delivering_ = Frame{};
+  Session& s = *session_;
+  if (!s.ended) {
+    // Bytes still queued go first; then the FIN. Bounded: a hub that stopped reading cannot hold us.
+    const Deadline deadline(kDefaultTimeout);
+    s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, deadline);
+    s.engine->close(kConn);
+    s.run([&s] { return s.engine->is_idle(kConn); }, deadline);
+  }
+  session_.reset();  // the ring's teardown closes whatever is left
 }
 
 Result<UserId> RelayClient::identity(std::chrono::milliseconds timeout) {
   const Deadline deadline(timeout);
   std::vector<std::uint8_t> request;
   codec::append_identity_request(request);
-  if (Result<void> sent = send_request(request); !sent) {
+  if (Result<void> sent = send_and_wait(request); !sent) {
     return sent.error();
   }
   Result<Frame> reply = await_reply(FrameType::kIdentityReply, deadline);
@@ -242,35 +168,33 @@ Result<std::vector<UserId>> RelayClient::list(std::chrono::milliseconds timeout)
   const Deadline deadline(timeout);
   std::vector<std::uint8_t> request;
   codec::append_list_request(request);
-  if (Result<void> sent = send_request(request); !sent) {
+  if (Result<void> sent = send_and_wait(request); !sent) {
     return sent.error();
   }
   Result<Frame> reply = await_reply(FrameType::kListReply, deadline);
   if (!reply) {
     return reply.error();
   }
-  return parse_ids(*reply);
+  return detail::parse_ids(*reply);
 }
 
 Result<void> RelayClient::relay(std::span<const UserId> receivers, std::span<const std::uint8_t> body) {
-  if (receivers.empty() || receivers.size() > protocol::kMaxReceivers) {
-    return system_error(EINVAL, fmt::format("a relay names 1 to {} receivers, not {}",
-                                            protocol::kMaxReceivers, receivers.size()));
+  if (session_ == nullptr) {
+    return not_connected();
   }
-  if (body.size() > protocol::kMaxBodySize) {
-    return system_error(EMSGSIZE, fmt::format("a relay body holds at most {} bytes, not {}",
-                                              protocol::kMaxBodySize, body.size()));
+  if (session_->ended) {
+    return send_and_wait({});  // says why the connection is gone
   }
-  std::vector<std::uint8_t> frame;
-  frame.reserve(kHeaderSize + kIdSize * receivers.size() + body.size());
-  codec::append_relay(frame, receivers, body);
-  return send_request(frame);
+  if (Result<void> queued = session_->engine->relay(kConn, receivers, body); !queued) {
+    return queued;
+  }
+  return send_and_wait({});
 }
 
 Result<Delivery> RelayClient::next_delivery(std::chrono::milliseconds timeout) {
-  if (!deliveries_.empty()) {
-    Delivery queued = std::move(deliveries_.front());
-    deliveries_.pop_front();
+  if (session_ != nullptr && !session_->deliveries.empty()) {
+    Delivery queued = std::move(session_->deliveries.front());
+    session_->deliveries.pop_front();
     return queued;
   }
   Result<Frame> frame = read_frame_until(Deadline(timeout), "a delivery");
@@ -278,9 +202,9 @@ Result<Delivery> RelayClient::next_delivery(std::chrono::milliseconds timeout) {
     return frame.error();
   }
   switch (frame->header.type) {
-    case FrameType::kDeliver: return parse_delivery(*frame);
-    case FrameType::kError: return hub_error(*frame);
-    default: return unexpected(*frame, "a delivery");
+    case FrameType::kDeliver: return detail::parse_delivery(*frame);
+    case FrameType::kError: return detail::hub_error(*frame);
+    default: return detail::unexpected(*frame, "a delivery");
   }
 }
 
@@ -289,131 +213,65 @@ Result<Frame> RelayClient::read_frame(std::chrono::milliseconds timeout) {
 }
 
 Result<void> RelayClient::send_raw(std::span<const std::uint8_t> bytes) {
-  return send_all(fd_, bytes);
+  return send_and_wait(bytes);
 }
 
 Result<Frame> RelayClient::await_reply(FrameType type, const Deadline& deadline) {
-  const std::string awaited = frame_type_name(type);
+  const std::string awaited = detail::frame_type_name(type);
   for (;;) {
     Result<Frame> frame = read_frame_until(deadline, awaited);
     if (!frame || frame->header.type == type) {
       return frame;
     }
     if (frame->header.type == FrameType::kError) {
-      return hub_error(*frame);
+      return detail::hub_error(*frame);
     }
     if (frame->header.type != FrameType::kDeliver) {
-      return unexpected(*frame, awaited);
+      return detail::unexpected(*frame, awaited);
     }
-    queue_delivery(*frame);
+    session_->deliveries.push_back(detail::parse_delivery(*frame));
   }
 }
-
-struct RelayClient::FrameQueue {
-  RelayClient& client;
-
-  void push(FrameType type, std::span<const std::uint8_t> first, std::span<const std::uint8_t> rest) {
-    Frame frame{FrameHeader{type, 0, 0, static_cast<std::uint32_t>(first.size() + rest.size())}, {}};
-    frame.payload.reserve(first.size() + rest.size());
-    frame.payload.insert(frame.payload.end(), first.begin(), first.end());
-    frame.payload.insert(frame.payload.end(), rest.begin(), rest.end());
-    client.frames_.push_back(std::move(frame));
-  }
-  static std::span<const std::uint8_t> bytes_of(const UserId& id) {
-    return {reinterpret_cast<const std::uint8_t*>(&id), kIdSize};  // little-endian, as on the wire
-  }
-
-  void on_identity_reply(UserId id) { push(FrameType::kIdentityReply, bytes_of(id), {}); }
-  void on_list_reply(std::span<const UserId> ids) {
-    push(FrameType::kListReply, {reinterpret_cast<const std::uint8_t*>(ids.data()), ids.size_bytes()}, {});
-  }
-  void on_deliver_begin(UserId sender, std::uint32_t size) {
-    Frame& d = client.delivering_;
-    d.header = FrameHeader{FrameType::kDeliver, 0, 0, static_cast<std::uint32_t>(kIdSize + size)};
-    d.payload.resize(kIdSize);  // the body is appended as it arrives
-    codec::store_u64(d.payload.data(), sender);
-    d.payload.reserve(kIdSize + size);
-  }
-  void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
-    client.delivering_.payload.insert(client.delivering_.payload.end(), bytes.begin(), bytes.end());
-  }
-  void on_deliver_end() { client.frames_.push_back(std::exchange(client.delivering_, Frame{})); }
-  void on_error(std::uint8_t code, std::string_view reason) {
-    push(FrameType::kError, std::span<const std::uint8_t>(&code, 1),
-         std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size()));
-  }
-};
 
 Result<Frame> RelayClient::read_frame_until(const Deadline& deadline, std::string_view awaited) {
-  for (;;) {
-    if (!frames_.empty()) {
-      Frame frame = std::move(frames_.front());
-      frames_.pop_front();
-      return frame;
-    }
-    if (const auto error = reader_.error()) {
-      return system_error(EPROTO,
-                          fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error)));
-    }
-    if (Result<void> got = receive_some(deadline, awaited); !got) {
-      return got.error();
-    }
-  }
-}
-
-// Reads once and hands the bytes to the reader, which queues every frame they complete.
-Result<void> RelayClient::receive_some(const Deadline& deadline, std::string_view awaited) {
-  if (fd_ < 0) {
+  if (session_ == nullptr) {
     return not_connected();
   }
-  if (Result<void> ready = wait_for(fd_, POLLIN, deadline, awaited); !ready) {
-    return ready;
+  Session& s = *session_;
+  if (!s.run([&s] { return !s.frames.empty() || s.ended.has_value(); }, deadline)) {
+    return deadline.expired(awaited);
   }
-  rx_.resize(kReadChunk);
-  ssize_t got = 0;
-  do {
-    got = ::recv(fd_, rx_.data(), rx_.size(), 0);
-  } while (got < 0 && errno == EINTR);
-  if (got < 0) {
-    return errno_error("cannot read from hub");
+  if (!s.frames.empty()) {
+    Frame frame = std::move(s.frames.front());
+    s.frames.pop_front();
+    return frame;
   }
-  if (got == 0) {
-    return make_error("hub closed the connection");
-  }
-  FrameQueue queue{*this};
-  (void)reader_.feed(std::span(rx_).first(static_cast<std::size_t>(got)),
-                     queue);  // an error: read_frame_until
-  return {};
+  return *s.ended;
 }
 
-void RelayClient::queue_delivery(const Frame& frame) {
-  deliveries_.push_back(parse_delivery(frame));
-}
-
-Result<void> RelayClient::send_request(std::span<const std::uint8_t> bytes) {
-  Result<void> sent = send_all(fd_, bytes);
-  if (!sent) {
-    return explain_send_failure(sent.error());
+// Queues `frame` (when not empty) and waits until the kernel has taken every queued byte. A hub that
+// refuses a frame sends ERROR and closes, so a write may then fail with EPIPE or ECONNRESET: the ERROR
+// frame, if it came, says why; prefer it to the errno.
+Result<void> RelayClient::send_and_wait(std::span<const std::uint8_t> frame) {
+  if (session_ == nullptr) {
+    return not_connected();
   }
-  return {};
-}
-
-// A hub that refuses a frame sends ERROR and closes, so a later write fails with EPIPE or ECONNRESET.
-// The ERROR frame, if it already arrived, says why; prefer it to the errno.
-Error RelayClient::explain_send_failure(Error failure) {
-  const Deadline now(std::chrono::milliseconds{0});
-  for (;;) {
-    Result<Frame> frame = read_frame_until(now, "");
-    if (!frame) {
-      return failure;
-    }
-    if (frame->header.type == FrameType::kError) {
-      return hub_error(*frame);
-    }
-    if (frame->header.type == FrameType::kDeliver) {
-      queue_delivery(*frame);
+  Session& s = *session_;
+  if (!frame.empty() && !s.ended) {
+    if (Result<void> queued = s.engine->send_raw(kConn, frame); !queued) {
+      return queued;
     }
   }
+  s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, Deadline(kWaitForever));
+  if (!s.ended) {
+    return {};
+  }
+  for (const Frame& queued : s.frames) {
+    if (queued.header.type == FrameType::kError) {
+      return detail::hub_error(queued);
+    }
+  }
+  return *s.ended;
 }
 
 }  // namespace ringhub::client

@@ -1,11 +1,11 @@
-// RelayClient: a blocking client for the relay protocol (docs/protocol.md), used by the
-// ringhub-client CLI and by tests. One TCP connection to a hub; every wait is bounded by a timeout.
+// RelayClient: a blocking client for the relay protocol (docs/protocol.md), used by the ringhub-client
+// CLI and by tests: a thin wrapper over AsyncRelayClient. One connection to a hub; every wait is bounded.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,13 +43,16 @@ struct Delivery {
   std::vector<std::uint8_t> body;
 };
 
-// Contract: owns one connected socket and closes it on destruction; move-only; used by one thread.
+// Contract: owns one connection and closes it on destruction; move-only; used by one thread at a time
+// (it may move between threads). A thin blocking wrapper over AsyncRelayClient (one connection on its
+// own small ring): every call runs the engine until its answer comes or its timeout passes.
 // Replies come back in request order, but DELIVERs may arrive between them: a call waiting for a
 // reply queues the DELIVERs it reads, and next_delivery() hands them out first.
 //
 // Errors: a hub ERROR frame gives a kProtocol error with its ErrorCode; a timeout gives ETIMEDOUT; a
-// frame the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO; failed
-// syscalls give their errno (all kSystem); EOF gives a kNone error.
+// frame the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO (and
+// every later read gives it again); failed reads and writes give their errno (all kSystem); EOF gives
+// a kNone error; any call after close() gives EBADF.
 class RelayClient {
  public:
   // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers.
@@ -68,41 +71,35 @@ class RelayClient {
   // Sends LIST and waits for LIST_REPLY: every other connected client, ascending.
   Result<std::vector<protocol::UserId>> list(std::chrono::milliseconds timeout = kDefaultTimeout);
 
-  // Sends one RELAY. Checks the limits the hub would enforce first, so a bad call fails here with a
-  // clear message instead of costing the connection. The hub sends no acknowledgement.
+  // Sends one RELAY and waits until the kernel has taken all of it (a hub that stops reading makes this
+  // wait, as a blocking write would). Checks the limits the hub would enforce first, so a bad call fails
+  // here with a clear message instead of costing the connection. The hub sends no acknowledgement.
   Result<void> relay(std::span<const protocol::UserId> receivers, std::span<const std::uint8_t> body);
 
-  // The next DELIVER: a queued one if any, else the next read from the socket.
+  // The next DELIVER: a queued one if any, else the next one read.
   Result<Delivery> next_delivery(std::chrono::milliseconds timeout = kDefaultTimeout);
 
   // The next frame on the wire, whatever its type, bypassing the delivery queue (for tests).
   Result<Frame> read_frame(std::chrono::milliseconds timeout = kDefaultTimeout);
 
-  // Writes `bytes` as they are, framed or not (for tests of malformed input).
+  // Writes `bytes` as they are, framed or not (for tests of malformed input), and waits as relay() does.
   Result<void> send_raw(std::span<const std::uint8_t> bytes);
 
-  int fd() const { return fd_; }
+  bool connected() const;
+  // Closes the connection once what was written has been handed to the kernel (bounded by
+  // kDefaultTimeout), then releases the ring.
   void close();
 
  private:
-  explicit RelayClient(int fd) : fd_(fd) {}
+  struct Session;  // the engine, its one connection, and the frames read but not yet returned
 
-  // Queues the frames the reader reports as whole Frames (a DELIVER once its last byte came).
-  struct FrameQueue;
+  explicit RelayClient(std::unique_ptr<Session> session);
 
   Result<Frame> await_reply(protocol::FrameType type, const detail::Deadline& deadline);
   Result<Frame> read_frame_until(const detail::Deadline& deadline, std::string_view awaited);
-  Result<void> receive_some(const detail::Deadline& deadline, std::string_view awaited);
-  void queue_delivery(const Frame& frame);
-  Result<void> send_request(std::span<const std::uint8_t> bytes);
-  Error explain_send_failure(Error failure);
+  Result<void> send_and_wait(std::span<const std::uint8_t> frame);
 
-  int fd_ = -1;
-  std::vector<std::uint8_t> rx_;  // one recv()'s bytes, handed to reader_ at once
-  ClientFrameReader reader_;
-  std::deque<Frame> frames_;  // whole frames read and not yet returned
-  Frame delivering_;          // the DELIVER whose body is still arriving
-  std::deque<Delivery> deliveries_;
+  std::unique_ptr<Session> session_;
 };
 
 }  // namespace ringhub::client

@@ -112,6 +112,18 @@ std::string endpoint_text(const std::string& host, std::uint16_t port) {
   return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
+Result<std::vector<uring::SocketAddress>> resolve_hub(const std::string& host, std::uint16_t port) {
+  Result<AddressList> addresses = resolve(host, port);
+  if (!addresses) {
+    return addresses.error();
+  }
+  std::vector<uring::SocketAddress> found;
+  for (const addrinfo* a = addresses->get(); a != nullptr; a = a->ai_next) {
+    found.emplace_back(a->ai_addr, a->ai_addrlen);
+  }
+  return found;
+}
+
 Result<UniqueFd> tcp_connect(const std::string& host, std::uint16_t port, Clock::time_point until,
                              const std::atomic<bool>* cancel) {
   Result<AddressList> addresses = resolve(host, port);

@@ -9,14 +9,20 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/result.hpp"
 #include "transport/unique_fd.hpp"
+#include "transport/uring/socket_address.hpp"
 
 namespace ringhub::client {
 
 // "host:port", or "[host]:port" for an IPv6 literal.
 std::string endpoint_text(const std::string& host, std::uint16_t port);
+
+// Resolves `host` (a name or an IPv4/IPv6 literal) into the addresses to try, in the resolver's order,
+// for the engine's connects (AsyncRelayClient). Errors read "cannot resolve hub host 'HOST': why".
+Result<std::vector<uring::SocketAddress>> resolve_hub(const std::string& host, std::uint16_t port);
 
 // Resolves host (name or literal) and connects to the first address that answers before `until`,
 // as "localhost" may name ::1 while the hub listens on 127.0.0.1 only. The socket comes back

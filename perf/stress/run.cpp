@@ -76,7 +76,7 @@ uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::
   config.table_size = plan.table_size;
   config.buffer_count = plan.buffer_count;
   config.buffer_size = plan.buffer_size;
-  config.hubs = plan.hubs;
+  config.hubs.assign(plan.hubs.begin(), plan.hubs.end());
   config.sources = plan.sources;
   config.connect_timeout_ns = plan.timeout_ns;
   return config;

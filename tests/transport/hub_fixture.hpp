@@ -1,5 +1,6 @@
 // Test fixture for hub integration tests: a real Hub in this process on an ephemeral loopback port,
-// clients from the client library, and polling helpers that wait on hub counters (no sleeps).
+// clients from the client library (or plain sockets where a test needs one), and polling helpers that wait on
+// hub counters (no sleeps).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "clients/cpp/relay_client.hpp"
+#include "tests/transport/socket_relay_client.hpp"
 #include "transport/hub.hpp"
 
 namespace ringhub::testing {
@@ -50,23 +52,20 @@ class HubTest : public ::testing::Test {
     hub_ = std::move(*started);
   }
 
-  client::RelayClient connect() {
-    auto c = client::RelayClient::connect("127.0.0.1", hub_->relay_port());
-    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
-    return std::move(*c);
-  }
+  client::RelayClient connect() { return connect_with<client::RelayClient>(); }
+  // The plain-socket client, for tests that need the socket itself (tests/transport/socket_relay_client.hpp).
+  SocketRelayClient connect_socket() { return connect_with<SocketRelayClient>(); }
 
   // A connected client and its id.
-  struct Peer {
-    client::RelayClient client;
+  template <typename Client>
+  struct PeerOf {
+    Client client;
     protocol::UserId id;
   };
-  Peer connect_peer() {
-    client::RelayClient c = connect();
-    auto id = c.identity();
-    EXPECT_TRUE(id.ok()) << (id.ok() ? "" : id.error().message);
-    return Peer{std::move(c), id.ok() ? *id : 0};
-  }
+  using Peer = PeerOf<client::RelayClient>;
+  using SocketPeer = PeerOf<SocketRelayClient>;
+  Peer connect_peer() { return peer_of(connect()); }
+  SocketPeer connect_socket_peer() { return peer_of(connect_socket()); }
 
   HubStats stats() const { return hub_->stats(); }
 
@@ -82,6 +81,20 @@ class HubTest : public ::testing::Test {
   }
 
   std::unique_ptr<Hub> hub_;
+
+ private:
+  template <typename Client>
+  Client connect_with() {
+    auto c = Client::connect("127.0.0.1", hub_->relay_port());
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    return std::move(*c);
+  }
+  template <typename Client>
+  PeerOf<Client> peer_of(Client c) {
+    auto id = c.identity();
+    EXPECT_TRUE(id.ok()) << (id.ok() ? "" : id.error().message);
+    return PeerOf<Client>{std::move(c), id.ok() ? *id : 0};
+  }
 };
 
 inline std::vector<std::uint8_t> bytes_of(std::string_view s) {

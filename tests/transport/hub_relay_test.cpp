@@ -104,7 +104,8 @@ std::vector<UserId> ids_of_frame(const Frame& frame) {
 
 // Nothing is queued for `peer`: an IDENTITY sent now is answered by the very next frame. Replies and
 // deliveries share one ordered queue per connection, so a stray DELIVER would come first.
-::testing::AssertionResult nothing_pending(RelayClient& peer, UserId id) {
+template <typename Client>  // RelayClient or SocketRelayClient
+::testing::AssertionResult nothing_pending(Client& peer, UserId id) {
   if (Result<void> sent = peer.send_raw(identity_request()); !sent) {
     return ::testing::AssertionFailure() << "cannot send IDENTITY: " << sent.error().message;
   }
@@ -593,7 +594,7 @@ TEST_P(HubRelayTest, StopWithClientsConnectedEndsTheirStreams) {
 TEST_P(HubRelayTest, SlowSteadyReaderGetsMaxBodyComplete) {
   start();
   Peer sender = connect_peer();
-  Peer receiver = connect_peer();
+  SocketPeer receiver = connect_socket_peer();  // read below as a raw stream, in small chunks
   const Bytes body = random_bytes(protocol::kMaxBodySize, 99);
   ASSERT_TRUE(sender.client.relay(std::vector<UserId>{receiver.id}, body).ok());
 

@@ -30,7 +30,7 @@ namespace {
 
 using client::Delivery;
 using client::Frame;
-using client::RelayClient;
+using RelayClient = SocketRelayClient;  // these tests reach under the protocol: plain sockets
 using protocol::ErrorCode;
 using protocol::FrameType;
 using protocol::UserId;
@@ -185,7 +185,7 @@ class HubRobustnessTest : public HubTest {
   }
 
   // `from` relays `text` to `to`, whose next delivery must be exactly that.
-  static void expect_relay(Peer& from, Peer& to, std::string_view text) {
+  static void expect_relay(SocketPeer& from, SocketPeer& to, std::string_view text) {
     const Bytes body = bytes_of(text);
     const UserId receiver = to.id;
     Result<void> sent = from.client.relay(std::span(&receiver, 1), body);
@@ -277,9 +277,9 @@ class HubRobustnessViolationTest : public HubRobustnessTest,
 TEST_P(HubRobustnessViolationTest, GetsErrorThenEofAndHubKeepsServing) {
   const Violation& violation = GetParam();
   start_hub(test_config());
-  Peer a = connect_peer();  // unrelated clients, connected before the violation
-  Peer b = connect_peer();
-  RelayClient offender = connect();
+  SocketPeer a = connect_socket_peer();  // unrelated clients, connected before the violation
+  SocketPeer b = connect_socket_peer();
+  RelayClient offender = connect_socket();
   ASSERT_TRUE(wait_connections(3));
 
   Result<void> sent = offender.send_raw(violation.bytes);
@@ -292,8 +292,8 @@ TEST_P(HubRobustnessViolationTest, GetsErrorThenEofAndHubKeepsServing) {
 
   expect_relay(a, b, "still here");
   expect_relay(b, a, "me too");
-  Peer c = connect_peer();
-  Peer d = connect_peer();
+  SocketPeer c = connect_socket_peer();
+  SocketPeer d = connect_socket_peer();
   expect_relay(c, d, "new pair");
   expect_relay(d, c, "works");
   expect_relay(c, a, "and reaches old clients");
@@ -309,7 +309,7 @@ TEST_F(HubRobustnessTest, ProtocolErrorsAreCountedPerCode) {
   const std::vector<Violation> all = violations();
   std::array<std::uint64_t, kErrorCodeSlots> expected{};
   for (const Violation& violation : all) {
-    RelayClient offender = connect();
+    RelayClient offender = connect_socket();
     SCOPED_TRACE(violation.name);
     ASSERT_TRUE(offender.send_raw(violation.bytes).ok());
     ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(offender, violation.code, violation.replies_before));
@@ -343,14 +343,14 @@ class HubRobustnessVanishingSenderTest : public HubRobustnessShardedTest {
   void vanish_after(std::size_t sent, bool reset) {
     constexpr std::size_t kBody = 64 * kKiB;
     start_hub(config());
-    Peer receiver = connect_peer();
-    Peer bystander = connect_peer();
+    SocketPeer receiver = connect_socket_peer();
+    SocketPeer bystander = connect_socket_peer();
     const HubStats idle = quiet_stats();
     const Bytes frame = join({raw_header(kRelay, 1, 0, static_cast<std::uint32_t>(protocol::kIdSize + kBody)),
                               id_bytes(receiver.id), filler(kBody)});
     const Bytes partial(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(sent));
     {
-      RelayClient sender = connect();
+      RelayClient sender = connect_socket();
       ASSERT_TRUE(wait_connections(3));
       ASSERT_TRUE(sender.send_raw(partial).ok());
       ASSERT_TRUE(eventually([&] { return stats().bytes_in >= idle.bytes_in + partial.size(); }));
@@ -404,9 +404,9 @@ TEST_P(HubRobustnessShardedTest, SlowConsumerIsClosedWithError6AndFastReceiverNe
   HubConfig settings = config();
   settings.max_outbound_bytes = kLimit;
   start_hub(settings);
-  Peer slow = connect_peer();
-  Peer fast = connect_peer();
-  Peer sender = connect_peer();
+  SocketPeer slow = connect_socket_peer();
+  SocketPeer fast = connect_socket_peer();
+  SocketPeer sender = connect_socket_peer();
   ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(slow.client.fd()));
   ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
 
@@ -506,9 +506,9 @@ TEST_P(HubRobustnessShardedTest, StalledReaderNeverPinsReceiveBuffersAndCostsOne
   settings.recv_buffer_count = 16;
   settings.max_outbound_bytes = 64 * kMiB;
   start_hub(settings);
-  Peer slow = connect_peer();
-  Peer fast = connect_peer();
-  Peer sender = connect_peer();
+  SocketPeer slow = connect_socket_peer();
+  SocketPeer fast = connect_socket_peer();
+  SocketPeer sender = connect_socket_peer();
   ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(slow.client.fd()));
   ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
   const HubStats idle = quiet_stats();
@@ -572,12 +572,12 @@ TEST_P(HubRobustnessShardedTest, ConnectionPastMaxConnectionsGetsError7ThenRoomF
   HubConfig settings = config();
   settings.max_connections = 3;
   start_hub(settings);
-  std::vector<Peer> peers;
+  std::vector<SocketPeer> peers;
   for (int i = 0; i < 3; ++i) {
-    peers.push_back(connect_peer());
+    peers.push_back(connect_socket_peer());
     ASSERT_NE(peers.back().id, 0U);
   }
-  RelayClient refused = connect();
+  RelayClient refused = connect_socket();
   ASSERT_NO_FATAL_FAILURE(expect_error_then_eof(refused, ErrorCode::kServerFull));
   refused.close();
   EXPECT_TRUE(eventually([&] { return stats().server_full_rejects == 1; }));
@@ -587,7 +587,7 @@ TEST_P(HubRobustnessShardedTest, ConnectionPastMaxConnectionsGetsError7ThenRoomF
 
   peers[1].client.close();
   ASSERT_TRUE(wait_connections(2));
-  Peer late = connect_peer();
+  SocketPeer late = connect_socket_peer();
   ASSERT_NE(late.id, 0U) << "a slot freed, yet the hub refused the next client";
   expect_relay(late, peers[0], "admitted");
   expect_relay(peers[2], late, "and reachable");
@@ -609,9 +609,9 @@ TEST_F(HubRobustnessTest, RandomByteFloodGetsErrorForItsFirstHeader) {
   ASSERT_TRUE(code.has_value()) << "this seed starts with a valid header; pick another";
 
   start_hub(test_config());
-  Peer a = connect_peer();
-  Peer b = connect_peer();
-  RelayClient flooder = connect();
+  SocketPeer a = connect_socket_peer();
+  SocketPeer b = connect_socket_peer();
+  RelayClient flooder = connect_socket();
   ASSERT_TRUE(wait_connections(3));
   Result<void> sent = flooder.send_raw(garbage);
   ASSERT_TRUE(sent.ok()) << sent.error().message;
@@ -628,14 +628,14 @@ TEST_P(HubRobustnessShardedTest, ConnectAndCloseAtOnce500TimesLeavesNoConnection
   start_hub(config());
   const HubStats idle = quiet_stats();
   for (std::uint64_t i = 0; i < kCycles; ++i) {
-    RelayClient c = connect();
+    RelayClient c = connect_socket();
     c.close();
   }
   EXPECT_TRUE(eventually([&] { return stats().accepted == kCycles && stats().connections == 0; }))
       << "accepted " << stats().accepted << ", open " << stats().connections;
   EXPECT_TRUE(wait_at_rest(idle));
-  Peer a = connect_peer();
-  Peer b = connect_peer();
+  SocketPeer a = connect_socket_peer();
+  SocketPeer b = connect_socket_peer();
   EXPECT_EQ(b.id, kCycles + 2);
   expect_relay(a, b, "after the churn");
 }
@@ -653,7 +653,7 @@ TEST_P(HubRobustnessShardedTest, TwoThousandConnectIdentityCloseCyclesLeakNothin
   for (std::size_t done = 0; done < kCycles; done += kBatchSize) {
     std::vector<RelayClient> batch;
     for (std::size_t i = 0; i < kBatchSize; ++i) {
-      batch.push_back(connect());
+      batch.push_back(connect_socket());
       if (i % 2 == 0) {
         Result<UserId> id = batch.back().identity();
         ASSERT_TRUE(id.ok()) << id.error().message;
@@ -684,7 +684,7 @@ TEST_F(HubRobustnessTest, StopIsBoundedByTheGraceEvenWithAnErroredClientThatNeve
   HubConfig config = test_config();
   config.shutdown_grace = 100ms;
   start_hub(config);
-  RelayClient offender = connect();
+  RelayClient offender = connect_socket();
   ASSERT_TRUE(offender.send_raw(raw_header(0x00, 0, 0, 0)).ok());
   Result<Frame> error = offender.read_frame(kWait);  // the hub now waits for our EOF, which never comes
   ASSERT_TRUE(error.ok()) << error.error().message;
@@ -701,9 +701,9 @@ TEST_P(HubRobustnessShardedTest, UnfinishedFrameGetsError8AfterTheFrameTimeout) 
   HubConfig settings = config();
   settings.frame_timeout = 300ms;
   start_hub(settings);
-  Peer a = connect_peer();
-  Peer b = connect_peer();
-  RelayClient slow = connect();
+  SocketPeer a = connect_socket_peer();
+  SocketPeer b = connect_socket_peer();
+  RelayClient slow = connect_socket();
   ASSERT_TRUE(wait_connections(3));
   const Bytes partial = join({raw_header(kRelay, 1, 0, static_cast<std::uint32_t>(protocol::kIdSize + 1000)),
                               id_bytes(a.id), filler(10)});
@@ -721,8 +721,8 @@ TEST_P(HubRobustnessShardedTest, IdleTimeoutClosesOnlySilentConnections) {
   HubConfig settings = config();
   settings.relay_idle_timeout = 400ms;
   start_hub(settings);
-  Peer talker = connect_peer();
-  RelayClient silent = connect();
+  SocketPeer talker = connect_socket_peer();
+  RelayClient silent = connect_socket();
   ASSERT_TRUE(wait_connections(2));
   const auto until = std::chrono::steady_clock::now() + 1500ms;
   while (std::chrono::steady_clock::now() < until) {  // the talker talks more often than the timeout
@@ -739,12 +739,12 @@ TEST_P(HubRobustnessShardedTest, IdleTimeoutClosesOnlySilentConnections) {
 // reading, answers (a gathered LIST included), flushes, and only then closes.
 TEST_P(HubRobustnessShardedTest, HalfClosedClientStillGetsEveryAnswer) {
   start_hub(config());
-  Peer other = connect_peer();
+  SocketPeer other = connect_socket_peer();
   Bytes requests;
   codec::append_identity_request(requests);
   codec::append_list_request(requests);
   for (int round = 0; round < 40; ++round) {
-    RelayClient client = connect();
+    RelayClient client = connect_socket();
     ASSERT_TRUE(client.send_raw(requests).ok());
     ASSERT_EQ(::shutdown(client.fd(), SHUT_WR), 0) << std::strerror(errno);
     Result<Frame> identity = client.read_frame(kWait);
@@ -770,9 +770,9 @@ TEST_P(HubRobustnessShardedTest, MemoryBudgetPausesTheHeavySenderAndLosesNothing
   settings.max_memory = kBudget;
   settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
   start_hub(settings);
-  Peer receiver = connect_peer();
-  Peer sender = connect_peer();
-  Peer light = connect_peer();
+  SocketPeer receiver = connect_socket_peer();
+  SocketPeer sender = connect_socket_peer();
+  SocketPeer light = connect_socket_peer();
   ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(receiver.client.fd()));
   ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 30s));
   const HubStats idle = quiet_stats();
@@ -832,12 +832,12 @@ TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
   HubConfig settings = config();
   settings.max_outbound_bytes = kMiB;
   start_hub(settings);
-  std::vector<Peer> peers;
+  std::vector<SocketPeer> peers;
   peers.reserve(100);
   for (int i = 0; i < 100; ++i) {
-    peers.push_back(connect_peer());
+    peers.push_back(connect_socket_peer());
   }
-  RelayClient flooder = connect();
+  RelayClient flooder = connect_socket();
   ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(flooder.fd()));
   Bytes lists;
   for (int i = 0; i < 20'000; ++i) {
@@ -892,7 +892,7 @@ class HubLargeFrameReservationTest : public HubRobustnessShardedTest {
     std::vector<RelayClient> senders;
     senders.reserve(kSenders);
     for (int i = 0; i < kSenders; ++i) {
-      senders.push_back(connect());
+      senders.push_back(connect_socket());
     }
     return senders;
   }
@@ -900,9 +900,9 @@ class HubLargeFrameReservationTest : public HubRobustnessShardedTest {
 
 TEST_P(HubLargeFrameReservationTest, FramesThatDoNotFitWaitWhileLightClientsAreServedAndAllArrive) {
   start_small_hub();
-  Peer receiver = connect_peer();
-  Peer a = connect_peer();
-  Peer b = connect_peer();
+  SocketPeer receiver = connect_socket_peer();
+  SocketPeer a = connect_socket_peer();
+  SocketPeer b = connect_socket_peer();
   std::vector<RelayClient> senders = connect_senders();
   const HubStats idle = quiet_stats();
   ASSERT_NO_FATAL_FAILURE(send_all_but_last_byte(senders, receiver.id));
@@ -931,7 +931,7 @@ TEST_P(HubLargeFrameReservationTest, FramesThatDoNotFitWaitWhileLightClientsAreS
 // hold: one large frame at a time always proceeds, so waiting never deadlocks.
 TEST_P(HubLargeFrameReservationTest, SendersThatCloseWhileWaitingAreAllReleased) {
   start_small_hub();
-  Peer receiver = connect_peer();
+  SocketPeer receiver = connect_socket_peer();
   std::vector<RelayClient> senders = connect_senders();
   const HubStats idle = quiet_stats();
   ASSERT_NO_FATAL_FAILURE(send_all_but_last_byte(senders, receiver.id));
@@ -940,7 +940,7 @@ TEST_P(HubLargeFrameReservationTest, SendersThatCloseWhileWaitingAreAllReleased)
   EXPECT_EQ(stats().read_paused_connections, 0U);
   EXPECT_TRUE(wait_at_rest(idle)) << "memory_in_use " << stats().memory_in_use << ", idle "
                                   << idle.memory_in_use;
-  Peer late = connect_peer();
+  SocketPeer late = connect_socket_peer();
   ASSERT_NO_FATAL_FAILURE(expect_relay(late, receiver, "after the senders left"));
 }
 
@@ -952,10 +952,10 @@ INSTANTIATE_TEST_SUITE_P(Shards, HubLargeFrameReservationTest, ::testing::Values
 TEST_P(HubRobustnessShardedTest, CrossShardMessagesAreChargedOnlyWhileTheyLive) {
   start_hub(config());
   constexpr int kPeers = 40;
-  std::vector<Peer> peers;
+  std::vector<SocketPeer> peers;
   peers.reserve(kPeers);
   for (int i = 0; i < kPeers; ++i) {
-    peers.push_back(connect_peer());
+    peers.push_back(connect_socket_peer());
   }
   std::vector<UserId> others;
   for (int i = 1; i < kPeers; ++i) {

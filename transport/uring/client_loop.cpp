@@ -18,11 +18,6 @@ namespace ringhub::uring {
 
 namespace {
 
-// Submission queue: one loop iteration's SQEs (connects, sends, re-arms); a full SQ submits early.
-constexpr unsigned kSqEntries = 4096;
-// Completion queue: recv completions are bounded by the buffers, plus sends, connects and closes of
-// one iteration. Overflow is a slow path (FEAT_NODROP), and counted.
-constexpr unsigned kCqEntries = 65536;
 // The loop wakes at least this often to look at the deadline, the abort flag and shared progress.
 constexpr std::int64_t kMaxWaitNs = 50'000'000;
 // After an abort, how long the loop waits for its closes before it exits regardless.
@@ -54,7 +49,13 @@ ClientLoop::ClientLoop(ClientLoopConfig config) : config_(std::move(config)), co
 ClientLoop::~ClientLoop() = default;
 
 Result<void> ClientLoop::init() {
-  if (Result<void> ring = ring_.init(kSqEntries, kCqEntries, config_.table_size); !ring) {
+  if (config_.hubs.empty() || std::any_of(config_.hubs.begin(), config_.hubs.end(),
+                                          [](const SocketAddress& a) { return a.length == 0; })) {
+    return system_error(EINVAL, "client loop: no address to connect to");
+  }
+  if (Result<void> ring =
+          ring_.init(config_.sq_entries, config_.cq_entries, config_.table_size, config_.task_run);
+      !ring) {
     return ring;
   }
   sockopt_ok_ = ring_.supports(IORING_OP_URING_CMD);
@@ -88,6 +89,24 @@ void ClientLoop::run(std::int64_t deadline_ns, const std::atomic<bool>& abort) {
   }
 }
 
+bool ClientLoop::run_until(std::int64_t deadline_ns, const std::function<bool()>& done) {
+  while (true) {
+    const std::int64_t now = now_ns();
+    fire_timers(now);
+    driver_->on_iteration();
+    if (done()) {
+      flush_all();  // what the driver queued goes out now, not at the caller's next wait
+      ring_.submit_and_get_events();
+      return true;
+    }
+    if (deadline_ns >= 0 && now >= deadline_ns) {
+      return false;
+    }
+    flush_all();
+    wait(now, deadline_ns);
+  }
+}
+
 void ClientLoop::fire_timers(std::int64_t now) {
   for (unsigned fired = 0; fired < kMaxTimersPerIteration && !timers_.empty(); ++fired) {
     if (timers_.top().due_ns > now) {
@@ -102,10 +121,14 @@ void ClientLoop::fire_timers(std::int64_t now) {
   }
 }
 
-void ClientLoop::wait(std::int64_t now) {
+// Waits for a completion, at most until the next timer, `until` (when not negative) or kMaxWaitNs.
+void ClientLoop::wait(std::int64_t now, std::int64_t until) {
   std::int64_t wait_ns = kMaxWaitNs;
   if (!timers_.empty() && !aborting_) {
     wait_ns = std::clamp<std::int64_t>(timers_.top().due_ns - now, 0, kMaxWaitNs);
+  }
+  if (until >= 0) {
+    wait_ns = std::clamp<std::int64_t>(until - now, 0, wait_ns);
   }
   __kernel_timespec ts = to_timespec(wait_ns);
   const int ret = ring_.submit_and_wait(&ts);
@@ -143,17 +166,21 @@ void ClientLoop::dispatch(const io_uring_cqe& cqe) {
 }
 
 void ClientLoop::connect(ClientConn& conn) {
+  connect(conn, route_cursor_++);
+}
+
+void ClientLoop::connect(ClientConn& conn, std::uint32_t route) {
   if (aborting_ || conn.phase != ConnPhase::kIdle) {
     return;
   }
   conn.phase = ConnPhase::kSocket;
   conn.ending = CloseInfo{};
   conn.close_wanted = false;
-  conn.route = route_cursor_++;
+  conn.route = route;
   ++busy_;
   io_uring_sqe* entry = sqe();
   // The ring allocates the slot: sockets never enter the process fd table (20000 here).
-  io_uring_prep_socket_direct_alloc(entry, AF_INET, SOCK_STREAM, 0, 0);
+  io_uring_prep_socket_direct_alloc(entry, hub_of(conn).family(), SOCK_STREAM, 0, 0);
   io_uring_sqe_set_data64(entry, tag(conn, Op::kSocket));
   ++conn.pending_ops;
 }
@@ -180,16 +207,17 @@ void ClientLoop::on_socket(ClientConn& conn, int res) {
 void ClientLoop::start_connect(ClientConn& conn) {
   conn.phase = ConnPhase::kConnecting;
   const auto slot = static_cast<unsigned>(conn.slot);
-  const sockaddr_in& hub = config_.hubs[conn.route % config_.hubs.size()];
+  const SocketAddress& hub = hub_of(conn);
+  const bool bind_source = !config_.sources.empty() && hub.family() == AF_INET;
   if (nodelay_active()) {
     set_option(conn, IPPROTO_TCP, TCP_NODELAY);
   }
-  if (!config_.sources.empty() && sockopt_ok_) {
+  if (bind_source && sockopt_ok_) {
     // The port is then picked at connect time for the whole 4-tuple, instead of bind(port 0) searching
     // for a port unused by any socket on the address: that search made 100k connects take minutes.
     set_option(conn, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT);
   }
-  if (!config_.sources.empty()) {
+  if (bind_source) {
     const sockaddr_in& source = config_.sources[(conn.route / config_.hubs.size()) % config_.sources.size()];
     io_uring_sqe* entry = sqe();
     uring_compat::prep_bind_direct(entry, slot, reinterpret_cast<const sockaddr*>(&source), sizeof source);
@@ -198,7 +226,7 @@ void ClientLoop::start_connect(ClientConn& conn) {
     ++conn.pending_ops;
   }
   io_uring_sqe* entry = sqe();
-  io_uring_prep_connect(entry, conn.slot, reinterpret_cast<const sockaddr*>(&hub), sizeof hub);
+  io_uring_prep_connect(entry, conn.slot, hub.get(), hub.length);
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
   io_uring_sqe_set_data64(entry, tag(conn, Op::kConnect));
   ++conn.pending_ops;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <queue>
 #include <span>
@@ -17,6 +18,7 @@
 #include "core/result.hpp"
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
+#include "transport/uring/socket_address.hpp"
 #include "transport/uring/tag.hpp"
 
 namespace ringhub::uring {
@@ -91,13 +93,19 @@ struct ClientLoopConfig {
   unsigned table_size = 0;           // direct descriptors: at most RLIMIT_NOFILE
   unsigned buffer_count = 0;         // provided receive buffers (power of two, <= 32768)
   std::uint32_t buffer_size = 0;     // bytes each
-  std::vector<sockaddr_in> hubs;     // destinations, used in turn
-  std::vector<sockaddr_in> sources;  // source addresses to bind (port 0); empty: no bind
+  std::vector<SocketAddress> hubs;   // destinations, used in turn
+  std::vector<sockaddr_in> sources;  // source addresses to bind (port 0) before an IPv4 connect
   std::int64_t connect_timeout_ns = 0;
   // A fully written send buffer larger than this is freed rather than kept for the next send: small
   // for many idle clients, large for a few publishers of big messages (no page faults per message).
   std::size_t keep_send_capacity = std::size_t{256} << 10;
   bool nodelay = true;  // TCP_NODELAY through IORING_OP_URING_CMD when the kernel has it
+  // The ring: a harness loop's SQ holds one iteration's connects for thousands of clients, its CQ their
+  // completions; a client of a few connections needs a few dozen of each.
+  unsigned sq_entries = 4096;
+  unsigned cq_entries = 65536;
+  // kAnyThread for a loop whose owner moves between threads (used by one at a time).
+  TaskRun task_run = TaskRun::kDeferred;
 };
 
 // Figures the loop keeps about itself, read by other threads for progress.
@@ -127,8 +135,14 @@ class ClientLoop {
   // Runs until the driver is finished and no connection is busy, or until `deadline_ns` or *abort, when
   // it closes everything and waits for the closes at most kAbortGrace.
   void run(std::int64_t deadline_ns, const std::atomic<bool>& abort);
+  // Serves the ring until `done()` holds (checked after every batch of completions) or `deadline_ns`
+  // passes; returns whether `done()` held. Unlike run() it never closes anything: a library's event
+  // loop, driven for as long as its caller waits. Sends queued by then are submitted before it returns.
+  // A negative deadline waits without limit.
+  bool run_until(std::int64_t deadline_ns, const std::function<bool()>& done);
 
   ClientConn& conn(std::uint32_t index) { return conns_[index]; }
+  const ClientConn& conn(std::uint32_t index) const { return conns_[index]; }
   std::uint32_t size() const { return static_cast<std::uint32_t>(conns_.size()); }
   const ClientLoopStats& stats() const { return stats_; }
   bool aborting() const { return aborting_; }
@@ -137,6 +151,8 @@ class ClientLoop {
   // Opens a socket and connects it (binding a source address first when configured). Ends in
   // on_connected and, later, on_closed; or in on_closed alone. Ignored while aborting.
   void connect(ClientConn& conn);
+  // The same, to config.hubs[route % hubs.size()] (a client trying each address of a name in turn).
+  void connect(ClientConn& conn, std::uint32_t route);
   void send(ClientConn& conn, std::string_view bytes);
   // Append to the returned buffer, then flush(): saves a copy of large frames.
   std::vector<std::uint8_t>& out(ClientConn& conn) { return conn.queued; }
@@ -147,9 +163,11 @@ class ClientLoop {
  private:
   io_uring_sqe* sqe() { return ring_.next_sqe(); }
   static std::uint64_t tag(const ClientConn& conn, Op op) { return uring::tag(&conn, op); }
+  const SocketAddress& hub_of(const ClientConn& conn) const {
+    return config_.hubs[conn.route % config_.hubs.size()];
+  }
 
-  void loop_once(std::int64_t now);
-  void wait(std::int64_t now);
+  void wait(std::int64_t now, std::int64_t until = -1);
   void fire_timers(std::int64_t now);
   void begin_abort();
   void dispatch(const io_uring_cqe& cqe);

@@ -84,7 +84,10 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table
   // batches, instead of interrupting it; COOP_TASKRUN: they run at its next syscall, without an IPI
   // while it runs, and TASKRUN_FLAG tells liburing to enter for them. CQSIZE: room for bursts between
   // two reaps. SUBMIT_ALL: one bad SQE must not strand the ones behind it.
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  if (task_run != TaskRun::kAnyThread) {
+    params.flags |= IORING_SETUP_SINGLE_ISSUER;
+  }
   params.flags |= task_run == TaskRun::kDeferred ? IORING_SETUP_DEFER_TASKRUN
                                                  : IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   params.cq_entries = cq_entries;
@@ -105,7 +108,11 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table
                           "most RLIMIT_NOFILE entries)",
                           table_size, std::strerror(-ret)));
   }
-  io_uring_register_ring_fd(&ring_);  // an optimisation only: failure leaves the plain fd path
+  if (task_run != TaskRun::kAnyThread) {
+    // An optimisation only: failure leaves the plain fd path. Registered per thread, so not for a ring
+    // that changes threads: there another thread's enter would name an index it does not have.
+    io_uring_register_ring_fd(&ring_);
+  }
   return {};
 }
 

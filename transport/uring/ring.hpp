@@ -42,6 +42,9 @@ enum class TaskRun {
   // thread asleep elsewhere (poll() on an eventfd) is woken for it. For a thread with several rings,
   // where DEFER_TASKRUN lost wake-ups (docs/design.md, "Threads, shards and rings").
   kCooperative,
+  // COOP_TASKRUN without SINGLE_ISSUER: any thread may submit, one at a time. For a ring owned by an
+  // object that moves between threads (the blocking relay client), at the cost of the issuer checks.
+  kAnyThread,
 };
 
 // Contract: init() on the thread that will use the ring (it becomes the single issuer); every other
@@ -53,9 +56,9 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
   ~Ring() { close(); }
 
-  // SINGLE_ISSUER | CQSIZE | SUBMIT_ALL and `task_run`'s flags, checks FEAT_NODROP, registers a sparse
-  // table of `table_size` direct descriptors and the ring fd. On failure the ring is torn down and the
-  // error names what the kernel lacks.
+  // SINGLE_ISSUER (except kAnyThread) | CQSIZE | SUBMIT_ALL and `task_run`'s flags, checks FEAT_NODROP,
+  // registers a sparse table of `table_size` direct descriptors and the ring fd. On failure the ring is torn
+  // down and the error names what the kernel lacks.
   Result<void> init(unsigned sq_entries, unsigned cq_entries, unsigned table_size,
                     TaskRun task_run = TaskRun::kDeferred);
   // Tears the ring down (idempotent): for owners that must end in-flight work before other members go.

@@ -1,0 +1,260 @@
+// AsyncRelayClient: requests are encoded straight into the engine's send queue; received bytes go
+// through core/client_frame_reader, and a DELIVER is handed out as a view of the receive buffer when it
+// lies whole in one, gathered into the connection's own vector otherwise.
+#include "clients/cpp/async_relay_client.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <system_error>
+#include <utility>
+
+#include "core/frame_codec.hpp"
+
+namespace ringhub::client {
+
+using protocol::UserId;
+
+namespace {
+
+// Direct descriptors beyond the connections: none are needed, a few spare cost nothing.
+constexpr unsigned kSpareSlots = 4;
+// SQEs per connection in one iteration at most: connect with its options and timeout, recv, send,
+// cancels and close.
+constexpr unsigned kSqesPerConnection = 8;
+
+unsigned power_of_two_at_least(unsigned n) {
+  unsigned p = 1;
+  while (p < n) {
+    p <<= 1U;
+  }
+  return p;
+}
+
+Error not_connected() {
+  return system_error(ENOTCONN, "not connected to a hub");
+}
+
+// How a connection ended, in the terms on_closed promises.
+Error close_reason(const uring::CloseInfo& info) {
+  if (info.requested) {
+    return make_error("closed");
+  }
+  if (!info.was_open) {
+    const int err = info.error != 0 ? info.error : ECONNREFUSED;
+    return system_error(
+        err, err == ETIMEDOUT ? "timed out while connecting" : std::system_category().message(err));
+  }
+  if (info.eof || info.error == 0) {
+    return make_error("hub closed the connection");
+  }
+  return system_error(
+      info.error, fmt::format("connection to hub failed: {}", std::system_category().message(info.error)));
+}
+
+}  // namespace
+
+struct AsyncRelayClient::Connection {
+  ClientFrameReader reader;
+  UserId sender = 0;                    // of the DELIVER being read
+  std::uint32_t body_size = 0;          // its body's size
+  std::span<const std::uint8_t> whole;  // its body, when it lay whole in one receive buffer
+  std::vector<std::uint8_t> gathered;   // its body otherwise
+  std::optional<Error> failure;         // why this side closed it (a malformed hub frame)
+
+  explicit Connection(std::size_t max_list_reply_length) : reader(max_list_reply_length) {}
+};
+
+// Turns the reader's reports for one connection into RelayEvents.
+struct AsyncRelayClient::FrameEvents {
+  AsyncRelayClient& client;
+  std::uint32_t index;
+  Connection& conn;
+
+  void on_identity_reply(UserId id) { client.events_.on_identity(index, id); }
+  void on_list_reply(std::span<const UserId> ids) { client.events_.on_list(index, ids); }
+  void on_deliver_begin(UserId sender, std::uint32_t size) {
+    conn.sender = sender;
+    conn.body_size = size;
+    conn.whole = {};
+    conn.gathered.clear();
+  }
+  void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
+    if (conn.gathered.empty() && conn.whole.empty() && bytes.size() == conn.body_size) {
+      conn.whole = bytes;  // zero copy: the view lives until on_deliver_end, within the same feed
+      return;
+    }
+    if (conn.gathered.empty()) {
+      conn.gathered.reserve(conn.body_size);
+    }
+    conn.gathered.insert(conn.gathered.end(), bytes.begin(), bytes.end());
+  }
+  void on_deliver_end() {
+    const std::span<const std::uint8_t> body =
+        conn.whole.empty() ? std::span<const std::uint8_t>(conn.gathered) : conn.whole;
+    client.events_.on_delivery(index, conn.sender, body);
+    conn.whole = {};
+    conn.gathered.clear();
+  }
+  void on_error(std::uint8_t code, std::string_view reason) {
+    client.events_.on_hub_error(index, code, reason);
+  }
+};
+
+Result<std::unique_ptr<AsyncRelayClient>> AsyncRelayClient::create(AsyncRelayOptions options,
+                                                                   RelayEvents& events) {
+  if (options.connections == 0) {
+    return system_error(EINVAL, "a relay client needs at least one connection");
+  }
+  if (options.hubs.empty()) {
+    return system_error(EINVAL, "a relay client needs a hub address");
+  }
+  std::unique_ptr<AsyncRelayClient> client(new AsyncRelayClient(std::move(options), events));
+  if (Result<void> ready = client->loop_.init(); !ready) {
+    return ready.error();
+  }
+  return client;
+}
+
+AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& events)
+    : options_(std::move(options)), events_(events), loop_([this] {
+        uring::ClientLoopConfig config;
+        config.conns = options_.connections;
+        config.table_size = options_.connections + kSpareSlots;
+        config.buffer_count = options_.recv_buffers;
+        config.buffer_size = options_.recv_buffer_size;
+        config.hubs = options_.hubs;
+        config.connect_timeout_ns = std::chrono::nanoseconds(options_.connect_timeout).count();
+        config.sq_entries = power_of_two_at_least(std::min(options_.connections * kSqesPerConnection, 4096U));
+        config.cq_entries = std::max(config.sq_entries * 2, power_of_two_at_least(options_.recv_buffers * 2));
+        config.task_run = options_.task_run;
+        return config;
+      }()) {
+  connections_.reserve(options_.connections);
+  for (std::uint32_t i = 0; i < options_.connections; ++i) {
+    connections_.emplace_back(options_.max_list_reply_length);
+  }
+  loop_.set_driver(this);
+}
+
+AsyncRelayClient::~AsyncRelayClient() = default;  // the ring's teardown closes the sockets
+
+void AsyncRelayClient::open(std::uint32_t conn, std::uint32_t route) {
+  uring::ClientConn& slot = loop_.conn(conn);
+  if (slot.phase != uring::ConnPhase::kIdle) {
+    return;
+  }
+  connections_[conn] = Connection(options_.max_list_reply_length);
+  loop_.connect(slot, route);
+}
+
+void AsyncRelayClient::close(std::uint32_t conn) {
+  loop_.close(loop_.conn(conn));
+}
+
+bool AsyncRelayClient::is_open(std::uint32_t conn) const {
+  return loop_.conn(conn).phase == uring::ConnPhase::kOpen;
+}
+
+bool AsyncRelayClient::is_idle(std::uint32_t conn) const {
+  return loop_.conn(conn).phase == uring::ConnPhase::kIdle;
+}
+
+std::size_t AsyncRelayClient::unsent_bytes(std::uint32_t conn) const {
+  const uring::ClientConn& slot = loop_.conn(conn);
+  return slot.queued.size() + (slot.sending.size() - slot.sent);
+}
+
+Result<void> AsyncRelayClient::queue(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
+  uring::ClientConn& slot = loop_.conn(conn);
+  if (slot.phase != uring::ConnPhase::kOpen) {
+    return not_connected();
+  }
+  std::vector<std::uint8_t>& out = loop_.out(slot);
+  out.insert(out.end(), bytes.begin(), bytes.end());
+  loop_.flush(slot);
+  return {};
+}
+
+Result<void> AsyncRelayClient::identity(std::uint32_t conn) {
+  std::vector<std::uint8_t> request;
+  codec::append_identity_request(request);
+  return queue(conn, request);
+}
+
+Result<void> AsyncRelayClient::list(std::uint32_t conn) {
+  std::vector<std::uint8_t> request;
+  codec::append_list_request(request);
+  return queue(conn, request);
+}
+
+Result<void> AsyncRelayClient::relay(std::uint32_t conn, std::span<const UserId> receivers,
+                                     std::span<const std::uint8_t> body) {
+  if (Result<void> within = check_relay_limits(receivers.size(), body.size()); !within) {
+    return within;
+  }
+  uring::ClientConn& slot = loop_.conn(conn);
+  if (slot.phase != uring::ConnPhase::kOpen) {
+    return not_connected();
+  }
+  codec::append_relay(loop_.out(slot), receivers, body);  // encoded in place: no frame copy
+  loop_.flush(slot);
+  return {};
+}
+
+Result<void> AsyncRelayClient::send_raw(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
+  return queue(conn, bytes);
+}
+
+bool AsyncRelayClient::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const std::int64_t deadline =
+      timeout.count() < 0 ? -1 : uring::now_ns() + std::chrono::nanoseconds(timeout).count();
+  return loop_.run_until(deadline, done);
+}
+
+void AsyncRelayClient::on_connected(uring::ClientConn& conn) {
+  events_.on_open(conn.index);
+}
+
+void AsyncRelayClient::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
+  Connection& state = connections_[conn.index];
+  if (state.failure) {
+    return;  // closing: the stream cannot be read past a malformed frame
+  }
+  FrameEvents frame_events{*this, conn.index, state};
+  if (const auto error = state.reader.feed(bytes, frame_events)) {
+    state.failure =
+        system_error(EPROTO, fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error)));
+    loop_.close(conn);
+  }
+}
+
+void AsyncRelayClient::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
+  Connection& state = connections_[conn.index];
+  const Error why = state.failure ? *state.failure : close_reason(info);
+  state.failure.reset();
+  events_.on_closed(conn.index, why);
+}
+
+Result<void> check_relay_limits(std::size_t receivers, std::size_t body_size) {
+  if (receivers == 0 || receivers > protocol::kMaxReceivers) {
+    return system_error(
+        EINVAL, fmt::format("a relay names 1 to {} receivers, not {}", protocol::kMaxReceivers, receivers));
+  }
+  if (body_size > protocol::kMaxBodySize) {
+    return system_error(EMSGSIZE, fmt::format("a relay body holds at most {} bytes, not {}",
+                                              protocol::kMaxBodySize, body_size));
+  }
+  return {};
+}
+
+std::string printable_reason(std::string_view reason) {
+  std::string text(reason);
+  const auto unprintable = [](char c) { return c < 0x20 || c > 0x7e; };  // char is signed: >= 0x80 too
+  std::replace_if(text.begin(), text.end(), unprintable, '?');
+  return text;
+}
+
+}  // namespace ringhub::client

@@ -1,0 +1,114 @@
+// AsyncRelayClient: the relay protocol's client library on the io_uring engine (uring::ClientLoop). One
+// thread drives many connections to a hub: requests are queued without blocking, and replies, deliveries
+// and closes come back as events while the caller runs the loop. RelayClient wraps it for simple programs.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/client_frame_reader.hpp"
+#include "core/protocol.hpp"
+#include "core/result.hpp"
+#include "transport/uring/client_loop.hpp"
+
+namespace ringhub::client {
+
+// What happens on the connections, called on the loop's thread from inside run_until(). `conn` is the
+// connection's index. Replies come in request order; DELIVERs may come between them. Every view is
+// valid only during the call.
+class RelayEvents {
+ public:
+  virtual ~RelayEvents() = default;
+  virtual void on_open(std::uint32_t conn) { (void)conn; }
+  virtual void on_identity(std::uint32_t conn, protocol::UserId id) = 0;
+  virtual void on_list(std::uint32_t conn, std::span<const protocol::UserId> others) = 0;
+  virtual void on_delivery(std::uint32_t conn, protocol::UserId sender,
+                           std::span<const std::uint8_t> body) = 0;
+  // The hub refused something and is closing the connection: on_closed follows. `reason` is the hub's
+  // text as sent (untrusted: printable_reason() before showing it).
+  virtual void on_hub_error(std::uint32_t conn, std::uint8_t code, std::string_view reason) = 0;
+  // Every open() ends here exactly once. `why`: kNone "closed" when close() asked for it, kNone "hub
+  // closed the connection" at EOF, ETIMEDOUT or the connect's errno when it never opened, EPROTO for a
+  // malformed hub frame, or the errno of a failed read or write.
+  virtual void on_closed(std::uint32_t conn, const Error& why) = 0;
+};
+
+struct AsyncRelayOptions {
+  std::vector<uring::SocketAddress> hubs;  // where open() connects (resolve_hub() gives them for a name)
+  std::uint32_t connections = 1;           // connection slots, indexed 0..connections-1
+  std::chrono::milliseconds connect_timeout{5000};
+  // Receive memory: the kernel fills these buffers as bytes arrive; when all are in use, reading pauses
+  // and the hub's sends wait in TCP. A DELIVER split across buffers is assembled in its own vector.
+  unsigned recv_buffers = 64;
+  std::uint32_t recv_buffer_size = std::uint32_t{64} << 10;
+  std::size_t max_list_reply_length = kDefaultMaxListReplyLength;
+  // kAnyThread when the client object moves between threads (used by one at a time).
+  uring::TaskRun task_run = uring::TaskRun::kDeferred;
+};
+
+// Contract: create() and every other call on one thread (or, with TaskRun::kAnyThread, one thread at a
+// time). Requests on a connection that is not open fail with ENOTCONN.
+class AsyncRelayClient final : private uring::ClientDriver {
+ public:
+  static Result<std::unique_ptr<AsyncRelayClient>> create(AsyncRelayOptions options, RelayEvents& events);
+  AsyncRelayClient(const AsyncRelayClient&) = delete;
+  AsyncRelayClient& operator=(const AsyncRelayClient&) = delete;
+  ~AsyncRelayClient() override;
+
+  // Connects slot `conn` to hubs[route % hubs.size()]; on_open or on_closed follows. Ignored unless the
+  // slot is idle.
+  void open(std::uint32_t conn, std::uint32_t route = 0);
+  void close(std::uint32_t conn);
+
+  Result<void> identity(std::uint32_t conn);
+  Result<void> list(std::uint32_t conn);
+  // Checks the limits the hub enforces first (1..255 receivers, a body up to 1 MiB), so a bad call fails
+  // here with a clear message instead of costing the connection.
+  Result<void> relay(std::uint32_t conn, std::span<const protocol::UserId> receivers,
+                     std::span<const std::uint8_t> body);
+  // Bytes as they are, framed or not (for tests of malformed input).
+  Result<void> send_raw(std::uint32_t conn, std::span<const std::uint8_t> bytes);
+
+  bool is_open(std::uint32_t conn) const;
+  bool is_idle(std::uint32_t conn) const;  // no socket: never opened, or closed and reported
+  // Bytes queued on `conn` that the kernel has not taken yet.
+  std::size_t unsent_bytes(std::uint32_t conn) const;
+
+  // Runs the loop until `done()` holds or `timeout` passes (negative: no limit); returns whether `done()`
+  // held. Events are delivered from inside this call.
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+
+ private:
+  struct Connection;
+  struct FrameEvents;
+
+  AsyncRelayClient(AsyncRelayOptions options, RelayEvents& events);
+  Result<void> queue(std::uint32_t conn, std::span<const std::uint8_t> bytes);
+
+  void on_connected(uring::ClientConn& conn) override;
+  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override { (void)timer; }
+  bool finished() const override { return false; }
+
+  AsyncRelayOptions options_;
+  RelayEvents& events_;
+  uring::ClientLoop loop_;
+  std::vector<Connection> connections_;
+};
+
+// The limits the hub enforces on a RELAY (1..255 receivers, a body up to 1 MiB), checked before sending:
+// EINVAL or EMSGSIZE with a message that names the limit.
+Result<void> check_relay_limits(std::size_t receivers, std::size_t body_size);
+
+// The hub's ERROR reason, untrusted text on its way to a terminal: printable ASCII only.
+std::string printable_reason(std::string_view reason);
+
+}  // namespace ringhub::client

@@ -1,0 +1,238 @@
+// The asynchronous relay client library (clients/cpp/async_relay_client.hpp) against a real hub: many
+// connections driven by one thread, DELIVERs whole in one receive buffer and split across several, the
+// hub's ERROR, refused connects, and name resolution with a fallback address.
+#include "clients/cpp/async_relay_client.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "clients/cpp/tcp_connect.hpp"
+#include "tests/transport/hub_fixture.hpp"
+
+namespace ringhub::testing {
+namespace {
+
+using client::AsyncRelayClient;
+using client::AsyncRelayOptions;
+using protocol::UserId;
+using Bytes = std::vector<std::uint8_t>;
+
+// A failure bound for every wait, never a delay.
+constexpr std::chrono::milliseconds kWait = std::chrono::seconds(20);
+
+// Records every event, per connection.
+struct Recorder final : client::RelayEvents {
+  struct Received {
+    UserId sender;
+    Bytes body;
+  };
+  struct PerConn {
+    bool opened = false;
+    std::optional<UserId> id;
+    std::vector<std::vector<UserId>> lists;
+    std::vector<Received> deliveries;
+    std::vector<std::pair<std::uint8_t, std::string>> hub_errors;
+    std::optional<Error> closed;
+  };
+  std::map<std::uint32_t, PerConn> conns;
+
+  void on_open(std::uint32_t conn) override { conns[conn].opened = true; }
+  void on_identity(std::uint32_t conn, UserId id) override { conns[conn].id = id; }
+  void on_list(std::uint32_t conn, std::span<const UserId> others) override {
+    conns[conn].lists.emplace_back(others.begin(), others.end());
+  }
+  void on_delivery(std::uint32_t conn, UserId sender, std::span<const std::uint8_t> body) override {
+    conns[conn].deliveries.push_back({sender, Bytes(body.begin(), body.end())});
+  }
+  void on_hub_error(std::uint32_t conn, std::uint8_t code, std::string_view reason) override {
+    conns[conn].hub_errors.emplace_back(code, std::string(reason));
+  }
+  void on_closed(std::uint32_t conn, const Error& why) override { conns[conn].closed = why; }
+};
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return address;
+}
+
+Bytes patterned(std::size_t size, std::uint8_t seed) {
+  Bytes out(size);
+  for (std::size_t i = 0; i < size; ++i) {
+    out[i] = static_cast<std::uint8_t>(seed + i * 7);
+  }
+  return out;
+}
+
+class AsyncRelayClientTest : public HubTest {
+ protected:
+  std::unique_ptr<AsyncRelayClient> make_client(std::uint32_t connections, std::uint16_t port) {
+    AsyncRelayOptions options;
+    options.hubs = {loopback(port)};
+    options.connections = connections;
+    options.recv_buffers = 16;
+    options.recv_buffer_size = 16 << 10;  // a 1 MiB body spans many buffers: the gathered path
+    auto made = AsyncRelayClient::create(std::move(options), events_);
+    EXPECT_TRUE(made) << made.error().message;
+    return made ? std::move(*made) : nullptr;
+  }
+
+  Recorder events_;
+};
+
+// One thread, 48 connections on two shards: every id is distinct, LIST sees the other 47, a ring of
+// relays (bodies from 0 bytes to 1 MiB) arrives intact at the right receiver from the right sender, and
+// every close is reported as asked for.
+TEST_F(AsyncRelayClientTest, OneThreadDrivesManyConnections) {
+  start_hub(test_config(2));
+  constexpr std::uint32_t kConns = 48;
+  auto client = make_client(kConns, hub_->relay_port());
+  ASSERT_NE(client, nullptr);
+  for (std::uint32_t c = 0; c < kConns; ++c) {
+    client->open(c);
+  }
+  auto count = [&](auto&& has) {
+    std::uint32_t n = 0;
+    for (const auto& [conn, state] : events_.conns) {
+      n += has(state) ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_TRUE(client->run_until([&] { return count([](auto& s) { return s.opened; }) == kConns; }, kWait));
+  for (std::uint32_t c = 0; c < kConns; ++c) {
+    ASSERT_TRUE(client->identity(c));
+  }
+  ASSERT_TRUE(
+      client->run_until([&] { return count([](auto& s) { return s.id.has_value(); }) == kConns; }, kWait));
+  std::set<UserId> ids;
+  for (auto& [conn, state] : events_.conns) {
+    ids.insert(*state.id);
+  }
+  EXPECT_EQ(ids.size(), kConns);
+
+  ASSERT_TRUE(client->list(0));
+  ASSERT_TRUE(client->run_until([&] { return !events_.conns[0].lists.empty(); }, kWait));
+  EXPECT_EQ(events_.conns[0].lists[0].size(), kConns - 1);
+
+  const std::size_t sizes[] = {0, 1, 100, 16 << 10, 100'000, protocol::kMaxBodySize};
+  for (std::uint32_t c = 0; c < kConns; ++c) {
+    const UserId to = *events_.conns[(c + 1) % kConns].id;
+    ASSERT_TRUE(client->relay(c, std::vector<UserId>{to}, patterned(sizes[c % std::size(sizes)], c)));
+  }
+  ASSERT_TRUE(client->run_until(
+      [&] { return count([](auto& s) { return !s.deliveries.empty(); }) == kConns; }, kWait));
+  for (std::uint32_t c = 0; c < kConns; ++c) {
+    const std::uint32_t from = (c + kConns - 1) % kConns;
+    const auto& got = events_.conns[c].deliveries;
+    ASSERT_EQ(got.size(), 1U) << "connection " << c;
+    EXPECT_EQ(got[0].sender, *events_.conns[from].id);
+    EXPECT_EQ(got[0].body, patterned(sizes[from % std::size(sizes)], static_cast<std::uint8_t>(from)));
+  }
+
+  for (std::uint32_t c = 0; c < kConns; ++c) {
+    client->close(c);
+  }
+  ASSERT_TRUE(client->run_until([&] { return count([](auto& s) { return s.closed.has_value(); }) == kConns; },
+                                kWait));
+  for (auto& [conn, state] : events_.conns) {
+    EXPECT_EQ(state.closed->message, "closed");
+    EXPECT_TRUE(client->is_idle(conn));
+  }
+  EXPECT_TRUE(wait_connections(0));
+}
+
+TEST_F(AsyncRelayClientTest, HubErrorComesBeforeTheClose) {
+  start_hub(test_config());
+  auto client = make_client(1, hub_->relay_port());
+  ASSERT_NE(client, nullptr);
+  client->open(0);
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].opened; }, kWait));
+  const Bytes unknown_type{0x00, 0, 0, 0, 0, 0, 0, 0};
+  ASSERT_TRUE(client->send_raw(0, unknown_type));
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  ASSERT_EQ(events_.conns[0].hub_errors.size(), 1U);
+  EXPECT_EQ(events_.conns[0].hub_errors[0].first,
+            static_cast<std::uint8_t>(protocol::ErrorCode::kUnknownType));
+  EXPECT_EQ(events_.conns[0].closed->domain, ErrorDomain::kNone);
+  EXPECT_EQ(events_.conns[0].closed->message, "hub closed the connection");
+  EXPECT_TRUE(client->identity(0).error().is_system(ENOTCONN)) << "requests need an open connection";
+}
+
+TEST_F(AsyncRelayClientTest, RefusedConnectIsReportedWithoutAnOpen) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address = loopback(0);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::uint16_t port = ntohs(address.sin_port);
+  auto client = make_client(1, port);
+  ::close(listener);  // bound and closed: nothing listens on the port
+  ASSERT_NE(client, nullptr);
+  client->open(0);
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  EXPECT_FALSE(events_.conns[0].opened);
+  EXPECT_TRUE(events_.conns[0].closed->is_system(ECONNREFUSED)) << events_.conns[0].closed->message;
+}
+
+TEST_F(AsyncRelayClientTest, RelayLimitsAreCheckedBeforeAnythingIsSent) {
+  start_hub(test_config());
+  auto client = make_client(1, hub_->relay_port());
+  ASSERT_NE(client, nullptr);
+  EXPECT_TRUE(client->relay(0, std::vector<UserId>{}, Bytes{}).error().is_system(EINVAL));
+  EXPECT_TRUE(client->relay(0, std::vector<UserId>{1}, Bytes(protocol::kMaxBodySize + 1))
+                  .error()
+                  .is_system(EMSGSIZE));
+  EXPECT_TRUE(client->relay(0, std::vector<UserId>{1}, Bytes{1}).error().is_system(ENOTCONN));
+}
+
+// A name may resolve to ::1 before 127.0.0.1, where the hub listens: open() takes the address to try,
+// and an IPv6 one gets an IPv6 socket. Here [::1] finds nothing (or no IPv6 at all), then 127.0.0.1 opens.
+TEST_F(AsyncRelayClientTest, EachAddressCanBeTriedInTurn) {
+  start_hub(test_config());
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(hub_->relay_port());
+  v6.sin6_addr = in6addr_loopback;
+  AsyncRelayOptions options;
+  options.hubs = {uring::SocketAddress(reinterpret_cast<const sockaddr*>(&v6), sizeof v6),
+                  loopback(hub_->relay_port())};
+  auto made = AsyncRelayClient::create(std::move(options), events_);
+  ASSERT_TRUE(made) << made.error().message;
+  AsyncRelayClient& client = **made;
+  client.open(0, 0);
+  ASSERT_TRUE(client.run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  EXPECT_FALSE(events_.conns[0].opened) << "the hub listens on IPv4 only";
+  events_.conns[0].closed.reset();
+  client.open(0, 1);
+  ASSERT_TRUE(client.run_until([&] { return events_.conns[0].opened; }, kWait));
+  ASSERT_TRUE(client.identity(0));
+  ASSERT_TRUE(client.run_until([&] { return events_.conns[0].id.has_value(); }, kWait));
+}
+
+// The blocking wrapper resolves the name and tries each address the same way.
+TEST_F(AsyncRelayClientTest, BlockingClientResolvesAName) {
+  start_hub(test_config());
+  auto addresses = client::resolve_hub("localhost", hub_->relay_port());
+  ASSERT_TRUE(addresses) << addresses.error().message;
+  ASSERT_FALSE(addresses->empty());
+  auto connected = client::RelayClient::connect("localhost", hub_->relay_port());
+  ASSERT_TRUE(connected) << connected.error().message;
+  auto id = connected->identity();
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_NE(*id, 0U);
+}
+
+}  // namespace
+}  // namespace ringhub::testing
