@@ -163,8 +163,7 @@ bool AsyncRelayClient::is_idle(std::uint32_t conn) const {
 }
 
 std::size_t AsyncRelayClient::unsent_bytes(std::uint32_t conn) const {
-  const uring::ClientConn& slot = loop_.conn(conn);
-  return slot.queued.size() + (slot.sending.size() - slot.sent);
+  return uring::ClientLoop::unsent_bytes(loop_.conn(conn));
 }
 
 Result<void> AsyncRelayClient::queue(std::uint32_t conn, std::span<const std::uint8_t> bytes) {

@@ -1,22 +1,16 @@
-// run_line_client: one thread, one non-blocking socket at a time, poll() until the nearest deadline
-// (a delayed ok falling due or the wait for `ok X` running out). Lines are cut by core's LineSplitter.
+// run_line_client: one connection at a time on the io_uring engine (a uring::ClientLoop of one slot),
+// its deadlines as the loop's timers: a delayed ok falling due, the wait for `ok X` running out, the
+// backoff before the next attempt. Lines are cut by core's LineSplitter.
 // See clients/cpp/line_client.hpp for the contract.
 #include "clients/cpp/line_client.hpp"
 
 #include <fmt/format.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <deque>
-#include <limits>
-#include <memory>
 #include <optional>
 #include <random>
 #include <span>
@@ -25,8 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "clients/cpp/tcp_connect.hpp"
+#include "clients/cpp/hub_address.hpp"
 #include "core/line_protocol.hpp"
+#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::client {
 
@@ -42,17 +37,15 @@ constexpr std::size_t kMaxHubLineBytes = kDefaultMaxLineBytes;
 // Longest X we send: `message X` must fit one hub line, or the hub answers `error line too long`.
 constexpr std::size_t kMaxMessageBytes = kDefaultMaxLineBytes - kMessagePrefix.size();
 
-// Bytes one recv() asks for: a full hub line, so a burst of short ones costs one syscall.
-constexpr std::size_t kReadChunk = std::size_t{64} << 10;
+// Receive memory: provided buffers the kernel fills as lines arrive (a long hub line spans several;
+// the splitter gathers it). When all are in use reading pauses until the loop has handled them.
+constexpr unsigned kRecvBuffers = 8;
+constexpr std::uint32_t kRecvBufferSize = std::uint32_t{16} << 10;
 
 // Replies held back by ok_delay plus replies not yet written, in bytes. A hub that keeps forwarding
 // messages while it does not read our oks would otherwise grow this without bound; past the cap we
 // drop the connection, as the hub drops a slow consumer.
 constexpr std::size_t kMaxBacklogBytes = std::size_t{4} << 20;
-
-// Written bytes kept at the front of the output buffer before they are erased; erasing on every
-// partial write would move the unsent tail each time.
-constexpr std::size_t kOutputCompactBytes = std::size_t{64} << 10;
 
 // X as quoted in error messages: cut to this many bytes so a 64 KiB X does not flood a terminal.
 constexpr std::size_t kShownMessageBytes = 64;
@@ -108,41 +101,6 @@ bool cancelled(const std::atomic<bool>* cancel) {
   return cancel != nullptr && cancel->load(std::memory_order_relaxed);
 }
 
-// What poll() should wait to reach `until`: rounded up, so a wait never wakes just short of a deadline
-// and spins through zero-length polls; no longer than kLineCancelCheck when the wait can be cancelled.
-int poll_ms(Clock::time_point until, bool cancellable) {
-  Ms left = std::max(std::chrono::ceil<Ms>(until - Clock::now()), Ms{0});
-  if (cancellable) {
-    left = std::min(left, kLineCancelCheck);
-  }
-  return static_cast<int>(std::min<Ms::rep>(left.count(), std::numeric_limits<int>::max()));
-}
-
-// Waits for `events` on `fd` (fd -1: only for time to pass) until `until`, across signals and cancel
-// checks. Returns the events that came, or 0 once `until` is reached.
-Result<short> wait_until(int fd, short events, Clock::time_point until, const std::atomic<bool>* cancel) {
-  for (;;) {
-    if (cancelled(cancel)) {
-      return system_error(ECANCELED, "cancelled");
-    }
-    pollfd p{fd, events, 0};
-    const int ready = ::poll(&p, 1, poll_ms(until, cancel != nullptr));
-    if (ready > 0) {
-      return p.revents;  // an error or hangup shows up in the syscall that follows
-    }
-    if (ready == 0 && Clock::now() >= until) {
-      return static_cast<short>(0);
-    }
-    if (ready < 0 && errno != EINTR) {
-      return errno_error("poll failed");
-    }
-  }
-}
-
-Result<UniqueFd> connect_hub(const LineClientOptions& o, const std::atomic<bool>* cancel) {
-  return tcp_connect(o.host, o.port, Clock::now() + o.timeout, cancel);
-}
-
 // The wait before each retry: doubling from backoff_initial up to backoff_max, jittered.
 class Backoff {
  public:
@@ -170,139 +128,197 @@ class Backoff {
   std::minstd_rand rng_;
 };
 
-// One connection's life: send `message X`, answer every `message Y` in arrival order, wait for `ok X`.
-// Contract: owns the socket; runs on the run_line_client thread; never outlives one attempt.
-class LineSession {
- public:
-  LineSession(UniqueFd fd, const LineClientOptions& options, LineOutcome& outcome,
-              std::vector<std::uint8_t>& rx)
-      : fd_(std::move(fd)), options_(options), outcome_(outcome), rx_(rx) {}
-
-  // The latency of `ok X` once it arrives; otherwise why this connection is done with.
-  Result<std::chrono::nanoseconds> run(const std::atomic<bool>* cancel);
-
- private:
-  // A `message Y` waiting for its ok_delay to pass. ok_delay is one value, so the queue in arrival
-  // order is also the queue in due order, and its front is the next one due.
-  struct DelayedOk {
-    Clock::time_point due;
-    std::string x;
-  };
-
-  Result<bool> receive();
-  bool on_line(std::string_view line);
-  void release_due_replies(Clock::time_point now);
-  Result<void> flush();
-  void account_written();
-  bool output_pending() const { return out_sent_ < out_.size(); }
-  std::size_t backlog_bytes() const { return delayed_bytes_ + (out_.size() - out_sent_); }
-
-  UniqueFd fd_;
-  const LineClientOptions& options_;
-  LineOutcome& outcome_;
-  std::vector<std::uint8_t>& rx_;  // the receive buffer, shared by the sessions of one run
-  LineSplitter splitter_{kMaxHubLineBytes};
-
-  std::deque<DelayedOk> delayed_;
-  std::size_t delayed_bytes_ = 0;
-
-  // Lines due to be written: out_[out_sent_, out_.size()). `message X` comes first; ok_ends_ holds where
-  // each `ok Y` line ends, so oks_sent counts only lines that reached the kernel whole.
-  std::string out_;
-  std::size_t out_sent_ = 0;
-  std::optional<std::size_t> message_end_;
-  std::deque<std::size_t> ok_ends_;
-
-  Clock::time_point message_written_at_;
-  Clock::time_point batch_time_;            // when the bytes being split were read
-  std::optional<Error> dropped_;            // set by on_line when a line ends the connection
-  std::optional<Clock::time_point> ok_at_;  // set by on_line when `ok X` arrives
+// The loop's timers, told apart by kind.
+enum TimerKind : std::uint32_t {
+  kOkDue = 1,  // the oldest delayed `ok Y` is due
+  kOkTimeout,  // the wait for `ok X` on this connection is over
+  kRetry,      // the backoff before the next attempt has passed
 };
 
-Result<std::chrono::nanoseconds> LineSession::run(const std::atomic<bool>* cancel) {
-  message_written_at_ = Clock::now();
-  const Clock::time_point ok_deadline = message_written_at_ + options_.timeout;
-  append_message_line(out_, options_.message);
-  message_end_ = out_.size();
-  for (;;) {
-    const Clock::time_point now = Clock::now();
-    release_due_replies(now);
-    if (Result<void> written = flush(); !written) {
-      return written.error();
-    }
-    if (now >= ok_deadline) {
-      return system_error(ETIMEDOUT, fmt::format("no ok within {} ms", options_.timeout.count()));
-    }
-    const Clock::time_point until =
-        delayed_.empty() ? ok_deadline : std::min(ok_deadline, delayed_.front().due);
-    const short events = static_cast<short>(POLLIN | (output_pending() ? POLLOUT : 0));
-    Result<short> ready = wait_until(fd_.get(), events, until, cancel);
-    if (!ready) {
-      return ready.error();
-    }
-    if ((*ready & (POLLIN | POLLHUP | POLLERR)) == 0) {
-      continue;  // a deadline, or room to write: the top of the loop handles both
-    }
-    Result<bool> got_ok = receive();
-    if (!got_ok) {
-      return got_ok.error();
-    }
-    if (*got_ok) {
-      // Answers already due go out before we close, as far as the socket takes them without waiting;
-      // whatever it does not take, the hub forwards again to someone else once we are gone.
-      // A write error here changes nothing: we have our ok and close either way.
-      release_due_replies(*ok_at_);
-      static_cast<void>(flush());
-      return *ok_at_ - message_written_at_;
-    }
-  }
+std::string attempts_text(unsigned n) {
+  return fmt::format("{} attempt{}", n, n == 1 ? "" : "s");
 }
 
-// Reads once and handles every complete line. True once `ok X` has come.
-Result<bool> LineSession::receive() {
-  ssize_t got = 0;
-  do {
-    got = ::recv(fd_.get(), rx_.data(), rx_.size(), 0);
-  } while (got < 0 && errno == EINTR);
-  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    return false;
+std::int64_t to_ns(Ms ms) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(ms).count();
+}
+
+// The whole run, one connection at a time: each attempt connects (trying each address of the host in
+// turn), sends `message X`, answers every `message Y` in arrival order after ok_delay, and waits for
+// `ok X`. Contract: created, run and destroyed on the run_line_client thread.
+class LineRun final : private uring::ClientDriver {
+ public:
+  LineRun(const LineClientOptions& options, std::vector<uring::SocketAddress> hubs,
+          const std::atomic<bool>* cancel);
+  Result<LineOutcome> run();
+
+ private:
+  // A `message Y` waiting for its ok_delay. ok_delay is one value, so the queue in arrival order is
+  // also the queue in due order.
+  struct DelayedOk {
+    std::int64_t due_ns;
+    std::string y;
+  };
+
+  uring::ClientConn& conn() { return loop_.conn(0); }
+  void start_attempt();
+  void on_connected(uring::ClientConn& c) override;
+  void on_bytes(uring::ClientConn& c, std::span<const std::uint8_t> bytes) override;
+  void on_drained(uring::ClientConn& c) override;
+  void on_closed(uring::ClientConn& c, const uring::CloseInfo& info) override;
+  void on_timer(const uring::ClientTimer& timer) override;
+  bool finished() const override { return false; }
+
+  bool on_line(std::string_view line);
+  void release_due_replies(std::int64_t now);
+  void end_connection(Error why);
+  Error connect_failure(const uring::CloseInfo& info) const;
+  void after_failed_attempt(Error why);
+  Error cancelled_error() const;
+  std::size_t backlog_bytes() const {
+    return delayed_bytes_ + uring::ClientLoop::unsent_bytes(loop_.conn(0));
   }
-  if (got < 0) {
-    return errno_error("cannot read from hub");
+
+  const LineClientOptions& options_;
+  const std::atomic<bool>* cancel_;
+  std::size_t address_count_;
+  uring::ClientLoop loop_;
+  Backoff backoff_;
+  LineOutcome outcome_;
+  std::optional<Result<LineOutcome>> result_;  // set once the run is over
+  std::uint32_t route_ = 0;                    // the address this attempt is trying
+  std::int64_t connect_deadline_ns_ = 0;       // when this attempt stops trying further addresses
+  bool connected_before_ = false;
+  bool stopping_ = false;  // cancelled: closing for good
+
+  // The connection's state, reset by on_connected.
+  std::optional<LineSplitter> splitter_;
+  std::deque<DelayedOk> delayed_;
+  std::size_t delayed_bytes_ = 0;
+  std::string line_;                     // scratch for one line being queued
+  bool message_unwritten_ = false;       // `message X` queued, its send not yet complete
+  std::uint64_t oks_unwritten_ = 0;      // `ok Y` lines queued, their send not yet complete
+  std::int64_t message_written_ns_ = 0;  // when `message X` was written whole
+  std::int64_t batch_ns_ = 0;            // when the bytes being split were read
+  std::optional<Error> ended_;           // why this side is closing the connection
+  std::optional<std::int64_t> ok_ns_;    // when `ok X` arrived
+};
+
+LineRun::LineRun(const LineClientOptions& options, std::vector<uring::SocketAddress> hubs,
+                 const std::atomic<bool>* cancel)
+    : options_(options),
+      cancel_(cancel),
+      address_count_(hubs.size()),
+      loop_([&] {
+        uring::ClientLoopConfig config;
+        config.conns = 1;
+        config.table_size = 4;
+        config.buffer_count = kRecvBuffers;
+        config.buffer_size = kRecvBufferSize;
+        config.hubs = std::move(hubs);
+        config.connect_timeout_ns = to_ns(options.timeout);
+        config.sq_entries = 32;
+        config.cq_entries = 64;
+        return config;
+      }()),
+      backoff_(options.backoff_initial, options.backoff_max) {
+  loop_.set_driver(this);
+}
+
+Result<LineOutcome> LineRun::run() {
+  if (Result<void> ready = loop_.init(); !ready) {
+    return ready.error();
   }
-  if (got == 0) {
-    return make_error("hub closed the connection");
+  start_attempt();
+  loop_.run_until(-1, [this] { return result_.has_value() || cancelled(cancel_); });
+  if (!result_) {
+    stopping_ = true;     // the close below is not a failed attempt: no retry follows it
+    loop_.close(conn());  // cancelled: the loop wakes at least every 50 ms (kLineCancelCheck) to see it
+    loop_.run_until(uring::now_ns() + to_ns(kLineCancelCheck),
+                    [this] { return conn().phase == uring::ConnPhase::kIdle; });
+    return cancelled_error();
   }
-  batch_time_ = Clock::now();
-  const auto bytes = std::span<const std::uint8_t>(rx_.data(), static_cast<std::size_t>(got));
-  const LineStatus status = splitter_.feed(bytes, [this](std::string_view line) { return on_line(line); });
+  return std::move(*result_);
+}
+
+Error LineRun::cancelled_error() const {
+  return system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} made)",
+                                             shown(options_.message), attempts_text(outcome_.attempts)));
+}
+
+void LineRun::start_attempt() {
+  ++outcome_.attempts;
+  route_ = 0;
+  connect_deadline_ns_ = uring::now_ns() + to_ns(options_.timeout);
+  loop_.connect(conn(), route_);
+}
+
+void LineRun::on_connected(uring::ClientConn& c) {
+  if (connected_before_) {
+    ++outcome_.reconnects;
+  }
+  connected_before_ = true;
+  splitter_.emplace(kMaxHubLineBytes);
+  delayed_.clear();
+  delayed_bytes_ = 0;
+  oks_unwritten_ = 0;
+  ended_.reset();
+  ok_ns_.reset();
+  line_.clear();
+  append_message_line(line_, options_.message);
+  loop_.send(c, line_);
+  message_unwritten_ = true;
+  message_written_ns_ = uring::now_ns();
+  loop_.add_timer(
+      uring::ClientTimer{message_written_ns_ + to_ns(options_.timeout), c.index, c.gen, kOkTimeout, 0});
+}
+
+void LineRun::on_bytes(uring::ClientConn& c, std::span<const std::uint8_t> bytes) {
+  if (ended_ || ok_ns_) {
+    return;  // closing: nothing more to answer
+  }
+  batch_ns_ = uring::now_ns();
+  const LineStatus status = splitter_->feed(bytes, [this](std::string_view line) { return on_line(line); });
   if (status == LineStatus::kTooLong) {
-    return system_error(EPROTO, fmt::format("hub sent a line longer than {} bytes", kMaxHubLineBytes));
+    end_connection(
+        system_error(EPROTO, fmt::format("hub sent a line longer than {} bytes", kMaxHubLineBytes)));
+    return;
   }
-  if (ok_at_) {
-    return true;
+  if (ended_) {
+    loop_.close(c);
+    return;
   }
-  if (dropped_) {
-    return *dropped_;
+  release_due_replies(batch_ns_);
+  if (ok_ns_) {
+    // Answers already due go out before we close: at once when the kernel takes them now, else at the
+    // ok timeout at the latest. Whatever is never written, the hub forwards again once we are gone.
+    if (loop_.unsent_bytes(c) == 0) {
+      loop_.close(c);
+    }
+    return;
   }
   if (backlog_bytes() > kMaxBacklogBytes) {
-    return system_error(
-        ENOBUFS, fmt::format("hub is not reading our replies: {} bytes of oks held back", backlog_bytes()));
+    end_connection(system_error(
+        ENOBUFS, fmt::format("hub is not reading our replies: {} bytes of oks held back", backlog_bytes())));
   }
-  return false;
 }
 
 // False stops the splitter: `ok X` came, or the hub said it is closing.
-bool LineSession::on_line(std::string_view line) {
+bool LineRun::on_line(std::string_view line) {
   const LineCommand command = parse_line(line);
   switch (command.verb) {
-    case LineCommand::Verb::kMessage:
-      delayed_.push_back({batch_time_ + options_.ok_delay, std::string(command.payload)});
+    case LineCommand::Verb::kMessage: {
+      const std::int64_t due = batch_ns_ + to_ns(options_.ok_delay);
+      delayed_.push_back({due, std::string(command.payload)});
       delayed_bytes_ += command.payload.size();
+      if (options_.ok_delay > Ms{0}) {
+        loop_.add_timer(uring::ClientTimer{due, 0, conn().gen, kOkDue, 0});
+      }
       return true;
+    }
     case LineCommand::Verb::kOk:
       if (command.payload == options_.message) {
-        ok_at_ = batch_time_;
+        ok_ns_ = batch_ns_;
         return false;
       }
       ++outcome_.ignored_lines;  // someone else's ok: the hub routes oks by X, which may repeat
@@ -311,7 +327,7 @@ bool LineSession::on_line(std::string_view line) {
   }
   if (line == without_newline(kLineTooLongLine)) {
     // Our lines are checked against the hub's default limit, so the hub runs with a smaller one.
-    dropped_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
+    ended_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
     return false;
   }
   // `error unknown command` (the hub keeps going after it), other error lines, and lines that are no
@@ -320,78 +336,116 @@ bool LineSession::on_line(std::string_view line) {
   return true;
 }
 
-void LineSession::release_due_replies(Clock::time_point now) {
-  while (!delayed_.empty() && delayed_.front().due <= now) {
-    append_ok_line(out_, delayed_.front().x);
-    ok_ends_.push_back(out_.size());
-    delayed_bytes_ -= delayed_.front().x.size();
+void LineRun::release_due_replies(std::int64_t now) {
+  bool queued = false;
+  while (!delayed_.empty() && delayed_.front().due_ns <= now) {
+    line_.clear();
+    append_ok_line(line_, delayed_.front().y);
+    std::vector<std::uint8_t>& out = loop_.out(conn());
+    out.insert(out.end(), line_.begin(), line_.end());
+    ++oks_unwritten_;
+    delayed_bytes_ -= delayed_.front().y.size();
     delayed_.pop_front();
+    queued = true;
+  }
+  if (queued) {
+    loop_.flush(conn());
   }
 }
 
-// Writes what the socket takes without waiting; the rest waits for POLLOUT.
-Result<void> LineSession::flush() {
-  while (output_pending()) {
-    // MSG_NOSIGNAL: a hub that hung up must give us EPIPE to handle, not kill us with SIGPIPE.
-    const ssize_t sent = ::send(fd_.get(), out_.data() + out_sent_, out_.size() - out_sent_, MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) {
-      continue;
-    }
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      break;
-    }
-    if (sent < 0) {
-      return errno_error("cannot write to hub");
-    }
-    out_sent_ += static_cast<std::size_t>(sent);
-    account_written();
+// Every queued byte is written: the lines in it count as sent whole.
+void LineRun::on_drained(uring::ClientConn& c) {
+  if (message_unwritten_) {
+    message_unwritten_ = false;
+    message_written_ns_ = uring::now_ns();
   }
-  return {};
-}
-
-// Counts the lines written whole, then drops written bytes from the buffer.
-void LineSession::account_written() {
-  if (message_end_ && out_sent_ >= *message_end_) {
-    message_written_at_ = Clock::now();
-    message_end_.reset();
-  }
-  while (!ok_ends_.empty() && ok_ends_.front() <= out_sent_) {
-    ++outcome_.oks_sent;
-    ok_ends_.pop_front();
-  }
-  if (out_sent_ == out_.size()) {
-    out_.clear();
-    out_sent_ = 0;
-  } else if (out_sent_ >= kOutputCompactBytes) {
-    out_.erase(0, out_sent_);
-    for (std::size_t& end : ok_ends_) {
-      end -= out_sent_;
-    }
-    if (message_end_) {
-      *message_end_ -= out_sent_;
-    }
-    out_sent_ = 0;
+  outcome_.oks_sent += std::exchange(oks_unwritten_, 0);
+  if (ok_ns_) {
+    loop_.close(c);
   }
 }
 
-// One connection attempt, from resolving the host to `ok X` or the loss of the connection.
-Result<std::chrono::nanoseconds> run_attempt(const LineClientOptions& o, LineOutcome& outcome,
-                                             std::vector<std::uint8_t>& rx, bool& connected_before,
-                                             const std::atomic<bool>* cancel) {
-  Result<UniqueFd> fd = connect_hub(o, cancel);
-  if (!fd) {
-    return fd.error();
+void LineRun::on_timer(const uring::ClientTimer& timer) {
+  uring::ClientConn& c = conn();
+  const bool current = timer.gen == c.gen && c.phase == uring::ConnPhase::kOpen;
+  switch (timer.kind) {
+    case kRetry:
+      if (!stopping_) {
+        start_attempt();
+      }
+      return;
+    case kOkDue:
+      if (current && !ended_ && !ok_ns_) {
+        release_due_replies(uring::now_ns());
+      }
+      return;
+    case kOkTimeout:
+      if (!current) {
+        return;
+      }
+      if (ok_ns_ || ended_) {
+        loop_.close(c);  // the answers due after `ok X` were not taken in time
+        return;
+      }
+      end_connection(system_error(ETIMEDOUT, fmt::format("no ok within {} ms", options_.timeout.count())));
+      return;
   }
-  if (connected_before) {
-    ++outcome.reconnects;
-  }
-  connected_before = true;
-  LineSession session(std::move(fd).value(), o, outcome, rx);
-  return session.run(cancel);
 }
 
-std::string attempts_text(unsigned n) {
-  return fmt::format("{} attempt{}", n, n == 1 ? "" : "s");
+void LineRun::end_connection(Error why) {
+  ended_ = std::move(why);
+  loop_.close(conn());
+}
+
+Error LineRun::connect_failure(const uring::CloseInfo& info) const {
+  const int err = info.error != 0 ? info.error : ECONNREFUSED;
+  const std::string why =
+      err == ETIMEDOUT ? "timed out while connecting" : std::system_category().message(err);
+  return system_error(
+      err, fmt::format("cannot reach hub at {}: {}", endpoint_text(options_.host, options_.port), why));
+}
+
+void LineRun::on_closed(uring::ClientConn& c, const uring::CloseInfo& info) {
+  if (stopping_) {
+    return;
+  }
+  if (ok_ns_) {
+    outcome_.latency = std::chrono::nanoseconds(*ok_ns_ - message_written_ns_);
+    result_ = outcome_;
+    return;
+  }
+  if (!info.was_open) {
+    if (route_ + 1 < address_count_ && uring::now_ns() < connect_deadline_ns_) {
+      loop_.connect(c, ++route_);  // the next address of the name, within the same attempt
+      return;
+    }
+    after_failed_attempt(connect_failure(info));
+    return;
+  }
+  if (ended_) {
+    after_failed_attempt(*std::exchange(ended_, std::nullopt));
+  } else if (info.eof || info.error == 0) {
+    after_failed_attempt(make_error("hub closed the connection"));
+  } else {
+    after_failed_attempt(system_error(
+        info.error, fmt::format("connection to hub failed: {}", std::system_category().message(info.error))));
+  }
+}
+
+void LineRun::after_failed_attempt(Error why) {
+  if (why.is_system(ETIMEDOUT)) {
+    ++outcome_.timeouts;
+  }
+  if (outcome_.attempts >= options_.max_attempts) {
+    result_ = rephrase(why, fmt::format("no ok for '{}' after {}: last error: {}", shown(options_.message),
+                                        attempts_text(options_.max_attempts), why.message));
+    return;
+  }
+  const Ms pause = backoff_.before_attempt(outcome_.attempts + 1);
+  if (options_.on_retry) {
+    options_.on_retry(LineRetry{outcome_.attempts, why, pause});
+  }
+  loop_.add_timer(uring::ClientTimer{uring::now_ns() + to_ns(pause), 0, conn().gen, kRetry, 0});
 }
 
 }  // namespace
@@ -400,45 +454,12 @@ Result<LineOutcome> run_line_client(const LineClientOptions& options, const std:
   if (Result<void> valid = validate(options); !valid) {
     return valid.error();
   }
-  const auto cancelled_error = [&](unsigned attempt) {
-    return system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} made)",
-                                               shown(options.message), attempts_text(attempt)));
-  };
-  LineOutcome outcome;
-  Backoff backoff(options.backoff_initial, options.backoff_max);
-  std::vector<std::uint8_t> rx(kReadChunk);
-  bool connected_before = false;
-  Error last;
-  for (unsigned attempt = 1;; ++attempt) {
-    if (cancelled(cancel)) {
-      return cancelled_error(attempt - 1);
-    }
-    outcome.attempts = attempt;
-    Result<std::chrono::nanoseconds> latency = run_attempt(options, outcome, rx, connected_before, cancel);
-    if (latency) {
-      outcome.latency = *latency;
-      return outcome;
-    }
-    if (cancelled(cancel)) {
-      return cancelled_error(attempt);
-    }
-    last = latency.error();
-    if (last.is_system(ETIMEDOUT)) {
-      ++outcome.timeouts;
-    }
-    if (attempt == options.max_attempts) {
-      break;
-    }
-    const Ms pause = backoff.before_attempt(attempt + 1);
-    if (options.on_retry) {
-      options.on_retry(LineRetry{attempt, last, pause});
-    }
-    if (Result<short> slept = wait_until(-1, 0, Clock::now() + pause, cancel); !slept) {
-      return cancelled(cancel) ? cancelled_error(attempt) : slept.error();
-    }
+  Result<std::vector<uring::SocketAddress>> hubs = resolve_hub(options.host, options.port);
+  if (!hubs) {
+    return hubs.error();
   }
-  return rephrase(last, fmt::format("no ok for '{}' after {}: last error: {}", shown(options.message),
-                                    attempts_text(options.max_attempts), last.message));
+  LineRun run(options, std::move(*hubs), cancel);
+  return run.run();
 }
 
 }  // namespace ringhub::client

@@ -50,9 +50,12 @@ struct LineOutcome {
 };
 
 // Runs until `ok X` arrives (success), max_attempts are used up, or *cancel turns true (checked at
-// least every kLineCancelCheck). One thread, one connection at a time, every wait bounded.
+// least every kLineCancelCheck). One thread, one connection at a time on its own small io_uring
+// (uring::ClientLoop), every wait bounded. The host is resolved once per run; each attempt tries its
+// addresses in turn within the timeout.
 //
-// Errors: invalid options give EINVAL before any connection is made; cancelling gives ECANCELED;
+// Errors: invalid options give EINVAL before any connection is made, and a host that does not resolve
+// gives "cannot resolve hub host" at once; cancelling gives ECANCELED;
 // running out of attempts gives the last attempt's domain and code (ETIMEDOUT, ECONNREFUSED, EPROTO for
 // a line the hub should never send, kNone for EOF, ...) and "no ok for 'X' after N attempts: last
 // error: ...".

@@ -11,8 +11,8 @@
 #include <utility>
 
 #include "clients/cpp/async_relay_client.hpp"
+#include "clients/cpp/hub_address.hpp"
 #include "clients/cpp/relay_frames.hpp"
-#include "clients/cpp/tcp_connect.hpp"
 #include "core/frame_codec.hpp"
 
 namespace ringhub::client {

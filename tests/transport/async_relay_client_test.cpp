@@ -15,7 +15,7 @@
 #include <set>
 #include <vector>
 
-#include "clients/cpp/tcp_connect.hpp"
+#include "clients/cpp/hub_address.hpp"
 #include "tests/transport/hub_fixture.hpp"
 
 namespace ringhub::testing {

@@ -2,9 +2,7 @@
 // See tests/transport/socket_relay_client.hpp for the contract.
 #include "tests/transport/socket_relay_client.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -13,14 +11,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <limits>
 #include <memory>
 #include <system_error>
 #include <utility>
 
 #include "clients/cpp/async_relay_client.hpp"
-#include "clients/cpp/tcp_connect.hpp"
+#include "clients/cpp/hub_address.hpp"
 #include "core/frame_codec.hpp"
+#include "transport/unique_fd.hpp"
 
 namespace ringhub::testing {
 
@@ -80,27 +78,40 @@ Result<void> send_all(int fd, std::span<const std::uint8_t> bytes) {
   return {};
 }
 
-// The socket was non-blocking only so connect() could honour the timeout; reads and writes block.
-Result<void> make_blocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
-    return errno_error("fcntl failed");
+// A blocking connect: the tests reach a hub on loopback, which answers or refuses at once.
+Result<UniqueFd> connect_to(const uring::SocketAddress& address) {
+  UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) {
+    return errno_error("socket failed");
   }
-  return {};
+  if (::connect(fd.get(), address.get(), address.length) < 0) {
+    return errno_error("connect failed");
+  }
+  const int on = 1;  // requests are small and each answer is awaited: Nagle would hold each back
+  if (::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) {
+    return errno_error("setsockopt(TCP_NODELAY) failed");
+  }
+  return fd;
 }
 
 }  // namespace
 
 Result<SocketRelayClient> SocketRelayClient::connect(const std::string& host, std::uint16_t port,
-                                                     std::chrono::milliseconds timeout) {
-  Result<UniqueFd> fd = client::tcp_connect(host, port, std::chrono::steady_clock::now() + timeout);
-  if (!fd) {
-    return fd.error();
+                                                     std::chrono::milliseconds /*timeout*/) {
+  Result<std::vector<uring::SocketAddress>> addresses = client::resolve_hub(host, port);
+  if (!addresses) {
+    return addresses.error();
   }
-  if (Result<void> blocking = make_blocking(fd->get()); !blocking) {
-    return blocking.error();
+  Error last = system_error(EHOSTUNREACH, "no address to connect to");
+  for (const uring::SocketAddress& address : *addresses) {
+    Result<UniqueFd> fd = connect_to(address);
+    if (fd) {
+      return SocketRelayClient(fd->release());
+    }
+    last = fd.error();
   }
-  return SocketRelayClient(fd->release());
+  return rephrase(last,
+                  fmt::format("cannot reach hub at {}: {}", client::endpoint_text(host, port), last.message));
 }
 
 SocketRelayClient::SocketRelayClient(SocketRelayClient&& other) noexcept

@@ -34,7 +34,8 @@ namespace detail = client::detail;
 // syscalls give their errno (all kSystem); EOF gives a kNone error.
 class SocketRelayClient {
  public:
-  // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers.
+  // Resolves `host` (name or IPv4/IPv6 literal) and connects to the first address that answers, with a
+  // blocking connect (loopback answers at once): `timeout` is not used.
   static Result<SocketRelayClient> connect(const std::string& host, std::uint16_t port,
                                            std::chrono::milliseconds timeout = kDefaultTimeout);
 

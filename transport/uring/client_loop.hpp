@@ -157,6 +157,10 @@ class ClientLoop {
   // Append to the returned buffer, then flush(): saves a copy of large frames.
   std::vector<std::uint8_t>& out(ClientConn& conn) { return conn.queued; }
   void flush(ClientConn& conn);
+  // Bytes queued on `conn` that the kernel has not taken yet.
+  static std::size_t unsent_bytes(const ClientConn& conn) {
+    return conn.queued.size() + (conn.sending.size() - conn.sent);
+  }
   void close(ClientConn& conn);
   void add_timer(const ClientTimer& timer) { timers_.push(timer); }
 
