@@ -19,6 +19,8 @@ using protocol::UserId;
 
 namespace {
 
+// How long the destructor waits for its closes (the ring's own teardown ends whatever is left).
+constexpr std::chrono::seconds kTeardownWait{1};
 // Direct descriptors beyond the connections: none are needed, a few spare cost nothing.
 constexpr unsigned kSpareSlots = 4;
 // SQEs per connection in one iteration at most: connect with its options and timeout, recv, send,
@@ -126,7 +128,11 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
         config.buffer_count = options_.recv_buffers;
         config.buffer_size = options_.recv_buffer_size;
         config.hubs = options_.hubs;
-        config.connect_timeout_ns = std::chrono::nanoseconds(options_.connect_timeout).count();
+        const auto timeout =
+            options_.connect_timeout > std::chrono::milliseconds{0}
+                ? std::min(options_.connect_timeout, std::chrono::milliseconds(kLongestConnect))
+                : std::chrono::milliseconds(kLongestConnect);
+        config.connect_timeout_ns = std::chrono::nanoseconds(timeout).count();
         config.sq_entries = power_of_two_at_least(std::min(options_.connections * kSqesPerConnection, 4096U));
         config.cq_entries = std::max(config.sq_entries * 2, power_of_two_at_least(options_.recv_buffers * 2));
         config.task_run = options_.task_run;
@@ -139,7 +145,33 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
   loop_.set_driver(this);
 }
 
-AsyncRelayClient::~AsyncRelayClient() = default;  // the ring's teardown closes the sockets
+AsyncRelayClient::~AsyncRelayClient() {
+  // Sends in flight point into the loop's buffers: let the kernel finish with them before they go.
+  tearing_down_ = true;
+  bool busy = false;
+  for (std::uint32_t c = 0; c < options_.connections; ++c) {
+    loop_.close(loop_.conn(c));
+    busy = busy || !is_idle(c);
+  }
+  if (busy) {
+    loop_.run_until(uring::now_ns() + std::chrono::nanoseconds(kTeardownWait).count(), [this] {
+      for (std::uint32_t c = 0; c < options_.connections; ++c) {
+        if (!is_idle(c)) {
+          return false;
+        }
+      }
+      return true;
+    });
+  }
+}
+
+void AsyncRelayClient::pause_reading(std::uint32_t conn) {
+  loop_.pause_reading(loop_.conn(conn));
+}
+
+void AsyncRelayClient::resume_reading(std::uint32_t conn) {
+  loop_.resume_reading(loop_.conn(conn));
+}
 
 void AsyncRelayClient::open(std::uint32_t conn, std::uint32_t route) {
   uring::ClientConn& slot = loop_.conn(conn);
@@ -214,12 +246,16 @@ bool AsyncRelayClient::run_until(const std::function<bool()>& done, std::chrono:
 }
 
 void AsyncRelayClient::on_connected(uring::ClientConn& conn) {
+  if (tearing_down_) {
+    loop_.close(conn);
+    return;
+  }
   events_.on_open(conn.index);
 }
 
 void AsyncRelayClient::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   Connection& state = connections_[conn.index];
-  if (state.failure) {
+  if (state.failure || tearing_down_) {
     return;  // closing: the stream cannot be read past a malformed frame
   }
   FrameEvents frame_events{*this, conn.index, state};
@@ -234,7 +270,9 @@ void AsyncRelayClient::on_closed(uring::ClientConn& conn, const uring::CloseInfo
   Connection& state = connections_[conn.index];
   const Error why = state.failure ? *state.failure : close_reason(info);
   state.failure.reset();
-  events_.on_closed(conn.index, why);
+  if (!tearing_down_) {
+    events_.on_closed(conn.index, why);
+  }
 }
 
 Result<void> check_relay_limits(std::size_t receivers, std::size_t body_size) {

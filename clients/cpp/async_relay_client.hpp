@@ -20,6 +20,9 @@
 
 namespace ringhub::client {
 
+// The longest a connect may take, standing in for "no limit": the engine bounds every connect.
+inline constexpr std::chrono::milliseconds kLongestConnect = std::chrono::hours(24);
+
 // What happens on the connections, called on the loop's thread from inside run_until(). `conn` is the
 // connection's index. Replies come in request order; DELIVERs may come between them. Every view is
 // valid only during the call.
@@ -43,7 +46,7 @@ class RelayEvents {
 struct AsyncRelayOptions {
   std::vector<uring::SocketAddress> hubs;  // where open() connects (resolve_hub() gives them for a name)
   std::uint32_t connections = 1;           // connection slots, indexed 0..connections-1
-  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds connect_timeout{5000};  // zero or negative: kLongestConnect
   // Receive memory: the kernel fills these buffers as bytes arrive; when all are in use, reading pauses
   // and the hub's sends wait in TCP. A DELIVER split across buffers is assembled in its own vector.
   unsigned recv_buffers = 64;
@@ -60,6 +63,8 @@ class AsyncRelayClient final : private uring::ClientDriver {
   static Result<std::unique_ptr<AsyncRelayClient>> create(AsyncRelayOptions options, RelayEvents& events);
   AsyncRelayClient(const AsyncRelayClient&) = delete;
   AsyncRelayClient& operator=(const AsyncRelayClient&) = delete;
+  // Closes every connection, waiting at most kTeardownWait for the kernel to finish with them; no
+  // event is delivered from here.
   ~AsyncRelayClient() override;
 
   // Connects slot `conn` to hubs[route % hubs.size()]; on_open or on_closed follows. Ignored unless the
@@ -75,6 +80,11 @@ class AsyncRelayClient final : private uring::ClientDriver {
                      std::span<const std::uint8_t> body);
   // Bytes as they are, framed or not (for tests of malformed input).
   Result<void> send_raw(std::uint32_t conn, std::span<const std::uint8_t> bytes);
+
+  // Stops reading `conn` until resume_reading: what the hub sends next waits in TCP, which pushes back
+  // on the hub (and, past its --max-outbound-bytes, gets this connection cut as a slow consumer).
+  void pause_reading(std::uint32_t conn);
+  void resume_reading(std::uint32_t conn);
 
   bool is_open(std::uint32_t conn) const;
   bool is_idle(std::uint32_t conn) const;  // no socket: never opened, or closed and reported
@@ -102,6 +112,7 @@ class AsyncRelayClient final : private uring::ClientDriver {
   RelayEvents& events_;
   uring::ClientLoop loop_;
   std::vector<Connection> connections_;
+  bool tearing_down_ = false;  // the destructor runs: events go nowhere
 };
 
 // The limits the hub enforces on a RELAY (1..255 receivers, a body up to 1 MiB), checked before sending:

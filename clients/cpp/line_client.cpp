@@ -357,7 +357,9 @@ void LineRun::release_due_replies(std::int64_t now) {
 void LineRun::on_drained(uring::ClientConn& c) {
   if (message_unwritten_) {
     message_unwritten_ = false;
-    message_written_ns_ = uring::now_ns();
+    if (!ok_ns_) {  // drained after `ok X` came (oks queued behind it): keep the time it was queued
+      message_written_ns_ = uring::now_ns();
+    }
   }
   outcome_.oks_sent += std::exchange(oks_unwritten_, 0);
   if (ok_ns_) {

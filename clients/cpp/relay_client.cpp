@@ -32,6 +32,11 @@ constexpr std::uint32_t kRecvBufferSize = std::uint32_t{16} << 10;
 
 constexpr std::uint32_t kConn = 0;  // the one connection
 
+// Frames read but not yet taken, in payload bytes, past which reading pauses while no call waits for a
+// frame (relay() and send_raw()): the hub's sends then wait in TCP, as with a blocking socket that is
+// not read. A call that awaits a reply reads on regardless, keeping the DELIVERs before the reply.
+constexpr std::size_t kMaxBufferedBytes = std::size_t{4} << 20;
+
 Error not_connected() {
   return system_error(EBADF, "not connected to a hub");
 }
@@ -50,13 +55,45 @@ struct RelayClient::Session final : RelayEvents {
   std::deque<Delivery> deliveries;
   bool opened = false;
   std::optional<Error> ended;  // set by on_closed; every later read reports it
+  std::size_t buffered = 0;    // payload bytes in `frames` and `deliveries`
+  bool wants_frames = false;   // a call is waiting for a frame: keep reading
+  bool paused = false;         // reading paused at kMaxBufferedBytes
 
   void push(FrameType type, std::span<const std::uint8_t> first, std::span<const std::uint8_t> rest) {
     Frame frame{FrameHeader{type, 0, 0, static_cast<std::uint32_t>(first.size() + rest.size())}, {}};
     frame.payload.reserve(first.size() + rest.size());
     frame.payload.insert(frame.payload.end(), first.begin(), first.end());
     frame.payload.insert(frame.payload.end(), rest.begin(), rest.end());
+    buffered += frame.payload.size();
     frames.push_back(std::move(frame));
+    if (!wants_frames && !paused && buffered > kMaxBufferedBytes) {
+      engine->pause_reading(kConn);
+      paused = true;
+    }
+  }
+
+  Frame pop_frame() {
+    Frame frame = std::move(frames.front());
+    frames.pop_front();
+    buffered -= frame.payload.size();
+    return frame;
+  }
+  // A DELIVER set aside while a reply was awaited stays counted until next_delivery() hands it out.
+  void set_aside(const Frame& frame) {
+    deliveries.push_back(detail::parse_delivery(frame));
+    buffered += frame.payload.size();
+  }
+  Delivery pop_delivery() {
+    Delivery delivery = std::move(deliveries.front());
+    deliveries.pop_front();
+    buffered -= kIdSize + delivery.body.size();
+    return delivery;
+  }
+  void read_on() {
+    if (paused) {
+      engine->resume_reading(kConn);
+      paused = false;
+    }
   }
 
   void on_open(std::uint32_t /*conn*/) override { opened = true; }
@@ -90,7 +127,7 @@ Result<RelayClient> RelayClient::connect(const std::string& host, std::uint16_t 
   auto session = std::make_unique<Session>();
   AsyncRelayOptions options;
   options.hubs = *addresses;
-  options.connect_timeout = timeout;
+  options.connect_timeout = timeout < std::chrono::milliseconds{0} ? kLongestConnect : timeout;
   options.recv_buffers = kRecvBuffers;
   options.recv_buffer_size = kRecvBufferSize;
   options.task_run = uring::TaskRun::kAnyThread;  // the object may be handed to another thread
@@ -154,7 +191,7 @@ Result<UserId> RelayClient::identity(std::chrono::milliseconds timeout) {
   const Deadline deadline(timeout);
   std::vector<std::uint8_t> request;
   codec::append_identity_request(request);
-  if (Result<void> sent = send_and_wait(request); !sent) {
+  if (Result<void> sent = send_and_wait(request, deadline); !sent) {
     return sent.error();
   }
   Result<Frame> reply = await_reply(FrameType::kIdentityReply, deadline);
@@ -168,7 +205,7 @@ Result<std::vector<UserId>> RelayClient::list(std::chrono::milliseconds timeout)
   const Deadline deadline(timeout);
   std::vector<std::uint8_t> request;
   codec::append_list_request(request);
-  if (Result<void> sent = send_and_wait(request); !sent) {
+  if (Result<void> sent = send_and_wait(request, deadline); !sent) {
     return sent.error();
   }
   Result<Frame> reply = await_reply(FrameType::kListReply, deadline);
@@ -183,19 +220,17 @@ Result<void> RelayClient::relay(std::span<const UserId> receivers, std::span<con
     return not_connected();
   }
   if (session_->ended) {
-    return send_and_wait({});  // says why the connection is gone
+    return send_and_wait({}, Deadline(kWaitForever));  // says why the connection is gone
   }
   if (Result<void> queued = session_->engine->relay(kConn, receivers, body); !queued) {
     return queued;
   }
-  return send_and_wait({});
+  return send_and_wait({}, Deadline(kWaitForever));
 }
 
 Result<Delivery> RelayClient::next_delivery(std::chrono::milliseconds timeout) {
   if (session_ != nullptr && !session_->deliveries.empty()) {
-    Delivery queued = std::move(session_->deliveries.front());
-    session_->deliveries.pop_front();
-    return queued;
+    return session_->pop_delivery();
   }
   Result<Frame> frame = read_frame_until(Deadline(timeout), "a delivery");
   if (!frame) {
@@ -213,7 +248,7 @@ Result<Frame> RelayClient::read_frame(std::chrono::milliseconds timeout) {
 }
 
 Result<void> RelayClient::send_raw(std::span<const std::uint8_t> bytes) {
-  return send_and_wait(bytes);
+  return send_and_wait(bytes, Deadline(kWaitForever));
 }
 
 Result<Frame> RelayClient::await_reply(FrameType type, const Deadline& deadline) {
@@ -229,7 +264,7 @@ Result<Frame> RelayClient::await_reply(FrameType type, const Deadline& deadline)
     if (frame->header.type != FrameType::kDeliver) {
       return detail::unexpected(*frame, awaited);
     }
-    session_->deliveries.push_back(detail::parse_delivery(*frame));
+    session_->set_aside(*frame);
   }
 }
 
@@ -238,21 +273,23 @@ Result<Frame> RelayClient::read_frame_until(const Deadline& deadline, std::strin
     return not_connected();
   }
   Session& s = *session_;
-  if (!s.run([&s] { return !s.frames.empty() || s.ended.has_value(); }, deadline)) {
+  s.wants_frames = true;
+  s.read_on();
+  const bool got = s.run([&s] { return !s.frames.empty() || s.ended.has_value(); }, deadline);
+  s.wants_frames = false;
+  if (!got) {
     return deadline.expired(awaited);
   }
   if (!s.frames.empty()) {
-    Frame frame = std::move(s.frames.front());
-    s.frames.pop_front();
-    return frame;
+    return s.pop_frame();
   }
   return *s.ended;
 }
 
-// Queues `frame` (when not empty) and waits until the kernel has taken every queued byte. A hub that
-// refuses a frame sends ERROR and closes, so a write may then fail with EPIPE or ECONNRESET: the ERROR
-// frame, if it came, says why; prefer it to the errno.
-Result<void> RelayClient::send_and_wait(std::span<const std::uint8_t> frame) {
+// Queues `frame` (when not empty) and waits until the kernel has taken every queued byte, or the
+// deadline. A hub that refuses a frame sends ERROR and closes, so a write may then fail with EPIPE or
+// ECONNRESET: the ERROR frame, if it came, says why; prefer it to the errno.
+Result<void> RelayClient::send_and_wait(std::span<const std::uint8_t> frame, const Deadline& deadline) {
   if (session_ == nullptr) {
     return not_connected();
   }
@@ -262,7 +299,9 @@ Result<void> RelayClient::send_and_wait(std::span<const std::uint8_t> frame) {
       return queued;
     }
   }
-  s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, Deadline(kWaitForever));
+  if (!s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, deadline)) {
+    return deadline.expired("the hub to take the request");
+  }
   if (!s.ended) {
     return {};
   }

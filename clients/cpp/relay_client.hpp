@@ -1,5 +1,6 @@
 // RelayClient: a blocking client for the relay protocol (docs/protocol.md), used by the ringhub-client
-// CLI and by tests: a thin wrapper over AsyncRelayClient. One connection to a hub; every wait is bounded.
+// CLI and by tests: a thin wrapper over AsyncRelayClient. One connection to a hub; every wait that takes
+// a timeout is bounded by it.
 #pragma once
 
 #include <chrono>
@@ -47,7 +48,9 @@ struct Delivery {
 // (it may move between threads). A thin blocking wrapper over AsyncRelayClient (one connection on its
 // own small ring): every call runs the engine until its answer comes or its timeout passes.
 // Replies come back in request order, but DELIVERs may arrive between them: a call waiting for a
-// reply queues the DELIVERs it reads, and next_delivery() hands them out first.
+// reply queues the DELIVERs it reads, and next_delivery() hands them out first. While no call waits
+// for a frame (relay(), send_raw()), reading stops once 4 MiB of frames wait to be taken, so a program
+// that only sends leaves the hub's DELIVERs in TCP rather than in its own memory.
 //
 // Errors: a hub ERROR frame gives a kProtocol error with its ErrorCode; a timeout gives ETIMEDOUT; a
 // frame the hub should never send, or one core/client_frame_reader finds malformed, gives EPROTO (and
@@ -97,7 +100,7 @@ class RelayClient {
 
   Result<Frame> await_reply(protocol::FrameType type, const detail::Deadline& deadline);
   Result<Frame> read_frame_until(const detail::Deadline& deadline, std::string_view awaited);
-  Result<void> send_and_wait(std::span<const std::uint8_t> frame);
+  Result<void> send_and_wait(std::span<const std::uint8_t> frame, const detail::Deadline& deadline);
 
   std::unique_ptr<Session> session_;
 };

@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "clients/cpp/hub_address.hpp"
@@ -25,6 +26,7 @@ using client::AsyncRelayClient;
 using client::AsyncRelayOptions;
 using protocol::UserId;
 using Bytes = std::vector<std::uint8_t>;
+using namespace std::chrono_literals;
 
 // A failure bound for every wait, never a delay.
 constexpr std::chrono::milliseconds kWait = std::chrono::seconds(20);
@@ -195,6 +197,90 @@ TEST_F(AsyncRelayClientTest, RelayLimitsAreCheckedBeforeAnythingIsSent) {
                   .error()
                   .is_system(EMSGSIZE));
   EXPECT_TRUE(client->relay(0, std::vector<UserId>{1}, Bytes{1}).error().is_system(ENOTCONN));
+}
+
+// While reading is paused nothing is delivered; resumed, the relay arrives. A paused connection has no
+// recv in flight, and closing it still ends in on_closed.
+TEST_F(AsyncRelayClientTest, PausedReadingHoldsDeliveriesAndStillCloses) {
+  start_hub(test_config());
+  auto client = make_client(2, hub_->relay_port());
+  ASSERT_NE(client, nullptr);
+  client->open(0);
+  client->open(1);
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].opened && events_.conns[1].opened; }, kWait));
+  ASSERT_TRUE(client->identity(0));
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].id.has_value(); }, kWait));
+  client->pause_reading(0);
+  ASSERT_TRUE(client->relay(1, std::vector<UserId>{*events_.conns[0].id}, patterned(100, 1)));
+  ASSERT_TRUE(client->run_until([&] { return client->unsent_bytes(1) == 0; }, kWait));
+  ASSERT_TRUE(eventually([&] {
+    return stats().deliveries >= 1;
+  }));  // the DELIVER has left the hub  // the reply and the DELIVER left the hub
+  EXPECT_FALSE(client->run_until([&] { return !events_.conns[0].deliveries.empty(); }, 200ms))
+      << "a delivery came through paused reading";
+  client->resume_reading(0);
+  ASSERT_TRUE(client->run_until([&] { return !events_.conns[0].deliveries.empty(); }, kWait));
+  EXPECT_EQ(events_.conns[0].deliveries[0].body, patterned(100, 1));
+
+  client->pause_reading(0);
+  client->run_until([] { return false; }, 100ms);  // the pause's cancel completes: nothing in flight
+  client->close(0);
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  EXPECT_EQ(events_.conns[0].closed->message, "closed");
+}
+
+// A zero timeout polls: what is ready is handled, so a caller may drive the loop in steps of its own.
+TEST_F(AsyncRelayClientTest, ZeroTimeoutPollsAndMakesProgress) {
+  start_hub(test_config());
+  auto client = make_client(1, hub_->relay_port());
+  ASSERT_NE(client, nullptr);
+  client->open(0);
+  const auto until = std::chrono::steady_clock::now() + kWait;
+  bool identified = false;
+  bool asked = false;
+  while (!identified && std::chrono::steady_clock::now() < until) {
+    if (client->run_until([&] { return events_.conns[0].id.has_value(); }, 0ms)) {
+      identified = true;
+    } else if (events_.conns[0].opened && !asked) {
+      asked = client->identity(0).ok();
+    } else {
+      std::this_thread::sleep_for(1ms);  // the caller's own work between polls
+    }
+  }
+  EXPECT_TRUE(identified);
+}
+
+// The blocking client's "no limit" works for connect too (the engine bounds every connect, so no
+// limit stands for kLongestConnect). A receiver that keeps sending while 12 MiB of deliveries wait for
+// it reads them only up to its buffer cap while it sends, and later gets every one whole and in order.
+TEST_F(AsyncRelayClientTest, BlockingClientWithoutLimitsAndWithFullBuffers) {
+  start_hub(test_config());
+  auto sender = client::RelayClient::connect("127.0.0.1", hub_->relay_port(), client::kWaitForever);
+  ASSERT_TRUE(sender) << sender.error().message;
+  auto receiver = client::RelayClient::connect("127.0.0.1", hub_->relay_port(), client::kWaitForever);
+  ASSERT_TRUE(receiver) << receiver.error().message;
+  auto sender_id = sender->identity();
+  auto receiver_id = receiver->identity();
+  ASSERT_TRUE(sender_id && receiver_id);
+  constexpr int kBodies = 12;
+  for (int i = 0; i < kBodies; ++i) {
+    ASSERT_TRUE(sender->relay(std::vector<UserId>{*receiver_id}, patterned(protocol::kMaxBodySize, i)));
+  }
+  for (int i = 0; i < 50; ++i) {  // the receiver's loop runs while it sends, reading what has come
+    ASSERT_TRUE(receiver->relay(std::vector<UserId>{*sender_id}, patterned(10, i)));
+  }
+  for (int i = 0; i < kBodies; ++i) {
+    auto delivery = receiver->next_delivery(kWait);
+    ASSERT_TRUE(delivery) << delivery.error().message;
+    EXPECT_EQ(delivery->sender, *sender_id);
+    EXPECT_EQ(delivery->body, patterned(protocol::kMaxBodySize, static_cast<std::uint8_t>(i)))
+        << "body " << i;
+  }
+  for (int i = 0; i < 50; ++i) {
+    auto delivery = sender->next_delivery(kWait);
+    ASSERT_TRUE(delivery) << delivery.error().message;
+    EXPECT_EQ(delivery->body, patterned(10, static_cast<std::uint8_t>(i)));
+  }
 }
 
 // A name may resolve to ::1 before 127.0.0.1, where the hub listens: open() takes the address to try,

@@ -91,20 +91,33 @@ void ClientLoop::run(std::int64_t deadline_ns, const std::atomic<bool>& abort) {
 
 bool ClientLoop::run_until(std::int64_t deadline_ns, const std::function<bool()>& done) {
   while (true) {
+    if (done()) {  // before the timers too: a due timer must not act once the caller is satisfied
+      return leave_run_until(true);
+    }
     const std::int64_t now = now_ns();
     fire_timers(now);
     driver_->on_iteration();
     if (done()) {
-      flush_all();  // what the driver queued goes out now, not at the caller's next wait
-      ring_.submit_and_get_events();
-      return true;
+      return leave_run_until(true);
     }
     if (deadline_ns >= 0 && now >= deadline_ns) {
-      return false;
+      // Out of time, but what is ready is still handled: a zero timeout polls, it does not skip I/O.
+      flush_all();
+      ring_.submit_and_get_events();
+      ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+      return leave_run_until(done());
     }
     flush_all();
     wait(now, deadline_ns);
   }
+}
+
+// Starts the sends that can start (each connection has one in flight at most), hands recycled
+// buffers back and submits, so nothing the driver queued waits for the caller's next wait.
+bool ClientLoop::leave_run_until(bool result) {
+  flush_all();
+  ring_.submit_and_get_events();
+  return result;
 }
 
 void ClientLoop::fire_timers(std::int64_t now) {
@@ -298,7 +311,7 @@ void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
     }
   }
   if (cqe.res > 0) {
-    if (!more && conn.phase == ConnPhase::kOpen) {
+    if (!more && conn.phase == ConnPhase::kOpen && !conn.read_paused) {
       arm_recv(conn);  // the kernel ended the multishot without an error: keep reading
     }
   } else if (cqe.res == -ENOBUFS) {
@@ -307,10 +320,38 @@ void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
       conn.waiting = true;  // the bytes wait in the socket; re-armed once buffers are published
       waiting_.push_back(conn.index);
     }
+  } else if (cqe.res == -ECANCELED && conn.recv_cancelled) {
+    conn.recv_cancelled = false;  // pause_reading stopped it: the bytes wait in the socket
+    if (conn.phase == ConnPhase::kOpen && !conn.read_paused) {
+      arm_recv(conn);  // resumed while the cancel was on its way
+    }
   } else {
     begin_close(conn, cqe.res == 0 ? 0 : -cqe.res, cqe.res == 0);
   }
   maybe_finish_close(conn);
+}
+
+void ClientLoop::pause_reading(ClientConn& conn) {
+  if (conn.read_paused) {
+    return;
+  }
+  conn.read_paused = true;
+  if (conn.phase == ConnPhase::kOpen && conn.recv_armed && !conn.recv_cancelled) {
+    conn.recv_cancelled = true;
+    io_uring_sqe* entry = sqe();
+    io_uring_prep_cancel64(entry, tag(conn, Op::kRecv), 0);
+    io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
+  }
+}
+
+void ClientLoop::resume_reading(ClientConn& conn) {
+  if (!conn.read_paused) {
+    return;
+  }
+  conn.read_paused = false;
+  if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.waiting) {
+    arm_recv(conn);  // a cancel still on its way ends the old recv: it is not re-armed twice
+  }
 }
 
 void ClientLoop::send(ClientConn& conn, std::string_view bytes) {
@@ -412,6 +453,8 @@ void ClientLoop::begin_close(ClientConn& conn, int error, bool eof) {
     io_uring_prep_cancel64(entry, tag(conn, Op::kSend), 0);
     io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
   }
+  // Nothing in flight (a recv stopped by ENOBUFS or paused, no send): no completion will call it.
+  maybe_finish_close(conn);
 }
 
 void ClientLoop::maybe_finish_close(ClientConn& conn) {
@@ -434,6 +477,8 @@ void ClientLoop::on_close(ClientConn& conn) {
   conn.phase = ConnPhase::kIdle;
   conn.close_sent = false;
   conn.close_wanted = false;
+  conn.read_paused = false;
+  conn.recv_cancelled = false;
   ++conn.gen;
   conn.queued.clear();
   conn.sending.clear();
@@ -461,7 +506,7 @@ void ClientLoop::flush_all() {
   for (const std::uint32_t index : waiting_) {
     ClientConn& conn = conns_[index];
     conn.waiting = false;
-    if (conn.phase == ConnPhase::kOpen && !conn.recv_armed) {
+    if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.read_paused) {
       arm_recv(conn);
     }
   }

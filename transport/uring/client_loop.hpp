@@ -53,8 +53,10 @@ struct alignas(kTagAlignment) ClientConn {
   std::uint32_t route = 0;        // which (source, hub) address pair this connection uses
   bool recv_armed = false;
   bool send_in_flight = false;
-  bool dirty = false;    // on the loop's list of connections with bytes to send
-  bool waiting = false;  // its recv ended with ENOBUFS; re-armed when buffers return
+  bool dirty = false;           // on the loop's list of connections with bytes to send
+  bool waiting = false;         // its recv ended with ENOBUFS; re-armed when buffers return
+  bool read_paused = false;     // pause_reading: no recv is armed until resume_reading
+  bool recv_cancelled = false;  // pause_reading cancelled the armed recv; its last completion is due
   bool close_sent = false;
   bool close_wanted = false;  // close asked while the socket was still being created
   CloseInfo ending;
@@ -135,10 +137,12 @@ class ClientLoop {
   // Runs until the driver is finished and no connection is busy, or until `deadline_ns` or *abort, when
   // it closes everything and waits for the closes at most kAbortGrace.
   void run(std::int64_t deadline_ns, const std::atomic<bool>& abort);
-  // Serves the ring until `done()` holds (checked after every batch of completions) or `deadline_ns`
-  // passes; returns whether `done()` held. Unlike run() it never closes anything: a library's event
-  // loop, driven for as long as its caller waits. Sends queued by then are submitted before it returns.
-  // A negative deadline waits without limit.
+  // Serves the ring until `done()` holds (checked on entry and after every batch of completions and
+  // timers) or `deadline_ns` passes; returns whether `done()` held. Unlike run() it never closes
+  // anything: a library's event loop, driven for as long as its caller waits. A deadline already past
+  // still handles what is ready (a poll). Before it returns, every send that can start is submitted
+  // (bytes queued behind a send in flight follow at the next call). A negative deadline waits without
+  // limit.
   bool run_until(std::int64_t deadline_ns, const std::function<bool()>& done);
 
   ClientConn& conn(std::uint32_t index) { return conns_[index]; }
@@ -162,6 +166,10 @@ class ClientLoop {
     return conn.queued.size() + (conn.sending.size() - conn.sent);
   }
   void close(ClientConn& conn);
+  // Stops reading `conn` (its bytes wait in the socket, and TCP pushes back on the peer) until
+  // resume_reading: for a library whose caller has not taken what was already read.
+  void pause_reading(ClientConn& conn);
+  void resume_reading(ClientConn& conn);
   void add_timer(const ClientTimer& timer) { timers_.push(timer); }
 
  private:
@@ -172,6 +180,7 @@ class ClientLoop {
   }
 
   void wait(std::int64_t now, std::int64_t until = -1);
+  bool leave_run_until(bool result);
   void fire_timers(std::int64_t now);
   void begin_abort();
   void dispatch(const io_uring_cqe& cqe);
