@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "transport/tsan_annotations.hpp"
 #include "transport/uring/uring_compat.hpp"
 
 namespace ringhub::uring {
@@ -78,6 +79,16 @@ Result<unsigned> raise_open_file_limit() {
   return static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 1U << 20));  // the kernel's table cap
 }
 
+namespace {
+
+// liburing maps a ring's queues with raw syscalls that ThreadSanitizer does not see, so when a ring
+// closed on one thread is followed by a ring on another thread at the same addresses, the new owner's
+// writes look like a race with the old owner's. Every close releases this, every set-up acquires it:
+// the edge the kernel's munmap/mmap really provides.
+char ring_memory_handoff;
+
+}  // namespace
+
 Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table_size, TaskRun task_run) {
   io_uring_params params{};
   // SINGLE_ISSUER: only this thread submits. DEFER_TASKRUN: completions run when it asks for them, in
@@ -92,6 +103,7 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table
                                                  : IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   params.cq_entries = cq_entries;
   int ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
+  RINGHUB_TSAN_ACQUIRE(&ring_memory_handoff);
   if (ret < 0) {
     return system_error(-ret, describe_io_uring_failure(-ret, read_io_uring_disabled()));
   }
@@ -118,6 +130,7 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table
 
 void Ring::close() {
   if (ready_) {
+    RINGHUB_TSAN_RELEASE(&ring_memory_handoff);
     io_uring_queue_exit(&ring_);
     ready_ = false;
   }
