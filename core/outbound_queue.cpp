@@ -72,16 +72,19 @@ bool OutboundQueue::fill_placeholder(std::uint64_t position, std::uint32_t token
   return true;
 }
 
-std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const {
-  return fill_batched(iov, max_iov, max_bytes, {}, 0).iov_count;  // no batch: every slice zero-copy
+std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) {
+  return fill_batched(iov, max_iov, max_bytes, BlockRef(), 0).iov_count;  // no batch: every slice zero-copy
 }
 
 SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes,
-                                     std::span<std::uint8_t> batch, std::size_t small_limit) const {
+                                     const BlockRef& batch, std::size_t small_limit) {
+  assert(!batch || batch->refs() == 1);
+  const std::size_t batch_size = batch ? batch->capacity() : 0;
   SendPlan plan;
   bool in_run = false;  // the last iovec is a run in `batch` that the next small slice can extend
-  for (std::uint32_t i = 0; i < count_; ++i) {
-    const Slice& s = at(i);
+  std::uint32_t i = 0;
+  for (; i < count_; ++i) {
+    Slice& s = at(i);
     if (s.is_placeholder()) {
       break;
     }
@@ -89,7 +92,7 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     const std::size_t len = s.length - skip;
     const bool small = small_limit > 0 && len <= small_limit;
     if ((plan.iov_count > 0 && plan.bytes + len > max_bytes) ||
-        (small && plan.batched_bytes + len > batch.size()) ||
+        (small && plan.batched_bytes + len > batch_size) ||
         (!(small && in_run) && plan.iov_count == max_iov)) {
       break;
     }
@@ -102,6 +105,10 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
         in_run = true;
       }
       iov[plan.iov_count - 1].iov_len += len;
+      s = Slice{batch, static_cast<std::uint32_t>(plan.batched_bytes), static_cast<std::uint32_t>(len)};
+      if (i == 0) {
+        head_sent_ = 0;  // the slice now holds only the bytes not yet written
+      }
       plan.batched_bytes += len;
     } else {
       iov[plan.iov_count++] = iovec{from, len};
@@ -109,7 +116,27 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     }
     plan.bytes += len;
   }
+  plan.end_position = popped_ + i;
   return plan;
+}
+
+std::int64_t OutboundQueue::copy_out_blocks_of(const void* owner, MemoryAccount* account) {
+  std::int64_t copied = 0;
+  for (std::uint32_t i = 0; i < count_; ++i) {
+    Slice& s = at(i);
+    if (s.is_placeholder() || s.block->owner() != owner) {
+      continue;
+    }
+    BlockRef own = HeapBlock::create(s.length, account);
+    if (!own) {
+      return -1;
+    }
+    std::memcpy(own.data(), s.block.data() + s.offset, s.length);
+    s.block = std::move(own);
+    s.offset = 0;
+    copied += s.length;
+  }
+  return copied;
 }
 
 void OutboundQueue::pop_front() {

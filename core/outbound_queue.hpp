@@ -27,8 +27,9 @@ struct Slice {
 // What fill_batched put into an iovec array.
 struct SendPlan {
   std::size_t iov_count = 0;
-  std::size_t bytes = 0;          // all the iovecs point at
-  std::size_t batched_bytes = 0;  // of which copied into the batch buffer
+  std::size_t bytes = 0;           // all the iovecs point at
+  std::size_t batched_bytes = 0;   // of which copied into the batch buffer
+  std::uint64_t end_position = 0;  // the queue position after the last slice the iovecs cover
 };
 
 // Contract: owned by one connection on one shard. Memory is allocated only while slices are queued,
@@ -64,14 +65,25 @@ class OutboundQueue {
 
   // Points up to `max_iov` iovecs (at most `max_bytes` in all, at least one slice) at the head.
   // Returns how many it filled; stops at a placeholder.
-  std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) const;
+  std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes);
 
   // Like fill_iovecs, but slices of at most `small_limit` bytes are copied back to back into `batch`,
   // one iovec per run of them: below that size a memcpy costs less than the kernel's per-iovec work, and
   // one send then carries hundreds of small frames instead of max_iov. Larger slices stay zero-copy.
-  // Stops when `batch` is full; `small_limit` 0 turns batching off.
-  SendPlan fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes, std::span<std::uint8_t> batch,
-                        std::size_t small_limit) const;
+  // Each copied slice then refers to its bytes in `batch`, and its own block's reference goes at once:
+  // a receive buffer lent to the queue is free as soon as its frame is copied, and the unsent rest of a
+  // short send is sent again from the batch. Stops when `batch` is full; an empty `batch` or
+  // `small_limit` 0 turns batching off. Precondition: no slice refers to `batch` yet.
+  SendPlan fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes, const BlockRef& batch,
+                        std::size_t small_limit);
+
+  // The position the next push takes (positions count every slice ever pushed).
+  std::uint64_t end_position() const { return popped_ + count_; }
+
+  // Gives every slice whose block belongs to `owner` (SharedBlock::owner) a heap block of its own with a
+  // copy of its bytes, charged to `account`, so the borrowed block can go back. Returns the bytes
+  // copied, or -1 when memory ran out (slices not yet copied keep their borrowed block).
+  std::int64_t copy_out_blocks_of(const void* owner, MemoryAccount* account);
 
   // Drops `bytes` from the head (what a send took). Blocks whose slices are fully consumed are
   // released, or moved into `keep` when the caller must hold them longer (send_zc notifications).

@@ -17,6 +17,9 @@ using protocol::kIdSize;
 
 namespace {
 
+// A frame is lent to at most this many receivers: each costs a lookup to ask, against one copy saved.
+constexpr std::size_t kMaxLendReceivers = 16;
+
 std::size_t gather_footprint(const ListGather& gather) {
   return malloc_footprint(sizeof(ListGather)) + vector_footprint(gather.slots) + vector_footprint(gather.ids);
 }
@@ -164,7 +167,7 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   if (!anyone) {
     return;  // nobody to deliver to: no copy
   }
-  const BlockRef block = deliver_block(frame, offset, length);
+  const BlockRef block = deliver_block(frame, plan, offset, length);
   if (!block) {
     seam_.out_of_memory(peer, "a relay");
     return;
@@ -192,9 +195,14 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   }
 }
 
-BlockRef RelayService::deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length) {
+BlockRef RelayService::deliver_block(const FrameView& frame, const FanoutPlan& plan, std::uint32_t& offset,
+                                     std::uint32_t length) {
   if (frame.own_block) {
     return frame.block;  // assembled or received straight into its block: already the frame's own
+  }
+  if (may_lend(plan, length)) {
+    counters_.lent_frames.add(1);
+    return frame.block;  // every receiver copies it into a send batch before its buffer is reused
   }
   BlockRef copy =
       seam_.copy(std::span<const std::uint8_t>(frame.block.data() + offset, length), CopyReason::kCopyOut);
@@ -202,6 +210,19 @@ BlockRef RelayService::deliver_block(const FrameView& frame, std::uint32_t& offs
     offset = 0;
   }
   return copy;
+}
+
+bool RelayService::may_lend(const FanoutPlan& plan, std::uint32_t length) {
+  // Receivers on other shards read the block later, from another thread; and asking more than a few
+  // receivers costs more lookups than the one copy saves.
+  if (!plan.everywhere.empty() || plan.local.size() > kMaxLendReceivers ||
+      std::any_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); })) {
+    return false;
+  }
+  return std::all_of(plan.local.begin(), plan.local.end(), [&](protocol::UserId id) {
+    RegistryEntry* entry = peers_.find(id);
+    return entry == nullptr || seam_.sends_at_once(static_cast<RelayPeer&>(*entry), length);
+  });
 }
 
 bool RelayService::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,

@@ -49,6 +49,10 @@ class RelaySeam {
                             std::uint32_t length) = 0;
   // Whether `peer` is being closed (its queue takes nothing more).
   virtual bool closing(const RelayPeer& peer) const = 0;
+  // Whether `length` bytes sent to `peer` now are copied into its send batch before the shard reads
+  // again. When that holds for every receiver of a frame lying in a receive buffer, the frame is lent to
+  // them as it lies, not copied out: the buffer is free again by the next read.
+  virtual bool sends_at_once(const RelayPeer& peer, std::uint32_t length) const = 0;
   // Keeps `peer` from being freed while the service refers to it (a LIST gather), and lets it go.
   virtual void hold(RelayPeer& peer) = 0;
   virtual void release(RelayPeer& peer) = 0;
@@ -109,7 +113,9 @@ class RelayService {
   // The block every receiver of a RELAY shares: the frame's own block, or one copy of the DELIVER
   // bytes out of the receive buffer (which must go back to the kernel now, not when the slowest
   // receiver reads). Empty if memory is exhausted.
-  BlockRef deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length);
+  BlockRef deliver_block(const FrameView& frame, const FanoutPlan& plan, std::uint32_t& offset,
+                         std::uint32_t length);
+  bool may_lend(const FanoutPlan& plan, std::uint32_t length);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
   // whether it was queued.

@@ -72,6 +72,9 @@ enum class MetricType { kCounter, kGauge };
   X(copied_out_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="copy_out")", "")   \
   X(copied_reply_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="reply")", "")    \
   X(batched_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="batch")", "")         \
+  X(lent_frames, Count, kShard, kCounter, "ringhub_lent_frames_total", "",                                 \
+    "RELAY frames sent straight from their receive buffer: every receiver batched them at once, no "       \
+    "copy_out.")                                                                                           \
   X(budget_pauses, Count, kShard, kCounter, "ringhub_budget_pauses_total", "",                             \
     "Times a connection's reading was paused because the memory budget was reached.")                      \
   X(idle_closes, Count, kShard, kCounter, "ringhub_idle_closes_total", "",                                 \

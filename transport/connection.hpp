@@ -39,6 +39,11 @@ inline constexpr std::size_t kMaxFreeSendContexts = 1024;
 // with 64 KiB each would be 6.4 GB). Pooled contexts keep theirs only up to kMaxFreeBatchBuffers.
 inline constexpr std::size_t kSendBatchBytes = 64U << 10;
 inline constexpr std::size_t kMinSendBatchBytes = 512;
+// A batch's allocation (HeapBlock header and malloc's rounding included) stays within the sizes above,
+// so the largest one is still below LargeBlockMemory::kMinBytes: malloc reuses a freed batch at once,
+// where a map of its own would cost page faults on every short send.
+inline constexpr std::size_t kBatchBlockOverhead = 64;
+static_assert(HeapBlock::kHeaderBytes + 16 <= kBatchBlockOverhead);
 inline constexpr std::size_t kMaxFreeBatchBuffers = 64;
 
 // What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle
@@ -47,9 +52,10 @@ struct SendContext {
   msghdr msg{};
   iovec iov[kMaxIovPerSend]{};
   std::size_t bytes = 0;
-  std::vector<BlockRef> zc_hold;          // send_zc: blocks the kernel may still read until the notification
-  std::unique_ptr<std::uint8_t[]> batch;  // batch_capacity bytes, made on first use
-  std::size_t batch_capacity = 0;
+  std::vector<BlockRef> zc_hold;  // send_zc: blocks the kernel may still read until the notification
+  // Made on first use. Slices refer to the bytes copied into it, so after a short send the unsent rest
+  // keeps it alive (and the next send takes a new one).
+  BlockRef batch;
   SendContext* next = nullptr;  // free list, or a connection's list awaiting zc notifications
 };
 
@@ -91,6 +97,9 @@ struct alignas(16) Connection : Peer {
   SendContext* send = nullptr;        // the send in flight
   SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
+  // The outbound position after the last slice that borrows a receive buffer (0: none); the loop
+  // iteration's flush copies such slices into a send batch, or out, before the buffer is needed again.
+  std::uint64_t lent_end = 0;
   std::uint64_t frames_in = 0;      // complete frames parsed, to tell one partial frame from the next
   std::uint64_t clocked_frame = 0;  // frames_in when the partial frame's clock started
   ShardTime frame_started;          // when the partial frame began

@@ -227,6 +227,7 @@ class alignas(uring::kTagAlignment) Shard {
     void fill_replies(RelayPeer& peer, std::span<const ReplySlot> slots, const BlockRef& block,
                       std::uint32_t length) override;
     bool closing(const RelayPeer& peer) const override;
+    bool sends_at_once(const RelayPeer& peer, std::uint32_t length) const override;
     void hold(RelayPeer& peer) override;
     void release(RelayPeer& peer) override;
     void out_of_memory(RelayPeer& peer, std::string_view what) override;
@@ -270,13 +271,19 @@ class alignas(uring::kTagAlignment) Shard {
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
   // Closes `conn` with ERROR 6 if what it has queued passed --max-outbound-bytes; returns whether.
   bool cut_if_slow_consumer(Connection& conn);
-  // A heap block holding a copy of `bytes` (empty if memory is exhausted); replies and unpinned slices.
+  // A heap block holding a copy of `bytes` (empty if memory is exhausted).
   BlockRef copy_block(const std::uint8_t* bytes, std::uint32_t size);
+  // Whether `length` more bytes queued for `conn` now are copied into its send batch by this loop
+  // iteration's flush, so they may stay in their receive buffer until then (see RelaySeam).
+  bool batches_this_iteration(const Connection& conn, std::uint32_t length) const;
+  // Copies out the slices of `conn` that still borrow a receive buffer after its flush.
+  void own_lent_slices(Connection& conn);
   // Queues a copy of bytes the hub composed (a reply, an error line); closes `conn` if out of memory.
   void enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes);
   void mark_dirty(Connection& conn);
   void flush_sends();
-  void start_send(Connection& conn);
+  // Starts a sendmsg of what `conn` has queued; returns the queue position its iovecs reach (0: none).
+  std::uint64_t start_send(Connection& conn);
   void on_send(Connection& conn, const io_uring_cqe& cqe);
   void on_send_notification(Connection& conn);
   // Gives the context a batch buffer sized for a connection with `queued_bytes` waiting (see

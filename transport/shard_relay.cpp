@@ -65,6 +65,10 @@ bool Shard::RelaySeamOnShard::closing(const RelayPeer& peer) const {
   return static_cast<const Connection&>(peer).state == ConnState::kClosing;
 }
 
+bool Shard::RelaySeamOnShard::sends_at_once(const RelayPeer& peer, std::uint32_t length) const {
+  return shard_.batches_this_iteration(static_cast<const Connection&>(peer), length);
+}
+
 void Shard::RelaySeamOnShard::hold(RelayPeer& peer) {
   ++static_cast<Connection&>(peer).pending_ops;
 }

@@ -16,7 +16,11 @@ void Shard::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std:
   if (conn.state == ConnState::kClosing) {
     return;
   }
+  const bool lent = block->owner() == pool_.get();
   conn.outbound.push(std::move(block), offset, length);
+  if (lent) {
+    conn.lent_end = conn.outbound.end_position();
+  }
   queued_bytes_ += length;
   counters_.frames_out.add(1);
   if (!cut_if_slow_consumer(conn)) {
@@ -63,25 +67,45 @@ void Shard::flush_sends() {
   while (!dirty_.empty()) {
     Connection& conn = dirty_.front();
     dirty_.pop_front();
-    start_send(conn);
+    const std::uint64_t sent_through = start_send(conn);
+    if (conn.lent_end > sent_through) {
+      own_lent_slices(conn);  // rare: a placeholder or a full batch kept a lent slice out of the send
+    }
+    conn.lent_end = 0;
   }
 }
 
-void Shard::start_send(Connection& conn) {
-  if (conn.send_in_flight || conn.outbound.empty() || conn.state == ConnState::kClosing) {
+bool Shard::batches_this_iteration(const Connection& conn, std::uint32_t length) const {
+  // Nothing in flight and all it has queued fits one batch: the flush copies every small slice of it.
+  // (A placeholder in the queue can still stop the copy short; own_lent_slices covers that.)
+  return length <= config_.batch_threshold && conn.state == ConnState::kOpen && !conn.send_in_flight &&
+         conn.outbound.queued_bytes() + length + kBatchBlockOverhead <= kSendBatchBytes;
+}
+
+void Shard::own_lent_slices(Connection& conn) {
+  const std::int64_t copied = conn.outbound.copy_out_blocks_of(pool_.get(), &memory_);
+  if (copied < 0) {
+    spdlog::error("shard {}: out of memory copying out a relay for user {}; closing it", index_, conn.id);
+    begin_close(conn);  // its queue goes, and the receive buffers with it
     return;
+  }
+  copied_out_bytes_ += static_cast<std::uint64_t>(copied);
+}
+
+std::uint64_t Shard::start_send(Connection& conn) {
+  if (conn.send_in_flight || conn.outbound.empty() || conn.state == ConnState::kClosing) {
+    return 0;
   }
   SendContext* context = acquire_send_context();
   if (config_.batch_threshold > 0) {
     ensure_batch(*context, conn.outbound.queued_bytes());
   }
-  const std::span<std::uint8_t> batch(context->batch.get(), context->batch_capacity);
-  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batch,
-                                                   config_.batch_threshold);
+  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend,
+                                                   context->batch, config_.batch_threshold);
   const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
     release_send_context(context);
-    return;
+    return 0;
   }
   counters_.batched_bytes.add(plan.batched_bytes);
   context->bytes = plan.bytes;
@@ -101,6 +125,7 @@ void Shard::start_send(Connection& conn) {
   conn.send_in_flight = true;
   conn.inflight_bytes = context->bytes;
   ++conn.pending_ops;
+  return plan.end_position;
 }
 
 void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
@@ -155,21 +180,17 @@ void Shard::on_send_notification(Connection& conn) {
 }
 
 void Shard::ensure_batch(SendContext& context, std::size_t queued_bytes) {
-  const std::size_t want = std::clamp(std::bit_ceil(queued_bytes), kMinSendBatchBytes, kSendBatchBytes);
-  if (context.batch_capacity < want) {
-    free_batch(context);
-    context.batch = std::make_unique_for_overwrite<std::uint8_t[]>(want);
-    context.batch_capacity = want;
-    memory_.charge(malloc_footprint(want));
+  const std::size_t want =
+      std::clamp(std::bit_ceil(queued_bytes + kBatchBlockOverhead), kMinSendBatchBytes, kSendBatchBytes) -
+      kBatchBlockOverhead;
+  // A batch that slices still refer to (the unsent rest of a short send) is theirs: take a new one.
+  if (!context.batch || context.batch->capacity() < want || context.batch->refs() > 1) {
+    context.batch = HeapBlock::create(static_cast<std::uint32_t>(want), &memory_);  // empty: no batching
   }
 }
 
 void Shard::free_batch(SendContext& context) {
-  if (context.batch_capacity != 0) {
-    memory_.release(malloc_footprint(context.batch_capacity));
-  }
   context.batch.reset();
-  context.batch_capacity = 0;
 }
 
 SendContext* Shard::acquire_send_context() {

@@ -537,12 +537,13 @@ TEST(OutboundQueueBatchTest, SmallSlicesBecomeOneRunInTheBatch) {
   q.push(block, 0, 10);
   q.push(block, 100, 20);
   q.push(block, 200, 30);
-  std::vector<std::uint8_t> batch(1024);
+  const BlockRef batch = HeapBlock::create(1024);
   iovec iov[4];
   const SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 64);
   ASSERT_EQ(plan.iov_count, 1U);
   EXPECT_EQ(plan.bytes, 60U);
   EXPECT_EQ(plan.batched_bytes, 60U);
+  EXPECT_EQ(plan.end_position, 3U);
   EXPECT_EQ(iov[0].iov_base, batch.data());
   std::vector<std::uint8_t> expected(block.data(), block.data() + 10);
   expected.insert(expected.end(), block.data() + 100, block.data() + 120);
@@ -557,7 +558,7 @@ TEST(OutboundQueueBatchTest, LargeSlicesStayZeroCopyBetweenRuns) {
   q.push(block, 8, 500);  // large: its own iovec, pointing at the block
   q.push(block, 508, 8);  // small: a new run after the large slice
   q.push(block, 516, 8);  // extends that run
-  std::vector<std::uint8_t> batch(256);
+  const BlockRef batch = HeapBlock::create(256);
   iovec iov[8];
   const SendPlan plan = q.fill_batched(iov, 8, kNoByteLimit, batch, 64);
   ASSERT_EQ(plan.iov_count, 3U);
@@ -574,16 +575,18 @@ TEST(OutboundQueueBatchTest, StopsWhenTheBatchOrIovecsRunOut) {
   for (std::uint32_t i = 0; i < 10; ++i) {
     q.push(block, i * 40, 40);
   }
-  std::vector<std::uint8_t> batch(100);  // room for two 40-byte slices
-  iovec iov[4];
-  SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 64);
+  iovec iov_of_four[4];
+  SendPlan plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, HeapBlock::create(100), 64);  // two fit
   EXPECT_EQ(plan.iov_count, 1U);
   EXPECT_EQ(plan.bytes, 80U);
+  EXPECT_EQ(plan.end_position, 2U);
+  q.consume(80);
   // Batching off: one iovec per slice, up to max_iov.
-  plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 0);
+  plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, HeapBlock::create(100), 0);
   EXPECT_EQ(plan.iov_count, 4U);
   EXPECT_EQ(plan.batched_bytes, 0U);
-  EXPECT_EQ(iov[0].iov_base, block.data());
+  EXPECT_EQ(plan.end_position, 6U);
+  EXPECT_EQ(iov_of_four[0].iov_base, block.data() + 80);
 }
 
 TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
@@ -605,11 +608,11 @@ TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
       offset += length;
     }
   }
-  std::vector<std::uint8_t> batch(200);
   std::size_t sent = 0;
   iovec iov[6];
   while (!q.empty()) {
-    const SendPlan plan = q.fill_batched(iov, 6, 1 + next(400), batch, 48);
+    // A new batch each time, as the shard takes one when slices still refer to the last.
+    const SendPlan plan = q.fill_batched(iov, 6, 1 + next(400), HeapBlock::create(200, &in_use), 48);
     ASSERT_GE(plan.iov_count, 1U);
     const std::vector<std::uint8_t> got = gather(iov, plan.iov_count);
     ASSERT_EQ(got.size(), plan.bytes);
@@ -620,6 +623,50 @@ TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
     sent += taken;
   }
   EXPECT_EQ(sent, expected.size());
+  EXPECT_EQ(in_use.bytes(), 0);
+}
+
+TEST(OutboundQueueBatchTest, ABatchedSliceLetsGoOfItsBlockAtOnceAndAShortSendResumesFromTheBatch) {
+  CountingBlock lent(64);
+  CountingBlock large(200);
+  OutboundQueue q;
+  q.push(BlockRef(&lent.block), 0, 32);
+  q.push(BlockRef(&large.block), 0, 200);
+  q.push(BlockRef(&lent.block), 32, 32);
+  iovec iov[4];
+  SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, HeapBlock::create(128), 48);
+  ASSERT_EQ(plan.iov_count, 3U);
+  EXPECT_EQ(lent.releases, 1) << "both small slices now refer to the batch";
+  EXPECT_EQ(large.releases, 0) << "a large slice is sent from its own block";
+  std::vector<std::uint8_t> expected = gather(iov, plan.iov_count);
+  q.consume(20);  // a short send: 12 bytes of the first slice, the large one and the last are left
+  expected.erase(expected.begin(), expected.begin() + 20);
+  plan = q.fill_batched(iov, 4, kNoByteLimit, HeapBlock::create(128), 48);
+  EXPECT_EQ(gather(iov, plan.iov_count), expected);
+  q.consume(plan.bytes);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(large.releases, 1);
+}
+
+TEST(OutboundQueueTest, CopyOutGivesABorrowedSliceItsOwnBlockAndLeavesTheRest) {
+  CountingBlock borrowed(64);
+  MemoryAccount in_use;
+  OutboundQueue q;
+  const BlockRef other = make_block(16, 9);
+  q.push(other, 0, 16);
+  q.push(BlockRef(&borrowed.block), 8, 24);
+  const std::uint64_t placeholder = q.push_placeholder(5);
+  EXPECT_EQ(q.end_position(), 3U);
+  EXPECT_EQ(q.copy_out_blocks_of(&borrowed.releases, &in_use), 24);
+  EXPECT_EQ(borrowed.releases, 1);
+  EXPECT_GT(in_use.bytes(), 24);
+  EXPECT_TRUE(q.fill_placeholder(placeholder, 5, other, 0, 4));
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 3U);
+  EXPECT_EQ(iov[0].iov_base, other.data());
+  EXPECT_EQ(gather(iov + 1, 1),
+            std::vector<std::uint8_t>(borrowed.bytes.begin() + 8, borrowed.bytes.begin() + 32));
+  q.clear();
   EXPECT_EQ(in_use.bytes(), 0);
 }
 

@@ -39,6 +39,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_server_full_rejects_total",
     "ringhub_accepted_connections_total",
     "ringhub_copied_bytes_total",
+    "ringhub_lent_frames_total",
     "ringhub_budget_pauses_total",
     "ringhub_frame_timeouts_total",
     "ringhub_idle_closes_total",
@@ -75,6 +76,7 @@ HubStats known_stats() {
   s.copied_out_bytes = 1111;
   s.copied_reply_bytes = 1112;
   s.batched_bytes = 1113;
+  s.lent_frames = 1114;
   s.memory_in_use = 1414;
   s.memory_budget = 1515;
   s.memory_reserved = 1616;
@@ -331,6 +333,9 @@ ringhub_copied_bytes_total{reason="assembly"} 1010
 ringhub_copied_bytes_total{reason="copy_out"} 1111
 ringhub_copied_bytes_total{reason="reply"} 1112
 ringhub_copied_bytes_total{reason="batch"} 1113
+# HELP ringhub_lent_frames_total RELAY frames sent straight from their receive buffer: every receiver batched them at once, no copy_out.
+# TYPE ringhub_lent_frames_total counter
+ringhub_lent_frames_total 1114
 # HELP ringhub_budget_pauses_total Times a connection's reading was paused because the memory budget was reached.
 # TYPE ringhub_budget_pauses_total counter
 ringhub_budget_pauses_total 17

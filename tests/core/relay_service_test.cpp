@@ -99,6 +99,8 @@ class Simulator {
     service(shard_of_.at(peer.id)).remove(peer);
     queues_.erase(peer.id);
   }
+  // From now on `peer` takes what is queued for it into a send batch at once (RelaySeam::sends_at_once).
+  void sends_at_once(const RelayPeer& peer) { at_once_.insert(peer.id); }
   // The peer is being closed but not yet gone (what a gather may find when it finishes).
   void start_closing(const RelayPeer& peer) { closing_.insert(peer.id); }
   unsigned holds(const RelayPeer& peer) const {
@@ -224,6 +226,9 @@ class Simulator {
       }
     }
     bool closing(const RelayPeer& peer) const override { return sim.closing_.count(peer.id) != 0; }
+    bool sends_at_once(const RelayPeer& peer, std::uint32_t) const override {
+      return sim.at_once_.count(peer.id) != 0;
+    }
     void hold(RelayPeer& peer) override { ++sim.holds_[peer.id]; }
     void release(RelayPeer& peer) override {
       EXPECT_GT(sim.holds_[peer.id], 0U);
@@ -251,6 +256,7 @@ class Simulator {
   std::vector<std::unique_ptr<RelayPeer>> peers_;
   std::map<UserId, unsigned> shard_of_;
   std::set<UserId> closing_;
+  std::set<UserId> at_once_;
   std::map<UserId, unsigned> holds_;
   std::map<CopyReason, unsigned> copies_;
   std::map<UserId, std::deque<QueueItem>> queues_;
@@ -417,6 +423,58 @@ TEST(RelayService, ARelayInItsOwnBlockIsNeverCopied) {
   EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 0U);
   EXPECT_EQ(sim.queued_data(near), sim.queued_data(far));
   EXPECT_EQ(sim.read(far).at(0).body, "assembled");
+}
+
+// Receivers (on shard 0 unless `far`) that all take what is queued for them at once, and a sender.
+struct LendingSetup {
+  LendingSetup(Simulator& sim, unsigned count, bool far = false) : sender(sim.connect(0)) {
+    for (unsigned i = 0; i < count; ++i) {
+      RelayPeer& peer = sim.connect(far && i == count - 1 ? 1 : 0);
+      sim.sends_at_once(peer);
+      receivers.push_back(&peer);
+      ids.push_back(peer.id);
+    }
+  }
+  RelayPeer& sender;
+  std::vector<const RelayPeer*> receivers;
+  std::vector<UserId> ids;
+};
+
+TEST(RelayService, AFrameEveryReceiverBatchesAtOnceIsLentAsItLiesNotCopied) {
+  Simulator sim(1);
+  LendingSetup setup(sim, 3);
+  sim.relay(setup.sender, setup.ids, "lent");
+  EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 0U);
+  EXPECT_EQ(sim.queued_data(*setup.receivers[0]), sim.queued_data(*setup.receivers[2]));
+  for (const RelayPeer* peer : setup.receivers) {
+    EXPECT_EQ(sim.read(*peer).at(0).body, "lent");
+  }
+}
+
+TEST(RelayService, OneReceiverThatCannotBatchAtOnceMakesTheFrameCopiedOnceForAll) {
+  Simulator sim(1);
+  LendingSetup setup(sim, 3);
+  const RelayPeer& busy = sim.connect(0);
+  std::vector<UserId> ids = setup.ids;
+  ids.push_back(busy.id);
+  sim.relay(setup.sender, ids, "copied");
+  EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 1U);
+  EXPECT_EQ(sim.queued_data(busy), sim.queued_data(*setup.receivers[0]));
+  EXPECT_EQ(sim.read(busy).at(0).body, "copied");
+}
+
+TEST(RelayService, AFrameIsNotLentToManyReceiversOrAcrossShards) {
+  Simulator many(1);
+  LendingSetup crowd(many, 17);
+  many.relay(crowd.sender, crowd.ids, "to many");
+  EXPECT_EQ(many.copies(CopyReason::kCopyOut), 1U);
+
+  Simulator two(2);
+  LendingSetup spread(two, 2, /*far=*/true);
+  two.relay(spread.sender, spread.ids, "to another shard");
+  two.settle();
+  EXPECT_EQ(two.copies(CopyReason::kCopyOut), 1U);
+  EXPECT_EQ(two.read(*spread.receivers[1]).at(0).body, "to another shard");
 }
 
 TEST(RelayService, TheOriginHearsBackOnlyWhenTheLastRemoteReceiverHasReadTheBody) {
