@@ -38,8 +38,9 @@ RelayService::RelayService(const RelayServiceConfig& config, IdDirectory* direct
       memory_(memory),
       counters_(counters),
       planner_(config.shard_count, config.shard_index, directory) {
-  scratch_ids_.reserve(
-      protocol::kMaxReceivers);  // every RELAY parses its receivers here: no growth on the hot path
+  // Every RELAY parses its receivers here: no growth on the hot path.
+  scratch_ids_.reserve(protocol::kMaxReceivers);
+  scratch_receivers_.reserve(protocol::kMaxReceivers);
 }
 
 void RelayService::add(RelayPeer& peer) {
@@ -167,13 +168,15 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   if (!anyone) {
     return;  // nobody to deliver to: no copy
   }
+  find_local_receivers(plan);
   const BlockRef block = deliver_block(frame, plan, offset, length);
   if (!block) {
     seam_.out_of_memory(peer, "a relay");
     return;
   }
-  for (const protocol::UserId id : plan.local) {
-    deliver_to(id, block, offset, length, true);
+  for (RegistryEntry* entry : scratch_receivers_) {
+    counters_.deliveries.add(1);
+    seam_.send(static_cast<RelayPeer&>(*entry), block, offset, length);
   }
   MaybeTally* tally = nullptr;
   if (!plan.everywhere.empty()) {
@@ -212,16 +215,26 @@ BlockRef RelayService::deliver_block(const FrameView& frame, const FanoutPlan& p
   return copy;
 }
 
+void RelayService::find_local_receivers(const FanoutPlan& plan) {
+  scratch_receivers_.clear();
+  for (const protocol::UserId id : plan.local) {
+    if (RegistryEntry* entry = peers_.find(id)) {
+      scratch_receivers_.push_back(entry);
+    } else {
+      counters_.skipped_receivers.add(1);  // departed since the directory said it lived here
+    }
+  }
+}
+
 bool RelayService::may_lend(const FanoutPlan& plan, std::uint32_t length) {
   // Receivers on other shards read the block later, from another thread; and asking more than a few
-  // receivers costs more lookups than the one copy saves.
-  if (!plan.everywhere.empty() || plan.local.size() > kMaxLendReceivers ||
+  // receivers costs more than the one copy saves.
+  if (!plan.everywhere.empty() || scratch_receivers_.size() > kMaxLendReceivers ||
       std::any_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); })) {
     return false;
   }
-  return std::all_of(plan.local.begin(), plan.local.end(), [&](protocol::UserId id) {
-    RegistryEntry* entry = peers_.find(id);
-    return entry == nullptr || seam_.sends_at_once(static_cast<RelayPeer&>(*entry), length);
+  return std::all_of(scratch_receivers_.begin(), scratch_receivers_.end(), [&](RegistryEntry* entry) {
+    return seam_.sends_at_once(static_cast<RelayPeer&>(*entry), length);
   });
 }
 

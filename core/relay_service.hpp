@@ -115,6 +115,8 @@ class RelayService {
   // receiver reads). Empty if memory is exhausted.
   BlockRef deliver_block(const FrameView& frame, const FanoutPlan& plan, std::uint32_t& offset,
                          std::uint32_t length);
+  // Looks up the plan's local receivers into scratch_receivers_, counting those gone as skipped.
+  void find_local_receivers(const FanoutPlan& plan);
   bool may_lend(const FanoutPlan& plan, std::uint32_t length);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
@@ -142,6 +144,7 @@ class RelayService {
   FanoutPlanner planner_;
   std::size_t awaiting_replies_ = 0;
   std::vector<protocol::UserId> scratch_ids_;
+  std::vector<RegistryEntry*> scratch_receivers_;  // a relay's receivers on this shard, found once
   std::vector<std::uint8_t> scratch_bytes_;
 };
 
