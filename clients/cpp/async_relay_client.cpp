@@ -127,6 +127,7 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
         config.table_size = options_.connections + kSpareSlots;
         config.buffer_count = options_.recv_buffers;
         config.buffer_size = options_.recv_buffer_size;
+        config.buffer_residency = uring::BufferRing::Residency::kOnDemand;  // pages fault in as used
         config.hubs = options_.hubs;
         const auto timeout =
             options_.connect_timeout > std::chrono::milliseconds{0}

@@ -215,6 +215,7 @@ LineRun::LineRun(const LineClientOptions& options, std::vector<uring::SocketAddr
         config.table_size = 4;
         config.buffer_count = kRecvBuffers;
         config.buffer_size = kRecvBufferSize;
+        config.buffer_residency = uring::BufferRing::Residency::kOnDemand;  // pages fault in as used
         config.hubs = std::move(hubs);
         config.connect_timeout_ns = to_ns(options.timeout);
         config.sq_entries = 32;

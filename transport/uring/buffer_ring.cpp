@@ -13,17 +13,18 @@
 
 namespace ringhub::uring {
 
-Result<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, unsigned count, std::uint32_t size) {
+Result<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, unsigned count, std::uint32_t size,
+                                                       Residency residency) {
   count = std::bit_ceil(std::max(count, 2U));
   if (count > kMaxEntries) {
     return make_error(
         fmt::format("{} receive buffers exceed the kernel limit of {} per ring", count, kMaxEntries));
   }
   const std::size_t bytes = std::size_t{count} * size;
-  // Populated now: the pool is the hub's fixed footprint, resident from the start (its idle RSS says
-  // what it costs), and the first burst does not fault its pages in on the receive path.
-  void* memory =
-      mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_POPULATE, -1, 0);
+  // Populated: the pool is the hub's fixed footprint, resident from the start (its idle RSS says what
+  // it costs), and the first burst does not fault its pages in on the receive path.
+  const int populate = residency == Residency::kPopulated ? MAP_POPULATE : 0;
+  void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | populate, -1, 0);
   if (memory == MAP_FAILED) {
     return system_error(
         errno, fmt::format("cannot map {} bytes of receive buffers: {}", bytes, std::strerror(errno)));

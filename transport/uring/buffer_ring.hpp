@@ -22,9 +22,15 @@ class BufferRing {
   // The kernel's limit of entries in one provided buffer ring (buffer ids are 16 bits).
   static constexpr unsigned kMaxEntries = 32768;
 
+  // When the buffers' pages become resident: all at creation (the hub and the harnesses, whose pool is
+  // their fixed footprint and whose first burst should not fault), or as bytes first reach them (a
+  // client library, whose buffers mostly hold small replies).
+  enum class Residency : std::uint8_t { kPopulated, kOnDemand };
+
   // `count` is rounded up to a power of two (a buf ring requirement), at most kMaxEntries. Every
   // buffer starts in the ring.
-  static Result<std::unique_ptr<BufferRing>> create(io_uring* ring, unsigned count, std::uint32_t size);
+  static Result<std::unique_ptr<BufferRing>> create(io_uring* ring, unsigned count, std::uint32_t size,
+                                                    Residency residency = Residency::kPopulated);
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
   ~BufferRing();

@@ -59,7 +59,8 @@ Result<void> ClientLoop::init() {
     return ring;
   }
   sockopt_ok_ = ring_.supports(IORING_OP_URING_CMD);
-  auto buffers = BufferRing::create(ring_.get(), config_.buffer_count, config_.buffer_size);
+  auto buffers =
+      BufferRing::create(ring_.get(), config_.buffer_count, config_.buffer_size, config_.buffer_residency);
   if (!buffers) {
     return buffers.error();
   }

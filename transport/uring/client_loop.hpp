@@ -91,10 +91,11 @@ class ClientDriver {
 
 struct ClientLoopConfig {
   unsigned index = 0;
-  std::uint32_t conns = 0;           // connection slots (clients) this loop drives
-  unsigned table_size = 0;           // direct descriptors: at most RLIMIT_NOFILE
-  unsigned buffer_count = 0;         // provided receive buffers (power of two, <= 32768)
-  std::uint32_t buffer_size = 0;     // bytes each
+  std::uint32_t conns = 0;        // connection slots (clients) this loop drives
+  unsigned table_size = 0;        // direct descriptors: at most RLIMIT_NOFILE
+  unsigned buffer_count = 0;      // provided receive buffers (power of two, <= 32768)
+  std::uint32_t buffer_size = 0;  // bytes each
+  BufferRing::Residency buffer_residency = BufferRing::Residency::kPopulated;
   std::vector<SocketAddress> hubs;   // destinations, used in turn
   std::vector<sockaddr_in> sources;  // source addresses to bind (port 0) before an IPv4 connect
   std::int64_t connect_timeout_ns = 0;

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -136,6 +138,37 @@ TEST_F(UringRing, BufferCountRoundsUpToAPowerOfTwoAndAllStartInTheRing) {
   EXPECT_EQ((*buffers)->held(), 0U);
   EXPECT_EQ((*buffers)->recycled(), 0U);
   EXPECT_FALSE(BufferRing::create(ring_.get(), BufferRing::kMaxEntries + 1, kBufferSize));
+}
+
+// This process's resident memory, from /proc/self/statm.
+std::int64_t resident_bytes() {
+  long pages = 0;
+  long resident = 0;
+  FILE* statm = std::fopen("/proc/self/statm", "r");
+  EXPECT_NE(statm, nullptr);
+  EXPECT_EQ(std::fscanf(statm, "%ld %ld", &pages, &resident), 2);
+  std::fclose(statm);
+  return std::int64_t{resident} * sysconf(_SC_PAGESIZE);
+}
+
+// 64 buffers of 64 KiB: 4 MiB, far above what anything else in the test touches meanwhile.
+constexpr unsigned kResidencyBuffers = 64;
+constexpr std::uint32_t kResidencyBufferSize = 64U << 10;
+constexpr std::int64_t kResidencyPoolBytes = std::int64_t{kResidencyBuffers} * kResidencyBufferSize;
+
+TEST_F(UringRing, PopulatedBuffersAreResidentFromTheStart) {
+  const std::int64_t before = resident_bytes();
+  auto buffers = BufferRing::create(ring_.get(), kResidencyBuffers, kResidencyBufferSize);
+  ASSERT_TRUE(buffers) << buffers.error().message;
+  EXPECT_GE(resident_bytes() - before, kResidencyPoolBytes);
+}
+
+TEST_F(UringRing, OnDemandBuffersCostNothingUntilUsed) {
+  const std::int64_t before = resident_bytes();
+  auto buffers = BufferRing::create(ring_.get(), kResidencyBuffers, kResidencyBufferSize,
+                                    BufferRing::Residency::kOnDemand);
+  ASSERT_TRUE(buffers) << buffers.error().message;
+  EXPECT_LT(resident_bytes() - before, kResidencyPoolBytes / 4);
 }
 
 // An eventfd registered on `ring`; closed with the test.
