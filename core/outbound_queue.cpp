@@ -72,16 +72,25 @@ bool OutboundQueue::fill_placeholder(std::uint64_t position, std::uint32_t token
   return true;
 }
 
+namespace {
+// No batch at all: every slice zero-copy.
+struct NoBatches final : BatchBlocks {
+  BlockRef next(std::uint64_t /*position*/) override { return {}; }
+};
+}  // namespace
+
 std::size_t OutboundQueue::fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes) {
-  return fill_batched(iov, max_iov, max_bytes, BlockRef(), 0).iov_count;  // no batch: every slice zero-copy
+  NoBatches none;
+  return fill_batched(iov, max_iov, max_bytes, none, 0).iov_count;
 }
 
 SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes,
-                                     const BlockRef& batch, std::size_t small_limit) {
-  assert(!batch || batch->refs() == 1);
-  const std::size_t batch_size = batch ? batch->capacity() : 0;
+                                     BatchBlocks& batches, std::size_t small_limit) {
   SendPlan plan;
-  bool in_run = false;  // the last iovec is a run in `batch` that the next small slice can extend
+  BlockRef batch;                               // the block small slices are copied into now
+  std::size_t used = 0;                         // of it
+  bool in_run = false;                          // the last iovec is a run in `batch` a copy can extend
+  const std::uint8_t* zero_copy_end = nullptr;  // where the last iovec ends, if it is not in `batch`
   std::uint32_t i = 0;
   for (; i < count_; ++i) {
     Slice& s = at(i);
@@ -90,30 +99,47 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     }
     const std::uint32_t skip = i == 0 ? head_sent_ : 0;
     const std::size_t len = s.length - skip;
-    const bool small = small_limit > 0 && len <= small_limit;
+    std::uint8_t* from = s.block.data() + s.offset + skip;
+    const bool batched_before = s.block->owner() == BatchBlocks::owner_tag();  // by an earlier send
+    const bool small = small_limit > 0 && len <= small_limit && !batched_before;
+    const bool extends_run = small && in_run && used + len <= batch->capacity();
+    const bool extends_zero_copy = batched_before && from == zero_copy_end;  // the batch's next bytes
     if ((plan.iov_count > 0 && plan.bytes + len > max_bytes) ||
-        (small && plan.batched_bytes + len > batch_size) ||
-        (!(small && in_run) && plan.iov_count == max_iov)) {
+        (!extends_run && !extends_zero_copy && plan.iov_count == max_iov)) {
       break;
     }
-    std::uint8_t* from = s.block.data() + s.offset + skip;
-    if (small) {
-      std::uint8_t* to = batch.data() + plan.batched_bytes;
-      std::memcpy(to, from, len);
-      if (!in_run) {
-        iov[plan.iov_count++] = iovec{to, 0};
-        in_run = true;
+    if (!small) {
+      if (extends_zero_copy) {
+        iov[plan.iov_count - 1].iov_len += len;
+      } else {
+        iov[plan.iov_count++] = iovec{from, len};
       }
-      iov[plan.iov_count - 1].iov_len += len;
-      s = Slice{batch, static_cast<std::uint32_t>(plan.batched_bytes), static_cast<std::uint32_t>(len)};
-      if (i == 0) {
-        head_sent_ = 0;  // the slice now holds only the bytes not yet written
-      }
-      plan.batched_bytes += len;
-    } else {
-      iov[plan.iov_count++] = iovec{from, len};
+      zero_copy_end = from + len;
       in_run = false;
+      plan.bytes += len;
+      continue;
     }
+    zero_copy_end = nullptr;
+    if (!batch || used + len > batch->capacity()) {
+      batch = batches.next(popped_ + i);
+      used = 0;
+      if (!batch || len > batch->capacity()) {
+        break;
+      }
+    }
+    std::uint8_t* to = batch.data() + used;
+    std::memcpy(to, from, len);
+    if (!extends_run) {
+      iov[plan.iov_count++] = iovec{to, 0};
+      in_run = true;
+    }
+    iov[plan.iov_count - 1].iov_len += len;
+    s = Slice{batch, static_cast<std::uint32_t>(used), static_cast<std::uint32_t>(len)};
+    if (i == 0) {
+      head_sent_ = 0;  // the slice now holds only the bytes not yet written
+    }
+    used += len;
+    plan.batched_bytes += len;
     plan.bytes += len;
   }
   plan.end_position = popped_ + i;

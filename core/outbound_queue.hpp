@@ -32,6 +32,24 @@ struct SendPlan {
   std::uint64_t end_position = 0;  // the queue position after the last slice the iovecs cover
 };
 
+// Where fill_batched copies small slices: blocks handed out one at a time as each fills.
+class BatchBlocks {
+ public:
+  // The owner tag (SharedBlock::owner) every batch block carries. A slice in one was copied by an
+  // earlier send (the unsent rest of a short send): it goes out from there as it is, not copied again.
+  static void* owner_tag() {
+    static char tag;
+    return &tag;
+  }
+
+  // A block that no slice refers to yet, made with owner_tag(), for the slice at queue `position` and
+  // those after it; or an empty reference when this send may use no more.
+  virtual BlockRef next(std::uint64_t position) = 0;
+
+ protected:
+  ~BatchBlocks() = default;
+};
+
 // Contract: owned by one connection on one shard. Memory is allocated only while slices are queued,
 // so an idle connection pays for a few words. The slice ring is charged to `account` (if any).
 class OutboundQueue {
@@ -67,14 +85,14 @@ class OutboundQueue {
   // Returns how many it filled; stops at a placeholder.
   std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes);
 
-  // Like fill_iovecs, but slices of at most `small_limit` bytes are copied back to back into `batch`,
-  // one iovec per run of them: below that size a memcpy costs less than the kernel's per-iovec work, and
-  // one send then carries hundreds of small frames instead of max_iov. Larger slices stay zero-copy.
-  // Each copied slice then refers to its bytes in `batch`, and its own block's reference goes at once:
-  // a receive buffer lent to the queue is free as soon as its frame is copied, and the unsent rest of a
-  // short send is sent again from the batch. Stops when `batch` is full; an empty `batch` or
-  // `small_limit` 0 turns batching off. Precondition: no slice refers to `batch` yet.
-  SendPlan fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes, const BlockRef& batch,
+  // Like fill_iovecs, but slices of at most `small_limit` bytes are copied back to back into batch
+  // blocks taken from `batches` as each fills, one iovec per run of them: below that size a memcpy costs
+  // less than the kernel's per-iovec work, and one send then carries hundreds of small frames instead of
+  // max_iov. Larger slices stay zero-copy. Each copied slice then refers to its bytes in the batch, and
+  // its own block's reference goes at once: a receive buffer lent to the queue is free as soon as its
+  // frame is copied, and the unsent rest of a short send is sent again from the batch. Stops when
+  // `batches` has no more; `small_limit` 0 turns batching off.
+  SendPlan fill_batched(iovec* iov, std::size_t max_iov, std::size_t max_bytes, BatchBlocks& batches,
                         std::size_t small_limit);
 
   // The position the next push takes (positions count every slice ever pushed).

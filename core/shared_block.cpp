@@ -152,7 +152,8 @@ std::size_t HeapBlock::footprint(std::uint32_t size) {
                                         : malloc_footprint(allocation_bytes(with_header));
 }
 
-BlockRef HeapBlock::create(std::uint32_t size, MemoryAccount* account, std::uint32_t charge_bytes) {
+BlockRef HeapBlock::create(std::uint32_t size, MemoryAccount* account, std::uint32_t charge_bytes,
+                           void* owner) {
   const std::size_t bytes_wanted = kHeaderBytes + size;
   const bool large = uses_large_source(bytes_wanted);
   const std::size_t granted = large ? large_source->size_class(bytes_wanted) : 0;
@@ -163,7 +164,7 @@ BlockRef HeapBlock::create(std::uint32_t size, MemoryAccount* account, std::uint
   }
   auto* bytes = static_cast<std::uint8_t*>(memory) + kHeaderBytes;
   auto* header = new (memory) HeapBlockHeader{
-      {bytes, size, &HeapBlock::release, nullptr}, account, 0, static_cast<std::uint32_t>(granted)};
+      {bytes, size, &HeapBlock::release, owner}, account, 0, static_cast<std::uint32_t>(granted)};
   charge_up_to(header->block, std::min(size, charge_bytes));
   return BlockRef(&header->block);
 }

@@ -108,8 +108,9 @@ class HeapBlock {
   // `account` (may be null) is charged what the block costs while it lives: all of it at once, or,
   // with `charge_bytes` below `size`, only the header and that many bytes until charge_up_to raises
   // it (a frame received straight into its block is charged as its bytes arrive).
+  // `owner` becomes SharedBlock::owner, a tag for whoever needs to recognise the block later.
   static BlockRef create(std::uint32_t size, MemoryAccount* account = nullptr,
-                         std::uint32_t charge_bytes = UINT32_MAX);
+                         std::uint32_t charge_bytes = UINT32_MAX, void* owner = nullptr);
   // Raises the charge of `block` to cover its first `bytes` bytes (never lowers it).
   static void charge_up_to(SharedBlock& block, std::uint32_t bytes);
   // The charge of a block of `size` bytes fully charged.

@@ -44,6 +44,12 @@ inline constexpr std::size_t kMinSendBatchBytes = 512;
 // where a map of its own would cost page faults on every short send.
 inline constexpr std::size_t kBatchBlockOverhead = 64;
 static_assert(HeapBlock::kHeaderBytes + 16 <= kBatchBlockOverhead);
+// Batch blocks one send may fill: the context's own, then full-size ones made for it, which the copied
+// slices keep until they are written. 16 hold 1 MiB of small frames, a queue the hub then lends
+// receive buffers to (Shard::batches_this_iteration) and copies into batches in one pass.
+inline constexpr std::size_t kMaxBatchBlocksPerSend = 16;
+inline constexpr std::size_t kLendableQueueBytes =
+    kMaxBatchBlocksPerSend * (kSendBatchBytes - kBatchBlockOverhead);
 inline constexpr std::size_t kMaxFreeBatchBuffers = 64;
 
 // What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle

@@ -289,6 +289,21 @@ class alignas(uring::kTagAlignment) Shard {
   // Gives the context a batch buffer sized for a connection with `queued_bytes` waiting (see
   // kSendBatchBytes).
   void ensure_batch(SendContext& context, std::size_t queued_bytes);
+  // The batch blocks of one send: the context's own first, then new full-size ones, but only for slices
+  // before `lent_end` (receive buffers lent this iteration). Other small slices wait for the next send:
+  // the kernel takes about one batch a send, and copying more would copy the unsent rest again.
+  class SendBatches final : public BatchBlocks {
+   public:
+    SendBatches(Shard& shard, SendContext& context, std::uint64_t lent_end)
+        : shard_(shard), context_(context), lent_end_(lent_end) {}
+    BlockRef next(std::uint64_t position) override;
+
+   private:
+    Shard& shard_;
+    SendContext& context_;
+    std::uint64_t lent_end_;
+    std::size_t handed_ = 0;
+  };
   void free_batch(SendContext& context);
   SendContext* acquire_send_context();
   void release_send_context(SendContext* context);

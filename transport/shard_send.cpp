@@ -76,10 +76,11 @@ void Shard::flush_sends() {
 }
 
 bool Shard::batches_this_iteration(const Connection& conn, std::uint32_t length) const {
-  // Nothing in flight and all it has queued fits one batch: the flush copies every small slice of it.
-  // (A placeholder in the queue can still stop the copy short; own_lent_slices covers that.)
+  // Nothing in flight and all it has queued fits the batches of one send: the flush copies every small
+  // slice of it. (A placeholder, or large slices taking the iovecs, can still stop the copy short;
+  // own_lent_slices covers that.)
   return length <= config_.batch_threshold && conn.state == ConnState::kOpen && !conn.send_in_flight &&
-         conn.outbound.queued_bytes() + length + kBatchBlockOverhead <= kSendBatchBytes;
+         conn.outbound.queued_bytes() + length <= kLendableQueueBytes;
 }
 
 void Shard::own_lent_slices(Connection& conn) {
@@ -100,8 +101,9 @@ std::uint64_t Shard::start_send(Connection& conn) {
   if (config_.batch_threshold > 0) {
     ensure_batch(*context, conn.outbound.queued_bytes());
   }
-  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend,
-                                                   context->batch, config_.batch_threshold);
+  SendBatches batches(*this, *context, conn.lent_end);
+  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batches,
+                                                   config_.batch_threshold);
   const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
     release_send_context(context);
@@ -185,8 +187,21 @@ void Shard::ensure_batch(SendContext& context, std::size_t queued_bytes) {
       kBatchBlockOverhead;
   // A batch that slices still refer to (the unsent rest of a short send) is theirs: take a new one.
   if (!context.batch || context.batch->capacity() < want || context.batch->refs() > 1) {
-    context.batch = HeapBlock::create(static_cast<std::uint32_t>(want), &memory_);  // empty: no batching
+    // Empty when memory ran out: this send then batches nothing.
+    context.batch =
+        HeapBlock::create(static_cast<std::uint32_t>(want), &memory_, UINT32_MAX, BatchBlocks::owner_tag());
   }
+}
+
+BlockRef Shard::SendBatches::next(std::uint64_t position) {
+  if (!context_.batch || handed_ == kMaxBatchBlocksPerSend || (handed_ > 0 && position >= lent_end_)) {
+    return {};  // batching is off (or memory ran out for it), or this send has copied enough
+  }
+  if (handed_++ == 0) {
+    return context_.batch;  // made ready by ensure_batch
+  }
+  return HeapBlock::create(static_cast<std::uint32_t>(kSendBatchBytes - kBatchBlockOverhead), &shard_.memory_,
+                           UINT32_MAX, owner_tag());
 }
 
 void Shard::free_batch(SendContext& context) {

@@ -531,20 +531,37 @@ TEST(OutboundQueueTest, FreesItsRingWhenEmptied) {
 
 // ---- fill_batched: small slices copied into one run, large ones zero-copy, byte order kept.
 
+// Hands out fresh blocks of `size` bytes, at most `limit` of them (charged to `account`, if any).
+struct TestBatches final : BatchBlocks {
+  explicit TestBatches(std::uint32_t size, std::size_t limit = 1, MemoryAccount* account = nullptr)
+      : size(size), limit(limit), account(account) {}
+  BlockRef next(std::uint64_t /*position*/) override {
+    if (handed.size() == limit) {
+      return {};
+    }
+    handed.push_back(HeapBlock::create(size, account, UINT32_MAX, owner_tag()));
+    return handed.back();
+  }
+  std::uint32_t size;
+  std::size_t limit;
+  MemoryAccount* account;
+  std::vector<BlockRef> handed;
+};
+
 TEST(OutboundQueueBatchTest, SmallSlicesBecomeOneRunInTheBatch) {
   OutboundQueue q;
   BlockRef block = make_block(300, 0);
   q.push(block, 0, 10);
   q.push(block, 100, 20);
   q.push(block, 200, 30);
-  const BlockRef batch = HeapBlock::create(1024);
+  TestBatches batches(1024);
   iovec iov[4];
-  const SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batch, 64);
+  const SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batches, 64);
   ASSERT_EQ(plan.iov_count, 1U);
   EXPECT_EQ(plan.bytes, 60U);
   EXPECT_EQ(plan.batched_bytes, 60U);
   EXPECT_EQ(plan.end_position, 3U);
-  EXPECT_EQ(iov[0].iov_base, batch.data());
+  EXPECT_EQ(iov[0].iov_base, batches.handed.at(0).data());
   std::vector<std::uint8_t> expected(block.data(), block.data() + 10);
   expected.insert(expected.end(), block.data() + 100, block.data() + 120);
   expected.insert(expected.end(), block.data() + 200, block.data() + 230);
@@ -558,9 +575,9 @@ TEST(OutboundQueueBatchTest, LargeSlicesStayZeroCopyBetweenRuns) {
   q.push(block, 8, 500);  // large: its own iovec, pointing at the block
   q.push(block, 508, 8);  // small: a new run after the large slice
   q.push(block, 516, 8);  // extends that run
-  const BlockRef batch = HeapBlock::create(256);
+  TestBatches batches(256);
   iovec iov[8];
-  const SendPlan plan = q.fill_batched(iov, 8, kNoByteLimit, batch, 64);
+  const SendPlan plan = q.fill_batched(iov, 8, kNoByteLimit, batches, 64);
   ASSERT_EQ(plan.iov_count, 3U);
   EXPECT_EQ(iov[1].iov_base, block.data() + 8);
   EXPECT_EQ(iov[1].iov_len, 500U);
@@ -576,13 +593,15 @@ TEST(OutboundQueueBatchTest, StopsWhenTheBatchOrIovecsRunOut) {
     q.push(block, i * 40, 40);
   }
   iovec iov_of_four[4];
-  SendPlan plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, HeapBlock::create(100), 64);  // two fit
+  TestBatches room_for_two(100);
+  SendPlan plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, room_for_two, 64);
   EXPECT_EQ(plan.iov_count, 1U);
   EXPECT_EQ(plan.bytes, 80U);
   EXPECT_EQ(plan.end_position, 2U);
   q.consume(80);
   // Batching off: one iovec per slice, up to max_iov.
-  plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, HeapBlock::create(100), 0);
+  TestBatches unused(100);
+  plan = q.fill_batched(iov_of_four, 4, kNoByteLimit, unused, 0);
   EXPECT_EQ(plan.iov_count, 4U);
   EXPECT_EQ(plan.batched_bytes, 0U);
   EXPECT_EQ(plan.end_position, 6U);
@@ -612,7 +631,8 @@ TEST(OutboundQueueBatchTest, StreamWithPartialConsumesKeepsByteOrder) {
   iovec iov[6];
   while (!q.empty()) {
     // A new batch each time, as the shard takes one when slices still refer to the last.
-    const SendPlan plan = q.fill_batched(iov, 6, 1 + next(400), HeapBlock::create(200, &in_use), 48);
+    TestBatches batches(200, 1 + next(3), &in_use);
+    const SendPlan plan = q.fill_batched(iov, 6, 1 + next(400), batches, 48);
     ASSERT_GE(plan.iov_count, 1U);
     const std::vector<std::uint8_t> got = gather(iov, plan.iov_count);
     ASSERT_EQ(got.size(), plan.bytes);
@@ -634,18 +654,65 @@ TEST(OutboundQueueBatchTest, ABatchedSliceLetsGoOfItsBlockAtOnceAndAShortSendRes
   q.push(BlockRef(&large.block), 0, 200);
   q.push(BlockRef(&lent.block), 32, 32);
   iovec iov[4];
-  SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, HeapBlock::create(128), 48);
+  TestBatches first(128);
+  SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, first, 48);
   ASSERT_EQ(plan.iov_count, 3U);
   EXPECT_EQ(lent.releases, 1) << "both small slices now refer to the batch";
   EXPECT_EQ(large.releases, 0) << "a large slice is sent from its own block";
   std::vector<std::uint8_t> expected = gather(iov, plan.iov_count);
   q.consume(20);  // a short send: 12 bytes of the first slice, the large one and the last are left
   expected.erase(expected.begin(), expected.begin() + 20);
-  plan = q.fill_batched(iov, 4, kNoByteLimit, HeapBlock::create(128), 48);
+  TestBatches second(128);
+  plan = q.fill_batched(iov, 4, kNoByteLimit, second, 48);
   EXPECT_EQ(gather(iov, plan.iov_count), expected);
+  EXPECT_TRUE(second.handed.empty()) << "what the first batch holds is sent from there, not copied again";
+  ASSERT_EQ(plan.iov_count, 3U);
+  EXPECT_EQ(iov[0].iov_base, first.handed.at(0).data() + 20);
+  EXPECT_EQ(plan.batched_bytes, 0U);
   q.consume(plan.bytes);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(large.releases, 1);
+}
+
+TEST(OutboundQueueBatchTest, TheRestOfAShortSendGoesOutOfItsBatchAsOneIovec) {
+  OutboundQueue q;
+  BlockRef block = make_block(400, 1);
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    q.push(block, i * 100, 100);
+  }
+  TestBatches first(512);
+  iovec iov[4];
+  ASSERT_EQ(q.fill_batched(iov, 4, kNoByteLimit, first, 128).iov_count, 1U);
+  q.consume(150);  // half of the second slice and the two after it are left, back to back in the batch
+  TestBatches second(512);
+  const SendPlan rest = q.fill_batched(iov, 4, kNoByteLimit, second, 128);
+  ASSERT_EQ(rest.iov_count, 1U);
+  EXPECT_EQ(iov[0].iov_base, first.handed.at(0).data() + 150);
+  EXPECT_EQ(iov[0].iov_len, 250U);
+  EXPECT_EQ(rest.batched_bytes, 0U);
+  EXPECT_EQ(gather(iov, 1), std::vector<std::uint8_t>(block.data() + 150, block.data() + 400));
+}
+
+TEST(OutboundQueueBatchTest, AFullBatchBlockIsFollowedByTheNextOne) {
+  OutboundQueue q;
+  BlockRef block = make_block(600, 5);
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    q.push(block, i * 100, 100);
+  }
+  TestBatches batches(250, 2);  // two slices a block, two blocks: four slices this send
+  iovec iov[8];
+  const SendPlan plan = q.fill_batched(iov, 8, kNoByteLimit, batches, 128);
+  ASSERT_EQ(plan.iov_count, 2U);
+  EXPECT_EQ(iov[0].iov_base, batches.handed.at(0).data());
+  EXPECT_EQ(iov[1].iov_base, batches.handed.at(1).data());
+  EXPECT_EQ(plan.batched_bytes, 400U);
+  EXPECT_EQ(plan.end_position, 4U);
+  EXPECT_EQ(gather(iov, plan.iov_count), std::vector<std::uint8_t>(block.data(), block.data() + 400));
+  batches.handed.clear();  // the slices keep the blocks until they are written
+  q.consume(400);
+  TestBatches again(250, 2);
+  const SendPlan rest = q.fill_batched(iov, 8, kNoByteLimit, again, 128);
+  EXPECT_EQ(gather(iov, rest.iov_count), std::vector<std::uint8_t>(block.data() + 400, block.data() + 600));
 }
 
 TEST(OutboundQueueTest, CopyOutGivesABorrowedSliceItsOwnBlockAndLeavesTheRest) {
