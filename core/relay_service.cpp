@@ -17,8 +17,9 @@ using protocol::kIdSize;
 
 namespace {
 
-// A frame is lent to at most this many receivers: each costs a lookup to ask, against one copy saved.
-constexpr std::size_t kMaxLendReceivers = 16;
+// A frame is lent to at most this many receivers: asking each costs a seam call, against one copy saved.
+// At K=8 and K=16 with 64 B bodies, lending cost more than it saved (docs/perf/engine-before-after.md).
+constexpr std::size_t kMaxLendReceivers = 4;
 
 std::size_t gather_footprint(const ListGather& gather) {
   return malloc_footprint(sizeof(ListGather)) + vector_footprint(gather.slots) + vector_footprint(gather.ids);

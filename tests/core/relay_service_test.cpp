@@ -465,7 +465,7 @@ TEST(RelayService, OneReceiverThatCannotBatchAtOnceMakesTheFrameCopiedOnceForAll
 
 TEST(RelayService, AFrameIsNotLentToManyReceiversOrAcrossShards) {
   Simulator many(1);
-  LendingSetup crowd(many, 17);
+  LendingSetup crowd(many, 5);
   many.relay(crowd.sender, crowd.ids, "to many");
   EXPECT_EQ(many.copies(CopyReason::kCopyOut), 1U);
 
