@@ -163,21 +163,20 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   codec::encode_deliver_prefix(std::span<std::uint8_t, protocol::kDeliverPrefixSize>(
                                    frame.block.data() + offset, protocol::kDeliverPrefixSize),
                                peer.id, body_size);
-  const bool anyone =
-      !plan.local.empty() || !plan.everywhere.empty() ||
-      std::any_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); });
-  if (!anyone) {
+  const bool only_local =
+      plan.everywhere.empty() &&
+      std::none_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); });
+  if (only_local && plan.local.empty()) {
     return;  // nobody to deliver to: no copy
   }
   find_local_receivers(plan);
-  const BlockRef block = deliver_block(frame, plan, offset, length);
+  const BlockRef block = deliver_block(frame, only_local, offset, length);
   if (!block) {
     seam_.out_of_memory(peer, "a relay");
     return;
   }
   for (RegistryEntry* entry : scratch_receivers_) {
-    counters_.deliveries.add(1);
-    seam_.send(static_cast<RelayPeer&>(*entry), block, offset, length);
+    deliver(*entry, block, offset, length);
   }
   MaybeTally* tally = nullptr;
   if (!plan.everywhere.empty()) {
@@ -199,12 +198,12 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   }
 }
 
-BlockRef RelayService::deliver_block(const FrameView& frame, const FanoutPlan& plan, std::uint32_t& offset,
+BlockRef RelayService::deliver_block(const FrameView& frame, bool only_local, std::uint32_t& offset,
                                      std::uint32_t length) {
   if (frame.own_block) {
     return frame.block;  // assembled or received straight into its block: already the frame's own
   }
-  if (may_lend(plan, length)) {
+  if (only_local && may_lend(length)) {
     counters_.lent_frames.add(1);
     return frame.block;  // every receiver copies it into a send batch before its buffer is reused
   }
@@ -227,11 +226,9 @@ void RelayService::find_local_receivers(const FanoutPlan& plan) {
   }
 }
 
-bool RelayService::may_lend(const FanoutPlan& plan, std::uint32_t length) {
-  // Receivers on other shards read the block later, from another thread; and asking more than a few
-  // receivers costs more than the one copy saves.
-  if (!plan.everywhere.empty() || scratch_receivers_.size() > kMaxLendReceivers ||
-      std::any_of(plan.remote.begin(), plan.remote.end(), [](const auto& ids) { return !ids.empty(); })) {
+bool RelayService::may_lend(std::uint32_t length) {
+  // Asking more than a few receivers costs more than the one copy saves.
+  if (scratch_receivers_.size() > kMaxLendReceivers) {
     return false;
   }
   return std::all_of(scratch_receivers_.begin(), scratch_receivers_.end(), [&](RegistryEntry* entry) {
@@ -248,9 +245,14 @@ bool RelayService::deliver_to(protocol::UserId receiver, const BlockRef& block, 
     }
     return false;
   }
-  counters_.deliveries.add(1);
-  seam_.send(static_cast<RelayPeer&>(*entry), block, offset, length);
+  deliver(*entry, block, offset, length);
   return true;
+}
+
+void RelayService::deliver(RegistryEntry& receiver, const BlockRef& block, std::uint32_t offset,
+                           std::uint32_t length) {
+  counters_.deliveries.add(1);
+  seam_.send(static_cast<RelayPeer&>(receiver), block, offset, length);
 }
 
 void RelayService::on_relay_message(RelayMessage* message) {

@@ -113,11 +113,14 @@ class RelayService {
   // The block every receiver of a RELAY shares: the frame's own block, or one copy of the DELIVER
   // bytes out of the receive buffer (which must go back to the kernel now, not when the slowest
   // receiver reads). Empty if memory is exhausted.
-  BlockRef deliver_block(const FrameView& frame, const FanoutPlan& plan, std::uint32_t& offset,
+  // The block a relay's receivers share: the frame's own, its receive buffer lent (only when every
+  // receiver is on this shard: others read it later, from another thread), or a copy.
+  BlockRef deliver_block(const FrameView& frame, bool only_local, std::uint32_t& offset,
                          std::uint32_t length);
   // Looks up the plan's local receivers into scratch_receivers_, counting those gone as skipped.
   void find_local_receivers(const FanoutPlan& plan);
-  bool may_lend(const FanoutPlan& plan, std::uint32_t length);
+  bool may_lend(std::uint32_t length);
+  void deliver(RegistryEntry& receiver, const BlockRef& block, std::uint32_t offset, std::uint32_t length);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns
   // whether it was queued.

@@ -290,8 +290,8 @@ class alignas(uring::kTagAlignment) Shard {
   // kSendBatchBytes).
   void ensure_batch(SendContext& context, std::size_t queued_bytes);
   // The batch blocks of one send: the context's own first, then new full-size ones, but only for slices
-  // before `lent_end` (receive buffers lent this iteration). Other small slices wait for the next send:
-  // the kernel takes about one batch a send, and copying more would copy the unsent rest again.
+  // before `lent_end` (receive buffers lent this iteration). Other small slices wait for the next send,
+  // as before, which bounds what one send copies.
   class SendBatches final : public BatchBlocks {
    public:
     SendBatches(Shard& shard, SendContext& context, std::uint64_t lent_end)
