@@ -199,6 +199,10 @@ std::size_t AsyncRelayClient::unsent_bytes(std::uint32_t conn) const {
   return uring::ClientLoop::unsent_bytes(loop_.conn(conn));
 }
 
+bool AsyncRelayClient::write_failed(std::uint32_t conn) const {
+  return loop_.conn(conn).write_error != 0;
+}
+
 Result<void> AsyncRelayClient::queue(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
   uring::ClientConn& slot = loop_.conn(conn);
   if (slot.phase != uring::ConnPhase::kOpen) {

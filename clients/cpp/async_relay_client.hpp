@@ -90,6 +90,9 @@ class AsyncRelayClient final : private uring::ClientDriver {
   bool is_idle(std::uint32_t conn) const;  // no socket: never opened, or closed and reported
   // Bytes queued on `conn` that the kernel has not taken yet.
   std::size_t unsent_bytes(std::uint32_t conn) const;
+  // Whether a write on `conn` failed (the hub is gone): nothing more is sent, but the connection reads
+  // on, so an ERROR the hub sent first is still reported, until on_closed.
+  bool write_failed(std::uint32_t conn) const;
 
   // Runs the loop until `done()` holds or `timeout` passes (negative: no limit); returns whether `done()`
   // held. Events are delivered from inside this call.

@@ -418,8 +418,9 @@ void LineRun::on_closed(uring::ClientConn& c, const uring::CloseInfo& info) {
     return;
   }
   if (!info.was_open) {
-    if (route_ + 1 < address_count_ && uring::now_ns() < connect_deadline_ns_) {
-      loop_.connect(c, ++route_);  // the next address of the name, within the same attempt
+    const std::int64_t left_ns = connect_deadline_ns_ - uring::now_ns();
+    if (route_ + 1 < address_count_ && left_ns > 0) {
+      loop_.connect(c, ++route_, left_ns);  // the next address of the name, within the same attempt
       return;
     }
     after_failed_attempt(connect_failure(info));

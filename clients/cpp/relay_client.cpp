@@ -299,11 +299,24 @@ Result<void> RelayClient::send_and_wait(std::span<const std::uint8_t> frame, con
       return queued;
     }
   }
-  if (!s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, deadline)) {
+  const auto written_or_failed = [&s] {
+    return s.engine->unsent_bytes(kConn) == 0 || s.engine->write_failed(kConn) || s.ended.has_value();
+  };
+  if (!s.run(written_or_failed, deadline)) {
     return deadline.expired("the hub to take the request");
   }
-  if (!s.ended) {
+  if (!s.ended && !s.engine->write_failed(kConn)) {
     return {};
+  }
+  if (!s.ended) {
+    // The hub is gone; what it sent first is at most a socket buffer: read it to the close.
+    s.wants_frames = true;
+    s.read_on();
+    const bool closed = s.run([&s] { return s.ended.has_value(); }, deadline);
+    s.wants_frames = false;
+    if (!closed) {
+      return deadline.expired("the hub to close after a failed write");
+    }
   }
   for (const Frame& queued : s.frames) {
     if (queued.header.type == FrameType::kError) {

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "clients/cpp/hub_address.hpp"
+#include "clients/cpp/relay_client.hpp"
+#include "core/frame_codec.hpp"
 #include "tests/transport/hub_fixture.hpp"
 
 namespace ringhub::testing {
@@ -77,6 +79,47 @@ Bytes patterned(std::size_t size, std::uint8_t seed) {
   return out;
 }
 
+// A stand-in hub on a plain socket: it accepts one connection, writes an ERROR frame, and resets the
+// connection (SO_LINGER 0), so the client's next write fails while the ERROR still waits to be read.
+class ResettingHub {
+ public:
+  ResettingHub() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address = loopback(0);
+    socklen_t length = sizeof address;
+    ok_ = listener_ >= 0 && ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+          ::listen(listener_, 4) == 0 &&
+          ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+    port_ = ntohs(address.sin_port);
+  }
+  ResettingHub(const ResettingHub&) = delete;
+  ResettingHub& operator=(const ResettingHub&) = delete;
+  ~ResettingHub() { ::close(listener_); }
+
+  bool ok() const { return ok_; }
+  std::uint16_t port() const { return port_; }
+
+  // Accepts the client (already connected in the backlog), sends ERROR `code`, and resets.
+  bool refuse_and_reset(protocol::ErrorCode code) const {
+    const int conn = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) {
+      return false;
+    }
+    Bytes frame;
+    codec::append_error(frame, code, "refused by the test");
+    const bool written = ::write(conn, frame.data(), frame.size()) == static_cast<ssize_t>(frame.size());
+    const linger reset{1, 0};
+    ::setsockopt(conn, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    ::close(conn);
+    return written;
+  }
+
+ private:
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  bool ok_ = false;
+};
+
 class AsyncRelayClientTest : public HubTest {
  protected:
   std::unique_ptr<AsyncRelayClient> make_client(std::uint32_t connections, std::uint16_t port) {
@@ -89,6 +132,9 @@ class AsyncRelayClientTest : public HubTest {
     EXPECT_TRUE(made) << made.error().message;
     return made ? std::move(*made) : nullptr;
   }
+
+  // One connection opened to `hub` (nullptr, and a test failure, if it does not open).
+  std::unique_ptr<AsyncRelayClient> open_one(const ResettingHub& hub);
 
   Recorder events_;
 };
@@ -305,6 +351,69 @@ TEST_F(AsyncRelayClientTest, EachAddressCanBeTriedInTurn) {
   ASSERT_TRUE(client.run_until([&] { return events_.conns[0].opened; }, kWait));
   ASSERT_TRUE(client.identity(0));
   ASSERT_TRUE(client.run_until([&] { return events_.conns[0].id.has_value(); }, kWait));
+}
+
+std::unique_ptr<AsyncRelayClient> AsyncRelayClientTest::open_one(const ResettingHub& hub) {
+  EXPECT_TRUE(hub.ok());
+  auto client = make_client(1, hub.port());
+  if (client == nullptr) {
+    return nullptr;
+  }
+  client->open(0);
+  if (!client->run_until([&] { return events_.conns[0].opened; }, kWait)) {
+    ADD_FAILURE() << "the connection to the stand-in hub did not open";
+    return nullptr;
+  }
+  return client;
+}
+
+// The hub's ERROR reaches the caller even when the write that follows it fails first. With deferred
+// task running, the failed send completes at submit time, before the recv that holds the ERROR: the
+// connection must go on reading to its end instead of closing at the failed send.
+TEST_F(AsyncRelayClientTest, HubErrorIsReadEvenWhenAWriteFailsFirst) {
+  ResettingHub hub;
+  auto client = open_one(hub);
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(hub.refuse_and_reset(protocol::ErrorCode::kUnknownType));
+  std::this_thread::sleep_for(50ms);  // the ERROR and the reset have arrived; the client has not looked
+  ASSERT_TRUE(client->send_raw(0, Bytes(64, 0x01)));
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  ASSERT_EQ(events_.conns[0].hub_errors.size(), 1U);
+  EXPECT_EQ(events_.conns[0].hub_errors[0].first,
+            static_cast<std::uint8_t>(protocol::ErrorCode::kUnknownType));
+  EXPECT_EQ(events_.conns[0].hub_errors[0].second, "refused by the test");
+}
+
+// The same with reading paused by the caller: the failed write leaves the connection open for reading,
+// and once the caller reads again the ERROR comes, then the close, as after any ERROR.
+TEST_F(AsyncRelayClientTest, FailedWriteWaitsForPausedReadingToResume) {
+  ResettingHub hub;
+  auto client = open_one(hub);
+  ASSERT_NE(client, nullptr);
+  client->pause_reading(0);
+  client->run_until([] { return false; }, 100ms);  // the pause's cancel completes: no recv in flight
+  ASSERT_TRUE(hub.refuse_and_reset(protocol::ErrorCode::kUnknownType));
+  ASSERT_TRUE(client->send_raw(0, Bytes(64, 0x01)));
+  EXPECT_FALSE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, 200ms))
+      << "closed before the caller read what the hub sent";
+  EXPECT_FALSE(client->is_idle(0));
+  client->resume_reading(0);
+  ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
+  ASSERT_EQ(events_.conns[0].hub_errors.size(), 1U);
+  EXPECT_EQ(events_.conns[0].closed->message, "hub closed the connection");
+}
+
+// The blocking client's relay() that fails to write reports the hub's ERROR, not the errno.
+TEST_F(AsyncRelayClientTest, BlockingRelayIntoAResetReportsTheHubError) {
+  ResettingHub hub;
+  ASSERT_TRUE(hub.ok());
+  auto connected = client::RelayClient::connect("127.0.0.1", hub.port());
+  ASSERT_TRUE(connected) << connected.error().message;
+  ASSERT_TRUE(hub.refuse_and_reset(protocol::ErrorCode::kUnknownType));
+  std::this_thread::sleep_for(50ms);
+  auto sent = connected->relay(std::vector<UserId>{1}, patterned(100, 1));
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().domain, ErrorDomain::kProtocol) << sent.error().message;
 }
 
 // The blocking wrapper resolves the name and tries each address the same way.

@@ -43,7 +43,6 @@ ClientLoop::ClientLoop(ClientLoopConfig config) : config_(std::move(config)), co
   for (std::uint32_t i = 0; i < conns_.size(); ++i) {
     conns_[i].index = i;
   }
-  connect_ts_ = to_timespec(config_.connect_timeout_ns);
 }
 
 ClientLoop::~ClientLoop() = default;
@@ -183,7 +182,7 @@ void ClientLoop::connect(ClientConn& conn) {
   connect(conn, route_cursor_++);
 }
 
-void ClientLoop::connect(ClientConn& conn, std::uint32_t route) {
+void ClientLoop::connect(ClientConn& conn, std::uint32_t route, std::int64_t timeout_ns) {
   if (aborting_ || conn.phase != ConnPhase::kIdle) {
     return;
   }
@@ -191,6 +190,7 @@ void ClientLoop::connect(ClientConn& conn, std::uint32_t route) {
   conn.ending = CloseInfo{};
   conn.close_wanted = false;
   conn.route = route;
+  conn.connect_timeout = to_timespec(timeout_ns > 0 ? timeout_ns : config_.connect_timeout_ns);
   ++busy_;
   io_uring_sqe* entry = sqe();
   // The ring allocates the slot: sockets never enter the process fd table (20000 here).
@@ -245,7 +245,7 @@ void ClientLoop::start_connect(ClientConn& conn) {
   io_uring_sqe_set_data64(entry, tag(conn, Op::kConnect));
   ++conn.pending_ops;
   entry = sqe();
-  io_uring_prep_link_timeout(entry, &connect_ts_, 0);
+  io_uring_prep_link_timeout(entry, &conn.connect_timeout, 0);
   io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
 }
 
@@ -368,7 +368,7 @@ void ClientLoop::flush(ClientConn& conn) {
 }
 
 void ClientLoop::start_send(ClientConn& conn) {
-  if (conn.send_in_flight || conn.phase != ConnPhase::kOpen) {
+  if (conn.send_in_flight || conn.phase != ConnPhase::kOpen || conn.write_error != 0) {
     return;
   }
   if (conn.sent == conn.sending.size()) {
@@ -398,7 +398,7 @@ void ClientLoop::on_send(ClientConn& conn, int res) {
       conn.sent = 0;
     }
   } else if (res < 0 && res != -EAGAIN && res != -EINTR) {
-    begin_close(conn, -res, false);  // EPIPE, ECONNRESET; ignored when we cancelled it to close
+    stop_writing(conn, -res);  // EPIPE, ECONNRESET; ignored when we cancelled it to close
     maybe_finish_close(conn);
     return;
   }
@@ -410,6 +410,19 @@ void ClientLoop::on_send(ClientConn& conn, int res) {
     }
   }
   maybe_finish_close(conn);
+}
+
+// A send failed: the peer is gone, but what it sent before it went may still be unread (in the socket,
+// or in completions behind this one). Reading goes on to its end, which closes the connection; only a
+// connection with no recv to come closes now.
+void ClientLoop::stop_writing(ClientConn& conn, int error) {
+  if (conn.phase != ConnPhase::kOpen) {
+    return;
+  }
+  conn.write_error = error;
+  if (!conn.recv_armed && !conn.waiting && !conn.read_paused) {
+    begin_close(conn, error, false);
+  }
 }
 
 void ClientLoop::close(ClientConn& conn) {
@@ -441,7 +454,7 @@ void ClientLoop::begin_close(ClientConn& conn, int error, bool eof) {
     return;
   }
   conn.phase = ConnPhase::kClosing;
-  conn.ending.error = error;
+  conn.ending.error = conn.write_error != 0 ? conn.write_error : error;  // the first failure
   conn.ending.eof = eof;
   stats_.open.fetch_sub(1, std::memory_order_relaxed);
   if (conn.recv_armed) {
@@ -480,6 +493,7 @@ void ClientLoop::on_close(ClientConn& conn) {
   conn.close_wanted = false;
   conn.read_paused = false;
   conn.recv_cancelled = false;
+  conn.write_error = 0;
   ++conn.gen;
   conn.queued.clear();
   conn.sending.clear();

@@ -48,9 +48,10 @@ struct alignas(kTagAlignment) ClientConn {
   std::uint32_t index = 0;  // position in the loop's table (and in the driver's state arrays)
   std::int32_t slot = -1;   // direct descriptor, -1 when none
   ConnPhase phase = ConnPhase::kIdle;
-  std::uint16_t pending_ops = 0;  // SQEs whose completion names this connection
-  std::uint32_t gen = 0;          // bumped at every close: timers of an earlier connection are stale
-  std::uint32_t route = 0;        // which (source, hub) address pair this connection uses
+  std::uint16_t pending_ops = 0;        // SQEs whose completion names this connection
+  std::uint32_t gen = 0;                // bumped at every close: timers of an earlier connection are stale
+  std::uint32_t route = 0;              // which (source, hub) address pair this connection uses
+  __kernel_timespec connect_timeout{};  // the link timeout of its connect: the kernel reads it at submit
   bool recv_armed = false;
   bool send_in_flight = false;
   bool dirty = false;           // on the loop's list of connections with bytes to send
@@ -59,6 +60,9 @@ struct alignas(kTagAlignment) ClientConn {
   bool recv_cancelled = false;  // pause_reading cancelled the armed recv; its last completion is due
   bool close_sent = false;
   bool close_wanted = false;  // close asked while the socket was still being created
+  // errno of a failed send: nothing more is written, but the connection reads on to its end, so what
+  // the peer sent before it went (an ERROR frame saying why) still reaches the driver.
+  int write_error = 0;
   CloseInfo ending;
   std::vector<std::uint8_t> queued;   // bytes behind the send in flight
   std::vector<std::uint8_t> sending;  // the send in flight's bytes: stay put until its CQE
@@ -156,13 +160,14 @@ class ClientLoop {
   // Opens a socket and connects it (binding a source address first when configured). Ends in
   // on_connected and, later, on_closed; or in on_closed alone. Ignored while aborting.
   void connect(ClientConn& conn);
-  // The same, to config.hubs[route % hubs.size()] (a client trying each address of a name in turn).
-  void connect(ClientConn& conn, std::uint32_t route);
+  // The same, to config.hubs[route % hubs.size()] (a client trying each address of a name in turn),
+  // within `timeout_ns` if positive, else config.connect_timeout_ns (what an attempt has left).
+  void connect(ClientConn& conn, std::uint32_t route, std::int64_t timeout_ns = 0);
   void send(ClientConn& conn, std::string_view bytes);
   // Append to the returned buffer, then flush(): saves a copy of large frames.
   std::vector<std::uint8_t>& out(ClientConn& conn) { return conn.queued; }
   void flush(ClientConn& conn);
-  // Bytes queued on `conn` that the kernel has not taken yet.
+  // Bytes queued on `conn` that the kernel has not taken yet (never will, after a write_error).
   static std::size_t unsent_bytes(const ClientConn& conn) {
     return conn.queued.size() + (conn.sending.size() - conn.sent);
   }
@@ -193,6 +198,7 @@ class ClientLoop {
   void on_recv(ClientConn& conn, const io_uring_cqe& cqe);
   void start_send(ClientConn& conn);
   void on_send(ClientConn& conn, int res);
+  void stop_writing(ClientConn& conn, int error);
   void begin_close(ClientConn& conn, int error, bool eof);
   void maybe_finish_close(ClientConn& conn);
   void on_close(ClientConn& conn);
@@ -209,7 +215,6 @@ class ClientLoop {
   bool sockopt_ok_ = true;  // setsockopt on direct sockets (IORING_OP_URING_CMD) works here
   bool aborting_ = false;
   std::int64_t abort_until_ = 0;
-  __kernel_timespec connect_ts_{};
 
   std::vector<std::uint32_t> dirty_;
   std::vector<std::uint32_t> waiting_;
