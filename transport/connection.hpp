@@ -20,50 +20,12 @@
 #include "core/registry.hpp"
 #include "transport/client_protocol.hpp"
 #include "transport/op_tag.hpp"
+#include "transport/send_contexts.hpp"
 
 namespace ringhub {
 
 // The shard clock: the steady clock to the millisecond, read once per loop iteration (Shard::now_).
 using ShardTime = std::chrono::time_point<std::chrono::steady_clock, std::chrono::milliseconds>;
-
-// Iovecs per sendmsg: enough to batch a burst of small deliveries into one syscall, small enough
-// that the context stays in cache. Bytes per sendmsg: a few loopback socket buffers' worth.
-inline constexpr std::size_t kMaxIovPerSend = 64;
-inline constexpr std::size_t kMaxBytesPerSend = 4U << 20;
-// Send contexts a shard keeps for reuse (about 1 KiB each); more are freed, so a burst of many
-// concurrent sends does not stay in the hub's RSS.
-inline constexpr std::size_t kMaxFreeSendContexts = 1024;
-// The copy buffer of one send for small frames (HubConfig::batch_threshold): at most a loopback socket
-// buffer's worth, and no larger than the power of two above what the connection has queued, so a send
-// held by a reader that stopped reading pins about as much batch as it has queue (100k such readers
-// with 64 KiB each would be 6.4 GB). Pooled contexts keep theirs only up to kMaxFreeBatchBuffers.
-inline constexpr std::size_t kSendBatchBytes = 64U << 10;
-inline constexpr std::size_t kMinSendBatchBytes = 512;
-// A batch's allocation (HeapBlock header and malloc's rounding included) stays within the sizes above,
-// so the largest one is still below LargeBlockMemory::kMinBytes: malloc reuses a freed batch at once,
-// where a map of its own would cost page faults on every short send.
-inline constexpr std::size_t kBatchBlockOverhead = 64;
-static_assert(HeapBlock::kHeaderBytes + 16 <= kBatchBlockOverhead);
-// Batch blocks one send may fill: the context's own, then full-size ones made for it, which the copied
-// slices keep until they are written. 16 hold 1 MiB of small frames, a queue the hub then lends
-// receive buffers to (Shard::batches_this_iteration) and copies into batches in one pass.
-inline constexpr std::size_t kMaxBatchBlocksPerSend = 16;
-inline constexpr std::size_t kLendableQueueBytes =
-    kMaxBatchBlocksPerSend * (kSendBatchBytes - kBatchBlockOverhead);
-inline constexpr std::size_t kMaxFreeBatchBuffers = 64;
-
-// What one sendmsg in flight needs to stay put until it completes. Pooled per shard: an idle
-// connection holds none.
-struct SendContext {
-  msghdr msg{};
-  iovec iov[kMaxIovPerSend]{};
-  std::size_t bytes = 0;
-  std::vector<BlockRef> zc_hold;  // send_zc: blocks the kernel may still read until the notification
-  // Made on first use. Slices refer to the bytes copied into it, so after a short send the unsent rest
-  // keeps it alive (and the next send takes a new one).
-  BlockRef batch;
-  SendContext* next = nullptr;  // free list, or a connection's list awaiting zc notifications
-};
 
 enum class ConnState : std::uint8_t {
   kOpen,      // registered, parsing frames

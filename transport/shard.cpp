@@ -45,7 +45,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 }
 
 Shard::~Shard() {
-  free_pooled_send_contexts();
+  send_contexts_.free_pooled();
   memory_.release(pending_lines_charged_);
   pool_.reset();
   ring_.close();

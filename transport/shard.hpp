@@ -286,31 +286,6 @@ class alignas(uring::kTagAlignment) Shard {
   std::uint64_t start_send(Connection& conn);
   void on_send(Connection& conn, const io_uring_cqe& cqe);
   void on_send_notification(Connection& conn);
-  // Gives the context a batch buffer sized for a connection with `queued_bytes` waiting (see
-  // kSendBatchBytes).
-  void ensure_batch(SendContext& context, std::size_t queued_bytes);
-  // The batch blocks of one send: the context's own first, then new full-size ones, but only for slices
-  // before `lent_end` (receive buffers lent this iteration). Other small slices wait for the next send,
-  // as before, which bounds what one send copies.
-  class SendBatches final : public BatchBlocks {
-   public:
-    SendBatches(Shard& shard, SendContext& context, std::uint64_t lent_end)
-        : shard_(shard), context_(context), lent_end_(lent_end) {}
-    BlockRef next(std::uint64_t position) override;
-
-   private:
-    Shard& shard_;
-    SendContext& context_;
-    std::uint64_t lent_end_;
-    std::size_t handed_ = 0;
-  };
-  void free_batch(SendContext& context);
-  SendContext* acquire_send_context();
-  void release_send_context(SendContext* context);
-  void delete_send_context(SendContext* context);
-  // After a tick without a send, the pooled contexts and their batch buffers go back to the heap.
-  void free_idle_send_contexts();
-  void free_pooled_send_contexts();
 
   HubShared& shared_;
   const HubConfig& config_;
@@ -349,10 +324,7 @@ class alignas(uring::kTagAlignment) Shard {
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;
-  SendContext* free_send_contexts_ = nullptr;
-  std::size_t free_send_context_count_ = 0;
-  std::uint64_t sends_started_ = 0;
-  std::uint64_t sends_at_last_tick_ = 0;
+  SendContextPool send_contexts_{memory_};
 
   MessageRouter router_{*this};
   ShardMailbox mailbox_;  // messages to and from the other shards

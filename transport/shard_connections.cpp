@@ -285,7 +285,7 @@ void Shard::on_tick(const io_uring_cqe&) {
   }
   expire_partial_frames();
   expire_idle_connections();
-  free_idle_send_contexts();
+  send_contexts_.on_tick();
   if (index_ == 0) {
     trim_heap_after_burst();
   }

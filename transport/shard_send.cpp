@@ -2,8 +2,6 @@
 // behind it leaves in the next sendmsg, its iovecs pointing straight at the shared blocks.
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -97,16 +95,16 @@ std::uint64_t Shard::start_send(Connection& conn) {
   if (conn.send_in_flight || conn.outbound.empty() || conn.state == ConnState::kClosing) {
     return 0;
   }
-  SendContext* context = acquire_send_context();
+  SendContext* context = send_contexts_.acquire();
   if (config_.batch_threshold > 0) {
-    ensure_batch(*context, conn.outbound.queued_bytes());
+    send_contexts_.prepare_batch(*context, conn.outbound.queued_bytes());
   }
-  SendBatches batches(*this, *context, conn.lent_end);
+  SendContextPool::Batches batches(send_contexts_, *context, conn.lent_end);
   const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batches,
                                                    config_.batch_threshold);
   const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
-    release_send_context(context);
+    send_contexts_.release(context);
     return 0;
   }
   counters_.batched_bytes.add(plan.batched_bytes);
@@ -123,7 +121,6 @@ std::uint64_t Shard::start_send(Connection& conn) {
   entry->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kSend));
   conn.send = context;
-  ++sends_started_;
   conn.send_in_flight = true;
   conn.inflight_bytes = context->bytes;
   ++conn.pending_ops;
@@ -156,7 +153,7 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
     }
     *tail = context;
   } else {
-    release_send_context(context);
+    send_contexts_.release(context);
   }
   if (cqe.res < 0 && cqe.res != -EAGAIN && cqe.res != -EINTR) {
     spdlog::debug("shard {}: user {}: send failed: {}", index_, conn.id, std::strerror(-cqe.res));
@@ -175,80 +172,10 @@ void Shard::on_send_notification(Connection& conn) {
   if (context != nullptr) {
     conn.zc_waiting = context->next;
     context->zc_hold.clear();
-    release_send_context(context);
+    send_contexts_.release(context);
   }
   --conn.pending_ops;
   maybe_finish_close(conn);
-}
-
-void Shard::ensure_batch(SendContext& context, std::size_t queued_bytes) {
-  const std::size_t want =
-      std::clamp(std::bit_ceil(queued_bytes + kBatchBlockOverhead), kMinSendBatchBytes, kSendBatchBytes) -
-      kBatchBlockOverhead;
-  // A batch that slices still refer to (the unsent rest of a short send) is theirs: take a new one.
-  if (!context.batch || context.batch->capacity() < want || context.batch->refs() > 1) {
-    // Empty when memory ran out: this send then batches nothing.
-    context.batch =
-        HeapBlock::create(static_cast<std::uint32_t>(want), &memory_, UINT32_MAX, BatchBlocks::owner_tag());
-  }
-}
-
-BlockRef Shard::SendBatches::next(std::uint64_t position) {
-  if (!context_.batch || handed_ == kMaxBatchBlocksPerSend || (handed_ > 0 && position >= lent_end_)) {
-    return {};  // batching is off (or memory ran out for it), or this send has copied enough
-  }
-  if (handed_++ == 0) {
-    return context_.batch;  // made ready by ensure_batch
-  }
-  return HeapBlock::create(static_cast<std::uint32_t>(kSendBatchBytes - kBatchBlockOverhead), &shard_.memory_,
-                           UINT32_MAX, owner_tag());
-}
-
-void Shard::free_batch(SendContext& context) {
-  context.batch.reset();
-}
-
-SendContext* Shard::acquire_send_context() {
-  if (free_send_contexts_ == nullptr) {
-    memory_.charge(malloc_footprint(sizeof(SendContext)));
-    return new SendContext;
-  }
-  --free_send_context_count_;
-  return std::exchange(free_send_contexts_, free_send_contexts_->next);
-}
-
-void Shard::delete_send_context(SendContext* context) {
-  free_batch(*context);
-  memory_.release(malloc_footprint(sizeof(SendContext)));
-  delete context;
-}
-
-void Shard::free_idle_send_contexts() {
-  if (sends_started_ == sends_at_last_tick_) {
-    free_pooled_send_contexts();
-  }
-  sends_at_last_tick_ = sends_started_;
-}
-
-void Shard::free_pooled_send_contexts() {
-  while (free_send_contexts_ != nullptr) {
-    delete_send_context(std::exchange(free_send_contexts_, free_send_contexts_->next));
-  }
-  free_send_context_count_ = 0;
-}
-
-void Shard::release_send_context(SendContext* context) {
-  if (free_send_context_count_ >= kMaxFreeSendContexts) {
-    delete_send_context(context);  // after a burst of many concurrent sends, give the memory back
-    return;
-  }
-  context->zc_hold.clear();
-  if (free_send_context_count_ >= kMaxFreeBatchBuffers) {
-    free_batch(*context);
-  }
-  context->next = free_send_contexts_;
-  free_send_contexts_ = context;
-  ++free_send_context_count_;
 }
 
 }  // namespace ringhub
