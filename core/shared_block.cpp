@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define RINGHUB_NO_BLOCK_CACHE 1
@@ -42,7 +45,7 @@ const LargeBlockSource* large_source = nullptr;
 constexpr std::size_t kSmallClassBytes = 16;
 constexpr std::size_t kSmallBlockMaxBytes = 2048;
 constexpr std::size_t kSmallClasses = kSmallBlockMaxBytes / kSmallClassBytes;
-constexpr std::size_t kSmallCacheBytes = 256U << 10;
+constexpr std::size_t kSmallCacheBytes = HeapBlock::kSmallBlockCacheBytes;
 
 // What malloc is asked for to hold `with_header` bytes: its size class when small.
 std::size_t allocation_bytes(std::size_t with_header) {
@@ -52,12 +55,48 @@ std::size_t allocation_bytes(std::size_t with_header) {
   return (with_header + kSmallClassBytes - 1) / kSmallClassBytes * kSmallClassBytes;
 }
 
+// Every live thread's cache size, for the gauge: each thread writes only its own figure (a plain
+// store on its own line, no contention on the hot path); a reader sums them under the mutex, which
+// threads take only when they start and end.
+class CacheSizes {
+ public:
+  struct alignas(64) Figure {
+    std::atomic<std::size_t> bytes{0};
+  };
+  void add(const Figure* figure) {
+    const std::lock_guard lock(mutex_);
+    figures_.push_back(figure);
+  }
+  void remove(const Figure* figure) {
+    const std::lock_guard lock(mutex_);
+    figures_.erase(std::remove(figures_.begin(), figures_.end(), figure), figures_.end());
+  }
+  std::uint64_t sum() const {
+    const std::lock_guard lock(mutex_);
+    std::uint64_t total = 0;
+    for (const Figure* figure : figures_) {
+      total += figure->bytes.load(std::memory_order_relaxed);
+    }
+    return total;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<const Figure*> figures_;
+};
+
+CacheSizes& cache_sizes() {
+  static CacheSizes sizes;  // built before any thread's cache registers in it, so it outlives them
+  return sizes;
+}
+
 class SmallBlockCache {
  public:
-  SmallBlockCache() = default;
+  SmallBlockCache() { cache_sizes().add(&published_); }
   SmallBlockCache(const SmallBlockCache&) = delete;
   SmallBlockCache& operator=(const SmallBlockCache&) = delete;
   ~SmallBlockCache() {
+    cache_sizes().remove(&published_);
     for (FreeChunk* head : heads_) {
       while (head != nullptr) {
         FreeChunk* next = head->next;
@@ -76,6 +115,7 @@ class SmallBlockCache {
     FreeChunk* chunk = head;
     head = chunk->next;
     cached_ -= bytes;
+    published_.bytes.store(cached_, std::memory_order_relaxed);
     return chunk;
   }
 
@@ -88,6 +128,7 @@ class SmallBlockCache {
     FreeChunk*& head = heads_[class_of(bytes)];
     head = new (memory) FreeChunk{head};
     cached_ += bytes;
+    published_.bytes.store(cached_, std::memory_order_relaxed);
   }
 
  private:
@@ -98,6 +139,7 @@ class SmallBlockCache {
 
   std::array<FreeChunk*, kSmallClasses> heads_{};
   std::size_t cached_ = 0;
+  CacheSizes::Figure published_;  // cached_, for other threads
 };
 
 #ifndef RINGHUB_NO_BLOCK_CACHE
@@ -141,6 +183,10 @@ std::size_t cost_of(const HeapBlockHeader& header, std::uint32_t bytes) {
   return std::min<std::size_t>((with_header + kPageBytes - 1) & ~(kPageBytes - 1), header.granted);
 }
 }  // namespace
+
+std::uint64_t HeapBlock::small_block_cache_bytes() {
+  return cache_sizes().sum();
+}
 
 void HeapBlock::set_large_block_source(const LargeBlockSource* source) {
   large_source = source;

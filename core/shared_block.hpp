@@ -118,6 +118,10 @@ class HeapBlock {
 
   // Start-up only, before any block exists; `source` must outlive every block (nullptr: malloc).
   static void set_large_block_source(const LargeBlockSource* source);
+  // Bytes of freed small blocks that every thread's cache keeps for reuse now (uncharged, at most
+  // kSmallBlockCacheBytes a thread). Any thread may ask.
+  static std::uint64_t small_block_cache_bytes();
+  static constexpr std::size_t kSmallBlockCacheBytes = 256U << 10;
 
  private:
   static void release(SharedBlock* block);

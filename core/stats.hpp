@@ -44,6 +44,8 @@ enum class MetricType { kCounter, kGauge };
     "Bytes reserved for the rest of large frames being received, not yet charged.")                        \
   X(memory_block_cache, Count, kHub, kGauge, "ringhub_memory_block_cache_bytes", "",                       \
     "Freed large blocks kept mapped for reuse (at most 32 MiB), outside the budget.")                      \
+  X(memory_small_block_cache, Count, kHub, kGauge, "ringhub_memory_small_block_cache_bytes", "",           \
+    "Freed small blocks each thread keeps for reuse (at most 256 KiB a thread), outside the budget.")      \
   X(read_paused_connections, Count, kShard, kGauge, "ringhub_read_paused_connections", "",                 \
     "Connections whose input is not read until memory frees (backpressure).")                              \
   X(outbound_queued_bytes, Count, kShard, kGauge, "ringhub_outbound_queued_bytes", "",                     \

@@ -316,6 +316,7 @@ HubStats Hub::stats() const {
   total.memory_reserved = static_cast<std::uint64_t>(
       std::max<std::int64_t>(impl_->shared->frame_reservations.load(std::memory_order_relaxed), 0));
   total.memory_block_cache = LargeBlockMemory::cached_bytes();
+  total.memory_small_block_cache = HeapBlock::small_block_cache_bytes();
   return total;
 }
 

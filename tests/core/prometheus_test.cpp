@@ -47,6 +47,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_memory_in_use_bytes",
     "ringhub_memory_reserved_bytes",
     "ringhub_memory_block_cache_bytes",
+    "ringhub_memory_small_block_cache_bytes",
     "ringhub_read_paused_connections",
     "ringhub_cq_overflows_total",
     "ringhub_line_forwards_total",
@@ -81,6 +82,7 @@ HubStats known_stats() {
   s.memory_budget = 1515;
   s.memory_reserved = 1616;
   s.memory_block_cache = 1717;
+  s.memory_small_block_cache = 1718;
   s.read_paused_connections = 16;
   s.budget_pauses = 17;
   s.frame_timeouts = 18;
@@ -249,6 +251,7 @@ TEST(PrometheusTest, RendersKnownFiguresAsExactLines) {
   EXPECT_TRUE(has_line(text, "ringhub_memory_budget_bytes 1515")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_reserved_bytes 1616")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_memory_block_cache_bytes 1717")) << text;
+  EXPECT_TRUE(has_line(text, "ringhub_memory_small_block_cache_bytes 1718")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_read_paused_connections 16")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_budget_pauses_total 17")) << text;
   EXPECT_TRUE(has_line(text, "ringhub_frame_timeouts_total 18")) << text;
@@ -281,6 +284,9 @@ ringhub_memory_reserved_bytes 1616
 # HELP ringhub_memory_block_cache_bytes Freed large blocks kept mapped for reuse (at most 32 MiB), outside the budget.
 # TYPE ringhub_memory_block_cache_bytes gauge
 ringhub_memory_block_cache_bytes 1717
+# HELP ringhub_memory_small_block_cache_bytes Freed small blocks each thread keeps for reuse (at most 256 KiB a thread), outside the budget.
+# TYPE ringhub_memory_small_block_cache_bytes gauge
+ringhub_memory_small_block_cache_bytes 1718
 # HELP ringhub_read_paused_connections Connections whose input is not read until memory frees (backpressure).
 # TYPE ringhub_read_paused_connections gauge
 ringhub_read_paused_connections 16

@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -83,6 +86,44 @@ TEST(HeapBlockTest, AFreedSmallBlockIsReusedForItsSizeClass) {
   EXPECT_EQ(in_use.bytes(), cost(90));
   const BlockRef other_class = HeapBlock::create(200, &in_use);
   EXPECT_NE(other_class.data(), first);
+#endif
+}
+
+// The gauge of cached small blocks: a block freed on another thread shows in the sum while that thread
+// lives, is taken out again when it reuses the block, and its whole share goes when it ends.
+TEST(HeapBlockTest, SmallBlockCacheBytesSumEveryThreadsCache) {
+#ifdef RINGHUB_ASAN
+  GTEST_SKIP() << "ASan build: small blocks are not cached";
+#else
+  const std::uint64_t before = HeapBlock::small_block_cache_bytes();
+  std::mutex mutex;
+  std::condition_variable changed;
+  int step = 0;  // 1: the worker freed its block; 2: main has looked; 3: reused; 4: main looked again
+  auto wait_for = [&](int value) {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return step == value; });
+  };
+  auto advance = [&] {
+    const std::lock_guard lock(mutex);
+    ++step;
+    changed.notify_all();
+  };
+  std::thread worker([&] {
+    HeapBlock::create(200);  // made and freed at once: 48 + 200 bytes wait in this thread's cache
+    advance();
+    wait_for(2);
+    const BlockRef reused = HeapBlock::create(200);
+    advance();
+    wait_for(4);
+  });
+  wait_for(1);
+  EXPECT_EQ(HeapBlock::small_block_cache_bytes(), before + 256) << "48 + 200 bytes in their 16-byte class";
+  advance();
+  wait_for(3);
+  EXPECT_EQ(HeapBlock::small_block_cache_bytes(), before);
+  advance();
+  worker.join();  // the reused block was freed into the cache, and the thread's end took it all away
+  EXPECT_EQ(HeapBlock::small_block_cache_bytes(), before);
 #endif
 }
 
