@@ -38,6 +38,8 @@ constexpr double kTableFill = 0.85;
 // --ulimit nofile=1048576) every shard would otherwise pin an 8 MiB table; 64k slots per shard
 // already hold 100k connections on two shards.
 constexpr rlim_t kMaxTableSize = 1U << 16;
+// The control ring sends one MSG_RING at a time.
+constexpr unsigned kControlEntries = 8;
 
 // A shard's table: what RLIMIT_NOFILE allows (raised to its hard limit), at most kMaxTableSize.
 Result<unsigned> direct_table_size() {
@@ -62,21 +64,16 @@ constexpr NeededOp kNeededOps[] = {
 
 // Asks the kernel which opcodes it supports, so a missing one is named at start-up rather than
 // failing on the first connection.
-Result<void> probe_opcodes(io_uring* ring, bool send_zc) {
-  io_uring_probe* probe = io_uring_get_probe_ring(ring);
-  if (probe == nullptr) {
-    return make_error("io_uring cannot report its supported operations (IORING_REGISTER_PROBE, Linux 5.6+)");
-  }
+Result<void> probe_opcodes(uring::Ring& ring, bool send_zc) {
   std::string missing;
   for (const NeededOp& op : kNeededOps) {
-    if (io_uring_opcode_supported(probe, op.opcode) == 0) {
+    if (!ring.supports(op.opcode)) {
       missing += fmt::format(" IORING_OP_{}", op.name);
     }
   }
-  if (send_zc && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC) == 0) {
+  if (send_zc && !ring.supports(IORING_OP_SENDMSG_ZC)) {
     missing += " IORING_OP_SENDMSG_ZC (asked for by --send-zc)";
   }
-  io_uring_free_probe(probe);
   if (!missing.empty()) {
     return make_error(
         fmt::format("this kernel's io_uring lacks:{}; ringhub needs Linux 6.1 or newer", missing));
@@ -153,14 +150,12 @@ struct Hub::Impl {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   unsigned thread_count = 0;  // threads.size() while running
-  io_uring control{};
-  bool control_ready = false;
+  // Probes the kernel at start-up and posts kStop to each shard's ring (MSG_RING) at stop, from
+  // whichever thread stops the hub.
+  uring::Ring control;
   bool stopped = false;
 
   ~Impl() {
-    if (control_ready) {
-      io_uring_queue_exit(&control);
-    }
     close_listeners(listeners);
     close_listeners(line_listeners);
   }
@@ -183,12 +178,11 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   }
   LargeBlockMemory::install();  // before any block exists: large frames never sit in malloc's arenas
   auto impl = std::make_unique<Impl>();
-  int ret = io_uring_queue_init(8, &impl->control, 0);
-  if (ret < 0) {
-    return system_error(-ret, uring::describe_io_uring_failure(-ret, uring::read_io_uring_disabled()));
+  if (Result<void> ring = impl->control.init(kControlEntries, kControlEntries, 0, uring::TaskRun::kAnyThread);
+      !ring) {
+    return ring.error();
   }
-  impl->control_ready = true;
-  if (auto probed = probe_opcodes(&impl->control, config.send_zc); !probed) {
+  if (auto probed = probe_opcodes(impl->control, config.send_zc); !probed) {
     return probed.error();
   }
   const Keepalive keepalive{config.keepalive_idle, config.keepalive_interval, config.keepalive_count};
@@ -328,17 +322,18 @@ void Hub::stop() {
   if (impl_->admin) {
     impl_->admin->stop();
   }
+  uring::Ring& control = impl_->control;
   for (const int fd : impl_->shared->ring_fds) {
-    io_uring_sqe* entry = io_uring_get_sqe(&impl_->control);
-    io_uring_prep_msg_ring(entry, fd, 0, tag(nullptr, Op::kStop), 0);
-    io_uring_submit(&impl_->control);
-    io_uring_cqe* cqe = nullptr;
-    if (io_uring_wait_cqe(&impl_->control, &cqe) == 0) {
-      if (cqe->res < 0) {
-        spdlog::error("cannot signal a shard to stop: {}", std::strerror(-cqe->res));
-      }
-      io_uring_cqe_seen(&impl_->control, cqe);
+    io_uring_prep_msg_ring(control.next_sqe(), fd, 0, tag(nullptr, Op::kStop), 0);
+    if (const int ret = control.submit_and_wait(); uring::enter_failed(ret)) {
+      spdlog::error("cannot signal a shard to stop: {}", std::strerror(-ret));
+      continue;
     }
+    control.reap([](const io_uring_cqe& cqe) {
+      if (cqe.res < 0) {
+        spdlog::error("cannot signal a shard to stop: {}", std::strerror(-cqe.res));
+      }
+    });
   }
   for (auto& thread : impl_->threads) {
     thread.join();

@@ -112,7 +112,7 @@ Result<void> Ring::init(unsigned sq_entries, unsigned cq_entries, unsigned table
     close();
     return make_error("io_uring lacks IORING_FEAT_NODROP (needs Linux 5.5+)");
   }
-  ret = io_uring_register_files_sparse(&ring_, table_size);
+  ret = table_size == 0 ? 0 : io_uring_register_files_sparse(&ring_, table_size);
   if (ret < 0) {
     close();
     return system_error(

@@ -57,8 +57,8 @@ class Ring {
   ~Ring() { close(); }
 
   // SINGLE_ISSUER (except kAnyThread) | CQSIZE | SUBMIT_ALL and `task_run`'s flags, checks FEAT_NODROP,
-  // registers a sparse table of `table_size` direct descriptors and the ring fd. On failure the ring is torn
-  // down and the error names what the kernel lacks.
+  // registers a sparse table of `table_size` direct descriptors (none for 0) and the ring fd. On failure the
+  // ring is torn down and the error names what the kernel lacks.
   Result<void> init(unsigned sq_entries, unsigned cq_entries, unsigned table_size,
                     TaskRun task_run = TaskRun::kDeferred);
   // Tears the ring down (idempotent): for owners that must end in-flight work before other members go.
