@@ -53,6 +53,7 @@ struct alignas(16) Connection : Peer {
   bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)
   bool read_paused = false;           // input waits for memory to free (on the shard's paused list)
   bool heavy = false;                 // its current or last frame was large: paused first under pressure
+  bool reads_directly = false;        // ... larger than kDirectReadFrameBytes: read one buffer at a time
   bool frame_reserved = false;        // its large frame under way has its size reserved: read to its end
   std::uint32_t reserved_bytes = 0;   // of that reservation, not yet charged as the block fills
   std::uint32_t charged_through = 0;  // bytes of that frame charged so far

@@ -36,6 +36,13 @@ namespace ringhub {
 // goes on.
 inline constexpr std::uint32_t kLightFrameBytes = 64U << 10;
 
+// A connection whose current or last frame is larger than this is read one receive buffer at a time,
+// so the next such frame's header arrives nearly alone and its body goes by direct receive instead of
+// being gathered by copying. Smaller frames are cheaper read ahead by the multishot recv and gathered:
+// at K=1 with 64 KiB bodies, reading them one buffer at a time cost about 11% of the throughput
+// (docs/perf/engine-before-after.md, 12-06).
+inline constexpr std::uint32_t kDirectReadFrameBytes = 256U << 10;
+
 // After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
 // not reset the connection before the client saw why.
 inline constexpr std::chrono::milliseconds kErrorLinger{5000};

@@ -65,10 +65,11 @@ bool Shard::over_line_allowance(const Connection& conn) const {
 bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
   // A multishot recv keeps reading while data and buffers last (up to a megabyte before the hub sees the
   // first completion), so a connection near a bound is read one buffer per recv instead: a sender of
-  // large frames (its next header then arrives alone and the body goes by direct receive), a line
-  // connection (its pending allowance is counted per line), everyone while the budget is past its
-  // high watermark, and a new connection until its first frame is whole.
-  return conn.heavy || gate_ != ReadGate::kOpen || conn.protocol == Protocol::kLine || conn.frames_in == 0;
+  // frames past kDirectReadFrameBytes (its next header then arrives alone and the body goes by direct
+  // receive), a line connection (its pending allowance is counted per line), everyone while the budget
+  // is past its high watermark, and a new connection until its first frame is whole.
+  return conn.reads_directly || gate_ != ReadGate::kOpen || conn.protocol == Protocol::kLine ||
+         conn.frames_in == 0;
 }
 
 std::uint32_t Shard::read_cap(const Connection& conn) const {
@@ -197,9 +198,9 @@ void Shard::after_input(Connection& conn) {
   if (conn.state != ConnState::kOpen) {
     return;
   }
-  if (conn.assembler.partial_frame_size() > kLightFrameBytes) {
-    conn.heavy = true;
-  }
+  const std::size_t partial = conn.assembler.partial_frame_size();
+  conn.heavy = conn.heavy || partial > kLightFrameBytes;
+  conn.reads_directly = conn.reads_directly || partial > kDirectReadFrameBytes;
   clock_partial_frame(conn);
 }
 
