@@ -11,7 +11,7 @@ namespace ringhub {
 
 enum class Op : std::uint8_t {
   kIgnore = 0,       // cancels and link timeouts: nothing to do on completion
-  kAccept = 1,       // multishot accept; pointer: the Shard
+  kAccept = 1,       // multishot accept; pointer: the shard's Acceptor
   kRecv = 2,         // multishot recv; pointer: Connection
   kSend = 3,         // sendmsg / sendmsg_zc; pointer: Connection
   kShutdown = 4,     // shutdown(SHUT_WR) before a drain; pointer: Connection
@@ -21,7 +21,7 @@ enum class Op : std::uint8_t {
   kOutbox = 8,       // our MSG_RING send completing; number: the target shard
   kShardTimer = 9,   // the shard's own timer (accept retry, shutdown grace); pointer: Shard
   kStop = 10,        // the control thread asks the shard to stop; pointer: none
-  kAcceptLine = 11,  // multishot accept on the line-protocol listener; pointer: the Shard
+  kAcceptLine = 11,  // multishot accept on the line-protocol listener; pointer: the Acceptor
   kRecvDirect = 12,  // a large frame's bytes received straight into its block; pointer: Connection
 };
 static_assert(uring::kind_fits(Op::kRecvDirect));

@@ -29,8 +29,8 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
     : shared_(shared),
       config_(shared.config),
       index_(index),
-      listen_fds_{{relay_listen_fd, line_listen_fd}},
       counters_(shared.counters[index]),
+      acceptor_(ring_, {{relay_listen_fd, line_listen_fd}}, index),
       relay_({.shard_index = index, .shard_count = shared.shard_count}, &shared.directory, relay_seam_,
              shared.memory[index], shared.counters[index]),
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
@@ -71,7 +71,7 @@ io_uring_sqe* Shard::sqe() {
 
 void Shard::start() {
   read_clock_and_budget();
-  arm_accepts();
+  acceptor_.arm_all();
   arm_tick();
 }
 
@@ -124,7 +124,7 @@ void Shard::before_wait() {
   read_clock_and_budget();
   resume_paused();
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&
-      !accept_armed_[Protocol::kRelay] && !accept_armed_[Protocol::kLine]) {
+      !acceptor_.armed()) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
   }

@@ -21,6 +21,7 @@
 #include "core/relay_service.hpp"
 #include "core/result.hpp"
 #include "core/stats.hpp"
+#include "transport/acceptor.hpp"
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
 #include "transport/hub_config.hpp"
@@ -110,7 +111,7 @@ inline constexpr std::chrono::milliseconds kFinishPoll{5};
 // Contract: constructed, initialised, run and destroyed on the one thread that drives it (alone or
 // with other shards, transport/shard_thread.hpp), except that the Hub reads ring_fd() after init and
 // the control thread posts kStop to it by MSG_RING. Aligned because its address tags completions
-// (accepts, the tick).
+// (the tick).
 class alignas(uring::kTagAlignment) Shard {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
@@ -149,9 +150,7 @@ class alignas(uring::kTagAlignment) Shard {
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).
   void charge_pending_lines();
 
-  // --- accept and connection lifecycle (shard_connections.cpp)
-  void arm_accepts();
-  void arm_accept(Protocol protocol);
+  // --- accept and connection lifecycle (shard_connections.cpp; the accepts are transport/acceptor)
   void on_accept(const io_uring_cqe& cqe, Protocol protocol);
   void admit(std::uint32_t slot, Protocol protocol);
   bool at_capacity(Protocol protocol) const;
@@ -297,9 +296,9 @@ class alignas(uring::kTagAlignment) Shard {
   HubShared& shared_;
   const HubConfig& config_;
   const unsigned index_;
-  const PerProtocol<int> listen_fds_;  // the line listener is -1 when there is none
   ShardCounters& counters_;
   uring::Ring ring_;
+  Acceptor acceptor_;
   std::unique_ptr<uring::BufferRing> pool_;
   RelaySeamOnShard relay_seam_{*this};
   RelayService relay_;  // relay connections, IDENTITY, LIST and RELAY
@@ -336,7 +335,6 @@ class alignas(uring::kTagAlignment) Shard {
   MessageRouter router_{*this};
   ShardMailbox mailbox_;  // messages to and from the other shards
 
-  PerProtocol<bool> accept_armed_;
   bool stopping_ = false;
   bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;

@@ -13,47 +13,9 @@
 
 namespace ringhub {
 
-namespace {
-
-// The tag of the multishot accept on `protocol`'s listener.
-Op accept_op(Protocol protocol) {
-  return protocol == Protocol::kLine ? Op::kAcceptLine : Op::kAccept;
-}
-
-}  // namespace
-
-void Shard::arm_accepts() {
-  arm_accept(Protocol::kRelay);
-  if (listen_fds_[Protocol::kLine] >= 0) {
-    arm_accept(Protocol::kLine);
-  }
-}
-
-void Shard::arm_accept(Protocol protocol) {
-  if (accept_armed_[protocol] || stopping_) {
-    return;
-  }
-  io_uring_sqe* entry = sqe();
-  // Direct descriptors: sockets live in the ring's file table, not the process fd table (20000 here).
-  io_uring_prep_multishot_accept_direct(entry, listen_fds_[protocol], nullptr, nullptr, 0);
-  io_uring_sqe_set_data64(entry, tag(this, accept_op(protocol)));
-  accept_armed_[protocol] = true;
-}
-
 void Shard::on_accept(const io_uring_cqe& cqe, Protocol protocol) {
-  if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
-    accept_armed_[protocol] = false;
-  }
-  if (cqe.res >= 0) {
-    admit(static_cast<std::uint32_t>(cqe.res), protocol);
-  } else if (cqe.res != -ECANCELED) {
-    // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
-    // EMFILE/ENOMEM/ECONNABORTED: transient. Retry on the next tick rather than spin.
-    spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", index_, std::strerror(-cqe.res));
-    return;
-  }
-  if (!accept_armed_[protocol] && !stopping_) {
-    arm_accept(protocol);
+  if (const std::optional<std::uint32_t> slot = acceptor_.on_completion(cqe, protocol)) {
+    admit(*slot, protocol);
   }
 }
 
@@ -249,13 +211,7 @@ void Shard::on_stop() {
   }
   stopping_ = true;
   line_.stop();
-  for (const Protocol protocol : kProtocols) {
-    if (accept_armed_[protocol]) {
-      io_uring_sqe* entry = sqe();
-      io_uring_prep_cancel64(entry, tag(this, accept_op(protocol)), 0);
-      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
-    }
-  }
+  acceptor_.stop();
   // Connections already draining (after an ERROR) get the grace too, not their longer linger.
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
@@ -281,7 +237,7 @@ void Shard::arm_tick() {
 void Shard::on_tick(const io_uring_cqe&) {
   tick_armed_ = false;
   if (!stopping_) {
-    arm_accepts();  // an accept that failed (file table full, transient error) gets another go
+    acceptor_.arm_all();  // an accept that failed (file table full, transient error) gets another go
   }
   expire_partial_frames();
   expire_idle_connections();

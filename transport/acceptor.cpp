@@ -1,0 +1,70 @@
+// Acceptor: keeping a shard's multishot accepts armed; see transport/acceptor.hpp.
+#include "transport/acceptor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "transport/op_tag.hpp"
+
+namespace ringhub {
+
+namespace {
+
+// The tag kind of the multishot accept on `protocol`'s listener.
+Op accept_op(Protocol protocol) {
+  return protocol == Protocol::kLine ? Op::kAcceptLine : Op::kAccept;
+}
+
+}  // namespace
+
+void Acceptor::arm_all() {
+  for (const Protocol protocol : kProtocols) {
+    if (listen_fds_[protocol] >= 0) {
+      arm(protocol);
+    }
+  }
+}
+
+void Acceptor::arm(Protocol protocol) {
+  if (armed_[protocol] || stopped_) {
+    return;
+  }
+  io_uring_sqe* entry = ring_.next_sqe();
+  // Direct descriptors: sockets live in the ring's file table, not the process fd table (20000 here).
+  io_uring_prep_multishot_accept_direct(entry, listen_fds_[protocol], nullptr, nullptr, 0);
+  io_uring_sqe_set_data64(entry, tag(this, accept_op(protocol)));
+  armed_[protocol] = true;
+}
+
+std::optional<std::uint32_t> Acceptor::on_completion(const io_uring_cqe& cqe, Protocol protocol) {
+  if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
+    armed_[protocol] = false;
+  }
+  if (cqe.res < 0 && cqe.res != -ECANCELED) {
+    // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
+    // EMFILE/ENOMEM/ECONNABORTED: transient.
+    spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", shard_index_,
+                 std::strerror(-cqe.res));
+    return std::nullopt;
+  }
+  arm(protocol);  // the kernel ended the multishot without an error: keep accepting
+  if (cqe.res < 0) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(cqe.res);
+}
+
+void Acceptor::stop() {
+  stopped_ = true;
+  for (const Protocol protocol : kProtocols) {
+    if (armed_[protocol]) {
+      io_uring_sqe* entry = ring_.next_sqe();
+      io_uring_prep_cancel64(entry, tag(this, accept_op(protocol)), 0);
+      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+    }
+  }
+}
+
+}  // namespace ringhub

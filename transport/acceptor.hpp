@@ -1,0 +1,47 @@
+// Acceptor: a shard's multishot accepts, one per protocol's listening socket, straight into its ring's
+// direct-descriptor table. It keeps them armed and hands over each accepted slot; whether the connection
+// is admitted or turned away is the shard's business.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "transport/client_protocol.hpp"
+#include "transport/uring/ring.hpp"
+#include "transport/uring/tag.hpp"
+
+namespace ringhub {
+
+// Contract: owned by one shard and used on its thread. Aligned because its address tags the accepts.
+class alignas(uring::kTagAlignment) Acceptor {
+ public:
+  // `listen_fds[kLine]` is -1 when the hub has no line listener.
+  Acceptor(uring::Ring& ring, PerProtocol<int> listen_fds, unsigned shard_index)
+      : ring_(ring), listen_fds_(listen_fds), shard_index_(shard_index) {}
+  Acceptor(const Acceptor&) = delete;
+  Acceptor& operator=(const Acceptor&) = delete;
+
+  // Arms every listener's accept that is not armed: at start, and at each tick, so an accept that
+  // failed (a full table, a transient error) gets another go.
+  void arm_all();
+  // A completion of the accept on `protocol`: the slot of the accepted socket, or nothing. A failed
+  // accept is logged and left for the next arm_all rather than retried in a spin.
+  std::optional<std::uint32_t> on_completion(const io_uring_cqe& cqe, Protocol protocol);
+  // Cancels the accepts for good (the hub is stopping); their last completions still arrive.
+  void stop();
+  // Whether an accept may still complete.
+  bool armed() const { return armed_[Protocol::kRelay] || armed_[Protocol::kLine]; }
+
+ private:
+  void arm(Protocol protocol);
+
+  uring::Ring& ring_;
+  const PerProtocol<int> listen_fds_;
+  const unsigned shard_index_;
+  PerProtocol<bool> armed_;
+  bool stopped_ = false;
+};
+
+}  // namespace ringhub
