@@ -86,8 +86,9 @@ class CacheSizes {
 };
 
 CacheSizes& cache_sizes() {
-  static CacheSizes sizes;  // built before any thread's cache registers in it, so it outlives them
-  return sizes;
+  // Never destroyed: a thread may still make or end its cache during static destruction.
+  static auto* const sizes = new CacheSizes;
+  return *sizes;
 }
 
 class SmallBlockCache {

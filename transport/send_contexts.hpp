@@ -68,8 +68,8 @@ class SendContextPool {
   // Gives the context a batch block sized for a connection with `queued_bytes` waiting (see
   // kSendBatchBytes); empty when memory ran out, and the send then batches nothing.
   void prepare_batch(SendContext& context, std::size_t queued_bytes);
-  // Called every tick: after a tick without a send, the pooled contexts and their batch blocks go back
-  // to the heap.
+  // Called every tick: after a tick in which no context was acquired (no send was tried), the pooled
+  // contexts and their batch blocks go back to the heap.
   void on_tick();
   void free_pooled();
 

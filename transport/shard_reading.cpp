@@ -68,8 +68,10 @@ bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
   // frames past kDirectReadFrameBytes (its next header then arrives alone and the body goes by direct
   // receive), a line connection (its pending allowance is counted per line), everyone while the budget
   // is past its high watermark, and a new connection until its first frame is whole.
-  return conn.reads_directly || gate_ != ReadGate::kOpen || conn.protocol == Protocol::kLine ||
-         conn.frames_in == 0;
+  // Without the kernel's multishot limit (before Linux 6.15) a heavy sender would read a frame or more
+  // ahead of its next header, so it is read one buffer at a time as well.
+  return conn.reads_directly || (conn.heavy && !multishot_limit_supported_) || gate_ != ReadGate::kOpen ||
+         conn.protocol == Protocol::kLine || conn.frames_in == 0;
 }
 
 std::uint32_t Shard::read_cap(const Connection& conn) const {

@@ -39,6 +39,19 @@ Error not_connected() {
   return system_error(ENOTCONN, "not connected to a hub");
 }
 
+// Why a request cannot be sent on `slot`, if it cannot: not open, or a write already failed (the hub is
+// gone, and only what it sent before is still being read).
+std::optional<Error> unwritable(const uring::ClientConn& slot) {
+  if (slot.phase != uring::ConnPhase::kOpen) {
+    return not_connected();
+  }
+  if (slot.write_error != 0) {
+    return system_error(slot.write_error, fmt::format("connection to hub failed: {}",
+                                                      std::system_category().message(slot.write_error)));
+  }
+  return std::nullopt;
+}
+
 // How a connection ended, in the terms on_closed promises.
 Error close_reason(const uring::CloseInfo& info) {
   if (info.requested) {
@@ -205,8 +218,8 @@ bool AsyncRelayClient::write_failed(std::uint32_t conn) const {
 
 Result<void> AsyncRelayClient::queue(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
   uring::ClientConn& slot = loop_.conn(conn);
-  if (slot.phase != uring::ConnPhase::kOpen) {
-    return not_connected();
+  if (std::optional<Error> why = unwritable(slot)) {
+    return *why;
   }
   std::vector<std::uint8_t>& out = loop_.out(slot);
   out.insert(out.end(), bytes.begin(), bytes.end());
@@ -232,8 +245,8 @@ Result<void> AsyncRelayClient::relay(std::uint32_t conn, std::span<const UserId>
     return within;
   }
   uring::ClientConn& slot = loop_.conn(conn);
-  if (slot.phase != uring::ConnPhase::kOpen) {
-    return not_connected();
+  if (std::optional<Error> why = unwritable(slot)) {
+    return *why;
   }
   codec::append_relay(loop_.out(slot), receivers, body);  // encoded in place: no frame copy
   loop_.flush(slot);

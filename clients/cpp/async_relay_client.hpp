@@ -57,7 +57,8 @@ struct AsyncRelayOptions {
 };
 
 // Contract: create() and every other call on one thread (or, with TaskRun::kAnyThread, one thread at a
-// time). Requests on a connection that is not open fail with ENOTCONN.
+// time). Requests on a connection that is not open fail with ENOTCONN, and after a failed write with
+// its errno.
 class AsyncRelayClient final : private uring::ClientDriver {
  public:
   static Result<std::unique_ptr<AsyncRelayClient>> create(AsyncRelayOptions options, RelayEvents& events);
@@ -82,7 +83,9 @@ class AsyncRelayClient final : private uring::ClientDriver {
   Result<void> send_raw(std::uint32_t conn, std::span<const std::uint8_t> bytes);
 
   // Stops reading `conn` until resume_reading: what the hub sends next waits in TCP, which pushes back
-  // on the hub (and, past its --max-outbound-bytes, gets this connection cut as a slow consumer).
+  // on the hub (and, past its --max-outbound-bytes, gets this connection cut as a slow consumer). A
+  // paused connection whose write fails stays open until reading resumes (or close()), so what the hub
+  // sent before it went is not lost.
   void pause_reading(std::uint32_t conn);
   void resume_reading(std::uint32_t conn);
 

@@ -180,7 +180,8 @@ void RelayClient::close() {
   if (!s.ended) {
     // Bytes still queued go first; then the FIN. Bounded: a hub that stopped reading cannot hold us.
     const Deadline deadline(kDefaultTimeout);
-    s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.ended.has_value(); }, deadline);
+    s.run([&s] { return s.engine->unsent_bytes(kConn) == 0 || s.engine->write_failed(kConn) || s.ended; },
+          deadline);
     s.engine->close(kConn);
     s.run([&s] { return s.engine->is_idle(kConn); }, deadline);
   }

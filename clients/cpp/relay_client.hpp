@@ -48,8 +48,9 @@ struct Delivery {
 // (it may move between threads). A thin blocking wrapper over AsyncRelayClient (one connection on its
 // own small ring): every call runs the engine until its answer comes or its timeout passes.
 // Replies come back in request order, but DELIVERs may arrive between them: a call waiting for a
-// reply queues the DELIVERs it reads, and next_delivery() hands them out first. Those are at most what
-// the hub queued for us before the reply, which its --max-outbound-bytes bounds (64 MiB by default).
+// reply queues the DELIVERs it reads, and next_delivery() hands them out first. One call sets aside at
+// most what the hub queued for us before its reply (bounded by the hub's --max-outbound-bytes, 64 MiB
+// by default) plus the sockets' buffers; set-aside DELIVERs add up across calls until taken.
 // While no call waits for a frame (relay(), send_raw()), reading stops once 4 MiB of frames wait to be
 // taken, so a program that only sends leaves the hub's DELIVERs in TCP rather than in its own memory.
 //

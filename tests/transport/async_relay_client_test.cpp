@@ -397,6 +397,9 @@ TEST_F(AsyncRelayClientTest, FailedWriteWaitsForPausedReadingToResume) {
   EXPECT_FALSE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, 200ms))
       << "closed before the caller read what the hub sent";
   EXPECT_FALSE(client->is_idle(0));
+  const Result<void> after = client->identity(0);
+  ASSERT_FALSE(after) << "a request was queued on a connection whose write failed";
+  EXPECT_TRUE(after.error().is_system(ECONNRESET) || after.error().is_system(EPIPE)) << after.error().message;
   client->resume_reading(0);
   ASSERT_TRUE(client->run_until([&] { return events_.conns[0].closed.has_value(); }, kWait));
   ASSERT_EQ(events_.conns[0].hub_errors.size(), 1U);

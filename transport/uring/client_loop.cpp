@@ -412,15 +412,16 @@ void ClientLoop::on_send(ClientConn& conn, int res) {
   maybe_finish_close(conn);
 }
 
-// A send failed: the peer is gone, but what it sent before it went may still be unread (in the socket,
-// or in completions behind this one). Reading goes on to its end, which closes the connection; only a
-// connection with no recv to come closes now.
+// A send failed. When the peer is gone (EPIPE, ECONNRESET), what it sent before it went may still be
+// unread (in the socket, or in completions behind this one): reading goes on to its end, which closes
+// the connection, since the reset ends it soon. Any other error, or no recv to come, closes now.
 void ClientLoop::stop_writing(ClientConn& conn, int error) {
   if (conn.phase != ConnPhase::kOpen) {
     return;
   }
   conn.write_error = error;
-  if (!conn.recv_armed && !conn.waiting && !conn.read_paused) {
+  const bool peer_gone = error == EPIPE || error == ECONNRESET;
+  if (!peer_gone || (!conn.recv_armed && !conn.waiting && !conn.read_paused)) {
     begin_close(conn, error, false);
   }
 }

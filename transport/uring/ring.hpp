@@ -1,5 +1,6 @@
-// Ring: one thread's io_uring, set up the way every ringhub thread uses one (hub shards and client
-// loops alike): single issuer, deferred task work, a large CQ and a sparse direct-descriptor table.
+// Ring: one io_uring, set up the way every ringhub ring is (hub shards, the hub's control ring and
+// client loops alike): single issuer unless it moves between threads, deferred or cooperative task
+// work, a large CQ and, when asked for, a sparse direct-descriptor table.
 // Beside it, the start-up checks every ring shares: the open-file limit and why io_uring is refused.
 #pragma once
 
@@ -48,7 +49,8 @@ enum class TaskRun {
 };
 
 // Contract: init() on the thread that will use the ring (it becomes the single issuer); every other
-// call on that thread too, except fd(), which other threads use as a MSG_RING target.
+// call on that thread too, except fd(), which other threads use as a MSG_RING target. A kAnyThread ring
+// may be used from any thread, one at a time.
 class Ring {
  public:
   Ring() = default;
