@@ -39,6 +39,12 @@ Error not_connected() {
   return system_error(ENOTCONN, "not connected to a hub");
 }
 
+// A read or write on the connection failed with `error` (an errno).
+Error connection_failed(int error) {
+  return system_error(error,
+                      fmt::format("connection to hub failed: {}", std::system_category().message(error)));
+}
+
 // Why a request cannot be sent on `slot`, if it cannot: not open, or a write already failed (the hub is
 // gone, and only what it sent before is still being read).
 std::optional<Error> unwritable(const uring::ClientConn& slot) {
@@ -46,8 +52,7 @@ std::optional<Error> unwritable(const uring::ClientConn& slot) {
     return not_connected();
   }
   if (slot.write_error != 0) {
-    return system_error(slot.write_error, fmt::format("connection to hub failed: {}",
-                                                      std::system_category().message(slot.write_error)));
+    return connection_failed(slot.write_error);
   }
   return std::nullopt;
 }
@@ -65,8 +70,7 @@ Error close_reason(const uring::CloseInfo& info) {
   if (info.eof || info.error == 0) {
     return make_error("hub closed the connection");
   }
-  return system_error(
-      info.error, fmt::format("connection to hub failed: {}", std::system_category().message(info.error)));
+  return connection_failed(info.error);
 }
 
 }  // namespace
