@@ -57,7 +57,22 @@ FIGURES = {
     "server_cpu_s": ("server", "cpu_s"),
     "rss_bytes": ("server", "rss_bytes"),
     "hwm_bytes": ("server", "hwm_bytes"),
+    "load_cpu_s": ("load", "cpu_s"),
 }
+# Figures derived from a run's result: the share of the measured window each side spent on a CPU. Each
+# is pinned to one core, so near 1.0 means that side set the pace.
+DERIVED_FIGURES = {
+    "server_busy": lambda result: busy_share(result, "server"),
+    "load_busy": lambda result: busy_share(result, "load"),
+}
+
+
+def busy_share(result, side):
+    cpu = (result.get(side) or {}).get("cpu_s")
+    window = result.get("duration_s")
+    if not isinstance(cpu, (int, float)) or not isinstance(window, (int, float)) or window <= 0:
+        return None
+    return cpu / window
 
 
 # ---------------------------------------------------------------- record: one run -> one JSON line
@@ -181,6 +196,8 @@ def load_jsonl(path):
 
 
 def figure(result, name):
+    if name in DERIVED_FIGURES:
+        return DERIVED_FIGURES[name](result)
     value = result
     for key in FIGURES[name]:
         if not isinstance(value, dict) or key not in value:
@@ -333,7 +350,8 @@ def summarize_matrix(records, cells):
             for target in TARGETS:
                 runs = [r for r in records if (r.get("target"), r.get("mode"), r.get("fanout"), r.get("size"))
                         == (target, mode, fanout, size) and "ok" in r]
-                entry = {name: stats(ok_values(records, target, mode, fanout, size, name)) for name in FIGURES}
+                entry = {name: stats(ok_values(records, target, mode, fanout, size, name))
+                         for name in [*FIGURES, *DERIVED_FIGURES]}
                 entry["runs"] = len(runs)
                 entry["failed"] = sum(1 for r in runs if not r["ok"])
                 # ringhub-perf's rate_kept: false when the publishers fell behind the fixed rate.
@@ -627,6 +645,20 @@ def figure_table(results, mode, name, formatter, ratios=True):
     return table(header, rows)
 
 
+def busy_table(results):
+    """Per saturating cell and server: the median share of the window the server's core and the load
+    generator's core were busy."""
+    rows = []
+    for fanout, size in map(tuple, results["cells"]):
+        row = [cell_label(fanout, size)]
+        for target in TARGETS:
+            entry = entry_of(results, "saturating", fanout, size, target)
+            shares = [entry.get(name) for name in ("server_busy", "load_busy")]
+            row.append(" / ".join("–" if v is None else f"{v['median']:.0%}" for v in shares))
+        rows.append(row)
+    return table(["cell", "ringhub", "NATS", "Redis"], rows)
+
+
 def fmt_fixed_rate(results, fanout, size):
     """The cell's rate, with the run length when a slow rate stretched it."""
     fixed = results["fixed_rates"].get(cell_key(fanout, size), {})
@@ -834,6 +866,10 @@ def readme_text(results, analysis, plots):
         "## Server CPU per delivery (µs)",
         "Saturating:", figure_table(results, "saturating", "cpu_us_per_delivery", lambda v: f"{v:.3g}"),
         "Fixed rate:", figure_table(results, "fixed", "cpu_us_per_delivery", lambda v: f"{v:.3g}"),
+        "## Which side was busy (saturating runs)",
+        "Server / load generator: CPU seconds over the measured window, as a share of it (median). Each is pinned "
+        "to one core, so the side near 100% set the pace; where the load generator is, the cell measures it "
+        "more than the server.", busy_table(results),
         "## Server memory (saturating runs)",
         "RSS at the end of the run (median) / peak RSS (VmHWM, largest). One server start per target per pass, "
         "so a cell's RSS includes what earlier cells left behind.", rss_table(results),

@@ -4,6 +4,7 @@
 #include "perf/loadgen/bench_driver.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -206,6 +207,7 @@ void BenchDriver::advance_phase(std::int64_t now) {
 void BenchDriver::enter_measure(std::int64_t now) {
   phase_ = Phase::kMeasure;
   result_.server_start = sample_server(settings_.server_pid);
+  result_.load_start = sample_server(::getpid());
   result_.latency = stress::LatencyHistogram{};
   measuring_latency_ = true;
   delivered_at_start_ = delivered_total();
@@ -217,6 +219,7 @@ void BenchDriver::enter_measure(std::int64_t now) {
 
 void BenchDriver::enter_drain(std::int64_t now) {
   result_.server_end = sample_server(settings_.server_pid);
+  result_.load_end = sample_server(::getpid());
   measuring_latency_ = false;
   result_.seconds = static_cast<double>(now - measure_start_ns_) / 1e9;
   result_.published = published_total() - published_at_start_;

@@ -44,6 +44,9 @@ struct BenchResult {
   stress::LatencyHistogram latency;  // publish (or, at a fixed rate, its due time) to delivery
   std::optional<ServerSample> server_start;
   std::optional<ServerSample> server_end;
+  // ringhub-perf's own process over the same window: with the server's figure, which side was busy.
+  std::optional<ServerSample> load_start;
+  std::optional<ServerSample> load_end;
   // Whole run, checked after the drain.
   std::uint64_t expected_total = 0;
   std::uint64_t delivered_total = 0;

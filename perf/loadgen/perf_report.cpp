@@ -18,6 +18,19 @@ double server_cpu(const BenchResult& r) {
   return r.server_start && r.server_end ? r.server_end->cpu_s - r.server_start->cpu_s : 0;
 }
 
+double load_cpu(const BenchResult& r) {
+  return r.load_start && r.load_end ? r.load_end->cpu_s - r.load_start->cpu_s : 0;
+}
+
+// The load generator's CPU over the window: near the window's length (compare.sh pins it to one core)
+// means it, not the server, set the pace.
+std::string load_json(const BenchResult& r) {
+  if (!r.load_start || !r.load_end) {
+    return "null";
+  }
+  return fmt::format(R"({{"cpu_s":{:.3f}}})", load_cpu(r));
+}
+
 std::string server_json(const PerfOptions& o, const BenchResult& r) {
   if (!r.server_start || !r.server_end) {
     return "null";
@@ -41,14 +54,14 @@ std::string bench_json(const PerfOptions& o, const BenchResult& r) {
   return fmt::format(
       R"({{"target":"{}","mode":"{}","publishers":{},"fanout":{},"size":{},"window":{},"duration_s":{:.3f},)"
       R"("rate_target":{},"rate_kept":{},"published":{},"delivered":{},"published_per_s":{:.1f},)"
-      R"("delivered_per_s":{:.1f},"delivered_bytes_per_s":{:.1f},"latency_ns":{},"server":{},)"
+      R"("delivered_per_s":{:.1f},"delivered_bytes_per_s":{:.1f},"latency_ns":{},"server":{},"load":{},)"
       R"("verify":{{"ok":{},"lost":{},"out_of_order":{},"corrupt":{},"duplicates":{},"expected_total":{},)"
       R"("delivered_total":{},"checksum":{}}},"errors":{}}})",
       target_name(o.target), o.rate > 0 ? "fixed" : "saturating", o.publishers, o.fanout, o.size, o.window,
       r.seconds, o.rate, r.rate_kept, r.published, r.delivered, per_second(r.published, r.seconds),
       per_second(r.delivered, r.seconds), per_second(r.delivered_bytes, r.seconds), latency_json(r),
-      server_json(o, r), r.ok(), r.lost, r.out_of_order, r.corrupt, r.duplicates, r.expected_total,
-      r.delivered_total, o.checksum, stress::json_strings(r.errors));
+      server_json(o, r), load_json(r), r.ok(), r.lost, r.out_of_order, r.corrupt, r.duplicates,
+      r.expected_total, r.delivered_total, o.checksum, stress::json_strings(r.errors));
 }
 
 std::string bench_summary(const PerfOptions& o, const BenchResult& r) {
@@ -69,6 +82,9 @@ std::string bench_summary(const PerfOptions& o, const BenchResult& r) {
                        r.delivered > 0 ? server_cpu(r) * 1e6 / static_cast<double>(r.delivered) : 0.0,
                        static_cast<double>(r.server_end->rss_bytes) / 1048576.0,
                        static_cast<double>(r.server_end->hwm_bytes) / 1048576.0);
+  }
+  if (r.load_start && r.load_end) {
+    out += fmt::format("load generator: {:.2f} CPU s over the {:.2f} s window\n", load_cpu(r), r.seconds);
   }
   out += fmt::format("verify: {} (lost {}, out of order {}, duplicates {}, corrupt {}; {} of {} delivered)\n",
                      r.ok() ? "ok" : "FAILED", r.lost, r.out_of_order, r.duplicates, r.corrupt,
