@@ -1,6 +1,6 @@
 // Send contexts: what one sendmsg in flight needs to stay put (its msghdr, iovecs and batch blocks),
 // pooled per shard so an idle connection holds none, and the batch blocks a send copies small frames
-// into. The shard's send path (shard_send.cpp) takes a context per send and gives it back at the CQE.
+// into. The shard's Sender (transport/sender.cpp) takes a context per send and gives it back at the CQE.
 #pragma once
 
 #include <sys/socket.h>
@@ -36,7 +36,7 @@ inline constexpr std::size_t kBatchBlockOverhead = 64;
 static_assert(HeapBlock::kHeaderBytes + 16 <= kBatchBlockOverhead);
 // Batch blocks one send may fill: the context's own, then full-size ones made for it, which the copied
 // slices keep until they are written. 16 hold 1 MiB of small frames, a queue the hub then lends
-// receive buffers to (Shard::batches_this_iteration) and copies into batches in one pass.
+// receive buffers to (Sender::batches_this_iteration) and copies into batches in one pass.
 inline constexpr std::size_t kMaxBatchBlocksPerSend = 16;
 inline constexpr std::size_t kLendableQueueBytes =
     kMaxBatchBlocksPerSend * (kSendBatchBytes - kBatchBlockOverhead);

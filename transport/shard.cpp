@@ -1,5 +1,6 @@
 // Shard: ring set-up, the event loop and the completion dispatch. The handlers live beside it:
-// shard_connections.cpp (accept and lifecycle), shard_relay.cpp (frames), shard_send.cpp (writes).
+// shard_connections.cpp (accept and lifecycle), shard_reading.cpp, shard_relay.cpp and shard_line.cpp;
+// the writes are transport/sender.
 #include "transport/shard.hpp"
 
 #include <spdlog/spdlog.h>
@@ -36,6 +37,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
       memory_(shared.memory[index]),
+      sender_(ring_, config_, index, counters_, memory_, send_events_),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], ring_, router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
@@ -45,7 +47,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 }
 
 Shard::~Shard() {
-  send_contexts_.free_pooled();
+  sender_.free_pooled();
   memory_.release(pending_lines_charged_);
   pool_.reset();
   ring_.close();
@@ -60,6 +62,7 @@ Result<void> Shard::init(uring::TaskRun task_run) {
     return pool.error();
   }
   pool_ = std::move(*pool);
+  sender_.set_receive_buffers(pool_.get());
   capacity_ =
       shared_.table_size > kRejectReserve ? shared_.table_size - kRejectReserve : shared_.table_size / 2;
   return {};
@@ -113,7 +116,7 @@ void Shard::check_enter(int ret) const {
 
 void Shard::before_wait() {
   mailbox_.drain_self();
-  flush_sends();
+  sender_.flush();
   mailbox_.flush();
   pool_->publish_recycled();
   // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
@@ -165,9 +168,9 @@ void Shard::publish_counters() {
   counters_.line_connections.set(line_.peer_count());
   counters_.line_pending.set(line_.pending().size());
   counters_.copied_assembly_bytes.set(assembly_.copied_bytes);
-  counters_.copied_out_bytes.set(copied_out_bytes_);
-  counters_.copied_reply_bytes.set(copied_reply_bytes_);
-  counters_.outbound_queued_bytes.set(queued_bytes_);
+  counters_.copied_out_bytes.set(sender_.copied_out_bytes());
+  counters_.copied_reply_bytes.set(sender_.copied_reply_bytes());
+  counters_.outbound_queued_bytes.set(sender_.queued_bytes());
   counters_.buffer_bytes_in_use.set(pool_->bytes_held());
   counters_.read_paused_connections.set(paused_count_);
   counters_.budget_pauses.set(budget_pauses_);
@@ -184,7 +187,7 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
     case Op::kAcceptLine: on_accept(cqe, Protocol::kLine); return;
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
     case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
-    case Op::kSend: on_send(*tag_owner<Connection>(data), cqe); return;
+    case Op::kSend: sender_.on_completion(*tag_owner<Connection>(data), cqe); return;
     case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;
     case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;
     case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;

@@ -1,6 +1,6 @@
 // Shard: one thread, one io_uring, its share of the connections. Accepts on its own SO_REUSEPORT
-// listener, parses frames, fans relays out (posting to other shards what lives there), and writes
-// every connection's queue with one sendmsg per loop iteration.
+// listener, parses frames, fans relays out (posting to other shards what lives there), and has
+// its Sender (transport/sender.hpp) write each connection's queue, one sendmsg per loop iteration.
 #pragma once
 
 #include <liburing.h>
@@ -25,6 +25,7 @@
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
 #include "transport/hub_config.hpp"
+#include "transport/sender.hpp"
 #include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
@@ -273,25 +274,17 @@ class alignas(uring::kTagAlignment) Shard {
   void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   void send_text(Connection& conn, std::string_view text);
 
-  // --- sending (shard_send.cpp)
-  void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
-  // Closes `conn` with ERROR 6 if what it has queued passed --max-outbound-bytes; returns whether.
-  bool cut_if_slow_consumer(Connection& conn);
-  // A heap block holding a copy of `bytes` (empty if memory is exhausted).
-  BlockRef copy_block(const std::uint8_t* bytes, std::uint32_t size);
-  // Whether `length` more bytes queued for `conn` now are copied into its send batch by this loop
-  // iteration's flush, so they may stay in their receive buffer until then (see RelaySeam).
-  bool batches_this_iteration(const Connection& conn, std::uint32_t length) const;
-  // Copies out the slices of `conn` that still borrow a receive buffer after its flush.
-  void own_lent_slices(Connection& conn);
-  // Queues a copy of bytes the hub composed (a reply, an error line); closes `conn` if out of memory.
-  void enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes);
-  void mark_dirty(Connection& conn);
-  void flush_sends();
-  // Starts a sendmsg of what `conn` has queued; returns the queue position its iovecs reach (0: none).
-  std::uint64_t start_send(Connection& conn);
-  void on_send(Connection& conn, const io_uring_cqe& cqe);
-  void on_send_notification(Connection& conn);
+  // --- the write side is transport/sender; this is what it reports to the lifecycle
+  class SendEventsOnShard final : public SendEvents {
+   public:
+    explicit SendEventsOnShard(Shard& shard) : shard_(shard) {}
+    void on_unwritable(Connection& conn) override;
+    void on_slow_consumer(Connection& conn) override;
+    void on_send_done(Connection& conn) override;
+
+   private:
+    Shard& shard_;
+  };
 
   HubShared& shared_;
   const HubConfig& config_;
@@ -305,16 +298,14 @@ class alignas(uring::kTagAlignment) Shard {
   LineSeamOnShard line_seam_{*this};
   LineService line_;       // line connections, and line messages whose X this shard owns
   MemoryAccount& memory_;  // this shard's share of the budget
+  SendEventsOnShard send_events_{*this};
+  Sender sender_;
   AssemblyAccounting assembly_;
-  std::uint64_t copied_out_bytes_ = 0;
-  std::uint64_t copied_reply_bytes_ = 0;
   std::size_t pending_lines_charged_ = 0;
-  std::size_t queued_bytes_ = 0;  // sum of outbound queues on this shard
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
 
   Connection::AllList all_;
-  Connection::DirtyList dirty_;
   Connection::WaitingList waiting_for_buffers_;
   Connection::WaitingList paused_[2];                  // input paused until memory frees, by Weight
   Connection::WaitingList awaiting_reservation_;       // large frames begun, waiting for room to finish
@@ -330,7 +321,6 @@ class alignas(uring::kTagAlignment) Shard {
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;
-  SendContextPool send_contexts_{memory_};
 
   MessageRouter router_{*this};
   ShardMailbox mailbox_;  // messages to and from the other shards

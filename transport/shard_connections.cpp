@@ -73,6 +73,21 @@ void Shard::unregister(Connection& conn) {
   relay_.remove(conn);
 }
 
+void Shard::SendEventsOnShard::on_unwritable(Connection& conn) {
+  shard_.begin_close(conn);
+}
+
+void Shard::SendEventsOnShard::on_slow_consumer(Connection& conn) {
+  shard_.close_with_error(conn, protocol::ErrorCode::kSlowConsumer);
+}
+
+void Shard::SendEventsOnShard::on_send_done(Connection& conn) {
+  if (conn.state == ConnState::kDraining) {
+    shard_.continue_drain(conn);
+  }
+  shard_.maybe_finish_close(conn);
+}
+
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
   spdlog::debug("shard {}: user {}: ERROR {} ({}), closing", index_, conn.id, static_cast<int>(code),
                 protocol::error_code_name(code));
@@ -105,7 +120,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
     // Keep only what a send in flight points at (whole frames or lines), then the last words.
     const std::size_t before = conn.outbound.queued_bytes();
     conn.outbound.truncate_after(conn.inflight_bytes);
-    queued_bytes_ -= before - conn.outbound.queued_bytes();
+    sender_.forget(before - conn.outbound.queued_bytes());
     send_text(conn, last_words);
   }
   io_uring_sqe* entry = sqe();
@@ -120,7 +135,7 @@ void Shard::continue_drain(Connection& conn) {
   if (conn.state != ConnState::kDraining || conn.shutdown_sent || conn.send_in_flight ||
       !conn.outbound.empty()) {
     if (conn.state == ConnState::kDraining && !conn.outbound.empty()) {
-      mark_dirty(conn);
+      sender_.mark_dirty(conn);
     }
     return;
   }
@@ -200,7 +215,7 @@ void Shard::on_close(Connection& conn, const io_uring_cqe& cqe) {
   if (cqe.res < 0) {
     spdlog::warn("shard {}: close of slot {} failed: {}", index_, conn.slot, std::strerror(-cqe.res));
   }
-  queued_bytes_ -= conn.outbound.queued_bytes();
+  sender_.forget(conn.outbound.queued_bytes());
   --conn_objects_;
   delete &conn;
 }
@@ -241,7 +256,7 @@ void Shard::on_tick(const io_uring_cqe&) {
   }
   expire_partial_frames();
   expire_idle_connections();
-  send_contexts_.on_tick();
+  sender_.on_tick();
   if (index_ == 0) {
     trim_heap_after_burst();
   }

@@ -29,7 +29,7 @@ void Shard::on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_
 }
 
 void Shard::send_text(Connection& conn, std::string_view text) {
-  enqueue_copy(conn, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  sender_.enqueue_copy(conn, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
 }
 
 void Shard::LineSeamOnShard::write(LinePeer& peer, std::string_view text) {

@@ -29,22 +29,18 @@ bool Shard::on_frame(Connection& conn, FrameView&& frame) {
 
 void Shard::RelaySeamOnShard::send(RelayPeer& peer, const BlockRef& block, std::uint32_t offset,
                                    std::uint32_t length) {
-  shard_.enqueue(static_cast<Connection&>(peer), block, offset, length);
+  shard_.sender_.enqueue(static_cast<Connection&>(peer), block, offset, length);
 }
 
 BlockRef Shard::RelaySeamOnShard::copy(std::span<const std::uint8_t> bytes, CopyReason reason) {
-  BlockRef block = shard_.copy_block(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
-  if (block) {
-    (reason == CopyReason::kCopyOut ? shard_.copied_out_bytes_ : shard_.copied_reply_bytes_) += bytes.size();
-  }
-  return block;
+  return shard_.sender_.copy(bytes, reason);
 }
 
 ReplySlot Shard::RelaySeamOnShard::hold_reply(RelayPeer& peer) {
   auto& conn = static_cast<Connection&>(peer);
   const std::uint32_t token = conn.next_token++;
   const ReplySlot slot{conn.outbound.push_placeholder(token), token};
-  shard_.cut_if_slow_consumer(conn);  // places count: a LIST flood that is never read is cut
+  shard_.sender_.cut_if_slow_consumer(conn);  // places count: a LIST flood that is never read is cut
   return slot;
 }
 
@@ -53,13 +49,10 @@ void Shard::RelaySeamOnShard::fill_replies(RelayPeer& peer, std::span<const Repl
   auto& conn = static_cast<Connection&>(peer);
   for (const ReplySlot& slot : slots) {
     if (conn.outbound.fill_placeholder(slot.position, slot.token, block, 0, length)) {
-      shard_.queued_bytes_ += length;
-      shard_.counters_.frames_out.add(1);
+      shard_.sender_.filled_in_place(length);
     }
   }
-  if (!shard_.cut_if_slow_consumer(conn)) {
-    shard_.mark_dirty(conn);
-  }
+  shard_.sender_.after_queueing(conn);
 }
 
 bool Shard::RelaySeamOnShard::closing(const RelayPeer& peer) const {
@@ -67,7 +60,7 @@ bool Shard::RelaySeamOnShard::closing(const RelayPeer& peer) const {
 }
 
 bool Shard::RelaySeamOnShard::sends_at_once(const RelayPeer& peer, std::uint32_t length) const {
-  return shard_.batches_this_iteration(static_cast<const Connection&>(peer), length);
+  return shard_.sender_.batches_this_iteration(static_cast<const Connection&>(peer), length);
 }
 
 void Shard::RelaySeamOnShard::hold(RelayPeer& peer) {

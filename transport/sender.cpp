@@ -1,67 +1,86 @@
-// Shard: the write side. One sendmsg in flight per connection (more could reorder bytes); what queues
-// behind it leaves in the next sendmsg, its iovecs pointing straight at the shared blocks.
+// Sender: the write side of a shard (see sender.hpp). One sendmsg in flight per connection; what
+// queues behind it leaves in the next sendmsg, small slices copied into the send's batch blocks.
+#include "transport/sender.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "transport/op_tag.hpp"
-#include "transport/shard.hpp"
 
 namespace ringhub {
 
-void Shard::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length) {
+void Sender::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length) {
   if (conn.state == ConnState::kClosing) {
     return;
   }
-  const bool lent = block->owner() == pool_.get();
+  const bool lent = block->owner() == receive_buffers_;
   conn.outbound.push(std::move(block), offset, length);
   if (lent) {
     conn.lent_end = conn.outbound.end_position();
   }
   queued_bytes_ += length;
   counters_.frames_out.add(1);
-  if (!cut_if_slow_consumer(conn)) {
-    mark_dirty(conn);
-  }
+  after_queueing(conn);
 }
 
-bool Shard::cut_if_slow_consumer(Connection& conn) {
+void Sender::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes) {
+  BlockRef block = copy(bytes, CopyReason::kReply);
+  if (!block) {
+    events_.on_unwritable(conn);  // out of memory: this connection cannot be answered
+    return;
+  }
+  enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(bytes.size()));
+}
+
+BlockRef Sender::copy(std::span<const std::uint8_t> bytes, CopyReason reason) {
+  BlockRef block = HeapBlock::create(static_cast<std::uint32_t>(bytes.size()), &memory_);
+  if (!block) {
+    return block;
+  }
+  std::memcpy(block.data(), bytes.data(), bytes.size());
+  (reason == CopyReason::kCopyOut ? copied_out_bytes_ : copied_reply_bytes_) += bytes.size();
+  return block;
+}
+
+void Sender::filled_in_place(std::uint32_t length) {
+  queued_bytes_ += length;
+  counters_.frames_out.add(1);
+}
+
+bool Sender::cut_if_slow_consumer(Connection& conn) {
   // Counted as memory (slices, block overheads, the ring), the way the budget counts it, so a flood of
   // tiny replies cannot hold several times the limit.
   if (conn.state != ConnState::kOpen || conn.outbound.memory_bytes() <= config_.max_outbound_bytes) {
     return false;
   }
-  close_with_error(conn, protocol::ErrorCode::kSlowConsumer);  // NATS's policy: bounded, then closed
+  events_.on_slow_consumer(conn);  // NATS's policy: bounded, then closed
   return true;
 }
 
-BlockRef Shard::copy_block(const std::uint8_t* bytes, std::uint32_t size) {
-  BlockRef block = HeapBlock::create(size, &memory_);
-  if (block) {
-    std::memcpy(block.data(), bytes, size);
+void Sender::after_queueing(Connection& conn) {
+  if (!cut_if_slow_consumer(conn)) {
+    mark_dirty(conn);
   }
-  return block;
 }
 
-void Shard::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes) {
-  const auto size = static_cast<std::uint32_t>(bytes.size());
-  BlockRef block = copy_block(bytes.data(), size);
-  if (!block) {
-    begin_close(conn);  // out of memory: this connection cannot be answered
-    return;
-  }
-  copied_reply_bytes_ += size;
-  enqueue(conn, std::move(block), 0, size);
-}
-
-void Shard::mark_dirty(Connection& conn) {
+void Sender::mark_dirty(Connection& conn) {
   if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
     dirty_.push_back(conn);
   }
 }
 
-void Shard::flush_sends() {
+bool Sender::batches_this_iteration(const Connection& conn, std::uint32_t length) const {
+  // Nothing in flight and all it has queued fits the batches of one send: the flush copies every small
+  // slice of it. (A placeholder, or large slices taking the iovecs, can still stop the copy short;
+  // own_lent_slices covers that.)
+  return length <= config_.batch_threshold && conn.state == ConnState::kOpen && !conn.send_in_flight &&
+         conn.outbound.queued_bytes() + length <= kLendableQueueBytes;
+}
+
+void Sender::flush() {
   while (!dirty_.empty()) {
     Connection& conn = dirty_.front();
     dirty_.pop_front();
@@ -73,38 +92,31 @@ void Shard::flush_sends() {
   }
 }
 
-bool Shard::batches_this_iteration(const Connection& conn, std::uint32_t length) const {
-  // Nothing in flight and all it has queued fits the batches of one send: the flush copies every small
-  // slice of it. (A placeholder, or large slices taking the iovecs, can still stop the copy short;
-  // own_lent_slices covers that.)
-  return length <= config_.batch_threshold && conn.state == ConnState::kOpen && !conn.send_in_flight &&
-         conn.outbound.queued_bytes() + length <= kLendableQueueBytes;
-}
-
-void Shard::own_lent_slices(Connection& conn) {
-  const std::int64_t copied = conn.outbound.copy_out_blocks_of(pool_.get(), &memory_);
+void Sender::own_lent_slices(Connection& conn) {
+  const std::int64_t copied = conn.outbound.copy_out_blocks_of(receive_buffers_, &memory_);
   if (copied < 0) {
-    spdlog::error("shard {}: out of memory copying out a relay for user {}; closing it", index_, conn.id);
-    begin_close(conn);  // its queue goes, and the receive buffers with it
+    spdlog::error("shard {}: out of memory copying out a relay for user {}; closing it", shard_index_,
+                  conn.id);
+    events_.on_unwritable(conn);  // its queue goes, and the receive buffers with it
     return;
   }
   copied_out_bytes_ += static_cast<std::uint64_t>(copied);
 }
 
-std::uint64_t Shard::start_send(Connection& conn) {
+std::uint64_t Sender::start_send(Connection& conn) {
   if (conn.send_in_flight || conn.outbound.empty() || conn.state == ConnState::kClosing) {
     return 0;
   }
-  SendContext* context = send_contexts_.acquire();
+  SendContext* context = contexts_.acquire();
   if (config_.batch_threshold > 0) {
-    send_contexts_.prepare_batch(*context, conn.outbound.queued_bytes());
+    contexts_.prepare_batch(*context, conn.outbound.queued_bytes());
   }
-  SendContextPool::Batches batches(send_contexts_, *context, conn.lent_end);
+  SendContextPool::Batches batches(contexts_, *context, conn.lent_end);
   const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batches,
                                                    config_.batch_threshold);
   const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
-    send_contexts_.release(context);
+    contexts_.release(context);
     return 0;
   }
   counters_.batched_bytes.add(plan.batched_bytes);
@@ -112,7 +124,7 @@ std::uint64_t Shard::start_send(Connection& conn) {
   context->msg = {};
   context->msg.msg_iov = context->iov;
   context->msg.msg_iovlen = count;
-  io_uring_sqe* entry = sqe();
+  io_uring_sqe* entry = ring_.next_sqe();
   if (config_.send_zc) {
     io_uring_prep_sendmsg_zc(entry, static_cast<int>(conn.slot), &context->msg, MSG_NOSIGNAL);
   } else {
@@ -127,9 +139,9 @@ std::uint64_t Shard::start_send(Connection& conn) {
   return plan.end_position;
 }
 
-void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
+void Sender::on_completion(Connection& conn, const io_uring_cqe& cqe) {
   if ((cqe.flags & IORING_CQE_F_NOTIF) != 0) {
-    on_send_notification(conn);
+    on_notification(conn);
     return;
   }
   SendContext* context = std::exchange(conn.send, nullptr);
@@ -153,29 +165,26 @@ void Shard::on_send(Connection& conn, const io_uring_cqe& cqe) {
     }
     *tail = context;
   } else {
-    send_contexts_.release(context);
+    contexts_.release(context);
   }
   if (cqe.res < 0 && cqe.res != -EAGAIN && cqe.res != -EINTR) {
-    spdlog::debug("shard {}: user {}: send failed: {}", index_, conn.id, std::strerror(-cqe.res));
-    begin_close(conn);  // EPIPE, ECONNRESET: the connection is gone
+    spdlog::debug("shard {}: user {}: send failed: {}", shard_index_, conn.id, std::strerror(-cqe.res));
+    events_.on_unwritable(conn);  // EPIPE, ECONNRESET: the connection is gone
   } else if (conn.state != ConnState::kClosing) {
     mark_dirty(conn);  // the rest leaves with whatever else queues up this iteration
-    if (conn.state == ConnState::kDraining) {
-      continue_drain(conn);
-    }
   }
-  maybe_finish_close(conn);
+  events_.on_send_done(conn);
 }
 
-void Shard::on_send_notification(Connection& conn) {
+void Sender::on_notification(Connection& conn) {
   SendContext* context = conn.zc_waiting;
   if (context != nullptr) {
     conn.zc_waiting = context->next;
     context->zc_hold.clear();
-    send_contexts_.release(context);
+    contexts_.release(context);
   }
   --conn.pending_ops;
-  maybe_finish_close(conn);
+  events_.on_send_done(conn);
 }
 
 }  // namespace ringhub
