@@ -314,11 +314,13 @@ idle_pass() {
   done
 }
 
-# Unpinned: on this 2-core VM the kernel's own placement of the sender and receiver threads gave the
-# highest loopback figures (1 MiB writes: 2.2-4.0 GB/s; both threads on one CPU 2.5, one on each 1.3-2.4).
+# The single streams unpinned: on this 2-core VM the kernel's own placement of the sender and receiver
+# threads gave the highest loopback figures (1 MiB writes: 2.2-4.0 GB/s; both threads on one CPU 2.5, one
+# on each 1.3-2.4). The relay floor pinned as the matrix is: relay on CPU 0, writers and readers on 1.
 limits_pass() {
   local rc=0
-  timeout --kill-after=5 300 "$build/bin/ringhub-limits" --duration "$limits_duration" --repeats 3 --json \
+  timeout --kill-after=5 300 "$build/bin/ringhub-limits" --duration "$limits_duration" --repeats 3 \
+    --relay-cpu 0 --load-cpu 1 --relay-streams "$publishers" --json \
     >"$work/limits.json" 2>"$work/limits.err" || rc=$?
   echo "$rc" >"$work/limits.rc"
 }

@@ -439,7 +439,8 @@ def read_limits(work):
         "exit_code": int(rc) if rc.lstrip("-").isdigit() else None,
         "result": limits,
         "stderr_tail": tail(read_text(os.path.join(work, "limits.err"))),
-        "pinning": "unpinned (the kernel places the sender and receiver threads)",
+        "pinning": ("single streams unpinned (the kernel places the sender and receiver threads); the relay floor's "
+                    "relay on CPU 0 and its writers and readers on CPU 1, as the servers and ringhub-perf"),
     }
 
 
@@ -734,18 +735,49 @@ def limits_section(results):
     if not limits:
         return (f"ringhub-limits failed (exit {results['limits'].get('exit_code')}):\n\n```\n"
                 f"{results['limits'].get('stderr_tail') or '(no stderr)'}\n```")
-    names = [("loopback_1mib_bytes_per_s", "loopback TCP, one stream, 1 MiB writes"),
-             ("loopback_64kib_bytes_per_s", "loopback TCP, one stream, 64 KiB writes"),
-             ("memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot"),
-             ("memcpy_1mib_dram_bytes_per_s", f"memcpy 1 MiB, DRAM ({limits.get('dram_set_mib')} MiB sets)")]
+    gbps = (1e-9, "GB/s", 2)
+    nspb = (1.0, "ns/B", 3)
+    floor = (f"{limits.get('relay_streams')} x 1 MiB streams, relay on CPU {limits.get('relay_cpu')}, "
+             f"writers and readers on CPU {limits.get('load_cpu')}")
+    names = [("loopback_1mib_bytes_per_s", "loopback TCP, one stream, 1 MiB writes", gbps),
+             ("loopback_64kib_bytes_per_s", "loopback TCP, one stream, 64 KiB writes", gbps),
+             ("memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", gbps),
+             ("memcpy_1mib_dram_bytes_per_s", f"memcpy 1 MiB, DRAM ({limits.get('dram_set_mib')} MiB sets)", gbps),
+             ("relay_copy_ns_per_byte", f"relay floor, read/write: relay CPU per byte ({floor})", nspb),
+             ("relay_splice_ns_per_byte", f"relay floor, splice: relay CPU per byte ({floor})", nspb)]
     rows = []
-    for key, label in names:
+    for key, label, (scale, unit, digits) in names:
+        if key not in limits:
+            continue  # results from before the measurement existed
         samples = (limits.get("samples") or {}).get(key) or []
-        spread = f"{min(samples) / 1e9:.2f}–{max(samples) / 1e9:.2f}" if samples else "–"
-        rows.append([label, f"{limits.get(key, 0) / 1e9:.2f} GB/s", spread])
+        spread = f"{min(samples) * scale:.{digits}f}–{max(samples) * scale:.{digits}f}" if samples else "–"
+        rows.append([label, f"{limits.get(key, 0) * scale:.{digits}f} {unit}", spread])
     text = (f"`ringhub-limits --duration {limits.get('duration_s')} --repeats {limits.get('repeats')}`, "
             f"{results['limits']['pinning']}; median of {limits.get('repeats')} (GB = 10^9 bytes).\n\n")
-    return text + table(["measurement", "median", "min–max"], rows) + "\n\n" + fraction_table(results, limits)
+    return (text + table(["measurement", "median", "min–max"], rows) + "\n\n" + fraction_table(results, limits)
+            + floor_table(results, limits))
+
+
+def floor_table(results, limits):
+    """Each server's CPU per delivered byte at fan-out 1 with large bodies, against the relay floor."""
+    copy_floor = limits.get("relay_copy_ns_per_byte")
+    if not copy_floor:
+        return ""
+    rows = []
+    for fanout, size in map(tuple, results["cells"]):
+        if fanout != 1 or size < LARGE_MIN_BYTES:
+            continue
+        row = [cell_label(fanout, size)]
+        for target in TARGETS:
+            per_delivery = median_of(results["summary"], "saturating", fanout, size, target, "cpu_us_per_delivery")
+            row.append("–" if per_delivery is None else
+                       f"{per_delivery * 1e3 / size:.3f} ({per_delivery * 1e3 / size / copy_floor:.2f}x)")
+        rows.append(row)
+    if not rows:
+        return ""
+    return ("\n\nServer CPU per delivered byte at fan-out 1 (ns/B, saturating, median), and as a multiple of the "
+            "read/write relay floor above: a relay that only moves bytes through user space spends that much, so "
+            "no copying server goes much below 1.0x.\n\n" + table(["cell", "ringhub", "NATS", "Redis"], rows))
 
 
 def fraction_table(results, limits):

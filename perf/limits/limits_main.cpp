@@ -1,5 +1,6 @@
 // ringhub-limits: what this box allows at all, the ceilings perf/compare sets relay figures against:
-// single-stream loopback TCP throughput (1 MiB and 64 KiB writes) and 1 MiB memcpy bandwidth.
+// single-stream loopback TCP throughput (1 MiB and 64 KiB writes), 1 MiB memcpy bandwidth, and the
+// relay floor (the CPU per byte of a relay that only moves bytes, by copying or by splice).
 //   ringhub-limits --duration 2 --repeats 3 --json
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -35,14 +36,25 @@ struct Options {
   std::size_t dram_set_mib = 256;  // the DRAM copy rotates over source and destination sets this large
   int sender_cpu = -1;             // loopback threads; -1: unpinned
   int receiver_cpu = -1;
+  int relay_cpu = 0;  // the relay floor's relay threads, and its writers and readers (as perf/compare)
+  int load_cpu = 1;
+  unsigned relay_streams = 4;
   bool json = false;
 };
+
+struct Unit {
+  const char* name;
+  double scale;  // printed value = measured value * scale
+};
+constexpr Unit kGigabytesPerSecond{"GB/s", 1e-9};
+constexpr Unit kNanosecondsPerByte{"ns/B", 1.0};
 
 struct Measurement {
   std::string key;    // JSON key
   std::string label;  // human-readable line
   std::function<Result<double>()> run;
   std::vector<double> samples;
+  Unit unit = kGigabytesPerSecond;
 };
 
 void add_flags(CLI::App& app, Options& options) {
@@ -56,6 +68,15 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_option("--sender-cpu", options.sender_cpu, "Pin the loopback sender thread to this CPU (-1: no)");
   app.add_option("--receiver-cpu", options.receiver_cpu,
                  "Pin the loopback receiver thread to this CPU (-1: no)");
+  app.add_option("--relay-cpu", options.relay_cpu,
+                 "The relay floor's relay threads run on this CPU (-1: unpinned)")
+      ->check(CLI::Range(-1, 1023));
+  app.add_option("--load-cpu", options.load_cpu,
+                 "The relay floor's writers and readers run on this CPU (-1: unpinned)")
+      ->check(CLI::Range(-1, 1023));
+  app.add_option("--relay-streams", options.relay_streams,
+                 "Paths through the relay floor's relay (perf/compare's publisher count)")
+      ->check(CLI::Range(1U, 64U));
   app.add_flag("--json", options.json, "Print one JSON object instead of text");
 }
 
@@ -70,6 +91,18 @@ std::vector<Measurement> plan(const Options& options) {
     CopySpec spec{kMiB, set_bytes, options.duration_s};
     return [spec] { return measure_memcpy(spec); };
   };
+  const auto relay = [options](RelayMethod method) {
+    RelayFloorSpec spec{method,
+                        options.relay_streams,
+                        kMiB,
+                        options.duration_s,
+                        static_cast<std::uint64_t>(options.duration_s * kMaxLoopbackBytesPerSecond),
+                        options.relay_cpu,
+                        options.load_cpu};
+    return [spec] { return measure_relay_floor(spec); };
+  };
+  const std::string relay_where = fmt::format("{} x 1 MiB streams, relay CPU {}, load CPU {}",
+                                              options.relay_streams, options.relay_cpu, options.load_cpu);
   return {
       {"loopback_1mib_bytes_per_s", "loopback TCP, 1 MiB writes", loopback(kMiB), {}},
       {"loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes", loopback(std::size_t{64} * 1024), {}},
@@ -78,6 +111,16 @@ std::vector<Measurement> plan(const Options& options) {
        fmt::format("memcpy 1 MiB, DRAM ({} MiB sets)", options.dram_set_mib),
        copy(options.dram_set_mib * kMiB),
        {}},
+      {"relay_copy_ns_per_byte",
+       fmt::format("relay floor, read/write ({})", relay_where),
+       relay(RelayMethod::kCopy),
+       {},
+       kNanosecondsPerByte},
+      {"relay_splice_ns_per_byte",
+       fmt::format("relay floor, splice ({})", relay_where),
+       relay(RelayMethod::kSplice),
+       {},
+       kNanosecondsPerByte},
   };
 }
 
@@ -91,28 +134,40 @@ std::string json_report(const Options& options, const std::vector<Measurement>& 
   std::string medians;
   std::string samples;
   for (const auto& m : measurements) {
-    medians += fmt::format("\"{}\":{:.0f},", m.key, median(m.samples));
-    samples += fmt::format("{}\"{}\":[{:.0f}]", samples.empty() ? "" : ",", m.key, fmt::join(m.samples, ","));
+    // Rates are whole bytes per second; costs per byte keep four decimals of a nanosecond.
+    const int decimals = m.unit.scale == 1.0 ? 4 : 0;
+    medians += fmt::format("\"{}\":{:.{}f},", m.key, median(m.samples), decimals);
+    std::string values;
+    for (const double sample : m.samples) {
+      values += fmt::format("{}{:.{}f}", values.empty() ? "" : ",", sample, decimals);
+    }
+    samples += fmt::format("{}\"{}\":[{}]", samples.empty() ? "" : ",", m.key, values);
   }
   return fmt::format(
       "{{{}\"duration_s\":{},\"repeats\":{},\"dram_set_mib\":{},\"sender_cpu\":{},\"receiver_cpu\":{},"
-      "\"nproc\":{},\"samples\":{{{}}}}}",
+      "\"relay_cpu\":{},\"load_cpu\":{},\"relay_streams\":{},\"nproc\":{},\"samples\":{{{}}}}}",
       medians, options.duration_s, options.repeats, options.dram_set_mib, options.sender_cpu,
-      options.receiver_cpu, ::sysconf(_SC_NPROCESSORS_ONLN), samples);
+      options.receiver_cpu, options.relay_cpu, options.load_cpu, options.relay_streams,
+      ::sysconf(_SC_NPROCESSORS_ONLN), samples);
 }
 
 void print_text(const std::vector<Measurement>& measurements) {
+  std::size_t width = 0;
+  for (const auto& m : measurements) {
+    width = std::max(width, m.label.size());
+  }
   for (const auto& m : measurements) {
     const auto [low, high] = std::minmax_element(m.samples.begin(), m.samples.end());
-    fmt::print("{:<36} {:8.2f} GB/s  (median of {}; {:.2f} .. {:.2f})\n", m.label, median(m.samples) / 1e9,
-               m.samples.size(), *low / 1e9, *high / 1e9);
+    const double scale = m.unit.scale;
+    fmt::print("{:<{}} {:8.3f} {}  (median of {}; {:.3f} .. {:.3f})\n", m.label, width,
+               median(m.samples) * scale, m.unit.name, m.samples.size(), *low * scale, *high * scale);
   }
 }
 
 }  // namespace
 
 static int run(int argc, char** argv) {
-  CLI::App app{"ringhub-limits: single-stream loopback TCP and memcpy bandwidth on this box"};
+  CLI::App app{"ringhub-limits: loopback TCP, memcpy bandwidth and the relay floor on this box"};
   Options options;
   add_flags(app, options);
   try {

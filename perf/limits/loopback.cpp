@@ -1,8 +1,10 @@
-// Single-stream loopback TCP throughput: a listener on 127.0.0.1:0, one connection, a sender thread
-// and a receiver thread; see loopback.hpp. Every syscall is checked; a failure ends the measurement.
+// Loopback TCP measurements (see loopback.hpp): single-stream throughput, a listener on 127.0.0.1:0,
+// one connection, a sender and a receiver thread; and the relay floor, a relay thread per stream
+// between a writer and a reader. Every syscall is checked; a failure ends the measurement.
 #include "perf/limits/loopback.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,6 +15,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ctime>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -131,12 +135,12 @@ Result<void> send_stream(int fd, const LoopbackSpec& spec, Clock::time_point sta
   return written;
 }
 
-// Reads until end-of-stream; returns the bytes read.
-Result<std::uint64_t> receive_stream(int fd, const LoopbackSpec& spec) {
-  if (auto pinned = pin_to(spec.receiver_cpu); !pinned) {
+// Reads in `chunk`-byte recvs on `cpu` until end-of-stream; returns the bytes read.
+Result<std::uint64_t> read_to_end(int fd, std::size_t chunk, int cpu) {
+  if (auto pinned = pin_to(cpu); !pinned) {
     return pinned.error();
   }
-  std::vector<char> buffer(spec.write_size);
+  std::vector<char> buffer(chunk);
   std::uint64_t received = 0;
   for (;;) {
     const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
@@ -170,7 +174,8 @@ Result<double> measure_loopback(const LoopbackSpec& spec) {
   Result<void> sent = make_error("sender did not run");
   Result<std::uint64_t> received = make_error("receiver did not run");
   // The descriptors are captured by value: C++17 lambdas (and clang 14) cannot capture structured bindings.
-  std::thread receiving([&, fd = receiver.get()] { received = receive_stream(fd, spec); });
+  std::thread receiving(
+      [&, fd = receiver.get()] { received = read_to_end(fd, spec.write_size, spec.receiver_cpu); });
   std::thread sending([&, fd = sender.get()] { sent = send_stream(fd, spec, start); });
   sending.join();
   receiving.join();
@@ -182,6 +187,182 @@ Result<double> measure_loopback(const LoopbackSpec& spec) {
     return received.error();
   }
   return static_cast<double>(*received) / seconds;
+}
+
+namespace {
+
+Result<void> write_all(int fd, const char* bytes, std::size_t length) {
+  while (length > 0) {
+    const ssize_t n = ::send(fd, bytes, length, MSG_NOSIGNAL);
+    if (n < 0 && errno != EINTR) {
+      return errno_error("relay send");
+    }
+    const auto written = static_cast<std::size_t>(n > 0 ? n : 0);
+    bytes += written;
+    length -= written;
+  }
+  return {};
+}
+
+Result<void> relay_by_copy(int in, int out, std::size_t chunk) {
+  std::vector<char> buffer(chunk);
+  for (;;) {
+    const ssize_t n = ::recv(in, buffer.data(), buffer.size(), 0);
+    if (n == 0) {
+      return {};
+    }
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errno_error("relay recv");
+    }
+    if (auto written = write_all(out, buffer.data(), static_cast<std::size_t>(n)); !written) {
+      return written;
+    }
+  }
+}
+
+// Moves what one splice took into the pipe on to `out`.
+Result<void> splice_out(int pipe_read, int out, std::size_t length) {
+  while (length > 0) {
+    const ssize_t n = ::splice(pipe_read, nullptr, out, nullptr, length, SPLICE_F_MOVE);
+    if (n < 0 && errno != EINTR) {
+      return errno_error("splice to the reader's socket");
+    }
+    length -= static_cast<std::size_t>(n > 0 ? n : 0);
+  }
+  return {};
+}
+
+Result<void> relay_by_splice(int in, int out, std::size_t chunk) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    return errno_error("pipe2");
+  }
+  const UniqueFd pipe_read(ends[0]);
+  const UniqueFd pipe_write(ends[1]);
+  // A pipe as large as one write, so one splice can take it; past /proc/sys/fs/pipe-max-size the
+  // default 64 KiB stays, which only costs more splices.
+  (void)::fcntl(pipe_write.get(), F_SETPIPE_SZ, static_cast<int>(chunk));
+  for (;;) {
+    const ssize_t n = ::splice(in, nullptr, pipe_write.get(), nullptr, chunk, SPLICE_F_MOVE);
+    if (n == 0) {
+      return {};
+    }
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errno_error("splice from the writer's socket");
+    }
+    if (auto moved = splice_out(pipe_read.get(), out, static_cast<std::size_t>(n)); !moved) {
+      return moved;
+    }
+  }
+}
+
+double thread_cpu_seconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);  // cannot fail for the calling thread
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+// One relay thread: relays until the writer's end-of-stream, then passes the end on to the reader,
+// also after a failure, so the reader never waits for its timeout. Adds its CPU time to `cpu_s`.
+Result<void> run_relay(int in, int out, const RelayFloorSpec& spec, double& cpu_s) {
+  Result<void> relayed = pin_to(spec.relay_cpu);
+  const double start = thread_cpu_seconds();
+  if (relayed) {
+    relayed = spec.method == RelayMethod::kCopy ? relay_by_copy(in, out, spec.write_size)
+                                                : relay_by_splice(in, out, spec.write_size);
+  }
+  cpu_s = thread_cpu_seconds() - start;
+  if (::shutdown(out, SHUT_WR) != 0 && relayed) {
+    return errno_error("shutdown");
+  }
+  return relayed;
+}
+
+// A relay-floor stream: writer -> relay (inbound pair), relay -> reader (outbound pair).
+struct RelayPath {
+  std::pair<UniqueFd, UniqueFd> inbound;
+  std::pair<UniqueFd, UniqueFd> outbound;
+  Result<void> sent = make_error("writer did not run");
+  Result<void> relayed = make_error("relay did not run");
+  Result<std::uint64_t> received = make_error("reader did not run");
+  double relay_cpu_s = 0;
+};
+
+Result<std::unique_ptr<RelayPath>> open_path(const RelayFloorSpec& spec) {
+  auto inbound = connect_pair();
+  if (!inbound) {
+    return inbound.error();
+  }
+  auto outbound = connect_pair();
+  if (!outbound) {
+    return outbound.error();
+  }
+  for (const int fd :
+       {inbound->first.get(), inbound->second.get(), outbound->first.get(), outbound->second.get()}) {
+    if (auto timeouts = set_timeouts(fd, spec.duration_s); !timeouts) {
+      return timeouts.error();
+    }
+  }
+  auto path = std::make_unique<RelayPath>();
+  path->inbound = std::move(*inbound);
+  path->outbound = std::move(*outbound);
+  return path;
+}
+
+}  // namespace
+
+Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
+  if (spec.streams == 0 || spec.write_size == 0 || spec.duration_s <= 0 || spec.max_bytes == 0) {
+    return make_error("bad relay floor spec: streams, write size, duration and byte budget must be positive");
+  }
+  std::vector<std::unique_ptr<RelayPath>> paths;
+  for (unsigned i = 0; i < spec.streams; ++i) {
+    auto path = open_path(spec);
+    if (!path) {
+      return path.error();
+    }
+    paths.push_back(std::move(*path));
+  }
+  const LoopbackSpec writing{spec.write_size, spec.duration_s, spec.max_bytes, spec.load_cpu, spec.load_cpu};
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (auto& path : paths) {
+    RelayPath& p = *path;
+    threads.emplace_back(
+        [&p, &spec] { p.received = read_to_end(p.outbound.second.get(), spec.write_size, spec.load_cpu); });
+    threads.emplace_back([&p, &spec] {
+      p.relayed = run_relay(p.inbound.second.get(), p.outbound.first.get(), spec, p.relay_cpu_s);
+    });
+    threads.emplace_back(
+        [&p, &writing, start] { p.sent = send_stream(p.inbound.first.get(), writing, start); });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  double cpu_s = 0;
+  std::uint64_t bytes = 0;
+  for (const auto& path : paths) {
+    for (const Result<void>* step : {&path->sent, &path->relayed}) {
+      if (!*step) {
+        return step->error();
+      }
+    }
+    if (!path->received) {
+      return path->received.error();
+    }
+    cpu_s += path->relay_cpu_s;
+    bytes += *path->received;
+  }
+  if (bytes == 0) {
+    return make_error("relay floor: nothing was relayed");
+  }
+  return cpu_s * 1e9 / static_cast<double>(bytes);
 }
 
 }  // namespace ringhub::limits

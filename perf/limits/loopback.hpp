@@ -1,6 +1,7 @@
-// Single-stream loopback TCP throughput: one sender thread writes fixed-size chunks to one receiver
-// thread over a 127.0.0.1 connection. The ceiling any relay on this box shares, since every relayed
-// byte crosses loopback at least twice (publisher -> hub -> subscriber).
+// Loopback TCP on this box. Single-stream throughput: one sender thread writes fixed-size chunks to one
+// receiver thread over a 127.0.0.1 connection, the ceiling any relay here shares, since every relayed
+// byte crosses loopback at least twice (publisher -> hub -> subscriber). And the relay floor: the CPU a
+// relay that only moves bytes spends per byte, by copying or by splice().
 #pragma once
 
 #include <cstddef>
@@ -20,5 +21,26 @@ struct LoopbackSpec {
 
 // Bytes per second the receiver read, from the first write to end-of-stream.
 Result<double> measure_loopback(const LoopbackSpec& spec);
+
+// The relay floor: what relaying costs this box when the relay does nothing but move bytes. On each of
+// `streams` paths a writer sends to a relay thread over loopback, which passes the bytes on to a reader
+// over a second connection: by read() and write() through a user-space buffer (a copy in and a copy
+// out, as every copying server does), or by splice() through a pipe (no copy into user space). The
+// relay threads run on `relay_cpu` and the writers and readers on `load_cpu`, as perf/compare pins a
+// server and ringhub-perf.
+enum class RelayMethod : std::uint8_t { kCopy, kSplice };
+
+struct RelayFloorSpec {
+  RelayMethod method = RelayMethod::kCopy;
+  unsigned streams = 4;
+  std::size_t write_size = 1U << 20;  // bytes per write(), and at most per read() or splice()
+  double duration_s = 2.0;            // the writers stop after this long...
+  std::uint64_t max_bytes = 0;        // ...or after this many bytes each, whichever comes first
+  int relay_cpu = -1;                 // -1: leave the threads where the kernel puts them
+  int load_cpu = -1;
+};
+
+// The relay threads' CPU time (user and system) per byte relayed, in nanoseconds.
+Result<double> measure_relay_floor(const RelayFloorSpec& spec);
 
 }  // namespace ringhub::limits
