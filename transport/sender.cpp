@@ -184,7 +184,7 @@ void Sender::on_notification(Connection& conn) {
     contexts_.release(context);
   }
   --conn.pending_ops;
-  events_.on_send_done(conn);
+  events_.on_notified(conn);
 }
 
 }  // namespace ringhub

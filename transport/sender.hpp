@@ -27,8 +27,10 @@ class SendEvents {
   virtual void on_unwritable(Connection& conn) = 0;
   // What `conn` has queued passed --max-outbound-bytes: it is not reading.
   virtual void on_slow_consumer(Connection& conn) = 0;
-  // A send or its zero-copy notification completed (a draining connection may now be written out).
+  // A send completed (a draining connection may now be written out, or a closing one closed).
   virtual void on_send_done(Connection& conn) = 0;
+  // A zero-copy notification came back: a closing connection may now be closed.
+  virtual void on_notified(Connection& conn) = 0;
 
  protected:
   ~SendEvents() = default;

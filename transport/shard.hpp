@@ -281,6 +281,7 @@ class alignas(uring::kTagAlignment) Shard {
     void on_unwritable(Connection& conn) override;
     void on_slow_consumer(Connection& conn) override;
     void on_send_done(Connection& conn) override;
+    void on_notified(Connection& conn) override;
 
    private:
     Shard& shard_;

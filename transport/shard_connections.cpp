@@ -88,6 +88,10 @@ void Shard::SendEventsOnShard::on_send_done(Connection& conn) {
   shard_.maybe_finish_close(conn);
 }
 
+void Shard::SendEventsOnShard::on_notified(Connection& conn) {
+  shard_.maybe_finish_close(conn);
+}
+
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
   spdlog::debug("shard {}: user {}: ERROR {} ({}), closing", index_, conn.id, static_cast<int>(code),
                 protocol::error_code_name(code));

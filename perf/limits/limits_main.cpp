@@ -36,18 +36,19 @@ struct Options {
   std::size_t dram_set_mib = 256;  // the DRAM copy rotates over source and destination sets this large
   int sender_cpu = -1;             // loopback threads; -1: unpinned
   int receiver_cpu = -1;
-  int relay_cpu = 0;  // the relay floor's relay threads, and its writers and readers (as perf/compare)
-  int load_cpu = 1;
+  int relay_cpu = -1;  // the relay floor's relay threads, and its writers and readers; -1: unpinned
+  int load_cpu = -1;   // (perf/compare pins them as it pins a server and ringhub-perf: 0 and 1)
   unsigned relay_streams = 4;
   bool json = false;
 };
 
 struct Unit {
   const char* name;
-  double scale;  // printed value = measured value * scale
+  double scale;       // printed value = measured value * scale
+  int json_decimals;  // of the measured value in the JSON: whole bytes/s, fractions of a nanosecond
 };
-constexpr Unit kGigabytesPerSecond{"GB/s", 1e-9};
-constexpr Unit kNanosecondsPerByte{"ns/B", 1.0};
+constexpr Unit kGigabytesPerSecond{"GB/s", 1e-9, 0};
+constexpr Unit kNanosecondsPerByte{"ns/B", 1.0, 4};
 
 struct Measurement {
   std::string key;    // JSON key
@@ -101,8 +102,11 @@ std::vector<Measurement> plan(const Options& options) {
                         options.load_cpu};
     return [spec] { return measure_relay_floor(spec); };
   };
-  const std::string relay_where = fmt::format("{} x 1 MiB streams, relay CPU {}, load CPU {}",
-                                              options.relay_streams, options.relay_cpu, options.load_cpu);
+  const auto placed = [](int cpu) {
+    return cpu < 0 ? std::string("unpinned") : fmt::format("on CPU {}", cpu);
+  };
+  const std::string relay_where = fmt::format("{} x 1 MiB streams, relay {}, load {}", options.relay_streams,
+                                              placed(options.relay_cpu), placed(options.load_cpu));
   return {
       {"loopback_1mib_bytes_per_s", "loopback TCP, 1 MiB writes", loopback(kMiB), {}},
       {"loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes", loopback(std::size_t{64} * 1024), {}},
@@ -134,8 +138,7 @@ std::string json_report(const Options& options, const std::vector<Measurement>& 
   std::string medians;
   std::string samples;
   for (const auto& m : measurements) {
-    // Rates are whole bytes per second; costs per byte keep four decimals of a nanosecond.
-    const int decimals = m.unit.scale == 1.0 ? 4 : 0;
+    const int decimals = m.unit.json_decimals;
     medians += fmt::format("\"{}\":{:.{}f},", m.key, median(m.samples), decimals);
     std::string values;
     for (const double sample : m.samples) {

@@ -1,6 +1,7 @@
 // Loopback TCP measurements (see loopback.hpp): single-stream throughput, a listener on 127.0.0.1:0,
 // one connection, a sender and a receiver thread; and the relay floor, a relay thread per stream
-// between a writer and a reader. Every syscall is checked; a failure ends the measurement.
+// between a writer and a reader. Every socket call is checked and a failure ends the measurement; the
+// pipe's size is best effort (see relay_by_splice).
 #include "perf/limits/loopback.hpp"
 
 #include <arpa/inet.h>
@@ -268,8 +269,9 @@ double thread_cpu_seconds() {
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
 
-// One relay thread: relays until the writer's end-of-stream, then passes the end on to the reader,
-// also after a failure, so the reader never waits for its timeout. Adds its CPU time to `cpu_s`.
+// One relay thread: relays until the writer's end-of-stream, then passes the end on to the reader.
+// After a failure it shuts both its sockets down whole, so neither the writer nor the reader waits out
+// its timeout. Adds its CPU time to `cpu_s`.
 Result<void> run_relay(int in, int out, const RelayFloorSpec& spec, double& cpu_s) {
   Result<void> relayed = pin_to(spec.relay_cpu);
   const double start = thread_cpu_seconds();
@@ -278,10 +280,25 @@ Result<void> run_relay(int in, int out, const RelayFloorSpec& spec, double& cpu_
                                                 : relay_by_splice(in, out, spec.write_size);
   }
   cpu_s = thread_cpu_seconds() - start;
-  if (::shutdown(out, SHUT_WR) != 0 && relayed) {
+  if (!relayed) {
+    ::shutdown(in, SHUT_RDWR);  // best effort: the failure is already what gets reported
+    ::shutdown(out, SHUT_RDWR);
+    return relayed;
+  }
+  if (::shutdown(out, SHUT_WR) != 0) {
     return errno_error("shutdown");
   }
   return relayed;
+}
+
+// The reader of a relay-floor stream; after a failure its socket is shut down whole, so the relay's
+// sends fail at once instead of waiting out their timeout.
+Result<std::uint64_t> run_reader(int fd, const RelayFloorSpec& spec) {
+  Result<std::uint64_t> received = read_to_end(fd, spec.write_size, spec.load_cpu);
+  if (!received) {
+    ::shutdown(fd, SHUT_RDWR);  // best effort, as in run_relay
+  }
+  return received;
 }
 
 // A relay-floor stream: writer -> relay (inbound pair), relay -> reader (outbound pair).
@@ -331,11 +348,12 @@ Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
   }
   const LoopbackSpec writing{spec.write_size, spec.duration_s, spec.max_bytes, spec.load_cpu, spec.load_cpu};
   const auto start = Clock::now();
-  std::vector<std::thread> threads;
+  // jthreads: should starting one throw, those already running are joined (each ends by its socket
+  // timeouts at worst) rather than terminating the program.
+  std::vector<std::jthread> threads;
   for (auto& path : paths) {
     RelayPath& p = *path;
-    threads.emplace_back(
-        [&p, &spec] { p.received = read_to_end(p.outbound.second.get(), spec.write_size, spec.load_cpu); });
+    threads.emplace_back([&p, &spec] { p.received = run_reader(p.outbound.second.get(), spec); });
     threads.emplace_back([&p, &spec] {
       p.relayed = run_relay(p.inbound.second.get(), p.outbound.first.get(), spec, p.relay_cpu_s);
     });
@@ -348,13 +366,16 @@ Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
   double cpu_s = 0;
   std::uint64_t bytes = 0;
   for (const auto& path : paths) {
-    for (const Result<void>* step : {&path->sent, &path->relayed}) {
-      if (!*step) {
-        return step->error();
-      }
-    }
+    // Downstream first: a failed reader makes the relay fail, and a failed relay the writer, while a
+    // reader whose relay failed sees only an end-of-stream.
     if (!path->received) {
       return path->received.error();
+    }
+    if (!path->relayed) {
+      return path->relayed.error();
+    }
+    if (!path->sent) {
+      return path->sent.error();
     }
     cpu_s += path->relay_cpu_s;
     bytes += *path->received;
