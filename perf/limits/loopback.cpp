@@ -108,12 +108,13 @@ Result<void> pin_to(int cpu) {
   return {};
 }
 
-// Writes write_size chunks until the duration or the byte budget runs out.
+// Writes write_size chunks until the duration or the byte budget runs out, and at least one chunk:
+// under a sanitizer, starting the threads can take longer than a short smoke run's whole duration.
 Result<void> write_chunks(int fd, const LoopbackSpec& spec, Clock::time_point start) {
   const std::vector<char> chunk(spec.write_size, 'x');
   const auto stop = start + std::chrono::duration<double>(spec.duration_s);
   std::uint64_t sent = 0;
-  while (sent < spec.max_bytes && Clock::now() < stop) {
+  while (sent < chunk.size() || (sent < spec.max_bytes && Clock::now() < stop)) {
     const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
     if (n < 0 && errno != EINTR) {
       return errno_error("send");
