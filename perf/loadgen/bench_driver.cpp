@@ -316,15 +316,13 @@ void BenchDriver::publish_scheduled(std::int64_t now) {
 void BenchDriver::publish_one(Publisher& publisher, std::uint32_t index, std::int64_t stamp_ns) {
   std::vector<std::uint8_t>& out = engine_.out(engine_.conn(settings_.fanout + index));
   const PublishFraming& framing = publisher.framing;
-  const std::size_t at = out.size();
-  out.resize(at + framing.prefix.size() + settings_.size + framing.suffix.size());
-  std::uint8_t* p = out.data() + at;
-  std::memcpy(p, framing.prefix.data(), framing.prefix.size());
-  p += framing.prefix.size();
-  std::uint8_t* body = p;
-  if (settings_.size > 0) {
-    std::memcpy(body, filler_.data(), settings_.size);
-  }
+  // Appended by insert, not resize: resize would zero every byte before the copy overwrites it, a
+  // second pass over each body that took 7% of the load generator's core at 1 MiB.
+  out.insert(out.end(), framing.prefix.begin(), framing.prefix.end());
+  const std::size_t body_at = out.size();
+  out.insert(out.end(), filler_.begin(), filler_.end());  // settings_.size bytes
+  out.insert(out.end(), framing.suffix.begin(), framing.suffix.end());
+  std::uint8_t* body = out.data() + body_at;
   if (settings_.size >= kStampSize) {
     Stamp stamp;
     stamp.publisher = index;
@@ -337,9 +335,6 @@ void BenchDriver::publish_one(Publisher& publisher, std::uint32_t index, std::in
       stamp.checksum = fnv1a(kFnvBasis, {body + kStampSize, settings_.size - kStampSize});
     }
     store_stamp(body, stamp);
-  }
-  if (!framing.suffix.empty()) {  // ringhub has none, and memcpy from a null pointer is undefined
-    std::memcpy(body + settings_.size, framing.suffix.data(), framing.suffix.size());
   }
   ++publisher.sent;
 }
