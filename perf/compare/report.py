@@ -439,8 +439,7 @@ def read_limits(work):
         "exit_code": int(rc) if rc.lstrip("-").isdigit() else None,
         "result": limits,
         "stderr_tail": tail(read_text(os.path.join(work, "limits.err"))),
-        "pinning": ("single streams unpinned (the kernel places the sender and receiver threads); the relay floor's "
-                    "relay on CPU 0 and its writers and readers on CPU 1, as the servers and ringhub-perf"),
+        "pinning": "single streams unpinned (the kernel places the sender and receiver threads)",
     }
 
 
@@ -737,8 +736,10 @@ def limits_section(results):
                 f"{results['limits'].get('stderr_tail') or '(no stderr)'}\n```")
     gbps = (1e-9, "GB/s", 2)
     nspb = (1.0, "ns/B", 3)
-    floor = (f"{limits.get('relay_streams')} x 1 MiB streams, relay on CPU {limits.get('relay_cpu')}, "
-             f"writers and readers on CPU {limits.get('load_cpu')}")
+    def placed(cpu):
+        return "unpinned" if cpu is None or cpu < 0 else f"on CPU {cpu}"
+    floor = (f"{limits.get('relay_streams')} x 1 MiB streams, relay {placed(limits.get('relay_cpu'))}, "
+             f"writers and readers {placed(limits.get('load_cpu'))}")
     names = [("loopback_1mib_bytes_per_s", "loopback TCP, one stream, 1 MiB writes", gbps),
              ("loopback_64kib_bytes_per_s", "loopback TCP, one stream, 64 KiB writes", gbps),
              ("memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", gbps),

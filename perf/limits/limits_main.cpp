@@ -3,7 +3,6 @@
 // relay floor (the CPU per byte of a relay that only moves bytes, by copying or by splice).
 //   ringhub-limits --duration 2 --repeats 3 --json
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

@@ -19,6 +19,7 @@
 #include <ctime>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -206,10 +207,12 @@ Result<void> write_all(int fd, const char* bytes, std::size_t length) {
   return {};
 }
 
-Result<void> relay_by_copy(int in, int out, std::size_t chunk) {
-  std::vector<char> buffer(chunk);
+// The relay loop of both methods: `take` moves up to one chunk off the writer's socket (returning the
+// bytes taken, 0 at end-of-stream, -1 with errno), `pass` hands them on to the reader's socket.
+template <typename Take, typename Pass>
+Result<void> relay_until_end(Take take, Pass pass, std::string_view taking) {
   for (;;) {
-    const ssize_t n = ::recv(in, buffer.data(), buffer.size(), 0);
+    const ssize_t n = take();
     if (n == 0) {
       return {};
     }
@@ -217,12 +220,18 @@ Result<void> relay_by_copy(int in, int out, std::size_t chunk) {
       if (errno == EINTR) {
         continue;
       }
-      return errno_error("relay recv");
+      return errno_error(taking);
     }
-    if (auto written = write_all(out, buffer.data(), static_cast<std::size_t>(n)); !written) {
-      return written;
+    if (auto passed = pass(static_cast<std::size_t>(n)); !passed) {
+      return passed;
     }
   }
+}
+
+Result<void> relay_by_copy(int in, int out, std::size_t chunk) {
+  std::vector<char> buffer(chunk);
+  return relay_until_end([&] { return ::recv(in, buffer.data(), buffer.size(), 0); },
+                         [&](std::size_t n) { return write_all(out, buffer.data(), n); }, "relay recv");
 }
 
 // Moves what one splice took into the pipe on to `out`.
@@ -247,21 +256,9 @@ Result<void> relay_by_splice(int in, int out, std::size_t chunk) {
   // A pipe as large as one write, so one splice can take it; past /proc/sys/fs/pipe-max-size the
   // default 64 KiB stays, which only costs more splices.
   (void)::fcntl(pipe_write.get(), F_SETPIPE_SZ, static_cast<int>(chunk));
-  for (;;) {
-    const ssize_t n = ::splice(in, nullptr, pipe_write.get(), nullptr, chunk, SPLICE_F_MOVE);
-    if (n == 0) {
-      return {};
-    }
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return errno_error("splice from the writer's socket");
-    }
-    if (auto moved = splice_out(pipe_read.get(), out, static_cast<std::size_t>(n)); !moved) {
-      return moved;
-    }
-  }
+  return relay_until_end(
+      [&] { return ::splice(in, nullptr, pipe_write.get(), nullptr, chunk, SPLICE_F_MOVE); },
+      [&](std::size_t n) { return splice_out(pipe_read.get(), out, n); }, "splice from the writer's socket");
 }
 
 double thread_cpu_seconds() {
