@@ -85,6 +85,8 @@ enum class MetricType { kCounter, kGauge };
     "Connections closed because a frame stayed unfinished past --frame-timeout (ERROR 8).")                \
   X(cq_overflows, Count, kShard, kCounter, "ringhub_cq_overflows_total", "",                               \
     "io_uring completion-queue overflows seen (slow path, no loss).")                                      \
+  X(recv_buffer_waits, Count, kShard, kCounter, "ringhub_recv_buffer_waits_total", "",                     \
+    "Receives that stopped because every receive buffer was in use (ENOBUFS); each waits for one back.")   \
   X(line_forwards, Count, kShard, kCounter, "ringhub_line_forwards_total", "",                             \
     "Line-protocol messages forwarded.")                                                                   \
   X(line_reforwards, Count, kShard, kCounter, "ringhub_line_reforwards_total", "",                         \

@@ -148,6 +148,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
   } else if (cqe.res == -ENOBUFS) {
     // Every receive buffer is out. The bytes wait in the socket; the connection is re-armed when
     // buffers return (re-arming now would fail at once and spin).
+    counters_.recv_buffer_waits.add(1);
     if (conn.state == ConnState::kOpen && conn.assembler.wants_direct()) {
       resume_reading(conn);  // a large frame needs no receive buffer
     } else if (conn.state != ConnState::kClosing) {

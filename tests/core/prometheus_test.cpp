@@ -50,6 +50,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_memory_small_block_cache_bytes",
     "ringhub_read_paused_connections",
     "ringhub_cq_overflows_total",
+    "ringhub_recv_buffer_waits_total",
     "ringhub_line_forwards_total",
     "ringhub_line_reforwards_total",
     "ringhub_line_unmatched_oks_total",
@@ -90,6 +91,7 @@ HubStats known_stats() {
   s.outbound_queued_bytes = 1212;
   s.buffer_bytes_in_use = 1313;
   s.cq_overflows = 14;
+  s.recv_buffer_waits = 15;
   s.line_connections = 3;
   s.line_pending = 21;
   s.line_forwards = 22;
@@ -354,6 +356,9 @@ ringhub_frame_timeouts_total 18
 # HELP ringhub_cq_overflows_total io_uring completion-queue overflows seen (slow path, no loss).
 # TYPE ringhub_cq_overflows_total counter
 ringhub_cq_overflows_total 14
+# HELP ringhub_recv_buffer_waits_total Receives that stopped because every receive buffer was in use (ENOBUFS); each waits for one back.
+# TYPE ringhub_recv_buffer_waits_total counter
+ringhub_recv_buffer_waits_total 15
 # HELP ringhub_line_forwards_total Line-protocol messages forwarded.
 # TYPE ringhub_line_forwards_total counter
 ringhub_line_forwards_total 22
