@@ -2,6 +2,7 @@
 #include "core/outbound_queue.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstring>
 
@@ -47,6 +48,40 @@ void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t len
   s.length = length;
   ++count_;
   queued_bytes_ += length;
+}
+
+std::size_t OutboundQueue::append_room() const {
+  if (count_ == 0) {
+    return 0;
+  }
+  const Slice& tail = at(count_ - 1);
+  if (tail.is_placeholder() || tail.block->owner() != append_owner_tag()) {
+    return 0;
+  }
+  return tail.block->capacity() - tail.offset - tail.length;
+}
+
+bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
+  const auto length = static_cast<std::uint32_t>(bytes.size());
+  if (append_room() >= length) {
+    Slice& tail = at(count_ - 1);
+    std::memcpy(tail.block.data() + tail.offset + tail.length, bytes.data(), length);
+    tail.length += length;
+    queued_bytes_ += length;
+    return true;
+  }
+  const std::size_t allocation =
+      std::clamp<std::size_t>(std::bit_ceil(queued_bytes_ + length + kSliceOverheadBytes),
+                              kMinAppendAllocation, kMaxAppendAllocation);
+  const auto size =
+      static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));
+  BlockRef block = HeapBlock::create(size, account_, UINT32_MAX, append_owner_tag());
+  if (!block) {
+    return false;
+  }
+  std::memcpy(block.data(), bytes.data(), length);
+  push(std::move(block), 0, length);
+  return true;
 }
 
 std::uint64_t OutboundQueue::push_placeholder(std::uint32_t token) {
@@ -100,7 +135,9 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     const std::uint32_t skip = i == 0 ? head_sent_ : 0;
     const std::size_t len = s.length - skip;
     std::uint8_t* from = s.block.data() + s.offset + skip;
-    const bool batched_before = s.block->owner() == BatchBlocks::owner_tag();  // by an earlier send
+    // Copied already, by an earlier send or by push_copy: it goes out from where it is.
+    const bool batched_before =
+        s.block->owner() == BatchBlocks::owner_tag() || s.block->owner() == append_owner_tag();
     const bool small = small_limit > 0 && len <= small_limit && !batched_before;
     const bool extends_run = small && in_run && used + len <= batch->capacity();
     const bool extends_zero_copy = batched_before && from == zero_copy_end;  // the batch's next bytes
@@ -209,6 +246,12 @@ void OutboundQueue::truncate_after(std::size_t keep_bytes) {
     queued_bytes_ -= s.length;
     s = Slice{};
     --count_;
+  }
+  if (seen > keep_bytes && !at(count_ - 1).is_placeholder() &&
+      at(count_ - 1).block->owner() == append_owner_tag()) {
+    const auto appended_since = static_cast<std::uint32_t>(seen - keep_bytes);
+    at(count_ - 1).length -= appended_since;
+    queued_bytes_ -= appended_since;
   }
   if (count_ == 0) {
     queued_bytes_ = 0;

@@ -57,6 +57,15 @@ class OutboundQueue {
   // What one queued slice is charged beyond its bytes when the queue's memory is measured: the block
   // header and malloc's rounding of a reply the slice may hold alone (see HeapBlock::footprint).
   static constexpr std::size_t kSliceOverheadBytes = HeapBlock::kHeaderBytes + 16;
+  // The allocation of one block push_copy appends into: the power of two above what is queued, within
+  // these bounds. The largest stays below LargeBlockMemory's size, so malloc reuses a freed one at once.
+  static constexpr std::size_t kMinAppendAllocation = 1U << 10;
+  static constexpr std::size_t kMaxAppendAllocation = 64U << 10;
+  // The owner tag (SharedBlock::owner) of the blocks push_copy appends into.
+  static void* append_owner_tag() {
+    static char tag;
+    return &tag;
+  }
 
   OutboundQueue() = default;
   explicit OutboundQueue(MemoryAccount* account) : account_(account) {}
@@ -70,10 +79,16 @@ class OutboundQueue {
   // The memory this queue makes the hub hold, as the slow-consumer limit counts it: queued bytes, a
   // block overhead per slice, and the slice ring itself.
   std::size_t memory_bytes() const {
-    return queued_bytes_ + count_ * kSliceOverheadBytes + std::size_t{capacity_} * sizeof(Slice);
+    return queued_bytes_ + count_ * kSliceOverheadBytes + std::size_t{capacity_} * sizeof(Slice) +
+           append_room();
   }
 
   void push(BlockRef block, std::uint32_t offset, std::uint32_t length);
+  // Queues a copy of `bytes` (bytes the hub composed, or a small frame for one receiver). It goes into
+  // the room left in the block the last copy went into when it is still the tail, so a run of small
+  // copies costs one allocation per block, not one each, and leaves as one iovec with no second copy.
+  // The block is charged to the queue's account; returns false when memory is exhausted.
+  bool push_copy(std::span<const std::uint8_t> bytes);
   // Holds a place for a reply still being gathered; returns its position for fill_placeholder.
   std::uint64_t push_placeholder(std::uint32_t token);
   // Fills the placeholder pushed at `position` with `token`, in O(1); returns false if it is gone
@@ -108,12 +123,18 @@ class OutboundQueue {
   void consume(std::size_t bytes, std::vector<BlockRef>* keep = nullptr);
 
   // Drops everything except the first `keep_bytes` bytes of the head (bytes a send in flight still
-  // points at). Used when the connection is going away or turns into an error reply.
+  // points at): the slices they touch stay whole, except a block of push_copy's, which is cut where
+  // they end (at the end of a copy: later copies were appended after the send began). Used when the
+  // connection is going away or turns into an error reply.
   void truncate_after(std::size_t keep_bytes);
   void clear() { truncate_after(0); }
 
  private:
   Slice& at(std::size_t i) const { return ring_[(head_ + i) & (capacity_ - 1)]; }
+  // Bytes left after the tail slice in its block when push_copy may append there: the tail is a
+  // block push_copy made, and only that slice refers to it, so nothing reads past the slice's end.
+  // Also what the queue holds beyond its bytes (the block is charged for them).
+  std::size_t append_room() const;
   void grow();
   void pop_front();
   void free_ring();

@@ -17,9 +17,11 @@ using protocol::kIdSize;
 
 namespace {
 
-// A frame is lent to at most this many receivers: asking each costs a seam call, against one copy saved.
-// At K=8 and K=16 with 64 B bodies, lending cost more than it saved (docs/perf/engine-before-after.md).
-constexpr std::size_t kMaxLendReceivers = 4;
+// A small frame goes to at most this many receivers one by one (lent, or copied for each): asking each
+// costs a seam call, and a receiver that cannot take it at once a copy of its own, against the one
+// shared copy saved. At K=8 and K=16 with 64 B bodies, lending cost more than it saved
+// (docs/perf/engine-before-after.md).
+constexpr std::size_t kMaxOneByOneReceivers = 4;
 
 std::size_t gather_footprint(const ListGather& gather) {
   return malloc_footprint(sizeof(ListGather)) + vector_footprint(gather.slots) + vector_footprint(gather.ids);
@@ -78,12 +80,9 @@ void RelayService::on_message(ShardMessage* message) {
 }
 
 void RelayService::send_copy(RelayPeer& peer, std::span<const std::uint8_t> bytes) {
-  const BlockRef block = seam_.copy(bytes, CopyReason::kReply);
-  if (!block) {
+  if (!seam_.send_copy(peer, bytes, CopyReason::kReply)) {
     seam_.out_of_memory(peer, "a reply");
-    return;
   }
-  seam_.send(peer, block, 0, static_cast<std::uint32_t>(bytes.size()));
 }
 
 void RelayService::reply_identity(RelayPeer& peer) {
@@ -170,7 +169,13 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
     return;  // nobody to deliver to: no copy
   }
   find_local_receivers(plan);
-  const BlockRef block = deliver_block(frame, only_local, offset, length);
+  if (!frame.own_block && only_local && delivers_one_by_one(length)) {
+    if (!deliver_small(frame.block, offset, length)) {
+      seam_.out_of_memory(peer, "a relay");
+    }
+    return;
+  }
+  const BlockRef block = deliver_block(frame, offset, length);
   if (!block) {
     seam_.out_of_memory(peer, "a relay");
     return;
@@ -198,14 +203,9 @@ void RelayService::relay(RelayPeer& peer, FrameView& frame) {
   }
 }
 
-BlockRef RelayService::deliver_block(const FrameView& frame, bool only_local, std::uint32_t& offset,
-                                     std::uint32_t length) {
+BlockRef RelayService::deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length) {
   if (frame.own_block) {
     return frame.block;  // assembled or received straight into its block: already the frame's own
-  }
-  if (only_local && may_lend(length)) {
-    counters_.lent_frames.add(1);
-    return frame.block;  // every receiver copies it into a send batch before its buffer is reused
   }
   BlockRef copy =
       seam_.copy(std::span<const std::uint8_t>(frame.block.data() + offset, length), CopyReason::kCopyOut);
@@ -226,14 +226,29 @@ void RelayService::find_local_receivers(const FanoutPlan& plan) {
   }
 }
 
-bool RelayService::may_lend(std::uint32_t length) {
-  // Asking more than a few receivers costs more than the one copy saves.
-  if (scratch_receivers_.size() > kMaxLendReceivers) {
-    return false;
+bool RelayService::delivers_one_by_one(std::uint32_t length) const {
+  return length <= config_.small_frame_bytes && scratch_receivers_.size() <= kMaxOneByOneReceivers;
+}
+
+bool RelayService::deliver_small(const BlockRef& buffer, std::uint32_t offset, std::uint32_t length) {
+  const std::span<const std::uint8_t> bytes(buffer.data() + offset, length);
+  bool all_lent = true;
+  for (RegistryEntry* entry : scratch_receivers_) {
+    auto& receiver = static_cast<RelayPeer&>(*entry);
+    if (seam_.sends_at_once(receiver, length)) {
+      deliver(*entry, buffer, offset, length);  // copied into its send batch before the buffer is reused
+      continue;
+    }
+    all_lent = false;
+    counters_.deliveries.add(1);
+    if (!seam_.send_copy(receiver, bytes, CopyReason::kBatch)) {
+      return false;
+    }
   }
-  return std::all_of(scratch_receivers_.begin(), scratch_receivers_.end(), [&](RegistryEntry* entry) {
-    return seam_.sends_at_once(static_cast<RelayPeer&>(*entry), length);
-  });
+  if (all_lent) {
+    counters_.lent_frames.add(1);
+  }
+  return true;
 }
 
 bool RelayService::deliver_to(protocol::UserId receiver, const BlockRef& block, std::uint32_t offset,

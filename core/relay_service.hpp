@@ -32,6 +32,7 @@ struct ReplySlot {
 enum class CopyReason : std::uint8_t {
   kCopyOut,  // a relay's bytes out of a receive buffer, once for all its receivers
   kReply,    // a reply the hub composed
+  kBatch,    // a small relay copied for one receiver that cannot take it into a send batch at once
 };
 
 // What the service asks of its shard. Calls come on the shard's thread only.
@@ -42,6 +43,9 @@ class RelaySeam {
   virtual void send(RelayPeer& peer, const BlockRef& block, std::uint32_t offset, std::uint32_t length) = 0;
   // A block holding a copy of `bytes`, charged to this shard; empty when memory is exhausted.
   virtual BlockRef copy(std::span<const std::uint8_t> bytes, CopyReason reason) = 0;
+  // Queues a copy of `bytes` to `peer` alone, charged to this shard and counted by `reason`; false
+  // when memory is exhausted. Nothing for a peer that is closing. May find the peer a slow consumer.
+  virtual bool send_copy(RelayPeer& peer, std::span<const std::uint8_t> bytes, CopyReason reason) = 0;
   // Holds the place of a reply in `peer`'s queue (it counts toward the slow-consumer limit).
   virtual ReplySlot hold_reply(RelayPeer& peer) = 0;
   // Fills the places held by hold_reply with `length` bytes of `block`.
@@ -80,6 +84,9 @@ struct ListGather {
 struct RelayServiceConfig {
   unsigned shard_index = 0;
   unsigned shard_count = 1;
+  // A relay up to this many bytes (the hub's batch threshold) to a few receivers on this shard needs
+  // no shared block: each receiver takes it from its receive buffer or gets a copy of its own.
+  std::uint32_t small_frame_bytes = 0;
 };
 
 // Contract: owned and used by one shard's thread. With several shards, the directory says which
@@ -113,13 +120,16 @@ class RelayService {
   // The block every receiver of a RELAY shares: the frame's own block, or one copy of the DELIVER
   // bytes out of the receive buffer (which must go back to the kernel now, not when the slowest
   // receiver reads). Empty if memory is exhausted.
-  // The block a relay's receivers share: the frame's own, its receive buffer lent (only when every
-  // receiver is on this shard: others read it later, from another thread), or a copy.
-  BlockRef deliver_block(const FrameView& frame, bool only_local, std::uint32_t& offset,
-                         std::uint32_t length);
+  BlockRef deliver_block(const FrameView& frame, std::uint32_t& offset, std::uint32_t length);
   // Looks up the plan's local receivers into scratch_receivers_, counting those gone as skipped.
   void find_local_receivers(const FanoutPlan& plan);
-  bool may_lend(std::uint32_t length);
+  // Whether a relay of `length` bytes still in its receive buffer goes to each of scratch_receivers_
+  // on its own (deliver_small) rather than through one shared block.
+  bool delivers_one_by_one(std::uint32_t length) const;
+  // Lends the frame to each receiver that takes it into a send batch this iteration (the receive
+  // buffer is free again by the next read) and queues a copy for each of the others. False when memory
+  // ran out.
+  bool deliver_small(const BlockRef& buffer, std::uint32_t offset, std::uint32_t length);
   void deliver(RegistryEntry& receiver, const BlockRef& block, std::uint32_t offset, std::uint32_t length);
   // Queues one DELIVER slice to `receiver` if it lives here. A miss counts as a skipped receiver
   // unless the id was sent to every shard (then the origin's MaybeTally counts it once). Returns

@@ -26,13 +26,18 @@ void Sender::enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std
   after_queueing(conn);
 }
 
-void Sender::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes) {
-  BlockRef block = copy(bytes, CopyReason::kReply);
-  if (!block) {
-    events_.on_unwritable(conn);  // out of memory: this connection cannot be answered
-    return;
+bool Sender::enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes, CopyReason reason) {
+  if (conn.state == ConnState::kClosing) {
+    return true;
   }
-  enqueue(conn, std::move(block), 0, static_cast<std::uint32_t>(bytes.size()));
+  if (!conn.outbound.push_copy(bytes)) {
+    return false;
+  }
+  count_copy(bytes.size(), reason);
+  queued_bytes_ += bytes.size();
+  counters_.frames_out.add(1);
+  after_queueing(conn);
+  return true;
 }
 
 BlockRef Sender::copy(std::span<const std::uint8_t> bytes, CopyReason reason) {
@@ -41,8 +46,16 @@ BlockRef Sender::copy(std::span<const std::uint8_t> bytes, CopyReason reason) {
     return block;
   }
   std::memcpy(block.data(), bytes.data(), bytes.size());
-  (reason == CopyReason::kCopyOut ? copied_out_bytes_ : copied_reply_bytes_) += bytes.size();
+  count_copy(bytes.size(), reason);
   return block;
+}
+
+void Sender::count_copy(std::size_t bytes, CopyReason reason) {
+  switch (reason) {
+    case CopyReason::kCopyOut: copied_out_bytes_ += bytes; return;
+    case CopyReason::kReply: copied_reply_bytes_ += bytes; return;
+    case CopyReason::kBatch: counters_.batched_bytes.add(bytes); return;
+  }
 }
 
 void Sender::filled_in_place(std::uint32_t length) {

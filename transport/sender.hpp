@@ -57,8 +57,10 @@ class Sender {
 
   // Queues `length` bytes of `block` from `offset` for `conn` (nothing once it is closing).
   void enqueue(Connection& conn, BlockRef block, std::uint32_t offset, std::uint32_t length);
-  // Queues a copy of bytes the hub composed (a reply, an error line); closes `conn` if out of memory.
-  void enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes);
+  // Queues a copy of `bytes` for `conn` alone (a reply, an error line, a small relay), appended to its
+  // queue's last copy when there is room, counted by `reason`. False when memory is exhausted (nothing
+  // is queued; the caller decides what follows).
+  bool enqueue_copy(Connection& conn, std::span<const std::uint8_t> bytes, CopyReason reason);
   // A copy of `bytes` charged to the shard (empty if memory is exhausted), counted by `reason`.
   BlockRef copy(std::span<const std::uint8_t> bytes, CopyReason reason);
   // `length` bytes were filled into a reply placeholder of a connection's queue.
@@ -91,6 +93,7 @@ class Sender {
   std::uint64_t start_send(Connection& conn);
   // Copies out the slices of `conn` that still borrow a receive buffer after its flush.
   void own_lent_slices(Connection& conn);
+  void count_copy(std::size_t bytes, CopyReason reason);
   void on_notification(Connection& conn);
 
   uring::Ring& ring_;

@@ -230,6 +230,7 @@ class alignas(uring::kTagAlignment) Shard {
     explicit RelaySeamOnShard(Shard& shard) : shard_(shard) {}
     void send(RelayPeer& peer, const BlockRef& block, std::uint32_t offset, std::uint32_t length) override;
     BlockRef copy(std::span<const std::uint8_t> bytes, CopyReason reason) override;
+    bool send_copy(RelayPeer& peer, std::span<const std::uint8_t> bytes, CopyReason reason) override;
     ReplySlot hold_reply(RelayPeer& peer) override;
     void fill_replies(RelayPeer& peer, std::span<const ReplySlot> slots, const BlockRef& block,
                       std::uint32_t length) override;

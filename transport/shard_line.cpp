@@ -29,7 +29,10 @@ void Shard::on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_
 }
 
 void Shard::send_text(Connection& conn, std::string_view text) {
-  sender_.enqueue_copy(conn, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  const std::span bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  if (!sender_.enqueue_copy(conn, bytes, CopyReason::kReply)) {
+    begin_close(conn);  // out of memory: this connection cannot be answered
+  }
 }
 
 void Shard::LineSeamOnShard::write(LinePeer& peer, std::string_view text) {

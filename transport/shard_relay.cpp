@@ -36,6 +36,11 @@ BlockRef Shard::RelaySeamOnShard::copy(std::span<const std::uint8_t> bytes, Copy
   return shard_.sender_.copy(bytes, reason);
 }
 
+bool Shard::RelaySeamOnShard::send_copy(RelayPeer& peer, std::span<const std::uint8_t> bytes,
+                                        CopyReason reason) {
+  return shard_.sender_.enqueue_copy(static_cast<Connection&>(peer), bytes, reason);
+}
+
 ReplySlot Shard::RelaySeamOnShard::hold_reply(RelayPeer& peer) {
   auto& conn = static_cast<Connection&>(peer);
   const std::uint32_t token = conn.next_token++;

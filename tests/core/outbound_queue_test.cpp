@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <new>
+#include <span>
 #include <vector>
 
 #include "core/shared_block.hpp"
@@ -735,6 +736,136 @@ TEST(OutboundQueueTest, CopyOutGivesABorrowedSliceItsOwnBlockAndLeavesTheRest) {
             std::vector<std::uint8_t>(borrowed.bytes.begin() + 8, borrowed.bytes.begin() + 32));
   q.clear();
   EXPECT_EQ(in_use.bytes(), 0);
+}
+
+// ---- push_copy: small copies appended into one block, sent from there as they are.
+
+std::span<const std::uint8_t> bytes_of(const std::vector<std::uint8_t>& v) {
+  return {v.data(), v.size()};
+}
+
+std::vector<std::uint8_t> pattern(std::size_t size, std::uint8_t seed) {
+  std::vector<std::uint8_t> v(size);
+  for (std::size_t i = 0; i < size; ++i) {
+    v[i] = static_cast<std::uint8_t>(seed + i);
+  }
+  return v;
+}
+
+TEST(OutboundQueueCopyTest, SmallCopiesShareOneBlockAndOneSlice) {
+  MemoryAccount account;
+  OutboundQueue q(&account);
+  std::vector<std::uint8_t> expected;
+  for (std::uint8_t i = 0; i < 20; ++i) {
+    const std::vector<std::uint8_t> copy = pattern(30, i);
+    ASSERT_TRUE(q.push_copy(bytes_of(copy)));
+    expected.insert(expected.end(), copy.begin(), copy.end());
+  }
+  EXPECT_EQ(q.slice_count(), 1U);
+  EXPECT_EQ(q.queued_bytes(), 600U);
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
+  EXPECT_EQ(gather(iov, 1), expected);
+  // The block is charged whole, and what is queued is measured with its unused room.
+  EXPECT_GE(q.memory_bytes(), OutboundQueue::kMinAppendAllocation - OutboundQueue::kSliceOverheadBytes);
+  EXPECT_GE(account.bytes(), static_cast<std::int64_t>(OutboundQueue::kMinAppendAllocation) -
+                                 static_cast<std::int64_t>(OutboundQueue::kSliceOverheadBytes));
+  q.consume(600);
+  EXPECT_EQ(q.memory_bytes(), 0U);
+  EXPECT_EQ(account.bytes(), 0);
+}
+
+TEST(OutboundQueueCopyTest, ACopyAfterASharedSliceOrAPlaceholderStartsANewBlock) {
+  OutboundQueue q;
+  const std::vector<std::uint8_t> a = pattern(10, 1);
+  const std::vector<std::uint8_t> b = pattern(10, 50);
+  ASSERT_TRUE(q.push_copy(bytes_of(a)));
+  const BlockRef shared = make_block(8, 100);
+  q.push(shared, 0, 8);
+  ASSERT_TRUE(q.push_copy(bytes_of(b)));
+  const std::uint64_t place = q.push_placeholder(3);
+  ASSERT_TRUE(q.push_copy(bytes_of(a)));
+  EXPECT_EQ(q.slice_count(), 5U);
+  EXPECT_EQ(shared.data()[0], 100U) << "a shared block is never written";
+  ASSERT_TRUE(q.fill_placeholder(place, 3, shared, 0, 8));
+  std::vector<std::uint8_t> expected = a;
+  expected.insert(expected.end(), shared.data(), shared.data() + 8);
+  expected.insert(expected.end(), b.begin(), b.end());
+  expected.insert(expected.end(), shared.data(), shared.data() + 8);
+  expected.insert(expected.end(), a.begin(), a.end());
+  iovec iov[8];
+  EXPECT_EQ(gather(iov, q.fill_iovecs(iov, 8, kNoByteLimit)), expected);
+}
+
+TEST(OutboundQueueCopyTest, CopiesAppendedDuringASendLeaveItsBytesAloneAndGoInTheNext) {
+  OutboundQueue q;
+  const std::vector<std::uint8_t> first = pattern(40, 0);
+  const std::vector<std::uint8_t> second = pattern(40, 40);
+  ASSERT_TRUE(q.push_copy(bytes_of(first)));
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);  // a send of `first` is in flight
+  const iovec in_flight = iov[0];
+  ASSERT_TRUE(q.push_copy(bytes_of(second)));
+  EXPECT_EQ(gather(&in_flight, 1), first);
+  q.consume(in_flight.iov_len);
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
+  EXPECT_EQ(gather(iov, 1), second);
+}
+
+TEST(OutboundQueueCopyTest, ABatchedSendTakesCopiedBytesWhereTheyAreNotIntoItsBatch) {
+  OutboundQueue q;
+  const std::vector<std::uint8_t> copy = pattern(20, 7);
+  ASSERT_TRUE(q.push_copy(bytes_of(copy)));
+  TestBatches batches(1024);
+  iovec iov[4];
+  const SendPlan plan = q.fill_batched(iov, 4, kNoByteLimit, batches, 64);
+  ASSERT_EQ(plan.iov_count, 1U);
+  EXPECT_EQ(plan.batched_bytes, 0U);
+  EXPECT_TRUE(batches.handed.empty());
+  EXPECT_EQ(gather(iov, 1), copy);
+}
+
+TEST(OutboundQueueCopyTest, TruncateCutsCopiesAppendedAfterTheSendInFlightAndLaterOnesFollowTheCut) {
+  OutboundQueue q;
+  const std::vector<std::uint8_t> sent = pattern(30, 0);
+  const std::vector<std::uint8_t> late = pattern(30, 90);
+  const std::vector<std::uint8_t> last_words = pattern(5, 200);
+  ASSERT_TRUE(q.push_copy(bytes_of(sent)));
+  iovec iov[4];
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);  // 30 bytes in flight
+  ASSERT_TRUE(q.push_copy(bytes_of(late)));
+  q.truncate_after(30);
+  EXPECT_EQ(q.queued_bytes(), 30U);
+  EXPECT_EQ(gather(iov, 1), sent) << "the bytes in flight are untouched";
+  ASSERT_TRUE(q.push_copy(bytes_of(last_words)));
+  std::vector<std::uint8_t> expected = sent;
+  expected.insert(expected.end(), last_words.begin(), last_words.end());
+  EXPECT_EQ(gather(iov, q.fill_iovecs(iov, 4, kNoByteLimit)), expected);
+}
+
+TEST(OutboundQueueCopyTest, BlocksGrowWithTheQueueAndACopyLargerThanTheirsGetsItsOwn) {
+  MemoryAccount account;
+  OutboundQueue q(&account);
+  const std::vector<std::uint8_t> kib = pattern(1024, 3);
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(q.push_copy(bytes_of(kib)));
+  }
+  // 200 KiB in blocks of at most kMaxAppendAllocation: a few slices, not 200.
+  EXPECT_LE(q.slice_count(), 2 * 200 * 1024 / OutboundQueue::kMaxAppendAllocation + 8);
+  const std::vector<std::uint8_t> big = pattern(OutboundQueue::kMaxAppendAllocation * 2, 9);
+  ASSERT_TRUE(q.push_copy(bytes_of(big)));
+  std::vector<std::uint8_t> all;
+  iovec iov[64];
+  while (!q.empty()) {
+    const std::size_t n = q.fill_iovecs(iov, 64, kNoByteLimit);
+    const std::vector<std::uint8_t> part = gather(iov, n);
+    all.insert(all.end(), part.begin(), part.end());
+    q.consume(part.size());
+  }
+  ASSERT_EQ(all.size(), 200 * 1024 + big.size());
+  EXPECT_TRUE(std::equal(big.begin(), big.end(), all.end() - static_cast<std::ptrdiff_t>(big.size())));
+  EXPECT_TRUE(std::equal(kib.begin(), kib.end(), all.begin()));
+  EXPECT_EQ(account.bytes(), 0);
 }
 
 }  // namespace

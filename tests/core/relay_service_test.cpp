@@ -28,6 +28,8 @@ using protocol::UserId;
 
 // Large enough that no two ids of a test share a slot, unless the test makes them.
 constexpr std::size_t kDirectorySlots = 1024;
+// The hub's default batch threshold: relays up to this size to a few receivers go to each on its own.
+constexpr std::uint32_t kSmallFrameBytes = 4096;
 // The directory's smallest table: ids this far apart share a slot.
 constexpr UserId kSmallDirectorySlots = 64;
 
@@ -70,9 +72,9 @@ class Simulator {
     }
     for (unsigned i = 0; i < shards; ++i) {
       ShardSim& shard = *shards_[i];
-      shard.service =
-          std::make_unique<RelayService>(RelayServiceConfig{.shard_index = i, .shard_count = shards},
-                                         &directory_, shard, shard.memory, shard.counters);
+      shard.service = std::make_unique<RelayService>(
+          RelayServiceConfig{.shard_index = i, .shard_count = shards, .small_frame_bytes = kSmallFrameBytes},
+          &directory_, shard, shard.memory, shard.counters);
     }
   }
   ~Simulator() {
@@ -208,6 +210,11 @@ class Simulator {
       BlockRef block = HeapBlock::create(static_cast<std::uint32_t>(bytes.size()), &memory);
       std::memcpy(block.data(), bytes.data(), bytes.size());
       return block;
+    }
+    bool send_copy(RelayPeer& peer, std::span<const std::uint8_t> bytes, CopyReason reason) override {
+      const BlockRef block = copy(bytes, reason);
+      send(peer, block, 0, static_cast<std::uint32_t>(bytes.size()));
+      return true;
     }
     ReplySlot hold_reply(RelayPeer& peer) override {
       const std::uint32_t token = ++sim.next_token_;
@@ -445,22 +452,44 @@ TEST(RelayService, AFrameEveryReceiverBatchesAtOnceIsLentAsItLiesNotCopied) {
   LendingSetup setup(sim, 3);
   sim.relay(setup.sender, setup.ids, "lent");
   EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 0U);
+  EXPECT_EQ(sim.copies(CopyReason::kBatch), 0U);
+  EXPECT_EQ(sim.counters(0).lent_frames.get(), 1U);
   EXPECT_EQ(sim.queued_data(*setup.receivers[0]), sim.queued_data(*setup.receivers[2]));
   for (const RelayPeer* peer : setup.receivers) {
     EXPECT_EQ(sim.read(*peer).at(0).body, "lent");
   }
 }
 
-TEST(RelayService, OneReceiverThatCannotBatchAtOnceMakesTheFrameCopiedOnceForAll) {
+TEST(RelayService, ASmallFrameIsCopiedOnlyForTheReceiverThatCannotBatchItAtOnce) {
   Simulator sim(1);
   LendingSetup setup(sim, 3);
-  const RelayPeer& busy = sim.connect(0);
+  const RelayPeer& busy = sim.connect(0);  // a send in flight: it cannot take the frame this iteration
   std::vector<UserId> ids = setup.ids;
   ids.push_back(busy.id);
-  sim.relay(setup.sender, ids, "copied");
+  sim.relay(setup.sender, ids, "copied for one");
+  EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 0U) << "no shared copy of a small frame for a few receivers";
+  EXPECT_EQ(sim.copies(CopyReason::kBatch), 1U);
+  EXPECT_NE(sim.queued_data(busy), sim.queued_data(*setup.receivers[0]));
+  EXPECT_EQ(sim.queued_data(*setup.receivers[0]), sim.queued_data(*setup.receivers[2]));
+  EXPECT_EQ(sim.counters(0).lent_frames.get(), 0U);
+  EXPECT_EQ(sim.counters(0).deliveries.get(), 4U);
+  EXPECT_EQ(sim.read(busy).at(0).body, "copied for one");
+  for (const RelayPeer* peer : setup.receivers) {
+    EXPECT_EQ(sim.read(*peer).at(0).body, "copied for one");
+  }
+}
+
+TEST(RelayService, AFrameAboveTheBatchThresholdIsCopiedOutOnceEvenForOneReceiver) {
+  Simulator sim(1);
+  RelayPeer& sender = sim.connect(0);
+  const RelayPeer& busy = sim.connect(0);
+  const RelayPeer& other = sim.connect(0);
+  const std::string body(kSmallFrameBytes, 'b');
+  sim.relay(sender, ids_of({&busy, &other}), body);
   EXPECT_EQ(sim.copies(CopyReason::kCopyOut), 1U);
-  EXPECT_EQ(sim.queued_data(busy), sim.queued_data(*setup.receivers[0]));
-  EXPECT_EQ(sim.read(busy).at(0).body, "copied");
+  EXPECT_EQ(sim.copies(CopyReason::kBatch), 0U);
+  EXPECT_EQ(sim.queued_data(busy), sim.queued_data(other));
+  EXPECT_EQ(sim.read(busy).at(0).body, body);
 }
 
 TEST(RelayService, AFrameIsNotLentToManyReceiversOrAcrossShards) {
