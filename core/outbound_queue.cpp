@@ -63,25 +63,36 @@ std::size_t OutboundQueue::append_room() const {
 
 bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
   const auto length = static_cast<std::uint32_t>(bytes.size());
-  if (append_room() >= length) {
+  if (length == 0) {
+    return true;
+  }
+  const std::size_t room = append_room();
+  if (room >= length) {
     Slice& tail = at(count_ - 1);
     std::memcpy(tail.block.data() + tail.offset + tail.length, bytes.data(), length);
     tail.length += length;
     queued_bytes_ += length;
     return true;
   }
-  const std::size_t allocation =
-      std::clamp<std::size_t>(std::bit_ceil(queued_bytes_ + length + kSliceOverheadBytes),
-                              kMinAppendAllocation, kMaxAppendAllocation);
-  const auto size =
-      static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));
-  BlockRef block = HeapBlock::create(size, account_, UINT32_MAX, append_owner_tag());
+  BlockRef block =
+      HeapBlock::create(next_append_block_size(length), account_, UINT32_MAX, append_owner_tag());
   if (!block) {
     return false;
   }
   std::memcpy(block.data(), bytes.data(), length);
   push(std::move(block), 0, length);
   return true;
+}
+
+std::uint32_t OutboundQueue::next_append_block_size(std::uint32_t length) const {
+  // A run of copies doubles its blocks as each fills; anything else between copies starts the run
+  // again, so a block left behind by the run holds at most about as much room as the run copied.
+  std::size_t allocation = std::bit_ceil(std::size_t{length} + kSliceOverheadBytes);
+  if (count_ > 0 && !at(count_ - 1).is_placeholder() && at(count_ - 1).block->owner() == append_owner_tag()) {
+    allocation = std::max(allocation, 2 * (at(count_ - 1).block->capacity() + kSliceOverheadBytes));
+  }
+  allocation = std::clamp(allocation, kMinAppendAllocation, kMaxAppendAllocation);
+  return static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));
 }
 
 std::uint64_t OutboundQueue::push_placeholder(std::uint32_t token) {

@@ -240,10 +240,10 @@ bool RelayService::deliver_small(const BlockRef& buffer, std::uint32_t offset, s
       continue;
     }
     all_lent = false;
-    counters_.deliveries.add(1);
     if (!seam_.send_copy(receiver, bytes, CopyReason::kBatch)) {
       return false;
     }
+    counters_.deliveries.add(1);
   }
   if (all_lent) {
     counters_.lent_frames.add(1);

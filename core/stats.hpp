@@ -70,7 +70,7 @@ enum class MetricType { kCounter, kGauge };
   X(copied_assembly_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="assembly")",  \
     "Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out (a "      \
     "frame copied once out of its receive buffer), reply (hub-composed replies), batch (small "            \
-    "deliveries copied into a send batch, per receiver).")                                                 \
+    "deliveries copied per receiver, into a send batch or the queue of a receiver that is behind).")       \
   X(copied_out_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="copy_out")", "")   \
   X(copied_reply_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="reply")", "")    \
   X(batched_bytes, Count, kShard, kCounter, "ringhub_copied_bytes_total", R"(reason="batch")", "")         \

@@ -752,7 +752,7 @@ std::vector<std::uint8_t> pattern(std::size_t size, std::uint8_t seed) {
   return v;
 }
 
-TEST(OutboundQueueCopyTest, SmallCopiesShareOneBlockAndOneSlice) {
+TEST(OutboundQueueCopyTest, SmallCopiesShareAFewBlocksOneSliceEach) {
   MemoryAccount account;
   OutboundQueue q(&account);
   std::vector<std::uint8_t> expected;
@@ -761,15 +761,16 @@ TEST(OutboundQueueCopyTest, SmallCopiesShareOneBlockAndOneSlice) {
     ASSERT_TRUE(q.push_copy(bytes_of(copy)));
     expected.insert(expected.end(), copy.begin(), copy.end());
   }
-  EXPECT_EQ(q.slice_count(), 1U);
+  // Blocks of 256 and 512 bytes (headers included) take the 600 bytes: 6 copies, then 14.
+  EXPECT_EQ(q.slice_count(), 2U);
   EXPECT_EQ(q.queued_bytes(), 600U);
   iovec iov[4];
-  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 1U);
-  EXPECT_EQ(gather(iov, 1), expected);
-  // The block is charged whole, and what is queued is measured with its unused room.
-  EXPECT_GE(q.memory_bytes(), OutboundQueue::kMinAppendAllocation - OutboundQueue::kSliceOverheadBytes);
-  EXPECT_GE(account.bytes(), static_cast<std::int64_t>(OutboundQueue::kMinAppendAllocation) -
-                                 static_cast<std::int64_t>(OutboundQueue::kSliceOverheadBytes));
+  ASSERT_EQ(q.fill_iovecs(iov, 4, kNoByteLimit), 2U);
+  EXPECT_EQ(gather(iov, 2), expected);
+  // The blocks are charged whole, and what is queued is measured with the last one's unused room.
+  const std::size_t allocated = 256 + 512;
+  EXPECT_GE(account.bytes(), static_cast<std::int64_t>(allocated - 2 * OutboundQueue::kSliceOverheadBytes));
+  EXPECT_GE(q.memory_bytes(), allocated - 2 * OutboundQueue::kSliceOverheadBytes);
   q.consume(600);
   EXPECT_EQ(q.memory_bytes(), 0U);
   EXPECT_EQ(account.bytes(), 0);
@@ -780,13 +781,15 @@ TEST(OutboundQueueCopyTest, ACopyAfterASharedSliceOrAPlaceholderStartsANewBlock)
   const std::vector<std::uint8_t> a = pattern(10, 1);
   const std::vector<std::uint8_t> b = pattern(10, 50);
   ASSERT_TRUE(q.push_copy(bytes_of(a)));
-  const BlockRef shared = make_block(8, 100);
+  const BlockRef shared = make_block(64, 100);  // room after its slice that a copy must not use
   q.push(shared, 0, 8);
   ASSERT_TRUE(q.push_copy(bytes_of(b)));
   const std::uint64_t place = q.push_placeholder(3);
   ASSERT_TRUE(q.push_copy(bytes_of(a)));
   EXPECT_EQ(q.slice_count(), 5U);
-  EXPECT_EQ(shared.data()[0], 100U) << "a shared block is never written";
+  for (std::uint32_t i = 8; i < 64; ++i) {
+    ASSERT_EQ(shared.data()[i], static_cast<std::uint8_t>(100 + i)) << "a shared block is never written";
+  }
   ASSERT_TRUE(q.fill_placeholder(place, 3, shared, 0, 8));
   std::vector<std::uint8_t> expected = a;
   expected.insert(expected.end(), shared.data(), shared.data() + 8);
@@ -795,6 +798,36 @@ TEST(OutboundQueueCopyTest, ACopyAfterASharedSliceOrAPlaceholderStartsANewBlock)
   expected.insert(expected.end(), a.begin(), a.end());
   iovec iov[8];
   EXPECT_EQ(gather(iov, q.fill_iovecs(iov, 8, kNoByteLimit)), expected);
+}
+
+TEST(OutboundQueueCopyTest, CopiesBetweenSharedSlicesHoldLittleMoreThanTheyMeasure) {
+  MemoryAccount account;  // charged for the copies' blocks and the ring, not the shared block
+  OutboundQueue q(&account);
+  const BlockRef shared = make_block(4096, 0);
+  const std::vector<std::uint8_t> reply = pattern(20, 5);
+  for (int i = 0; i < 100; ++i) {
+    q.push(shared, 0, 4096);
+    ASSERT_TRUE(q.push_copy(bytes_of(reply)));
+  }
+  // Each copy starts a block of its own (a shared slice came between), sized to it, not to the queue.
+  EXPECT_EQ(q.slice_count(), 200U);
+  const std::size_t copies_measured = 100 * (20 + OutboundQueue::kSliceOverheadBytes);
+  EXPECT_LE(account.bytes(),
+            static_cast<std::int64_t>(4 * copies_measured + malloc_footprint(256 * sizeof(Slice))));
+  EXPECT_GE(q.memory_bytes(), std::size_t{100} * 4096 + copies_measured);
+}
+
+TEST(OutboundQueueCopyTest, ARunOfCopiesDoublesItsBlocksUpToTheLargest) {
+  OutboundQueue q;
+  const std::vector<std::uint8_t> frame = pattern(1040, 1);
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(q.push_copy(bytes_of(frame)));
+  }
+  // 406 KiB: blocks of 2, 4, 8, 16, 32 KiB, then 64 KiB ones: far fewer slices than copies.
+  EXPECT_LE(q.slice_count(), 12U);
+  EXPECT_LE(q.memory_bytes(), q.queued_bytes() + OutboundQueue::kMaxAppendAllocation +
+                                  12 * OutboundQueue::kSliceOverheadBytes +
+                                  q.slice_count() * sizeof(Slice) * 2);
 }
 
 TEST(OutboundQueueCopyTest, CopiesAppendedDuringASendLeaveItsBytesAloneAndGoInTheNext) {
@@ -851,7 +884,7 @@ TEST(OutboundQueueCopyTest, BlocksGrowWithTheQueueAndACopyLargerThanTheirsGetsIt
     ASSERT_TRUE(q.push_copy(bytes_of(kib)));
   }
   // 200 KiB in blocks of at most kMaxAppendAllocation: a few slices, not 200.
-  EXPECT_LE(q.slice_count(), 2 * 200 * 1024 / OutboundQueue::kMaxAppendAllocation + 8);
+  EXPECT_LE(q.slice_count(), std::size_t{2} * 200 * 1024 / OutboundQueue::kMaxAppendAllocation + 8);
   const std::vector<std::uint8_t> big = pattern(OutboundQueue::kMaxAppendAllocation * 2, 9);
   ASSERT_TRUE(q.push_copy(bytes_of(big)));
   std::vector<std::uint8_t> all;
@@ -862,7 +895,7 @@ TEST(OutboundQueueCopyTest, BlocksGrowWithTheQueueAndACopyLargerThanTheirsGetsIt
     all.insert(all.end(), part.begin(), part.end());
     q.consume(part.size());
   }
-  ASSERT_EQ(all.size(), 200 * 1024 + big.size());
+  ASSERT_EQ(all.size(), std::size_t{200} * 1024 + big.size());
   EXPECT_TRUE(std::equal(big.begin(), big.end(), all.end() - static_cast<std::ptrdiff_t>(big.size())));
   EXPECT_TRUE(std::equal(kib.begin(), kib.end(), all.begin()));
   EXPECT_EQ(account.bytes(), 0);

@@ -335,7 +335,7 @@ ringhub_server_full_rejects_total 9
 # HELP ringhub_accepted_connections_total Connections accepted since start.
 # TYPE ringhub_accepted_connections_total counter
 ringhub_accepted_connections_total 40
-# HELP ringhub_copied_bytes_total Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out (a frame copied once out of its receive buffer), reply (hub-composed replies), batch (small deliveries copied into a send batch, per receiver).
+# HELP ringhub_copied_bytes_total Bytes copied in user space, by reason: assembly (frames spanning receive buffers), copy_out (a frame copied once out of its receive buffer), reply (hub-composed replies), batch (small deliveries copied per receiver, into a send batch or the queue of a receiver that is behind).
 # TYPE ringhub_copied_bytes_total counter
 ringhub_copied_bytes_total{reason="assembly"} 1010
 ringhub_copied_bytes_total{reason="copy_out"} 1111
