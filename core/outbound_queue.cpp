@@ -50,14 +50,15 @@ void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t len
   queued_bytes_ += length;
 }
 
+bool OutboundQueue::is_appended(const Slice& slice) {
+  return !slice.is_placeholder() && slice.block->owner() == append_owner_tag();
+}
+
 std::size_t OutboundQueue::append_room() const {
-  if (count_ == 0) {
+  if (count_ == 0 || !is_appended(at(count_ - 1))) {
     return 0;
   }
   const Slice& tail = at(count_ - 1);
-  if (tail.is_placeholder() || tail.block->owner() != append_owner_tag()) {
-    return 0;
-  }
   return tail.block->capacity() - tail.offset - tail.length;
 }
 
@@ -88,7 +89,7 @@ std::uint32_t OutboundQueue::next_append_block_size(std::uint32_t length) const 
   // A run of copies doubles its blocks as each fills; anything else between copies starts the run
   // again, so a block left behind by the run holds at most about as much room as the run copied.
   std::size_t allocation = std::bit_ceil(std::size_t{length} + kSliceOverheadBytes);
-  if (count_ > 0 && !at(count_ - 1).is_placeholder() && at(count_ - 1).block->owner() == append_owner_tag()) {
+  if (count_ > 0 && is_appended(at(count_ - 1))) {
     allocation = std::max(allocation, 2 * (at(count_ - 1).block->capacity() + kSliceOverheadBytes));
   }
   allocation = std::clamp(allocation, kMinAppendAllocation, kMaxAppendAllocation);
@@ -147,8 +148,7 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
     const std::size_t len = s.length - skip;
     std::uint8_t* from = s.block.data() + s.offset + skip;
     // Copied already, by an earlier send or by push_copy: it goes out from where it is.
-    const bool batched_before =
-        s.block->owner() == BatchBlocks::owner_tag() || s.block->owner() == append_owner_tag();
+    const bool batched_before = s.block->owner() == BatchBlocks::owner_tag() || is_appended(s);
     const bool small = small_limit > 0 && len <= small_limit && !batched_before;
     const bool extends_run = small && in_run && used + len <= batch->capacity();
     const bool extends_zero_copy = batched_before && from == zero_copy_end;  // the batch's next bytes
@@ -258,8 +258,7 @@ void OutboundQueue::truncate_after(std::size_t keep_bytes) {
     s = Slice{};
     --count_;
   }
-  if (seen > keep_bytes && !at(count_ - 1).is_placeholder() &&
-      at(count_ - 1).block->owner() == append_owner_tag()) {
+  if (seen > keep_bytes && is_appended(at(count_ - 1))) {
     const auto appended_since = static_cast<std::uint32_t>(seen - keep_bytes);
     at(count_ - 1).length -= appended_since;
     queued_bytes_ -= appended_since;

@@ -134,6 +134,8 @@ class OutboundQueue {
 
  private:
   Slice& at(std::size_t i) const { return ring_[(head_ + i) & (capacity_ - 1)]; }
+  // Whether `slice` lies in a block push_copy made (the only slice that refers to that block).
+  static bool is_appended(const Slice& slice);
   // Bytes left after the tail slice in its block when push_copy may append there: the tail is a
   // block push_copy made, and only that slice refers to it, so nothing reads past the slice's end.
   // Also what the queue holds beyond its bytes (the block is charged for them).
