@@ -20,7 +20,7 @@ Result<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, unsigned 
     return make_error(
         fmt::format("{} receive buffers exceed the kernel limit of {} per ring", count, kMaxEntries));
   }
-  const std::size_t bytes = std::size_t{count} * size;
+  const std::size_t bytes = uring_compat::whole_pages(std::size_t{count} * size);
   // Populated: the pool is the hub's fixed footprint, resident from the start (its idle RSS says what
   // it costs), and the first burst does not fault its pages in on the receive path.
   const int populate = residency == Residency::kPopulated ? MAP_POPULATE : 0;
@@ -59,7 +59,7 @@ BufferRing::BufferRing(io_uring* ring, io_uring_buf_ring* buf_ring, std::uint8_t
 
 BufferRing::~BufferRing() {
   uring_compat::free_buf_ring(ring_, buf_ring_, count_, kGroupId);
-  munmap(memory_, std::size_t{count_} * size_);
+  munmap(memory_, uring_compat::whole_pages(std::size_t{count_} * size_));
 }
 
 BlockRef BufferRing::take(std::uint16_t bid) {

@@ -2,14 +2,28 @@
 #include "transport/uring/uring_compat.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 namespace ringhub::uring_compat {
 
+std::size_t whole_pages(std::size_t bytes) {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+namespace {
+
+std::size_t buf_ring_mapping_bytes(unsigned entries) {
+  return whole_pages(entries * sizeof(io_uring_buf));
+}
+
+}  // namespace
+
 io_uring_buf_ring* setup_buf_ring(io_uring* ring, unsigned entries, unsigned group_id, int* error) {
-  const std::size_t bytes = entries * sizeof(io_uring_buf);
+  const std::size_t bytes = buf_ring_mapping_bytes(entries);
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (memory == MAP_FAILED) {
     *error = -errno;
@@ -33,7 +47,7 @@ io_uring_buf_ring* setup_buf_ring(io_uring* ring, unsigned entries, unsigned gro
 
 void free_buf_ring(io_uring* ring, io_uring_buf_ring* buf_ring, unsigned entries, unsigned group_id) {
   io_uring_unregister_buf_ring(ring, static_cast<int>(group_id));
-  munmap(buf_ring, entries * sizeof(io_uring_buf));
+  munmap(buf_ring, buf_ring_mapping_bytes(entries));
 }
 
 bool opcode_supported(io_uring* ring, int opcode) {

@@ -6,9 +6,16 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ringhub::uring_compat {
+
+// `bytes` rounded up to whole pages: the length to mmap and munmap memory a ring uses. The kernel maps
+// whole pages anyway; naming them lets ThreadSanitizer's munmap forget every access to them. Told a
+// shorter length it clears only part of the last page's history, and when liburing maps another
+// thread's ring queues there next (with syscalls TSan does not see), that thread inherits it as races.
+std::size_t whole_pages(std::size_t bytes);
 
 // io_uring_setup_buf_ring() arrived in liburing 2.4: maps ring memory for `entries` buffers,
 // registers it as group `group_id` and initialises it. Returns the ring or nullptr with -errno in
