@@ -66,8 +66,9 @@ class MemoryBudget {
   static constexpr std::size_t kResumeNumerator = 5;
   static constexpr std::size_t kResumeDenominator = 8;
   // Below 1/16 of the budget a connection may read far ahead of what the hub has parsed (cheap: one
-  // multishot recv serves many frames); from 1/8 up only a little (see Shard::arm_recv). The gap keeps
-  // a hub near the line from switching, and re-arming every connection, on each loop iteration.
+  // multishot recv serves many frames); from 1/8 up only a little (see
+  // MemoryGate::read_ahead_limit). The gap keeps a hub near the line from switching, and re-arming
+  // every connection, on each loop iteration.
   static constexpr std::size_t kWideReadAheadBelowDivisor = 16;
   static constexpr std::size_t kNarrowReadAheadFromDivisor = 8;
 

@@ -40,6 +40,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
       memory_(shared.memory[index]),
       sender_(ring_, config_, index, counters_, memory_, send_events_),
+      gate_(shared, gate_events_),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], ring_, router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
@@ -127,7 +128,7 @@ void Shard::before_wait() {
     rearm_waiting_recvs();
   }
   read_clock_and_budget();
-  resume_paused();
+  gate_.resume_ready();
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&
       !acceptor_.armed()) {
     counted_finished_ = true;
@@ -138,17 +139,7 @@ void Shard::before_wait() {
 
 void Shard::read_clock_and_budget() {
   now_ = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now());
-  hub_memory_ = shared_.memory_committed();
-  const ReadGate before = gate_;
-  gate_ = shared_.budget.gate(hub_memory_);
-  if (gate_ > before) {
-    enforce_gate();
-  }
-  const bool was_wide = wide_read_ahead_;
-  wide_read_ahead_ = shared_.budget.allows_wide_read_ahead(hub_memory_, was_wide);
-  if (was_wide && !wide_read_ahead_) {
-    narrow_read_ahead();
-  }
+  enforce(gate_.update());
 }
 
 bool Shard::finished() const {
@@ -174,8 +165,8 @@ void Shard::publish_counters() {
   counters_.copied_reply_bytes.set(sender_.copied_reply_bytes());
   counters_.outbound_queued_bytes.set(sender_.queued_bytes());
   counters_.buffer_bytes_in_use.set(pool_->bytes_held());
-  counters_.read_paused_connections.set(paused_count_);
-  counters_.budget_pauses.set(budget_pauses_);
+  counters_.read_paused_connections.set(gate_.paused_count());
+  counters_.budget_pauses.set(gate_.pauses());
   counters_.frame_timeouts.set(frame_timeouts_);
   counters_.idle_closes.set(idle_closes_);
   counters_.cq_overflows.set(ring_.cq_overflows());

@@ -25,6 +25,8 @@
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
 #include "transport/hub_config.hpp"
+#include "transport/hub_shared.hpp"
+#include "transport/memory_gate.hpp"
 #include "transport/sender.hpp"
 #include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
@@ -52,58 +54,6 @@ inline constexpr std::chrono::milliseconds kErrorLinger{5000};
 inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
   return {static_cast<long long>(ms.count() / 1000), static_cast<long long>((ms.count() % 1000) * 1'000'000)};
 }
-
-// State every shard reads and a few atomics they share. Owned by the Hub, outlives every shard.
-struct HubShared {
-  HubShared(const HubConfig& c, unsigned shards, unsigned table, std::size_t directory_slots,
-            const HashKey& x_key)
-      : config(c),
-        shard_count(shards),
-        table_size(table),
-        x_hash(x_key),
-        budget(c.max_memory),
-        directory(directory_slots),
-        ring_fds(shards, -1),
-        counters(shards) {}
-
-  // Bytes charged by every shard now: the figure the budget is held against.
-  std::int64_t memory_in_use() const {
-    std::int64_t sum = 0;
-    for (unsigned s = 0; s < shard_count; ++s) {
-      sum += memory[s].bytes_published();
-    }
-    return sum;
-  }
-  // What the budget's gate sees: bytes charged plus the uncharged rest of every large frame under way.
-  std::int64_t memory_committed() const {
-    return memory_in_use() + frame_reservations.load(std::memory_order_relaxed);
-  }
-
-  const HubConfig config;
-  const unsigned shard_count;
-  const unsigned table_size;  // direct descriptors per shard ring
-  // Hashes every client-chosen X of the line protocol: its owning shard and its bucket there. Its key
-  // is the process's one secret hash key, drawn at start-up (transport/hash_key.hpp).
-  const KeyedHash x_hash;
-  const MemoryBudget budget;  // config.max_memory, resolved
-  std::unique_ptr<MemoryAccount[]> memory = std::make_unique<MemoryAccount[]>(shard_count);  // per shard
-  IdDirectory directory;
-  std::vector<int> ring_fds;  // filled before any shard runs, read-only after
-  std::vector<ShardCounters> counters;
-  alignas(64) std::atomic<protocol::UserId> next_id{1};
-  alignas(64) std::atomic<std::size_t> live_connections{0};
-  alignas(64) std::atomic<unsigned> finished_shards{0};
-  // Cross-shard messages posted and not yet handled: shards exit only when this is 0 too, so no
-  // message is left in a ring nobody reaps.
-  alignas(64) std::atomic<std::int64_t> messages_in_flight{0};
-  // Bytes reserved for large frames under way and not yet charged (see Shard::reserve_large_frame),
-  // and how many such frames there are (a frame may be fully charged and still wait for its end).
-  alignas(64) std::atomic<std::int64_t> frame_reservations{0};
-  std::atomic<std::int64_t> large_frames_under_way{0};
-  // Line-protocol connections per shard, read by every shard to pick a random receiver uniformly.
-  std::unique_ptr<std::atomic<std::uint32_t>[]> line_counts =
-      std::make_unique<std::atomic<std::uint32_t>[]>(shard_count);
-};
 
 // While finished but waiting for other shards, a shard's thread wakes this often to look at their
 // progress.
@@ -186,33 +136,14 @@ class alignas(uring::kTagAlignment) Shard {
   void after_input(Connection& conn);
   void on_read_eof(Connection& conn);
   void on_recv_ended(Connection& conn, int res);
-  // The memory gate: whether `conn` may be read now, and re-arming what was paused once memory frees.
-  static Weight weight_of(const Connection& conn);
   bool over_line_allowance(const Connection& conn) const;
   bool reads_one_buffer_at_a_time(const Connection& conn) const;
   // At most how many bytes one recv into a receive buffer may take (0: a whole buffer).
   std::uint32_t read_cap(const Connection& conn) const;
-  bool must_pause(const Connection& conn) const;
-  void pause_reading(Connection& conn);
-  void resume_paused();
-  void resume_all(Connection::WaitingList& paused);
-  void unpause(Connection& conn);
-  // Large frames: one is read to its end once begun, so its whole size is reserved in the budget
-  // first (see docs/design.md, "Memory model"). A connection whose frame does not fit waits.
-  bool reserve_large_frame(Connection& conn, bool only_if_none_under_way);
-  void await_reservation(Connection& conn);
-  void grant_reservations();
-  // The block of the reserved frame is now charged through frame byte `charged_through`.
-  void consume_reservation(Connection& conn, std::uint32_t charged_through);
-  // The frame is whole, or the connection stops reading: what is left of its reservation goes back.
-  void end_reservation(Connection& conn);
-  // When the gate narrows, stops the multishot recvs of connections it now keeps out, so what they
-  // send next stays in the kernel rather than reaching the hub's memory.
-  void enforce_gate();
-  // When the hub leaves the range where reading far ahead is cheap, stops the multishot recvs armed
-  // with the wide limit; they re-arm with the narrow one.
-  void narrow_read_ahead();
-  std::uint32_t read_ahead_limit() const;
+  // Where the memory gate narrowed, stops the multishot recvs it now keeps out (so what they send next
+  // stays in the kernel rather than reaching the hub's memory) or that read ahead too far.
+  void enforce(MemoryGate::Narrowed narrowed);
+  bool must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const;
   void rearm_waiting_recvs();
   // The frame-timeout clock: started when a frame is left partial, stopped at a frame boundary.
   void clock_partial_frame(Connection& conn);
@@ -275,6 +206,16 @@ class alignas(uring::kTagAlignment) Shard {
   void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   void send_text(Connection& conn, std::string_view text);
 
+  // --- the memory gate (transport/memory_gate) lets a paused connection be read again
+  class GateEventsOnShard final : public GateEvents {
+   public:
+    explicit GateEventsOnShard(Shard& shard) : shard_(shard) {}
+    void on_resumed(Connection& conn) override;
+
+   private:
+    Shard& shard_;
+  };
+
   // --- the write side is transport/sender; this is what it reports to the lifecycle
   class SendEventsOnShard final : public SendEvents {
    public:
@@ -302,6 +243,8 @@ class alignas(uring::kTagAlignment) Shard {
   MemoryAccount& memory_;  // this shard's share of the budget
   SendEventsOnShard send_events_{*this};
   Sender sender_;
+  GateEventsOnShard gate_events_{*this};
+  MemoryGate gate_;
   AssemblyAccounting assembly_;
   std::size_t pending_lines_charged_ = 0;
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
@@ -309,17 +252,10 @@ class alignas(uring::kTagAlignment) Shard {
 
   Connection::AllList all_;
   Connection::WaitingList waiting_for_buffers_;
-  Connection::WaitingList paused_[2];                  // input paused until memory frees, by Weight
-  Connection::WaitingList awaiting_reservation_;       // large frames begun, waiting for room to finish
   Connection::AssemblingList assembling_;              // partial frames, oldest clock first
   PerProtocol<Connection::ActivityList> by_activity_;  // least recently heard first
   std::uint64_t idle_closes_ = 0;
-  std::size_t paused_count_ = 0;
-  std::uint64_t budget_pauses_ = 0;
   std::uint64_t frame_timeouts_ = 0;
-  ReadGate gate_ = ReadGate::kOpen;       // the budget's verdict at the start of this iteration
-  bool wide_read_ahead_ = true;           // the budget's read-ahead verdict at the start of this iteration
-  std::int64_t hub_memory_ = 0;           // hub-wide bytes charged, read once per iteration
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;

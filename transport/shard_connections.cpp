@@ -116,7 +116,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   }
   unregister(conn);
   conn.state = ConnState::kDraining;
-  end_reservation(conn);
+  gate_.end_reservation(conn);
   conn.assembler.reset();
   conn.assembling_hook.unlink();
   conn.activity_hook.unlink();
@@ -178,12 +178,8 @@ void Shard::begin_close(Connection& conn) {
                 conn.state == ConnState::kOpen ? "open" : "draining");
   unregister(conn);
   conn.state = ConnState::kClosing;
-  end_reservation(conn);
+  gate_.forget(conn);
   conn.dirty_hook.unlink();
-  if (conn.read_paused) {
-    conn.read_paused = false;
-    --paused_count_;
-  }
   conn.waiting_hook.unlink();
   conn.assembling_hook.unlink();
   conn.activity_hook.unlink();
@@ -283,18 +279,18 @@ constexpr std::chrono::milliseconds kTrimInterval{1000};
 }  // namespace
 
 void Shard::trim_heap_after_burst() {
-  memory_at_last_trim_ = std::max(memory_at_last_trim_, hub_memory_);
-  const std::int64_t dropped = memory_at_last_trim_ - hub_memory_;
+  memory_at_last_trim_ = std::max(memory_at_last_trim_, gate_.hub_memory());
+  const std::int64_t dropped = memory_at_last_trim_ - gate_.hub_memory();
   // A large drop, or any drop that leaves the hub nearly idle (the end of a burst).
-  const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && hub_memory_ < kTrimDrop);
+  const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && gate_.hub_memory() < kTrimDrop);
   if (!worth_it || now_ - last_trim_ < kTrimInterval) {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
-  if (hub_memory_ < kTrimDrop) {
+  if (gate_.hub_memory() < kTrimDrop) {
     LargeBlockMemory::release_cache();  // the burst is over: an idle hub keeps no freed large blocks
   }
-  memory_at_last_trim_ = hub_memory_;
+  memory_at_last_trim_ = gate_.hub_memory();
   last_trim_ = now_;
 }
 

@@ -23,15 +23,6 @@ constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 // yet tell from a large sender (its next header has not arrived) adds at most this before it is known
 // and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
 constexpr std::uint32_t kPressureReadBytes = 2U << 10;
-// A multishot recv ends after this much input and is re-armed (where the kernel can, see
-// uring_compat::set_multishot_total_limit). While hub memory is low, the wide limit: one recv serves
-// thousands of small frames (16 KiB here cost K=255 64 B half its throughput: 9.6M against 21M
-// deliveries/s, a re-arm per 180 frames). Otherwise the narrow one: a light client that starts a large
-// frame brings at most this much before the hub sees its header and makes it wait for room, where an
-// unlimited multishot read up to a megabyte ahead (8,000 such clients came to 940 MB). The kernel ends
-// it at a buffer's end, so a connection then reads at most one receive buffer ahead.
-constexpr std::uint32_t kWideReadAhead = 256U << 10;
-constexpr std::uint32_t kNarrowReadAhead = 16U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
@@ -46,13 +37,15 @@ void Shard::resume_reading(Connection& conn) {
     conn.line_throttled = true;  // the oks that bring it down resume it (shard_line.cpp)
   } else if (conn.assembler.wants_direct()) {
     // A large frame under way: its reservation, not the gate, decides (a frame begun is finished).
-    if (conn.frame_reserved || reserve_large_frame(conn, false)) {
+    if (conn.frame_reserved || gate_.reserve_large_frame(conn, false)) {
       arm_direct_recv(conn);
     } else {
-      await_reservation(conn);
+      gate_.await_reservation(conn);
     }
-  } else if (must_pause(conn)) {
-    pause_reading(conn);
+  } else if (gate_.must_pause(conn)) {
+    gate_.pause(conn);
+    spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
+                  gate_.hub_memory(), shared_.budget.limit());
   } else {
     arm_recv(conn);
   }
@@ -70,7 +63,7 @@ bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
   // is past its high watermark, and a new connection until its first frame is whole.
   // Without the kernel's multishot limit (before Linux 6.15) a heavy sender would read a frame or more
   // ahead of its next header, so it is read one buffer at a time as well.
-  return conn.reads_directly || (conn.heavy && !multishot_limit_supported_) || gate_ != ReadGate::kOpen ||
+  return conn.reads_directly || (conn.heavy && !multishot_limit_supported_) || !gate_.open() ||
          conn.protocol == Protocol::kLine || conn.frames_in == 0;
 }
 
@@ -79,7 +72,7 @@ std::uint32_t Shard::read_cap(const Connection& conn) const {
   // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
   // reservation (or waits for one), not what a full receive buffer would let in.
   const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
-  return gate_ != ReadGate::kOpen || unproven ? kPressureReadBytes : 0;
+  return !gate_.open() || unproven ? kPressureReadBytes : 0;
 }
 
 void Shard::arm_recv(Connection& conn) {
@@ -91,7 +84,7 @@ void Shard::arm_recv(Connection& conn) {
   } else {
     io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
     if (multishot_limit_supported_) {
-      conn.recv_limit = read_ahead_limit();
+      conn.recv_limit = gate_.read_ahead_limit();
       uring_compat::set_multishot_total_limit(entry, conn.recv_limit);
     }
   }
@@ -106,8 +99,8 @@ void Shard::arm_recv(Connection& conn) {
 void Shard::arm_direct_recv(Connection& conn) {
   const std::span<std::uint8_t> space = conn.assembler.direct_space(kDirectRecvChunk);
   conn.direct_target = conn.assembler.partial_block();
-  consume_reservation(conn,
-                      static_cast<std::uint32_t>(space.data() + space.size() - conn.direct_target.data()));
+  gate_.consume_reservation(
+      conn, static_cast<std::uint32_t>(space.data() + space.size() - conn.direct_target.data()));
   io_uring_sqe* entry = sqe();
   io_uring_prep_recv(entry, static_cast<int>(conn.slot), space.data(), space.size(), 0);
   entry->flags |= IOSQE_FIXED_FILE;
@@ -142,7 +135,8 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (!more) {
       resume_reading(conn);  // the kernel ended the multishot without an error, or our stop landed
     } else if (conn.state == ConnState::kOpen && !conn.recv_cancel_sent &&
-               (conn.assembler.wants_direct() || must_pause(conn) || reads_one_buffer_at_a_time(conn))) {
+               (conn.assembler.wants_direct() || gate_.must_pause(conn) ||
+                reads_one_buffer_at_a_time(conn))) {
       stop_multishot(conn);  // its last completion resumes reading the way the state then asks
     }
   } else if (cqe.res == -ENOBUFS) {
@@ -177,7 +171,7 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
       conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
                                    [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
       if (!conn.assembler.wants_direct()) {
-        end_reservation(conn);  // the frame is whole (a direct receive never reads past it)
+        gate_.end_reservation(conn);  // the frame is whole (a direct receive never reads past it)
       }
       after_input(conn);
     }
@@ -228,149 +222,33 @@ void Shard::on_read_eof(Connection& conn) {
   // Draining and still writing: the drain closes once its bytes are out (recv is no longer armed).
 }
 
-Weight Shard::weight_of(const Connection& conn) {
-  return conn.heavy ? Weight::kHeavy : Weight::kLight;  // kept current by on_frame and after_input
+bool Shard::must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const {
+  if (conn.state != ConnState::kOpen || !conn.recv_armed || conn.recv_op != Op::kRecv ||
+      conn.recv_cancel_sent) {
+    return false;
+  }
+  return (narrowed.gate && gate_.must_pause(conn)) ||
+         (narrowed.read_ahead && MemoryGate::beyond_narrow_read_ahead(conn.recv_limit));
 }
 
-bool Shard::must_pause(const Connection& conn) const {
-  if (conn.frame_reserved) {
-    return false;  // its frame is paid for: reading it to the end adds nothing the gate has not seen
+void Shard::enforce(MemoryGate::Narrowed narrowed) {
+  if (!narrowed.gate && !narrowed.read_ahead) {
+    return;
   }
-  switch (gate_) {
-    case ReadGate::kOpen: return false;
-    case ReadGate::kLightOnly: return weight_of(conn) == Weight::kHeavy;
-    case ReadGate::kClosed: return true;
-  }
-  return true;
-}
-
-void Shard::enforce_gate() {
   for (Connection& conn : all_) {
-    if (conn.state == ConnState::kOpen && conn.recv_armed && conn.recv_op == Op::kRecv &&
-        !conn.recv_cancel_sent && must_pause(conn)) {
-      stop_multishot(conn);
+    if (must_stop_multishot(conn, narrowed)) {
+      stop_multishot(conn);  // its last completion resumes reading the way the gate then allows
     }
   }
 }
 
-std::uint32_t Shard::read_ahead_limit() const {
-  return wide_read_ahead_ ? kWideReadAhead : kNarrowReadAhead;
-}
-
-void Shard::narrow_read_ahead() {
-  for (Connection& conn : all_) {
-    if (conn.state == ConnState::kOpen && conn.recv_armed && conn.recv_op == Op::kRecv &&
-        !conn.recv_cancel_sent && conn.recv_limit > kNarrowReadAhead) {
-      stop_multishot(conn);
-    }
-  }
-}
-
-void Shard::pause_reading(Connection& conn) {
-  conn.read_paused = true;
-  paused_[static_cast<int>(weight_of(conn))].push_back(conn);
-  ++paused_count_;
-  ++budget_pauses_;
-  spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id, hub_memory_,
-                shared_.budget.limit());
-}
-
-void Shard::resume_paused() {
-  grant_reservations();
-  for (const Weight weight : {Weight::kLight, Weight::kHeavy}) {
-    Connection::WaitingList& paused = paused_[static_cast<int>(weight)];
-    if (!paused.empty() && shared_.budget.may_resume(hub_memory_, weight)) {
-      resume_all(paused);
-    }
-  }
-}
-
-void Shard::resume_all(Connection::WaitingList& paused) {
-  while (!paused.empty()) {
-    Connection& conn = paused.front();
-    paused.pop_front();
-    unpause(conn);
-    resume_reading(conn);
-  }
-}
-
-void Shard::unpause(Connection& conn) {
-  conn.read_paused = false;
-  --paused_count_;
+void Shard::GateEventsOnShard::on_resumed(Connection& conn) {
   if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
     conn.assembling_hook.unlink();
-    conn.frame_started = now_;
-    assembling_.push_back(conn);
+    conn.frame_started = shard_.now_;
+    shard_.assembling_.push_back(conn);
   }
-}
-
-bool Shard::reserve_large_frame(Connection& conn, bool only_if_none_under_way) {
-  const std::uint32_t filled = conn.assembler.partial_frame_filled();
-  const std::int64_t need = conn.assembler.partial_frame_size() - filled;
-  std::atomic<std::int64_t>& reservations = shared_.frame_reservations;
-  if (only_if_none_under_way) {
-    // However full memory is, one large frame at a time always proceeds: what the waiting frames
-    // already hold can then never keep every one of them waiting for good.
-    std::int64_t none = 0;
-    if (!shared_.large_frames_under_way.compare_exchange_strong(none, 1, std::memory_order_relaxed)) {
-      return false;
-    }
-    reservations.fetch_add(need, std::memory_order_relaxed);
-  } else {
-    // Atomic across shards, so together they never reserve past the low watermark: the 3/8 above it
-    // holds what light clients read ahead before they are known to be starting large frames (a
-    // receive buffer each) and light traffic itself.
-    const std::int64_t reserved = reservations.fetch_add(need, std::memory_order_relaxed) + need;
-    if (shared_.memory_in_use() + reserved > static_cast<std::int64_t>(shared_.budget.low_watermark())) {
-      reservations.fetch_sub(need, std::memory_order_relaxed);
-      return false;
-    }
-    shared_.large_frames_under_way.fetch_add(1, std::memory_order_relaxed);
-  }
-  conn.frame_reserved = true;
-  conn.reserved_bytes = static_cast<std::uint32_t>(need);
-  conn.charged_through = filled;
-  return true;
-}
-
-void Shard::await_reservation(Connection& conn) {
-  conn.read_paused = true;
-  awaiting_reservation_.push_back(conn);
-  ++paused_count_;
-  ++budget_pauses_;
-}
-
-void Shard::grant_reservations() {
-  while (!awaiting_reservation_.empty()) {
-    Connection& conn = awaiting_reservation_.front();
-    if (!reserve_large_frame(conn, false) && !reserve_large_frame(conn, true)) {
-      return;  // first come, first served: the next in line waits for this one
-    }
-    awaiting_reservation_.pop_front();
-    unpause(conn);
-    resume_reading(conn);
-  }
-}
-
-void Shard::consume_reservation(Connection& conn, std::uint32_t charged_through) {
-  if (!conn.frame_reserved || charged_through <= conn.charged_through) {
-    return;
-  }
-  const std::uint32_t now_charged = std::min(charged_through - conn.charged_through, conn.reserved_bytes);
-  conn.reserved_bytes -= now_charged;
-  conn.charged_through = charged_through;
-  shared_.frame_reservations.fetch_sub(now_charged, std::memory_order_relaxed);
-}
-
-void Shard::end_reservation(Connection& conn) {
-  if (!conn.frame_reserved) {
-    return;
-  }
-  shared_.frame_reservations.fetch_sub(conn.reserved_bytes, std::memory_order_relaxed);
-  shared_.large_frames_under_way.fetch_sub(1, std::memory_order_relaxed);
-  conn.frame_reserved = false;
-  conn.reserved_bytes = 0;
-  conn.charged_through = 0;
+  shard_.resume_reading(conn);
 }
 
 void Shard::rearm_waiting_recvs() {

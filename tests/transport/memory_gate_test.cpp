@@ -1,0 +1,240 @@
+// Tests for transport/memory_gate, without a ring or a socket: the verdicts follow the budget's
+// watermarks (with the read-ahead hysteresis), paused connections are let in by weight at their own
+// watermark, and large-frame reservations stop at the low watermark except the one frame that always
+// proceeds, are granted first come first served, and all go back.
+#include "transport/memory_gate.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/frame_codec.hpp"
+#include "core/protocol.hpp"
+#include "core/shared_block.hpp"
+
+namespace ringhub {
+namespace {
+
+constexpr std::size_t kBudget = 64U << 20;
+constexpr std::uint32_t kDirectThreshold = 64U << 10;
+constexpr unsigned kOneShard = 1;
+constexpr unsigned kTableSize = 16;
+constexpr std::size_t kDirectorySlots = 16;
+
+HubConfig config_with_budget(std::size_t budget) {
+  HubConfig config;
+  config.max_memory = budget;
+  return config;
+}
+
+// Records which connections the gate let in, in order.
+struct ResumedLog final : GateEvents {
+  void on_resumed(Connection& conn) override { resumed.push_back(&conn); }
+  std::vector<Connection*> resumed;
+};
+
+class MemoryGateTest : public ::testing::Test {
+ protected:
+  MemoryGateTest()
+      : shared_(config_, kOneShard, kTableSize, kDirectorySlots, HashKey{}), gate_(shared_, log_) {
+    accounting_.memory = &shared_.memory[0];
+    accounting_.direct_threshold = kDirectThreshold;
+  }
+
+  // Hub memory charged now: the figure the next update() reads.
+  void set_memory_in_use(std::size_t bytes) { shared_.memory[0].recharge(charged_, bytes); }
+
+  std::unique_ptr<Connection> connection(bool heavy = false) {
+    auto conn = std::make_unique<Connection>(next_slot_++, &accounting_, &shared_.memory[0]);
+    conn->heavy = heavy;
+    return conn;
+  }
+
+  // A connection that has begun a RELAY whose frame is `frame_bytes` long and sent only its first bytes.
+  std::unique_ptr<Connection> begun_large_frame(std::uint32_t frame_bytes) {
+    auto conn = connection(true);
+    const std::vector<protocol::UserId> receivers{7};
+    std::vector<std::uint8_t> frame;
+    codec::append_relay(frame, receivers,
+                        std::vector<std::uint8_t>(frame_bytes - frame_size_of_empty_relay()));
+    constexpr std::uint32_t kSent = 64;
+    BlockRef input = HeapBlock::create(kSent);
+    std::copy_n(frame.begin(), kSent, input.data());
+    conn->assembler.feed(input, 0, kSent, [](FrameView&&) { return true; });
+    return conn;
+  }
+
+  static std::uint32_t frame_size_of_empty_relay() {
+    std::vector<std::uint8_t> frame;
+    codec::append_relay(frame, std::vector<protocol::UserId>{7}, {});
+    return static_cast<std::uint32_t>(frame.size());
+  }
+
+  std::int64_t reserved() const { return shared_.frame_reservations.load(); }
+  std::int64_t frames_under_way() const { return shared_.large_frames_under_way.load(); }
+
+  HubConfig config_ = config_with_budget(kBudget);
+  HubShared shared_;
+  ResumedLog log_;
+  MemoryGate gate_;
+  AssemblyAccounting accounting_;
+  std::size_t charged_ = 0;
+  std::uint32_t next_slot_ = 0;
+};
+
+TEST_F(MemoryGateTest, VerdictsFollowTheWatermarks) {
+  const MemoryBudget& budget = shared_.budget;
+  const auto light = connection(false);
+  const auto heavy = connection(true);
+
+  EXPECT_FALSE(gate_.update().gate);
+  EXPECT_TRUE(gate_.open());
+  EXPECT_FALSE(gate_.must_pause(*light));
+  EXPECT_FALSE(gate_.must_pause(*heavy));
+
+  set_memory_in_use(budget.high_watermark());
+  EXPECT_TRUE(gate_.update().gate) << "into the reserve: heavy senders must stop";
+  EXPECT_FALSE(gate_.open());
+  EXPECT_FALSE(gate_.must_pause(*light));
+  EXPECT_TRUE(gate_.must_pause(*heavy));
+
+  set_memory_in_use(budget.limit());
+  EXPECT_TRUE(gate_.update().gate) << "at the budget: everyone must stop";
+  EXPECT_TRUE(gate_.must_pause(*light));
+  EXPECT_TRUE(gate_.must_pause(*heavy));
+  EXPECT_EQ(gate_.hub_memory(), static_cast<std::int64_t>(budget.limit()));
+
+  set_memory_in_use(0);
+  EXPECT_FALSE(gate_.update().gate) << "a gate that widens stops nobody";
+  EXPECT_TRUE(gate_.open());
+  EXPECT_FALSE(gate_.must_pause(*heavy));
+}
+
+TEST_F(MemoryGateTest, AReservedFrameIsNeverPaused) {
+  const auto conn = begun_large_frame(1U << 20);
+  ASSERT_TRUE(gate_.reserve_large_frame(*conn, false));
+  set_memory_in_use(shared_.budget.limit());
+  gate_.update();
+  EXPECT_FALSE(gate_.must_pause(*conn)) << "its frame is paid for: it is read to its end";
+  gate_.end_reservation(*conn);
+  EXPECT_TRUE(gate_.must_pause(*conn));
+}
+
+TEST_F(MemoryGateTest, ReadAheadNarrowsAndWidensAgainWithAGap) {
+  const std::uint32_t wide = gate_.read_ahead_limit();
+  set_memory_in_use(kBudget / 8);
+  EXPECT_TRUE(gate_.update().read_ahead);
+  const std::uint32_t narrow = gate_.read_ahead_limit();
+  EXPECT_LT(narrow, wide);
+  EXPECT_TRUE(MemoryGate::beyond_narrow_read_ahead(wide));
+  EXPECT_FALSE(MemoryGate::beyond_narrow_read_ahead(narrow));
+
+  set_memory_in_use(kBudget / 8 - 1);
+  EXPECT_FALSE(gate_.update().read_ahead);
+  EXPECT_EQ(gate_.read_ahead_limit(), narrow) << "just below where it narrowed, it stays narrow";
+  set_memory_in_use(kBudget / 16 - 1);
+  EXPECT_FALSE(gate_.update().read_ahead);
+  EXPECT_EQ(gate_.read_ahead_limit(), wide);
+}
+
+TEST_F(MemoryGateTest, PausedConnectionsAreLetInByWeightAtTheirOwnWatermark) {
+  const MemoryBudget& budget = shared_.budget;
+  const auto light = connection(false);
+  const auto heavy = connection(true);
+  set_memory_in_use(budget.limit());
+  gate_.update();
+  gate_.pause(*heavy);
+  gate_.pause(*light);
+  EXPECT_TRUE(light->read_paused);
+  EXPECT_EQ(gate_.paused_count(), 2U);
+  gate_.resume_ready();
+  EXPECT_TRUE(log_.resumed.empty()) << "nobody comes back while the budget is full";
+
+  set_memory_in_use(budget.low_watermark());  // below the high watermark, not below the low one
+  gate_.update();
+  gate_.resume_ready();
+  ASSERT_EQ(log_.resumed, std::vector<Connection*>{light.get()});
+  EXPECT_FALSE(light->read_paused);
+  EXPECT_TRUE(heavy->read_paused);
+  EXPECT_EQ(gate_.paused_count(), 1U);
+
+  set_memory_in_use(budget.low_watermark() - 1);
+  gate_.update();
+  gate_.resume_ready();
+  ASSERT_EQ(log_.resumed, (std::vector<Connection*>{light.get(), heavy.get()}));
+  EXPECT_EQ(gate_.paused_count(), 0U);
+  EXPECT_EQ(gate_.pauses(), 2U) << "every pause is counted, also once resumed";
+}
+
+TEST_F(MemoryGateTest, ReservationsStopAtTheLowWatermarkButOneFrameAlwaysProceeds) {
+  constexpr std::uint32_t kFrame = 1U << 20;
+  const auto first = begun_large_frame(kFrame);
+  const auto second = begun_large_frame(kFrame);
+  const std::int64_t need = kFrame - first->assembler.partial_frame_filled();
+
+  set_memory_in_use(shared_.budget.low_watermark() - need / 2);
+  gate_.update();
+  EXPECT_FALSE(gate_.reserve_large_frame(*first, false)) << "it would reserve past the low watermark";
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_TRUE(gate_.reserve_large_frame(*first, true)) << "with none under way, one frame proceeds";
+  EXPECT_EQ(reserved(), need);
+  EXPECT_EQ(frames_under_way(), 1);
+  EXPECT_FALSE(gate_.reserve_large_frame(*second, true)) << "only while none is under way";
+
+  gate_.consume_reservation(*first, first->assembler.partial_frame_filled() + 1000);
+  EXPECT_EQ(reserved(), need - 1000) << "what its block now charges leaves the reservation";
+  gate_.end_reservation(*first);
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_EQ(frames_under_way(), 0);
+  EXPECT_FALSE(first->frame_reserved);
+}
+
+TEST_F(MemoryGateTest, WaitingFramesAreGrantedFirstComeFirstServed) {
+  constexpr std::uint32_t kFrame = 1U << 20;
+  const auto holder = begun_large_frame(kFrame);
+  const auto first = begun_large_frame(kFrame);
+  const auto second = begun_large_frame(kFrame);
+  set_memory_in_use(shared_.budget.low_watermark());
+  gate_.update();
+  ASSERT_TRUE(gate_.reserve_large_frame(*holder, true));
+  gate_.await_reservation(*first);
+  gate_.await_reservation(*second);
+  gate_.resume_ready();
+  EXPECT_TRUE(log_.resumed.empty());
+  EXPECT_EQ(gate_.paused_count(), 2U);
+
+  gate_.end_reservation(*holder);
+  gate_.resume_ready();
+  ASSERT_EQ(log_.resumed, std::vector<Connection*>{first.get()}) << "the next in line waits for this one";
+  EXPECT_TRUE(first->frame_reserved);
+  EXPECT_TRUE(second->read_paused);
+
+  gate_.forget(*first);
+  EXPECT_EQ(frames_under_way(), 0);
+  gate_.resume_ready();
+  ASSERT_EQ(log_.resumed, (std::vector<Connection*>{first.get(), second.get()}));
+  gate_.end_reservation(*second);
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_EQ(gate_.paused_count(), 0U);
+}
+
+TEST_F(MemoryGateTest, ForgetTakesAPausedConnectionOffItsList) {
+  const auto conn = connection(true);
+  set_memory_in_use(shared_.budget.limit());
+  gate_.update();
+  gate_.pause(*conn);
+  gate_.forget(*conn);
+  EXPECT_FALSE(conn->read_paused);
+  EXPECT_FALSE(conn->waiting_hook.is_linked());
+  EXPECT_EQ(gate_.paused_count(), 0U);
+  set_memory_in_use(0);
+  gate_.update();
+  gate_.resume_ready();
+  EXPECT_TRUE(log_.resumed.empty()) << "a forgotten connection is never let in";
+}
+
+}  // namespace
+}  // namespace ringhub
