@@ -110,7 +110,10 @@ bool MemoryGate::reserve_large_frame(Connection& conn, bool only_if_none_under_w
 void MemoryGate::grant_reservations() {
   while (!awaiting_reservation_.empty()) {
     Connection& conn = awaiting_reservation_.front();
-    if (!reserve_large_frame(conn, false) && !reserve_large_frame(conn, true)) {
+    // A connection whose frame is gone (its assembler was reset) needs no room: reserving nothing would
+    // still count it as the one large frame under way and keep every other frame waiting behind it.
+    const bool needs_room = conn.assembler.wants_direct();
+    if (needs_room && !reserve_large_frame(conn, false) && !reserve_large_frame(conn, true)) {
       return;  // first come, first served: the next in line waits for this one
     }
     awaiting_reservation_.pop_front();

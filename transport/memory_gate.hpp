@@ -22,6 +22,8 @@ class GateEvents {
   ~GateEvents() = default;
 };
 
+// Contract: owned by one shard and used on its thread only; the reservations also move HubShared's
+// atomics, which every shard shares.
 class MemoryGate {
  public:
   MemoryGate(HubShared& shared, GateEvents& events) : shared_(shared), events_(events) {}

@@ -116,7 +116,10 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   }
   unregister(conn);
   conn.state = ConnState::kDraining;
-  gate_.end_reservation(conn);
+  // Its input is discarded from now on and adds no memory: one the gate kept out is read again (until
+  // EOF), and a frame it waited to reserve room for is gone.
+  const bool paused_by_gate = conn.read_paused;
+  gate_.forget(conn);
   conn.assembler.reset();
   conn.assembling_hook.unlink();
   conn.activity_hook.unlink();
@@ -132,6 +135,9 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kConnTimer));
   conn.timer_armed = true;
   ++conn.pending_ops;
+  if (paused_by_gate) {
+    resume_reading(conn);
+  }
   continue_drain(conn);
 }
 
