@@ -41,6 +41,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       memory_(shared.memory[index]),
       sender_(ring_, config_, index, counters_, memory_, send_events_),
       gate_(shared, gate_events_),
+      clocks_(config_, clock_events_),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], ring_, router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
@@ -167,8 +168,8 @@ void Shard::publish_counters() {
   counters_.buffer_bytes_in_use.set(pool_->bytes_held());
   counters_.read_paused_connections.set(gate_.paused_count());
   counters_.budget_pauses.set(gate_.pauses());
-  counters_.frame_timeouts.set(frame_timeouts_);
-  counters_.idle_closes.set(idle_closes_);
+  counters_.frame_timeouts.set(clocks_.frame_timeouts());
+  counters_.idle_closes.set(clocks_.idle_closes());
   counters_.cq_overflows.set(ring_.cq_overflows());
 }
 

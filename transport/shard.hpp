@@ -24,6 +24,7 @@
 #include "transport/acceptor.hpp"
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
+#include "transport/connection_clocks.hpp"
 #include "transport/hub_config.hpp"
 #include "transport/hub_shared.hpp"
 #include "transport/memory_gate.hpp"
@@ -145,14 +146,6 @@ class alignas(uring::kTagAlignment) Shard {
   void enforce(MemoryGate::Narrowed narrowed);
   bool must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const;
   void rearm_waiting_recvs();
-  // The frame-timeout clock: started when a frame is left partial, stopped at a frame boundary.
-  void clock_partial_frame(Connection& conn);
-  void expire_partial_frames();
-  // The idle timeout (off unless configured): input moves a connection to the back of its protocol's
-  // list; the tick closes those at the front that have been silent too long.
-  std::chrono::milliseconds idle_timeout_of(const Connection& conn) const;
-  void note_input(Connection& conn);
-  void expire_idle_connections();
 
   // --- the relay protocol (shard_relay.cpp): the semantics are core/relay_service; this is its seam,
   // the frame entry point and the inbox
@@ -216,6 +209,17 @@ class alignas(uring::kTagAlignment) Shard {
     Shard& shard_;
   };
 
+  // --- the timeouts are transport/connection_clocks; the lifecycle ends whom they name
+  class ClockEventsOnShard final : public ClockEvents {
+   public:
+    explicit ClockEventsOnShard(Shard& shard) : shard_(shard) {}
+    void on_frame_timeout(Connection& conn) override;
+    void on_idle(Connection& conn, std::chrono::milliseconds silent_for) override;
+
+   private:
+    Shard& shard_;
+  };
+
   // --- the write side is transport/sender; this is what it reports to the lifecycle
   class SendEventsOnShard final : public SendEvents {
    public:
@@ -245,6 +249,8 @@ class alignas(uring::kTagAlignment) Shard {
   Sender sender_;
   GateEventsOnShard gate_events_{*this};
   MemoryGate gate_;
+  ClockEventsOnShard clock_events_{*this};
+  ConnectionClocks clocks_;
   AssemblyAccounting assembly_;
   std::size_t pending_lines_charged_ = 0;
   std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
@@ -252,10 +258,6 @@ class alignas(uring::kTagAlignment) Shard {
 
   Connection::AllList all_;
   Connection::WaitingList waiting_for_buffers_;
-  Connection::AssemblingList assembling_;              // partial frames, oldest clock first
-  PerProtocol<Connection::ActivityList> by_activity_;  // least recently heard first
-  std::uint64_t idle_closes_ = 0;
-  std::uint64_t frame_timeouts_ = 0;
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;

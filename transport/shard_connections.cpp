@@ -56,7 +56,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
   } else {
     relay_.add(*conn);
   }
-  note_input(*conn);  // the idle clock starts at the accept
+  clocks_.note_input(*conn, now_);  // the idle clock starts at the accept
   resume_reading(*conn);
 }
 
@@ -90,6 +90,15 @@ void Shard::SendEventsOnShard::on_send_done(Connection& conn) {
 
 void Shard::SendEventsOnShard::on_notified(Connection& conn) {
   shard_.maybe_finish_close(conn);
+}
+
+void Shard::ClockEventsOnShard::on_frame_timeout(Connection& conn) {
+  shard_.close_with_error(conn, protocol::ErrorCode::kFrameTimeout);
+}
+
+void Shard::ClockEventsOnShard::on_idle(Connection& conn, std::chrono::milliseconds silent_for) {
+  spdlog::debug("shard {}: user {}: idle for {} ms, closing", shard_.index_, conn.id, silent_for.count());
+  shard_.begin_drain(conn, &shard_.grace_ts_);  // what is queued for it is still written
 }
 
 void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
@@ -260,8 +269,7 @@ void Shard::on_tick(const io_uring_cqe&) {
   if (!stopping_) {
     acceptor_.arm_all();  // an accept that failed (file table full, transient error) gets another go
   }
-  expire_partial_frames();
-  expire_idle_connections();
+  clocks_.expire(now_);
   sender_.on_tick();
   if (index_ == 0) {
     trim_heap_after_burst();

@@ -129,7 +129,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     const BlockRef buffer = pool_->take(bid);
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {  // draining connections discard input
-      note_input(conn);
+      clocks_.note_input(conn, now_);
       on_input(conn, buffer, static_cast<std::uint32_t>(cqe.res));
     }
     if (!more) {
@@ -167,7 +167,7 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
   if (cqe.res > 0) {
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {
-      note_input(conn);
+      clocks_.note_input(conn, now_);
       conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
                                    [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
       if (!conn.assembler.wants_direct()) {
@@ -198,7 +198,7 @@ void Shard::after_input(Connection& conn) {
   const std::size_t partial = conn.assembler.partial_frame_size();
   conn.heavy = conn.heavy || partial > kLightFrameBytes;
   conn.reads_directly = conn.reads_directly || partial > kDirectReadFrameBytes;
-  clock_partial_frame(conn);
+  clocks_.clock_partial_frame(conn, now_);
 }
 
 void Shard::on_recv_ended(Connection& conn, int res) {
@@ -243,11 +243,7 @@ void Shard::enforce(MemoryGate::Narrowed narrowed) {
 }
 
 void Shard::GateEventsOnShard::on_resumed(Connection& conn) {
-  if (conn.assembling_hook.is_linked()) {  // time spent paused by the hub is not the client's
-    conn.assembling_hook.unlink();
-    conn.frame_started = shard_.now_;
-    shard_.assembling_.push_back(conn);
-  }
+  shard_.clocks_.restart_frame_clock(conn, shard_.now_);  // time spent paused is not the client's
   shard_.resume_reading(conn);
 }
 
@@ -256,70 +252,6 @@ void Shard::rearm_waiting_recvs() {
     Connection& conn = waiting_for_buffers_.front();
     waiting_for_buffers_.pop_front();
     resume_reading(conn);
-  }
-}
-
-void Shard::clock_partial_frame(Connection& conn) {
-  if (conn.assembler.at_boundary()) {
-    conn.assembling_hook.unlink();
-    return;
-  }
-  if (conn.assembling_hook.is_linked() && conn.clocked_frame == conn.frames_in) {
-    return;  // the same frame is still partial: its clock keeps running
-  }
-  conn.assembling_hook.unlink();
-  conn.clocked_frame = conn.frames_in;
-  conn.frame_started = now_;
-  assembling_.push_back(conn);  // clocks start in time order, so the oldest is always at the front
-}
-
-void Shard::expire_partial_frames() {
-  while (!assembling_.empty()) {
-    Connection& conn = assembling_.front();
-    if (now_ - conn.frame_started < config_.frame_timeout) {
-      return;
-    }
-    assembling_.pop_front();
-    if (conn.read_paused) {  // we stopped reading it: restart its clock rather than blame it
-      conn.frame_started = now_;
-      assembling_.push_back(conn);
-      continue;
-    }
-    ++frame_timeouts_;
-    close_with_error(conn, protocol::ErrorCode::kFrameTimeout);
-  }
-}
-
-std::chrono::milliseconds Shard::idle_timeout_of(const Connection& conn) const {
-  return conn.protocol == Protocol::kLine ? config_.line_idle_timeout : config_.relay_idle_timeout;
-}
-
-void Shard::note_input(Connection& conn) {
-  if (idle_timeout_of(conn).count() == 0) {
-    return;
-  }
-  conn.last_input = now_;
-  conn.activity_hook.unlink();
-  by_activity_[conn.protocol].push_back(conn);
-}
-
-void Shard::expire_idle_connections() {
-  for (Connection::ActivityList& list : by_activity_) {
-    while (!list.empty()) {
-      Connection& conn = list.front();
-      if (now_ - conn.last_input < idle_timeout_of(conn)) {
-        break;
-      }
-      list.pop_front();
-      if (conn.read_paused || conn.line_throttled) {  // silent because we stopped reading it
-        note_input(conn);
-        continue;
-      }
-      ++idle_closes_;
-      spdlog::debug("shard {}: user {}: idle for {} ms, closing", index_, conn.id,
-                    (now_ - conn.last_input).count());
-      begin_drain(conn, &grace_ts_);  // what is queued for it is still written
-    }
   }
 }
 
