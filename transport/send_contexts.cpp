@@ -64,12 +64,18 @@ void SendContextPool::prepare_batch(SendContext& context, std::size_t queued_byt
 }
 
 BlockRef SendContextPool::Batches::next(std::uint64_t position) {
-  if (!context_.batch || handed_ == kMaxBatchBlocksPerSend || (handed_ > 0 && position >= lent_end_)) {
-    return {};  // batching is off (or memory ran out for it), or this send has copied enough
+  if (queued_bytes_ == 0 || handed_ == kMaxBatchBlocksPerSend || (handed_ > 0 && position >= lent_end_)) {
+    return {};  // batching is off, or this send has copied enough
   }
-  if (handed_++ == 0) {
-    return context_.batch;  // made ready by prepare_batch
+  if (handed_ == 0) {
+    pool_.prepare_batch(context_, queued_bytes_);
+    if (!context_.batch) {
+      return {};  // memory ran out for it
+    }
+    ++handed_;
+    return context_.batch;
   }
+  ++handed_;
   return HeapBlock::create(static_cast<std::uint32_t>(kSendBatchBytes - kBatchBlockOverhead), &pool_.memory_,
                            UINT32_MAX, owner_tag());
 }

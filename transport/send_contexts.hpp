@@ -73,18 +73,21 @@ class SendContextPool {
   void on_tick();
   void free_pooled();
 
-  // The batch blocks of one send: the context's own first, then new full-size ones, but only for slices
-  // before `lent_end` (receive buffers lent this iteration). Other small slices wait for the next send,
-  // as before, which bounds what one send copies.
+  // The batch blocks of one send: the context's own first (prepared for `queued_bytes` only when the
+  // send first copies, so a send with nothing to copy, such as a queue of appended copies or shared
+  // blocks, holds no batch), then new full-size ones, but only for slices before `lent_end` (receive
+  // buffers lent this iteration). Other small slices wait for the next send, as before, which bounds
+  // what one send copies. `queued_bytes` 0: this send copies nothing.
   class Batches final : public BatchBlocks {
    public:
-    Batches(SendContextPool& pool, SendContext& context, std::uint64_t lent_end)
-        : pool_(pool), context_(context), lent_end_(lent_end) {}
+    Batches(SendContextPool& pool, SendContext& context, std::size_t queued_bytes, std::uint64_t lent_end)
+        : pool_(pool), context_(context), queued_bytes_(queued_bytes), lent_end_(lent_end) {}
     BlockRef next(std::uint64_t position) override;
 
    private:
     SendContextPool& pool_;
     SendContext& context_;
+    std::size_t queued_bytes_;
     std::uint64_t lent_end_;
     std::size_t handed_ = 0;
   };

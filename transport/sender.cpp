@@ -121,10 +121,8 @@ std::uint64_t Sender::start_send(Connection& conn) {
     return 0;
   }
   SendContext* context = contexts_.acquire();
-  if (config_.batch_threshold > 0) {
-    contexts_.prepare_batch(*context, conn.outbound.queued_bytes());
-  }
-  SendContextPool::Batches batches(contexts_, *context, conn.lent_end);
+  const std::size_t batchable = config_.batch_threshold > 0 ? conn.outbound.queued_bytes() : 0;
+  SendContextPool::Batches batches(contexts_, *context, batchable, conn.lent_end);
   const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batches,
                                                    config_.batch_threshold);
   const std::size_t count = plan.iov_count;
