@@ -39,6 +39,7 @@ void OutboundQueue::free_ring() {
 }
 
 void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t length) {
+  left_behind_room_ += append_room();  // the tail's room stays unused once another slice follows it
   if (count_ == capacity_) {
     grow();
   }
@@ -54,12 +55,12 @@ bool OutboundQueue::is_appended(const Slice& slice) {
   return !slice.is_placeholder() && slice.block->owner() == append_owner_tag();
 }
 
+std::size_t OutboundQueue::room_after(const Slice& slice) {
+  return is_appended(slice) ? slice.block->capacity() - slice.offset - slice.length : 0;
+}
+
 std::size_t OutboundQueue::append_room() const {
-  if (count_ == 0 || !is_appended(at(count_ - 1))) {
-    return 0;
-  }
-  const Slice& tail = at(count_ - 1);
-  return tail.block->capacity() - tail.offset - tail.length;
+  return count_ == 0 ? 0 : room_after(at(count_ - 1));
 }
 
 bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
@@ -86,12 +87,11 @@ bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
 }
 
 std::uint32_t OutboundQueue::next_append_block_size(std::uint32_t length) const {
-  // A run of copies doubles its blocks as each fills; anything else between copies starts the run
-  // again, so a block left behind by the run holds at most about as much room as the run copied.
-  std::size_t allocation = std::bit_ceil(std::size_t{length} + kSliceOverheadBytes);
-  if (count_ > 0 && is_appended(at(count_ - 1))) {
-    allocation = std::max(allocation, 2 * (at(count_ - 1).block->capacity() + kSliceOverheadBytes));
-  }
+  // Sized to the queue: a receiver that is behind gets blocks as large as its backlog, so a stream of
+  // small copies costs few allocations. Sized to the copy alone (or doubled only through unbroken runs
+  // of copies, which frames lent in between keep breaking) it cost a malloc per frame or two, and K=1
+  // 1 KiB at a fixed rate stalled again (docs/perf/README.md, "A stall at a fixed rate").
+  std::size_t allocation = std::bit_ceil(queued_bytes_ + length + kSliceOverheadBytes);
   allocation = std::clamp(allocation, kMinAppendAllocation, kMaxAppendAllocation);
   return static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));
 }
@@ -214,6 +214,9 @@ std::int64_t OutboundQueue::copy_out_blocks_of(const void* owner, MemoryAccount*
 }
 
 void OutboundQueue::pop_front() {
+  if (count_ > 1) {
+    left_behind_room_ -= room_after(at(0));
+  }
   at(0) = Slice{};
   head_ = (head_ + 1) & (capacity_ - 1);
   --count_;
@@ -262,6 +265,10 @@ void OutboundQueue::truncate_after(std::size_t keep_bytes) {
     const auto appended_since = static_cast<std::uint32_t>(seen - keep_bytes);
     at(count_ - 1).length -= appended_since;
     queued_bytes_ -= appended_since;
+  }
+  left_behind_room_ = 0;  // rare (a connection going away): counted again from what is left
+  for (std::uint32_t i = 0; i + 1 < count_; ++i) {
+    left_behind_room_ += room_after(at(i));
   }
   if (count_ == 0) {
     queued_bytes_ = 0;

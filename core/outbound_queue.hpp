@@ -57,10 +57,10 @@ class OutboundQueue {
   // What one queued slice is charged beyond its bytes when the queue's memory is measured: the block
   // header and malloc's rounding of a reply the slice may hold alone (see HeapBlock::footprint).
   static constexpr std::size_t kSliceOverheadBytes = HeapBlock::kHeaderBytes + 16;
-  // The allocation of one block push_copy appends into: the power of two above the copy, doubled for
-  // each block a run of copies fills, within these bounds (a copy larger than the largest gets a block
-  // of its own size). The largest stays below LargeBlockMemory's size, so malloc reuses a freed one.
-  static constexpr std::size_t kMinAppendAllocation = 256;
+  // The allocation of one block push_copy appends into: the power of two above what is queued, within
+  // these bounds (a copy larger than the largest gets a block of its own size). The largest stays below
+  // LargeBlockMemory's size, so malloc reuses a freed one at once.
+  static constexpr std::size_t kMinAppendAllocation = 1U << 10;
   static constexpr std::size_t kMaxAppendAllocation = 64U << 10;
   // The owner tag (SharedBlock::owner) of the blocks push_copy appends into.
   static void* append_owner_tag() {
@@ -78,19 +78,18 @@ class OutboundQueue {
   std::size_t slice_count() const { return count_; }
   std::size_t queued_bytes() const { return queued_bytes_; }  // bytes not yet consumed
   // The memory this queue makes the hub hold, as the slow-consumer limit counts it: queued bytes, a
-  // block overhead per slice, and the slice ring itself.
+  // block overhead per slice, the slice ring itself, and the unused room of every block push_copy made.
   std::size_t memory_bytes() const {
     return queued_bytes_ + count_ * kSliceOverheadBytes + std::size_t{capacity_} * sizeof(Slice) +
-           append_room();
+           append_room() + left_behind_room_;
   }
 
   void push(BlockRef block, std::uint32_t offset, std::uint32_t length);
   // Queues a copy of `bytes` (bytes the hub composed, or a small frame for one receiver). It goes into
   // the room left in the block the last copy went into when it is still the tail, so a run of small
   // copies costs one allocation per block, not one each, and leaves as one iovec with no second copy.
-  // The block is charged to the queue's account; returns false when memory is exhausted. Only the
-  // tail block's room is measured by memory_bytes(): a block a run of copies left behind holds at most
-  // about as much room as the run copied (see next_append_block_size).
+  // The block is charged to the queue's account, and its unused room is measured by memory_bytes();
+  // returns false when memory is exhausted.
   bool push_copy(std::span<const std::uint8_t> bytes);
   // Holds a place for a reply still being gathered; returns its position for fill_placeholder.
   std::uint64_t push_placeholder(std::uint32_t token);
@@ -140,6 +139,8 @@ class OutboundQueue {
   // block push_copy made, and only that slice refers to it, so nothing reads past the slice's end.
   // Also what the queue holds beyond its bytes (the block is charged for them).
   std::size_t append_room() const;
+  // The unused room after `slice` in its block, if push_copy made that block (else 0).
+  static std::size_t room_after(const Slice& slice);
   // Bytes of the block push_copy makes for a copy of `length` bytes that does not fit the tail's room.
   std::uint32_t next_append_block_size(std::uint32_t length) const;
   void grow();
@@ -154,6 +155,8 @@ class OutboundQueue {
   std::uint32_t head_sent_ = 0;  // bytes of the head slice already written
   std::size_t queued_bytes_ = 0;
   std::uint64_t popped_ = 0;  // slices ever taken off the head: position - popped_ is an index
+  // The unused room of the push_copy blocks before the tail: fixed once another slice follows them.
+  std::size_t left_behind_room_ = 0;
 };
 
 }  // namespace ringhub
