@@ -30,6 +30,7 @@ void OutboundQueue::grow() {
 }
 
 void OutboundQueue::free_ring() {
+  assert(left_behind_room_ == 0 && "an empty queue has no block left behind");
   if (account_ != nullptr && capacity_ != 0) {
     account_->release(malloc_footprint(sizeof(Slice) * capacity_));
   }
@@ -91,8 +92,8 @@ std::uint32_t OutboundQueue::next_append_block_size(std::uint32_t length) const 
   // small copies costs few allocations. Sized to the copy alone (or doubled only through unbroken runs
   // of copies, which frames lent in between keep breaking) it cost a malloc per frame or two, and K=1
   // 1 KiB at a fixed rate stalled again (docs/perf/README.md, "A stall at a fixed rate").
-  std::size_t allocation = std::bit_ceil(queued_bytes_ + length + kSliceOverheadBytes);
-  allocation = std::clamp(allocation, kMinAppendAllocation, kMaxAppendAllocation);
+  const std::size_t wanted = std::min(queued_bytes_ + length + kSliceOverheadBytes, kMaxAppendAllocation);
+  const std::size_t allocation = std::max(std::bit_ceil(wanted), kMinAppendAllocation);
   return static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));
 }
 

@@ -846,7 +846,7 @@ TEST(OutboundQueueCopyTest, BlocksLeftBehindAreMeasuredUntilTheyAreSent) {
   EXPECT_EQ(account.bytes(), 0);
 }
 
-TEST(OutboundQueueCopyTest, ARunOfCopiesGrowsItsBlocksWithTheQueue) {
+TEST(OutboundQueueCopyTest, ARunOfCopiesTakesFewBlocksAndLittleRoomBeyondTheTail) {
   OutboundQueue q;
   const std::vector<std::uint8_t> frame = pattern(1040, 1);
   for (int i = 0; i < 400; ++i) {
@@ -904,6 +904,20 @@ TEST(OutboundQueueCopyTest, TruncateCutsCopiesAppendedAfterTheSendInFlightAndLat
   std::vector<std::uint8_t> expected = sent;
   expected.insert(expected.end(), last_words.begin(), last_words.end());
   EXPECT_EQ(gather(iov, q.fill_iovecs(iov, 4, kNoByteLimit)), expected);
+}
+
+TEST(OutboundQueueCopyTest, ACopyBlockThatTheCutMakesTheTailAgainIsMeasuredOnce) {
+  OutboundQueue q;
+  const BlockRef shared = make_block(4096, 0);
+  const std::vector<std::uint8_t> copy = pattern(30, 0);
+  ASSERT_TRUE(q.push_copy(bytes_of(copy)));
+  q.push(shared, 0, 4096);  // the copy's block is left behind
+  q.truncate_after(30);     // and the tail again
+  OutboundQueue alone;
+  ASSERT_TRUE(alone.push_copy(bytes_of(copy)));
+  EXPECT_EQ(q.memory_bytes(), alone.memory_bytes()) << "its room counts once, as the tail's";
+  q.consume(30);
+  EXPECT_EQ(q.memory_bytes(), 0U);
 }
 
 TEST(OutboundQueueCopyTest, BlocksGrowWithTheQueueAndACopyLargerThanTheirsGetsItsOwn) {
