@@ -38,6 +38,11 @@ class ConnectionClocks {
   // The hub paused reading `conn`: the time it waited was not the client's, so its frame clock (if
   // one runs) starts again.
   void restart_frame_clock(Connection& conn, ShardTime now);
+  // `conn` is drained or closed: neither of its clocks runs any more.
+  static void forget(Connection& conn) {
+    conn.assembling_hook.unlink();
+    conn.activity_hook.unlink();
+  }
   // Hands every connection whose timeout has passed to the events, frames first. A connection the hub
   // is not reading (paused for memory, or a line client over its allowance) is not blamed: its clock
   // starts again.

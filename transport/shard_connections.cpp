@@ -130,8 +130,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
   const bool paused_by_gate = conn.read_paused;
   gate_.forget(conn);
   conn.assembler.reset();
-  conn.assembling_hook.unlink();
-  conn.activity_hook.unlink();
+  ConnectionClocks::forget(conn);
   if (!last_words.empty()) {
     // Keep only what a send in flight points at (whole frames or lines), then the last words.
     const std::size_t before = conn.outbound.queued_bytes();
@@ -196,8 +195,7 @@ void Shard::begin_close(Connection& conn) {
   gate_.forget(conn);
   conn.dirty_hook.unlink();
   conn.waiting_hook.unlink();
-  conn.assembling_hook.unlink();
-  conn.activity_hook.unlink();
+  ConnectionClocks::forget(conn);
   if (conn.recv_armed) {
     io_uring_sqe* entry = sqe();
     io_uring_prep_cancel64(entry, tag(&conn, conn.recv_op), 0);
@@ -293,18 +291,19 @@ constexpr std::chrono::milliseconds kTrimInterval{1000};
 }  // namespace
 
 void Shard::trim_heap_after_burst() {
-  memory_at_last_trim_ = std::max(memory_at_last_trim_, gate_.hub_memory());
-  const std::int64_t dropped = memory_at_last_trim_ - gate_.hub_memory();
+  const std::int64_t memory = gate_.hub_memory();
+  memory_at_last_trim_ = std::max(memory_at_last_trim_, memory);
+  const std::int64_t dropped = memory_at_last_trim_ - memory;
   // A large drop, or any drop that leaves the hub nearly idle (the end of a burst).
-  const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && gate_.hub_memory() < kTrimDrop);
+  const bool worth_it = dropped >= kTrimDrop || (dropped > 0 && memory < kTrimDrop);
   if (!worth_it || now_ - last_trim_ < kTrimInterval) {
     return;
   }
   malloc_trim(0);  // every arena, not just this thread's: the other shards' frees count too
-  if (gate_.hub_memory() < kTrimDrop) {
+  if (memory < kTrimDrop) {
     LargeBlockMemory::release_cache();  // the burst is over: an idle hub keeps no freed large blocks
   }
-  memory_at_last_trim_ = gate_.hub_memory();
+  memory_at_last_trim_ = memory;
   last_trim_ = now_;
 }
 

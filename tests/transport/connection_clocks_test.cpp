@@ -163,6 +163,17 @@ TEST_F(ConnectionClocksTest, AConnectionTheHubIsNotReadingIsNotIdle) {
   EXPECT_EQ(log_.idle.size(), 2U);
 }
 
+TEST_F(ConnectionClocksTest, AForgottenConnectionIsNeverNamed) {
+  const auto conn = connection();
+  send_part_of_a_header(*conn, 3);
+  clocks_.clock_partial_frame(*conn, at(milliseconds{0}));
+  clocks_.note_input(*conn, at(milliseconds{0}));
+  ConnectionClocks::forget(*conn);
+  clocks_.expire(at(10 * kRelayIdle));
+  EXPECT_TRUE(log_.timed_out.empty());
+  EXPECT_TRUE(log_.idle.empty());
+}
+
 TEST_F(ConnectionClocksTest, AProtocolWithoutAnIdleTimeoutIsNeverIdle) {
   const auto line = connection(Protocol::kLine);
   clocks_.note_input(*line, at(milliseconds{0}));
