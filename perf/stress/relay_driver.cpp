@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/frame_codec.hpp"
+#include "core/retry_backoff.hpp"
 #include "perf/stress/payload.hpp"
 
 namespace ringhub::stress {
@@ -253,7 +254,8 @@ void RelayDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& inf
   }
   client.state = State::kBackoff;
   engine_.add_timer(
-      uring::ClientTimer{uring::now_ns() + backoff_ns(client.attempts, rng_), conn.index, 0, kRetry, 0});
+      uring::ClientTimer{uring::now_ns() + RetryBackoff{}.before_attempt(client.attempts + 1, rng_()),
+                         conn.index, 0, kRetry, 0});
 }
 
 void RelayDriver::give_up(uring::ClientConn& conn, const std::string& why) {

@@ -2,6 +2,7 @@
 #include "perf/stress/run.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -83,8 +84,16 @@ uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::
 }
 
 void make_settings(const RunPlan& plan, Shared& shared) {
-  shared.line = LineSettings{plan.ok_delay, plan.timeout_ns, plan.retries, plan.ramp_ns,
-                             fmt::format("{:x}", plan.seed & 0xFFFFFFFFFFFF)};
+  std::vector<std::string> hubs;
+  for (const sockaddr_in& hub : plan.hubs) {
+    hubs.push_back(address_text(hub));
+  }
+  shared.line = LineSettings{plan.ok_delay,
+                             plan.timeout_ns,
+                             plan.retries,
+                             plan.ramp_ns,
+                             fmt::format("{:x}", plan.seed & 0xFFFFFFFFFFFF),
+                             fmt::format("{}", fmt::join(hubs, ","))};
   shared.relay = RelaySettings{plan.clients, plan.relays,  plan.max_size, plan.max_fanout,
                                plan.retries, plan.ramp_ns, plan.seed};
   if (plan.mode == Mode::kRelay) {

@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,16 +55,5 @@ struct Tally {
     started.fetch_add(1, std::memory_order_relaxed);
   }
 };
-
-// Exponential backoff after `attempts` failed attempts (1, 2, ...): 50 ms doubling to 2 s, jittered down
-// to between half and all of that so clients cut off together do not come back together.
-inline constexpr std::int64_t kBackoffInitialNs = 50'000'000;
-inline constexpr std::int64_t kBackoffMaxNs = 2'000'000'000;
-
-inline std::int64_t backoff_ns(unsigned attempts, std::mt19937_64& rng) {
-  const unsigned doublings = std::min(attempts > 0 ? attempts - 1 : 0, 16U);
-  const std::int64_t cap = std::min(kBackoffMaxNs, kBackoffInitialNs << doublings);
-  return std::uniform_int_distribution<std::int64_t>(cap / 2, cap)(rng);
-}
 
 }  // namespace ringhub::stress
