@@ -51,8 +51,7 @@ std::string shown_line_payload(std::string_view x) {
 LineSession::LineSession(const LineSessionConfig& config, LineSessionIo& io, std::uint32_t tag, std::string x)
     : config_(config), io_(io), tag_(tag), x_(std::move(x)) {}
 
-void LineSession::start(std::int64_t now_ns) {
-  (void)now_ns;
+void LineSession::start() {
   ++counts_.attempts;
   state_ = State::kConnecting;
   io_.connect(tag_);
@@ -70,17 +69,17 @@ void LineSession::on_connected(std::int64_t now_ns) {
   delayed_bytes_ = 0;
   oks_unwritten_ = 0;
   ok_ns_.reset();
-  ended_.reset();
+  error_.reset();
   std::string line;
   append_message_line(line, x_);
   io_.send(tag_, line);
   message_unwritten_ = true;
   message_ns_ = now_ns;
-  io_.arm(tag_, LineTimer::kOkTimeout, now_ns + config_.ok_timeout_ns);
+  io_.arm(tag_, LineTimer::kOkTimeout, config_.ok_timeout_ns);
 }
 
 void LineSession::on_bytes(std::span<const std::uint8_t> bytes, std::int64_t now_ns) {
-  if (ended_ || (state_ != State::kOpen && state_ != State::kClosing)) {
+  if (error_ || (state_ != State::kOpen && state_ != State::kClosing)) {
     return;  // closing for a failure: nothing more to answer
   }
   const LineStatus status =
@@ -91,7 +90,7 @@ void LineSession::on_bytes(std::span<const std::uint8_t> bytes, std::int64_t now
         EPROTO, "hub sent a line longer than " + std::to_string(config_.max_line_bytes) + " bytes"));
     return;
   }
-  if (ended_) {
+  if (error_) {
     io_.close(tag_);
     return;
   }
@@ -119,20 +118,26 @@ bool LineSession::on_line(std::string_view line, std::int64_t now_ns) {
       }
       return true;
     case LineCommand::Verb::kOk:
-      if (command.payload != x_) {
-        return surprise(LineSurprise::kForeignOk, line);
+      if (command.payload == x_) {
+        if (ok_ns_) {
+          return surprise(LineSurprise::kDuplicateOk, line);
+        }
+        ok_ns_ = now_ns;  // from here on the bytes are read only for a repeated `ok X`
+        return true;
       }
       if (ok_ns_) {
-        return surprise(LineSurprise::kDuplicateOk, line);
+        return true;
       }
-      ok_ns_ = now_ns;  // the rest of these bytes is read only for a duplicate `ok X`
-      return true;
+      return surprise(LineSurprise::kForeignOk, line);
     case LineCommand::Verb::kUnknown: break;
+  }
+  if (ok_ns_) {
+    return true;  // answered: nothing else concerns us now
   }
   if (line == without_newline(kLineTooLongLine)) {
     // Our lines are checked against the hub's default limit, so the hub runs with a smaller one.
     surprise(LineSurprise::kLineTooLong, line);
-    ended_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
+    error_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
     return false;
   }
   // `error unknown command` (the hub keeps going after it), other error lines, and lines that are no
@@ -143,11 +148,11 @@ bool LineSession::on_line(std::string_view line, std::int64_t now_ns) {
 // The adapter decides whether such a line ends the attempt; the ones kept count as ignored.
 bool LineSession::surprise(LineSurprise what, std::string_view line) {
   if (io_.keep_after(tag_, what, line)) {
-    ++counts_.ignored_lines;
+    counts_.ignored_lines += what == LineSurprise::kForeignOk || what == LineSurprise::kOtherLine ? 1 : 0;
     return true;
   }
-  if (!ended_) {
-    ended_ = system_error(EPROTO, "hub said '" + shown_line_payload(line) + "'");
+  if (!error_) {
+    error_ = system_error(EPROTO, "hub said '" + shown_line_payload(line) + "'");
   }
   return false;
 }
@@ -158,7 +163,7 @@ void LineSession::hold_ok(std::string_view y, std::int64_t now_ns) {
   std::push_heap(delayed_.begin(), delayed_.end(), LaterDue{});
   delayed_bytes_ += y.size();
   if (delay > 0) {
-    io_.arm(tag_, LineTimer::kOkDue, now_ns + delay);
+    io_.arm(tag_, LineTimer::kOkDue, delay);
   }
 }
 
@@ -203,16 +208,16 @@ void LineSession::on_timer(LineTimer timer, std::int64_t now_ns) {
   switch (timer) {
     case LineTimer::kRetry:
       if (state_ == State::kBackoff) {
-        start(now_ns);
+        start();
       }
       return;
     case LineTimer::kOkDue:
-      if (state_ == State::kOpen && !ended_) {
+      if (state_ == State::kOpen && !error_) {
         release_due_oks(now_ns);
       }
       return;
     case LineTimer::kOkTimeout:
-      if (state_ == State::kClosing || (state_ == State::kOpen && ended_)) {
+      if (state_ == State::kClosing || (state_ == State::kOpen && error_)) {
         io_.close(tag_);  // the answers due after `ok X` were not taken in time
       } else if (state_ == State::kOpen) {
         ++counts_.ok_timeouts;
@@ -223,24 +228,22 @@ void LineSession::on_timer(LineTimer timer, std::int64_t now_ns) {
 }
 
 void LineSession::end_attempt(Error why) {
-  ended_ = std::move(why);
+  error_ = std::move(why);
   io_.close(tag_);
 }
 
-void LineSession::on_closed(const LineConnectionEnd& end, std::int64_t now_ns) {
+void LineSession::on_closed(const LineConnectionEnd& end) {
   if (state_ != State::kConnecting && state_ != State::kOpen && state_ != State::kClosing) {
     return;  // given up, or a close the session did not expect
   }
-  splitter_.reset();
-  delayed_.clear();
-  delayed_bytes_ = 0;
+  forget_connection();
   if (ok_ns_) {
     latency_ns_ = *ok_ns_ - message_ns_;
     settle(State::kDone);
     return;
   }
   counts_.connect_timeouts += !end.was_open && end.error == ETIMEDOUT ? 1 : 0;
-  after_failed_attempt(ended_ ? *std::exchange(ended_, std::nullopt) : closed_error(end), now_ns);
+  after_failed_attempt(error_ ? *std::exchange(error_, std::nullopt) : closed_error(end));
 }
 
 Error LineSession::closed_error(const LineConnectionEnd& end) const {
@@ -256,11 +259,11 @@ Error LineSession::closed_error(const LineConnectionEnd& end) const {
   return system_error(end.error, "connection to hub failed: " + std::system_category().message(end.error));
 }
 
-void LineSession::after_failed_attempt(const Error& why, std::int64_t now_ns) {
+void LineSession::after_failed_attempt(const Error& why) {
   if (counts_.attempts >= config_.max_attempts) {
     io_.attempt_failed(tag_, why, std::nullopt);
-    failure_ = rephrase(why, "no ok for '" + shown_line_payload(x_) + "' after " +
-                                 attempts_text(config_.max_attempts) + ": last error: " + why.message);
+    error_ = rephrase(why, "no ok for '" + shown_line_payload(x_) + "' after " +
+                               attempts_text(config_.max_attempts) + ": last error: " + why.message);
     settle(State::kFailed);
     return;
   }
@@ -268,7 +271,7 @@ void LineSession::after_failed_attempt(const Error& why, std::int64_t now_ns) {
   state_ = State::kBackoff;
   io_.attempt_failed(tag_, why, pause);
   if (state_ == State::kBackoff) {  // the adapter may have given up meanwhile
-    io_.arm(tag_, LineTimer::kRetry, now_ns + pause);
+    io_.arm(tag_, LineTimer::kRetry, pause);
   }
 }
 
@@ -276,13 +279,21 @@ void LineSession::give_up(Error why) {
   if (settled()) {
     return;
   }
-  failure_ = std::move(why);
+  error_ = std::move(why);
   settle(State::kFailed);
 }
 
 void LineSession::settle(State state) {
   state_ = state;
+  forget_connection();
   io_.settled(tag_);
+}
+
+// What only an open connection needs goes, capacity included: 100k settled sessions stay small.
+void LineSession::forget_connection() {
+  splitter_.reset();
+  std::vector<DelayedOk>().swap(delayed_);
+  delayed_bytes_ = 0;
 }
 
 }  // namespace ringhub

@@ -64,7 +64,8 @@ class LineSessionIo {
   virtual void connect(std::uint32_t tag) = 0;  // opens a connection; on_connected or on_closed follows
   virtual void send(std::uint32_t tag, std::string_view bytes) = 0;  // queues on the open connection
   virtual void close(std::uint32_t tag) = 0;  // closes the connection (again is harmless); on_closed
-  virtual void arm(std::uint32_t tag, LineTimer timer, std::int64_t due_ns) = 0;
+  // Calls on_timer(timer) `delay_ns` from now (relative, so a slow attempt_failed does not eat a wait).
+  virtual void arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) = 0;
   virtual std::size_t unsent_bytes(std::uint32_t tag) const = 0;  // queued, not yet taken by the kernel
   virtual std::int64_t ok_delay_ns(std::uint32_t tag) = 0;        // how long to hold the next `ok Y`
   virtual std::uint64_t random(std::uint32_t tag) = 0;            // a uniform draw, for the backoff jitter
@@ -84,7 +85,7 @@ struct LineCounts {
   unsigned ok_timeouts = 0;         // attempts ended because `ok X` did not come in time
   unsigned connect_timeouts = 0;    // attempts whose connect timed out
   std::uint64_t oks_sent = 0;       // `ok Y` lines written whole, over all connections
-  std::uint64_t ignored_lines = 0;  // lines passed over (foreign oks, other lines kept after)
+  std::uint64_t ignored_lines = 0;  // before `ok X`: foreign oks and other lines the adapter kept
 };
 
 // Contract: one per X, driven by one thread through the on_* calls in the order their events happen.
@@ -96,12 +97,12 @@ class LineSession {
   // `x`: not empty, no newline, no trailing "\r", fits a hub line (the adapter checks).
   LineSession(const LineSessionConfig& config, LineSessionIo& io, std::uint32_t tag, std::string x);
 
-  void start(std::int64_t now_ns);  // the first attempt
+  void start();  // the first attempt
   void on_connected(std::int64_t now_ns);
   void on_bytes(std::span<const std::uint8_t> bytes, std::int64_t now_ns);
   void on_drained(std::int64_t now_ns);  // every queued byte is written
   void on_timer(LineTimer timer, std::int64_t now_ns);
-  void on_closed(const LineConnectionEnd& end, std::int64_t now_ns);
+  void on_closed(const LineConnectionEnd& end);
   // Stops for good (cancelled, or a deadline passed): kFailed with `why`, no retry. The adapter closes
   // any open connection itself; its on_closed is then ignored.
   void give_up(Error why);
@@ -115,7 +116,7 @@ class LineSession {
   // kDone: from `message X` written whole (queued, if `ok X` came first) to `ok X` read.
   std::int64_t latency_ns() const { return latency_ns_; }
   // kFailed: the last attempt's error, rephrased "no ok for 'X' after N attempts: last error: ...".
-  const std::optional<Error>& failure() const { return failure_; }
+  const Error* failure() const { return state_ == State::kFailed && error_ ? &*error_ : nullptr; }
 
  private:
   struct DelayedOk {
@@ -131,8 +132,9 @@ class LineSession {
   void after_ok();
   void end_attempt(Error why);
   Error closed_error(const LineConnectionEnd& end) const;
-  void after_failed_attempt(const Error& why, std::int64_t now_ns);
+  void after_failed_attempt(const Error& why);
   void settle(State state);
+  void forget_connection();
   std::size_t backlog_bytes() const { return delayed_bytes_ + io_.unsent_bytes(tag_); }
 
   const LineSessionConfig& config_;
@@ -141,7 +143,6 @@ class LineSession {
   State state_ = State::kIdle;
   std::string x_;
   LineCounts counts_;
-  std::optional<Error> failure_;
   std::int64_t latency_ns_ = 0;
   bool connected_before_ = false;
 
@@ -154,7 +155,8 @@ class LineSession {
   std::uint64_t oks_unwritten_ = 0;  // `ok Y` lines queued, not yet written whole
   std::int64_t message_ns_ = 0;      // when `message X` was written whole (or queued)
   std::optional<std::int64_t> ok_ns_;
-  std::optional<Error> ended_;  // why this side is closing the connection
+  // While connected: why this side is closing the connection. Once kFailed: the failure.
+  std::optional<Error> error_;
 };
 
 // X as quoted in messages: at most 64 bytes (not splitting a UTF-8 sequence), control characters as '?'.

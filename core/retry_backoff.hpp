@@ -17,7 +17,7 @@ struct RetryBackoff {
   std::int64_t before_attempt(unsigned attempt, std::uint64_t random) const {
     const std::int64_t max = std::max<std::int64_t>(max_ns, 0);
     std::int64_t full = std::clamp<std::int64_t>(initial_ns, 0, max);
-    for (unsigned n = 2; n < attempt && full < max; ++n) {
+    for (unsigned n = 2; n < attempt && full > 0 && full < max; ++n) {
       full = full > max / 2 ? max : full * 2;
     }
     const std::int64_t half = full / 2;

@@ -110,7 +110,7 @@ class LineRun final : private uring::ClientDriver, private LineSessionIo {
   void connect(std::uint32_t tag) override;
   void send(std::uint32_t tag, std::string_view bytes) override;
   void close(std::uint32_t tag) override;
-  void arm(std::uint32_t tag, LineTimer timer, std::int64_t due_ns) override;
+  void arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) override;
   std::size_t unsent_bytes(std::uint32_t tag) const override;
   std::int64_t ok_delay_ns(std::uint32_t tag) override;
   std::uint64_t random(std::uint32_t tag) override;
@@ -127,7 +127,7 @@ class LineRun final : private uring::ClientDriver, private LineSessionIo {
   uring::ClientLoop loop_;
   LineSession session_;
   // Clients cut off together must not draw the same jitter: the seed mixes the clock and the pid.
-  std::minstd_rand rng_;
+  std::mt19937_64 rng_;
   std::uint32_t route_ = 0;               // the address this attempt is trying
   std::int64_t connect_deadline_ns_ = 0;  // when this attempt stops trying further addresses
 };
@@ -152,8 +152,8 @@ LineRun::LineRun(const LineClientOptions& options, std::vector<uring::SocketAddr
         return config;
       }()),
       session_(config_, *this, 0, options.message),
-      rng_(static_cast<std::uint_fast32_t>(Clock::now().time_since_epoch().count()) ^
-           static_cast<std::uint_fast32_t>(::getpid())) {
+      rng_(static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
+           static_cast<std::uint64_t>(::getpid())) {
   loop_.set_driver(this);
 }
 
@@ -161,7 +161,7 @@ Result<LineOutcome> LineRun::run() {
   if (Result<void> ready = loop_.init(); !ready) {
     return ready.error();
   }
-  session_.start(uring::now_ns());
+  session_.start();
   loop_.run_until(-1, [this] { return session_.settled() || cancelled(cancel_); });
   if (!session_.settled()) {
     session_.give_up(
@@ -222,7 +222,7 @@ void LineRun::on_closed(uring::ClientConn& c, const uring::CloseInfo& info) {
       return;
     }
   }
-  session_.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error}, uring::now_ns());
+  session_.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error});
 }
 
 void LineRun::connect(std::uint32_t tag) {
@@ -242,8 +242,9 @@ void LineRun::close(std::uint32_t tag) {
   loop_.close(conn());
 }
 
-void LineRun::arm(std::uint32_t tag, LineTimer timer, std::int64_t due_ns) {
-  loop_.add_timer(uring::ClientTimer{due_ns, tag, conn().gen, static_cast<std::uint32_t>(timer), 0});
+void LineRun::arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) {
+  loop_.add_timer(
+      uring::ClientTimer{uring::now_ns() + delay_ns, tag, conn().gen, static_cast<std::uint32_t>(timer), 0});
 }
 
 std::size_t LineRun::unsent_bytes(std::uint32_t tag) const {

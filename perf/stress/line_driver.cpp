@@ -50,7 +50,7 @@ void LineDriver::on_timer(const uring::ClientTimer& timer) {
   const std::int64_t now = uring::now_ns();
   if (timer.kind == kStart) {
     tally_.note_start(now);
-    session.start(now);
+    session.start();
     return;
   }
   const auto kind = static_cast<LineTimer>(timer.kind - 1);
@@ -87,17 +87,18 @@ void LineDriver::on_drained(uring::ClientConn& conn) {
 
 void LineDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   LineSession& session = sessions_[conn.index];
-  if (info.was_open && !info.requested) {
+  if (info.was_open && !info.requested && !session.got_ok()) {
     tally_.drops.fetch_add(1, std::memory_order_relaxed);
   }
   if (info.was_open && !session.got_ok()) {
     tally_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   }
   if (engine_.aborting() && !session.got_ok()) {
-    session.give_up(make_error("the deadline passed"));
+    session.give_up(
+        make_error(fmt::format("the deadline passed ({} attempts made)", session.counts().attempts)));
     return;
   }
-  session.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error}, uring::now_ns());
+  session.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error});
 }
 
 void LineDriver::connect(std::uint32_t tag) {
@@ -115,8 +116,9 @@ void LineDriver::close(std::uint32_t tag) {
   engine_.close(engine_.conn(tag));
 }
 
-void LineDriver::arm(std::uint32_t tag, LineTimer timer, std::int64_t due_ns) {
-  engine_.add_timer(uring::ClientTimer{due_ns, tag, engine_.conn(tag).gen, timer_kind(timer), 0});
+void LineDriver::arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) {
+  engine_.add_timer(
+      uring::ClientTimer{uring::now_ns() + delay_ns, tag, engine_.conn(tag).gen, timer_kind(timer), 0});
 }
 
 std::size_t LineDriver::unsent_bytes(std::uint32_t tag) const {
@@ -165,8 +167,7 @@ void LineDriver::settled(std::uint32_t tag) {
     tally_.done.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  tally_.note_failure(fmt::format("client {}: {} ({} attempts made)", first_client_ + tag,
-                                  session.failure()->message, session.counts().attempts));
+  tally_.note_failure(fmt::format("client {}: {}", first_client_ + tag, session.failure()->message));
   tally_.failed.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -178,7 +179,8 @@ void LineDriver::finalize() {
     if (session.state() == LineSession::State::kOpen) {
       tally_.in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
-    session.give_up(make_error("unfinished at the deadline"));
+    session.give_up(
+        make_error(fmt::format("unfinished at the deadline ({} attempts made)", session.counts().attempts)));
   }
 }
 

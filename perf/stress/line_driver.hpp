@@ -51,7 +51,7 @@ class LineDriver final : public uring::ClientDriver, private LineSessionIo {
   void connect(std::uint32_t tag) override;
   void send(std::uint32_t tag, std::string_view bytes) override;
   void close(std::uint32_t tag) override;
-  void arm(std::uint32_t tag, LineTimer timer, std::int64_t due_ns) override;
+  void arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) override;
   std::size_t unsent_bytes(std::uint32_t tag) const override;
   std::int64_t ok_delay_ns(std::uint32_t tag) override;
   std::uint64_t random(std::uint32_t tag) override;
