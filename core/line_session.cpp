@@ -52,6 +52,9 @@ LineSession::LineSession(const LineSessionConfig& config, LineSessionIo& io, std
     : config_(config), io_(io), tag_(tag), x_(std::move(x)) {}
 
 void LineSession::start() {
+  if (state_ != State::kIdle && state_ != State::kBackoff) {
+    return;  // started already, or settled
+  }
   ++counts_.attempts;
   state_ = State::kConnecting;
   io_.connect(tag_);

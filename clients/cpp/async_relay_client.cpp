@@ -21,20 +21,6 @@ namespace {
 
 // How long the destructor waits for its closes (the ring's own teardown ends whatever is left).
 constexpr std::chrono::seconds kTeardownWait{1};
-// Direct descriptors beyond the connections: none are needed, a few spare cost nothing.
-constexpr unsigned kSpareSlots = 4;
-// SQEs per connection in one iteration at most: connect with its options and timeout, recv, send,
-// cancels and close.
-constexpr unsigned kSqesPerConnection = 8;
-
-unsigned power_of_two_at_least(unsigned n) {
-  unsigned p = 1;
-  while (p < n) {
-    p <<= 1U;
-  }
-  return p;
-}
-
 Error not_connected() {
   return system_error(ENOTCONN, "not connected to a hub");
 }
@@ -141,7 +127,6 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
     : options_(std::move(options)), events_(events), loop_([this] {
         uring::ClientLoopConfig config;
         config.conns = options_.connections;
-        config.table_size = options_.connections + kSpareSlots;
         config.buffer_count = options_.recv_buffers;
         config.buffer_size = options_.recv_buffer_size;
         config.buffer_residency = uring::BufferRing::Residency::kOnDemand;  // pages fault in as used
@@ -151,9 +136,8 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
                 ? std::min(options_.connect_timeout, std::chrono::milliseconds(kLongestConnect))
                 : std::chrono::milliseconds(kLongestConnect);
         config.connect_timeout_ns = std::chrono::nanoseconds(timeout).count();
-        config.sq_entries = power_of_two_at_least(std::min(options_.connections * kSqesPerConnection, 4096U));
-        config.cq_entries = std::max(config.sq_entries * 2, power_of_two_at_least(options_.recv_buffers * 2));
         config.task_run = options_.task_run;
+        uring::size_for_connections(config);
         return config;
       }()) {
   connections_.reserve(options_.connections);

@@ -4,29 +4,26 @@
 #include "clients/cpp/line_client.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <optional>
-#include <random>
 #include <span>
 #include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
 
+#include "clients/cpp/async_line_client.hpp"
 #include "clients/cpp/hub_address.hpp"
 #include "core/line_protocol.hpp"
 #include "core/line_session.hpp"
-#include "transport/uring/client_loop.hpp"
 
 namespace ringhub::client {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using Ms = std::chrono::milliseconds;
 
 // Longest X we send: `message X` must fit one hub line, or the hub answers `error line too long`.
@@ -76,204 +73,89 @@ std::int64_t to_ns(Ms ms) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(ms).count();
 }
 
-LineSessionConfig session_config(const LineClientOptions& o) {
-  LineSessionConfig config;
-  config.ok_timeout_ns = to_ns(o.timeout);
-  config.max_attempts = o.max_attempts;
-  config.backoff = RetryBackoff{to_ns(o.backoff_initial), to_ns(o.backoff_max)};
-  config.endpoint = endpoint_text(o.host, o.port);
-  return config;
+AsyncLineOptions client_options(const LineClientOptions& o, std::vector<uring::SocketAddress> hubs) {
+  AsyncLineOptions options;
+  options.hubs = std::move(hubs);
+  options.clients = 1;
+  options.session.ok_timeout_ns = to_ns(o.timeout);
+  options.session.max_attempts = o.max_attempts;
+  options.session.backoff = RetryBackoff{to_ns(o.backoff_initial), to_ns(o.backoff_max)};
+  options.session.endpoint = endpoint_text(o.host, o.port);
+  options.connect_timeout_ns = to_ns(o.timeout);
+  options.recv_buffers = kRecvBuffers;
+  options.recv_buffer_size = kRecvBufferSize;
+  options.sq_entries = 32;
+  options.cq_entries = 64;
+  return options;
 }
 
-// The whole run: a LineSession (core/line_session.hpp) over one connection slot of a ClientLoop, its
-// timers as the loop's. The one rule kept here is the host's addresses: an attempt whose connect fails
-// tries the next address within the same timeout before the session hears of it.
-// Contract: created, run and destroyed on the run_line_client thread.
-class LineRun final : private uring::ClientDriver, private LineSessionIo {
+// One client of an AsyncLineClient, run to its end on this thread.
+class LineRun final : private LineEvents {
  public:
-  LineRun(const LineClientOptions& options, std::vector<uring::SocketAddress> hubs,
-          const std::atomic<bool>* cancel);
-  Result<LineOutcome> run();
+  LineRun(const LineClientOptions& options, const std::atomic<bool>* cancel)
+      : options_(options), cancel_(cancel) {}
+  Result<LineOutcome> run(std::vector<uring::SocketAddress> hubs);
 
  private:
-  uring::ClientConn& conn() { return loop_.conn(0); }
-
-  // uring::ClientDriver
-  void on_connected(uring::ClientConn& c) override;
-  void on_bytes(uring::ClientConn& c, std::span<const std::uint8_t> bytes) override;
-  void on_drained(uring::ClientConn& c) override;
-  void on_closed(uring::ClientConn& c, const uring::CloseInfo& info) override;
-  void on_timer(const uring::ClientTimer& timer) override;
-  bool finished() const override { return session_.settled(); }
-
-  // LineSessionIo
-  void connect(std::uint32_t tag) override;
-  void send(std::uint32_t tag, std::string_view bytes) override;
-  void close(std::uint32_t tag) override;
-  void arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) override;
-  std::size_t unsent_bytes(std::uint32_t tag) const override;
-  std::int64_t ok_delay_ns(std::uint32_t tag) override;
-  std::uint64_t random(std::uint32_t tag) override;
-  bool keep_after(std::uint32_t tag, LineSurprise what, std::string_view line) override;
-  void attempt_failed(std::uint32_t tag, const Error& why, std::optional<std::int64_t> backoff_ns) override;
-  void settled(std::uint32_t tag) override { (void)tag; }
-
-  LineOutcome outcome() const;
+  std::int64_t ok_delay_ns(std::uint32_t client) override {
+    (void)client;
+    return to_ns(options_.ok_delay);
+  }
+  void on_attempt_failed(std::uint32_t client, const Error& why,
+                         std::optional<std::int64_t> backoff_ns) override;
+  void on_settled(std::uint32_t client) override { (void)client; }
+  LineOutcome outcome(const LineSession& session) const;
 
   const LineClientOptions& options_;
   const std::atomic<bool>* cancel_;
-  const LineSessionConfig config_;
-  std::size_t address_count_;
-  uring::ClientLoop loop_;
-  LineSession session_;
-  // Clients cut off together must not draw the same jitter: the seed mixes the clock and the pid.
-  std::mt19937_64 rng_;
-  std::uint32_t route_ = 0;               // the address this attempt is trying
-  std::int64_t connect_deadline_ns_ = 0;  // when this attempt stops trying further addresses
+  unsigned attempts_ = 0;
 };
 
-LineRun::LineRun(const LineClientOptions& options, std::vector<uring::SocketAddress> hubs,
-                 const std::atomic<bool>* cancel)
-    : options_(options),
-      cancel_(cancel),
-      config_(session_config(options)),
-      address_count_(hubs.size()),
-      loop_([&] {
-        uring::ClientLoopConfig config;
-        config.conns = 1;
-        config.table_size = 4;
-        config.buffer_count = kRecvBuffers;
-        config.buffer_size = kRecvBufferSize;
-        config.buffer_residency = uring::BufferRing::Residency::kOnDemand;  // pages fault in as used
-        config.hubs = std::move(hubs);
-        config.connect_timeout_ns = to_ns(options.timeout);
-        config.sq_entries = 32;
-        config.cq_entries = 64;
-        return config;
-      }()),
-      session_(config_, *this, 0, options.message),
-      rng_(static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
-           static_cast<std::uint64_t>(::getpid())) {
-  loop_.set_driver(this);
+Result<LineOutcome> LineRun::run(std::vector<uring::SocketAddress> hubs) {
+  Result<std::unique_ptr<AsyncLineClient>> made =
+      AsyncLineClient::create(client_options(options_, std::move(hubs)), *this);
+  if (!made) {
+    return made.error();
+  }
+  AsyncLineClient& client = **made;
+  client.start(0, options_.message);
+  const LineSession& session = *client.session(0);
+  // The loop wakes at least every kLineCancelCheck (50 ms) to look at the cancel flag.
+  while (!client.run_until(uring::now_ns() + to_ns(kLineCancelCheck), [&] { return session.settled(); })) {
+    if (cancelled(cancel_)) {
+      client.give_up(
+          0,
+          system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} attempt{} made)",
+                                              shown_line_payload(options_.message), session.counts().attempts,
+                                              session.counts().attempts == 1 ? "" : "s")));
+      client.run_until(uring::now_ns() + to_ns(kLineCancelCheck), [&] { return client.idle(0); });
+    }
+  }
+  if (session.state() == LineSession::State::kDone) {
+    return outcome(session);
+  }
+  return *session.failure();
 }
 
-Result<LineOutcome> LineRun::run() {
-  if (Result<void> ready = loop_.init(); !ready) {
-    return ready.error();
-  }
-  session_.start();
-  loop_.run_until(-1, [this] { return session_.settled() || cancelled(cancel_); });
-  if (!session_.settled()) {
-    session_.give_up(
-        system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} attempt{} made)",
-                                            shown_line_payload(options_.message), session_.counts().attempts,
-                                            session_.counts().attempts == 1 ? "" : "s")));
-    loop_.close(conn());  // cancelled: the loop wakes at least every 50 ms (kLineCancelCheck) to see it
-    loop_.run_until(uring::now_ns() + to_ns(kLineCancelCheck),
-                    [this] { return conn().phase == uring::ConnPhase::kIdle; });
-  }
-  if (session_.state() == LineSession::State::kDone) {
-    return outcome();
-  }
-  return *session_.failure();
-}
-
-LineOutcome LineRun::outcome() const {
-  const LineCounts& counts = session_.counts();
+LineOutcome LineRun::outcome(const LineSession& session) const {
+  const LineCounts& counts = session.counts();
   LineOutcome outcome;
   outcome.attempts = counts.attempts;
   outcome.reconnects = counts.reconnects;
   outcome.timeouts = counts.ok_timeouts + counts.connect_timeouts;
   outcome.oks_sent = counts.oks_sent;
   outcome.ignored_lines = counts.ignored_lines;
-  outcome.latency = std::chrono::nanoseconds(session_.latency_ns());
+  outcome.latency = std::chrono::nanoseconds(session.latency_ns());
   return outcome;
 }
 
-void LineRun::on_connected(uring::ClientConn& c) {
-  (void)c;
-  session_.on_connected(uring::now_ns());
-}
-
-void LineRun::on_bytes(uring::ClientConn& c, std::span<const std::uint8_t> bytes) {
-  (void)c;
-  session_.on_bytes(bytes, uring::now_ns());
-}
-
-void LineRun::on_drained(uring::ClientConn& c) {
-  (void)c;
-  session_.on_drained(uring::now_ns());
-}
-
-void LineRun::on_timer(const uring::ClientTimer& timer) {
-  const auto kind = static_cast<LineTimer>(timer.kind);
-  const uring::ClientConn& c = conn();
-  if (kind != LineTimer::kRetry && (timer.gen != c.gen || c.phase != uring::ConnPhase::kOpen)) {
-    return;  // armed for a connection that is gone
-  }
-  session_.on_timer(kind, uring::now_ns());
-}
-
-void LineRun::on_closed(uring::ClientConn& c, const uring::CloseInfo& info) {
-  if (!info.was_open && !session_.settled()) {
-    const std::int64_t left_ns = connect_deadline_ns_ - uring::now_ns();
-    if (route_ + 1 < address_count_ && left_ns > 0) {
-      loop_.connect(c, ++route_, left_ns);  // the next address of the name, within the same attempt
-      return;
-    }
-  }
-  session_.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error});
-}
-
-void LineRun::connect(std::uint32_t tag) {
-  (void)tag;
-  route_ = 0;
-  connect_deadline_ns_ = uring::now_ns() + to_ns(options_.timeout);
-  loop_.connect(conn(), route_);
-}
-
-void LineRun::send(std::uint32_t tag, std::string_view bytes) {
-  (void)tag;
-  loop_.send(conn(), bytes);
-}
-
-void LineRun::close(std::uint32_t tag) {
-  (void)tag;
-  loop_.close(conn());
-}
-
-void LineRun::arm(std::uint32_t tag, LineTimer timer, std::int64_t delay_ns) {
-  loop_.add_timer(
-      uring::ClientTimer{uring::now_ns() + delay_ns, tag, conn().gen, static_cast<std::uint32_t>(timer), 0});
-}
-
-std::size_t LineRun::unsent_bytes(std::uint32_t tag) const {
-  (void)tag;
-  return uring::ClientLoop::unsent_bytes(loop_.conn(0));
-}
-
-std::int64_t LineRun::ok_delay_ns(std::uint32_t tag) {
-  (void)tag;
-  return to_ns(options_.ok_delay);
-}
-
-std::uint64_t LineRun::random(std::uint32_t tag) {
-  (void)tag;
-  return rng_();
-}
-
-// Lines about other clients' traffic, and error lines the hub keeps going after, concern not our X:
-// the ok timeout still bounds the wait.
-bool LineRun::keep_after(std::uint32_t tag, LineSurprise what, std::string_view line) {
-  (void)tag, (void)what, (void)line;
-  return true;
-}
-
-void LineRun::attempt_failed(std::uint32_t tag, const Error& why, std::optional<std::int64_t> backoff_ns) {
-  (void)tag;
+void LineRun::on_attempt_failed(std::uint32_t client, const Error& why,
+                                std::optional<std::int64_t> backoff_ns) {
+  (void)client;
+  ++attempts_;
   if (backoff_ns && options_.on_retry) {
-    options_.on_retry(LineRetry{session_.counts().attempts, why,
-                                std::chrono::duration_cast<Ms>(std::chrono::nanoseconds(*backoff_ns))});
+    options_.on_retry(
+        LineRetry{attempts_, why, std::chrono::duration_cast<Ms>(std::chrono::nanoseconds(*backoff_ns))});
   }
 }
 
@@ -287,8 +169,8 @@ Result<LineOutcome> run_line_client(const LineClientOptions& options, const std:
   if (!hubs) {
     return hubs.error();
   }
-  LineRun run(options, std::move(*hubs), cancel);
-  return run.run();
+  LineRun run(options, cancel);
+  return run.run(std::move(*hubs));
 }
 
 }  // namespace ringhub::client

@@ -36,7 +36,7 @@ constexpr std::chrono::milliseconds kMetricsTimeout{2000};
 constexpr std::int64_t kDeadlineGraceNs = 10'000'000'000;
 
 struct Worker {
-  std::unique_ptr<uring::ClientLoop> engine;
+  std::unique_ptr<uring::ClientLoop> engine;  // relay mode's; line mode's lives in its driver
   std::unique_ptr<LineDriver> line;
   std::unique_ptr<RelayDriver> relay;
   Tally tally;
@@ -55,19 +55,24 @@ struct Shared {
 };
 
 void worker_main(Worker& w, const RunPlan& plan, Shared& shared) {
-  const Result<void> init = w.engine->init();
+  const Result<void> init = w.line ? w.line->init() : w.engine->init();
   w.ready.set_value(init ? std::string() : init.error().message);
   const std::int64_t start_ns = shared.start_future.get();
   if (init && start_ns >= 0) {
     if (w.line) {
-      w.line->schedule_starts(start_ns);
+      w.line->run(start_ns, start_ns + plan.deadline_ns, shared.abort);
     } else {
       w.relay->schedule_starts(start_ns);
+      w.engine->run(start_ns + plan.deadline_ns, shared.abort);
+      w.relay->finalize();
     }
-    w.engine->run(start_ns + plan.deadline_ns, shared.abort);
-    w.line ? w.line->finalize() : w.relay->finalize();
   }
   w.finished.store(true, std::memory_order_release);
+}
+
+// The worker's engine figures; null until its ring is up (read after start_workers).
+const uring::ClientLoopStats* stats_of(const Worker& w) {
+  return w.line ? w.line->stats() : &w.engine->stats();
 }
 
 uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::uint32_t clients) {
@@ -81,6 +86,23 @@ uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::
   config.sources = plan.sources;
   config.connect_timeout_ns = plan.timeout_ns;
   return config;
+}
+
+client::AsyncLineOptions line_options(const RunPlan& plan, unsigned index, std::uint32_t clients) {
+  client::AsyncLineOptions options;
+  options.loop_index = index;
+  options.clients = clients;
+  options.table_size = plan.table_size;
+  options.recv_buffers = plan.buffer_count;
+  options.recv_buffer_size = plan.buffer_size;
+  options.buffer_residency = uring::BufferRing::Residency::kPopulated;
+  options.hubs.assign(plan.hubs.begin(), plan.hubs.end());
+  options.sources = plan.sources;
+  options.connect_timeout_ns = plan.timeout_ns;
+  // The engine's harness sizes: one iteration's connects for thousands of clients, and their completions.
+  options.sq_entries = uring::ClientLoopConfig{}.sq_entries;
+  options.cq_entries = uring::ClientLoopConfig{}.cq_entries;
+  return options;
 }
 
 void make_settings(const RunPlan& plan, Shared& shared) {
@@ -117,12 +139,11 @@ std::vector<std::unique_ptr<Worker>> make_workers(const RunPlan& plan, Shared& s
   for (unsigned i = 0; i < plan.threads; ++i) {
     const std::uint32_t count = plan.clients / plan.threads + (i < plan.clients % plan.threads ? 1 : 0);
     auto w = std::make_unique<Worker>();
-    w->engine = std::make_unique<uring::ClientLoop>(engine_config(plan, i, count));
     if (plan.mode == Mode::kLine) {
-      w->line = std::make_unique<LineDriver>(*w->engine, shared.line, first, w->tally,
+      w->line = std::make_unique<LineDriver>(line_options(plan, i, count), shared.line, first, w->tally,
                                              plan.seed ^ (std::uint64_t{i} * 0x9E37U));
-      w->engine->set_driver(w->line.get());
     } else {
+      w->engine = std::make_unique<uring::ClientLoop>(engine_config(plan, i, count));
       w->relay =
           std::make_unique<RelayDriver>(*w->engine, shared.relay, *shared.relay_state, first, w->tally);
       w->engine->set_driver(w->relay.get());
@@ -169,7 +190,9 @@ Live gather(const std::vector<std::unique_ptr<Worker>>& workers) {
   for (const auto& w : workers) {
     const Tally& t = w->tally;
     live.started += t.started.load(std::memory_order_relaxed);
-    live.open += w->engine->stats().open.load(std::memory_order_relaxed);
+    if (const uring::ClientLoopStats* stats = stats_of(*w)) {
+      live.open += stats->open.load(std::memory_order_relaxed);
+    }
     live.in_flight += t.in_flight.load(std::memory_order_relaxed);
     live.done += t.done.load(std::memory_order_relaxed);
     live.failed += t.failed.load(std::memory_order_relaxed);
@@ -350,7 +373,9 @@ void collect(const RunPlan& plan, const Shared& shared, const std::vector<std::u
              RunOutcome& outcome) {
   for (const auto& w : workers) {
     outcome.totals.add(w->tally);
-    outcome.totals.add(w->engine->stats());
+    if (const uring::ClientLoopStats* stats = stats_of(*w)) {
+      outcome.totals.add(*stats);
+    }
   }
   if (plan.mode == Mode::kRelay) {
     outcome.relays_planned = shared.relay_state->relays_planned.load();

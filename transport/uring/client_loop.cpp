@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -37,6 +38,15 @@ std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+void size_for_connections(ClientLoopConfig& config) {
+  constexpr unsigned kSpareSlots = 4;         // a closing socket's slot may still be held
+  constexpr unsigned kSqesPerConnection = 8;  // connect, its options and timeout, recv, send, close...
+  constexpr unsigned kMaxEntries = 4096;
+  config.table_size = config.conns + kSpareSlots;
+  config.sq_entries = std::bit_ceil(std::min(config.conns * kSqesPerConnection, kMaxEntries));
+  config.cq_entries = std::max(config.sq_entries * 2, std::bit_ceil(config.buffer_count * 2));
 }
 
 ClientLoop::ClientLoop(ClientLoopConfig config) : config_(std::move(config)), conns_(config_.conns) {

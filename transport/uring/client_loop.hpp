@@ -115,6 +115,12 @@ struct ClientLoopConfig {
   TaskRun task_run = TaskRun::kDeferred;
 };
 
+// Sizes the descriptor table and the ring for a library's loop of config.conns connections and
+// config.buffer_count receive buffers: a slot each plus a few spare, and the SQEs one iteration of all of
+// them can need (connect with its options and timeout, recv, send, cancels, close). A harness of
+// thousands of clients keeps the defaults instead.
+void size_for_connections(ClientLoopConfig& config);
+
 // Figures the loop keeps about itself, read by other threads for progress.
 struct ClientLoopStats {
   std::atomic<std::uint64_t> open{0};  // connections open now
