@@ -8,12 +8,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <utility>
 
 namespace ringhub::client {
 
 namespace {
+
+Error stopped_error(const LineSession& session) {
+  const unsigned attempts = session.counts().attempts;
+  return make_error("stopped before `ok X` came (" + std::to_string(attempts) +
+                    (attempts == 1 ? " attempt made)" : " attempts made)"));
+}
 
 std::uint64_t seed_of(const AsyncLineOptions& options) {
   if (options.seed != 0) {
@@ -85,15 +92,14 @@ AsyncLineClient::~AsyncLineClient() {
   }
 }
 
-void AsyncLineClient::start(std::uint32_t client, std::string x, std::int64_t delay_ns) {
+void AsyncLineClient::start(std::uint32_t client, std::string x, std::int64_t at_ns) {
   Slot& slot = sessions_[client];
   if (slot.session) {
     return;
   }
   slot.session.emplace(options_.session, static_cast<LineSessionIo&>(*this), client, std::move(x));
   ++started_;
-  loop_.add_timer(
-      uring::ClientTimer{uring::now_ns() + std::max<std::int64_t>(delay_ns, 0), client, 0, kStart, 0});
+  loop_.add_timer(uring::ClientTimer{at_ns, client, 0, kStart, 0});
 }
 
 void AsyncLineClient::give_up(std::uint32_t client, Error why) {
@@ -116,7 +122,9 @@ bool AsyncLineClient::idle(std::uint32_t client) const {
 void AsyncLineClient::run(std::int64_t deadline_ns, const std::atomic<bool>& abort) {
   loop_.run(deadline_ns, abort);
   for (std::uint32_t c = 0; c < size(); ++c) {
-    give_up(c, make_error("stopped before `ok X` came"));
+    if (const LineSession* s = session(c)) {
+      give_up(c, stopped_error(*s));
+    }
   }
 }
 
@@ -179,14 +187,14 @@ void AsyncLineClient::on_closed(uring::ClientConn& conn, const uring::CloseInfo&
   LineSession& session = *slot.session;
   if (!info.was_open && !session.settled() && !loop_.aborting()) {
     const std::int64_t left_ns = slot.connect_deadline_ns - uring::now_ns();
-    if (slot.route + 1 < options_.hubs.size() && left_ns > 0) {
+    if (slot.route + 1 - slot.first_route < options_.hubs.size() && left_ns > 0) {
       loop_.connect(conn, ++slot.route, left_ns);  // the next address, within the same attempt
       return;
     }
   }
   events_.on_closed(conn.index, info);
   if (loop_.aborting() && !session.got_ok()) {
-    give_up(conn.index, make_error("stopped before `ok X` came"));
+    give_up(conn.index, stopped_error(session));
     return;
   }
   session.on_closed(LineConnectionEnd{info.was_open, info.eof, info.error});
@@ -196,10 +204,11 @@ void AsyncLineClient::on_closed(uring::ClientConn& conn, const uring::CloseInfo&
 
 void AsyncLineClient::connect(std::uint32_t tag) {
   Slot& slot = sessions_[tag];
-  slot.route = 0;
+  slot.first_route = options_.start_at == AsyncLineOptions::Start::kSpread ? route_cursor_++ : 0;
+  slot.route = slot.first_route;
   slot.connect_deadline_ns = uring::now_ns() + options_.connect_timeout_ns;
-  events_.on_attempt(tag, slot.session->counts().attempts);
   loop_.connect(loop_.conn(tag), slot.route);
+  events_.on_attempt(tag, slot.session->counts().attempts);  // after: it may give the client up
 }
 
 void AsyncLineClient::send(std::uint32_t tag, std::string_view bytes) {

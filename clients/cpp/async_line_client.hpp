@@ -26,6 +26,10 @@ struct AsyncLineOptions {
   // Where clients connect. An attempt whose connect fails tries the next address, within what is left
   // of connect_timeout_ns, before it counts as failed.
   std::vector<uring::SocketAddress> hubs;
+  // Where each attempt starts: kInTurn at the first address (a host's addresses in preference order);
+  // kSpread at the next (hub address, source address) pair in turn, for a load generator that spreads
+  // its connections over several of each.
+  enum class Start : std::uint8_t { kInTurn, kSpread } start_at = Start::kInTurn;
   std::uint32_t clients = 1;  // client slots, indexed 0..clients-1
   LineSessionConfig session;  // the rules every client follows (timeouts, attempts, backoff)
   std::int64_t connect_timeout_ns = 5'000'000'000;
@@ -81,9 +85,10 @@ class AsyncLineClient final : private uring::ClientDriver, private LineSessionIo
   AsyncLineClient& operator=(const AsyncLineClient&) = delete;
   ~AsyncLineClient() override;
 
-  // Starts client `client` with its X (not empty, no newline, no trailing "\r", fits a hub line) after
-  // `delay_ns`. Ignored for a client already started.
-  void start(std::uint32_t client, std::string x, std::int64_t delay_ns = 0);
+  // Starts client `client` with its X (not empty, no newline, no trailing "\r", fits a hub line) at
+  // `at_ns` on the uring::now_ns() clock (0, or a time past: at once). Ignored for a client already
+  // started.
+  void start(std::uint32_t client, std::string x, std::int64_t at_ns = 0);
   // Settles an unsettled client as failed with `why` and closes its connection; no retry follows.
   void give_up(std::uint32_t client, Error why);
   // Null before start().
@@ -94,7 +99,8 @@ class AsyncLineClient final : private uring::ClientDriver, private LineSessionIo
 
   // Runs until every started client has settled and every socket is closed, or until `deadline_ns` or
   // *abort: then every connection closes (at most a short grace), and each client still unsettled
-  // fails with "stopped before `ok X` came". For a program that runs a batch of clients.
+  // fails with "stopped before `ok X` came". For a program that runs one batch of clients: once stopped
+  // by its deadline or *abort, the client takes no new work.
   void run(std::int64_t deadline_ns, const std::atomic<bool>& abort);
   // Runs until done() holds or `deadline_ns` passes (negative: no limit); returns whether done() held.
   bool run_until(std::int64_t deadline_ns, const std::function<bool()>& done);
@@ -132,6 +138,7 @@ class AsyncLineClient final : private uring::ClientDriver, private LineSessionIo
 
   struct Slot {
     std::optional<LineSession> session;
+    std::uint32_t first_route = 0;         // where this attempt started (see AsyncLineOptions::Start)
     std::uint32_t route = 0;               // the address this attempt is trying
     std::int64_t connect_deadline_ns = 0;  // when this attempt stops trying further addresses
   };
@@ -143,8 +150,9 @@ class AsyncLineClient final : private uring::ClientDriver, private LineSessionIo
   std::mt19937_64 rng_;  // the backoff jitter
   std::uint32_t started_ = 0;
   std::uint32_t settled_ = 0;
-  bool tearing_down_ = false;  // the destructor runs: events go nowhere
-  std::thread::id owner_;      // the thread that made the ring, the only one that may drive it
+  std::uint32_t route_cursor_ = 0;  // Start::kSpread: the next attempt's first route
+  bool tearing_down_ = false;       // the destructor runs: events go nowhere
+  std::thread::id owner_;           // the thread that made the ring, the only one that may drive it
 };
 
 }  // namespace ringhub::client

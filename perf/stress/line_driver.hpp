@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "clients/cpp/async_line_client.hpp"
 #include "perf/stress/delay_spec.hpp"
@@ -54,6 +55,7 @@ class LineDriver final : private client::LineEvents {
   Tally& tally_;
   std::mt19937_64 rng_;
   std::unique_ptr<client::AsyncLineClient> client_;
+  std::vector<std::string> xs_;  // each client's X, made before the run starts
 };
 
 }  // namespace ringhub::stress

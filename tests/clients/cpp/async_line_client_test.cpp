@@ -4,7 +4,9 @@
 // addresses tried in turn, and stopping a run.
 #include "clients/cpp/async_line_client.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -85,8 +87,11 @@ class AsyncLineClientTest : public FakeHubTest {
 
   // The next connection, its reads bounded; -1 once the listener is shut down.
   int accept_client() {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in peer{};
+    socklen_t peer_len = sizeof peer;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_CLOEXEC);
     if (fd >= 0) {
+      peers_.insert(ntohl(peer.sin_addr.s_addr));
       const timeval limit{10, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
       accepted_.push_back(fd);
@@ -141,7 +146,15 @@ class AsyncLineClientTest : public FakeHubTest {
 
   std::vector<int> accepted_;  // the script's until join_hub()
   std::set<std::string> lines_;
+  std::set<std::uint32_t> peers_;  // the clients' source addresses, host order
 };
+
+sockaddr_in source(std::uint32_t host_order_address) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(host_order_address);
+  return addr;
+}
 
 TEST_F(AsyncLineClientTest, ManyClientsOnOneThreadEachGetTheirOwnOk) {
   serve(kClients, false);
@@ -206,6 +219,8 @@ TEST_F(AsyncLineClientTest, RunStoppedByItsDeadlineFailsTheUnansweredClients) {
     EXPECT_TRUE(client.idle(i));
   }
   EXPECT_EQ(lines_.size(), kClients);
+  EXPECT_EQ(lines_.count("message x0"), 1U);  // the second start() of client 0 changed nothing
+  EXPECT_EQ(client.session(0)->failure()->message, "stopped before `ok X` came (1 attempt made)");
   EXPECT_EQ(events.answered, 0);
 }
 
@@ -223,6 +238,33 @@ TEST_F(AsyncLineClientTest, GivingUpSettlesOnceAndClosesTheConnection) {
   join_hub();
   EXPECT_EQ(events.settled, std::vector<std::uint32_t>{0});
   EXPECT_EQ(client.session(0)->failure()->message, "enough");
+}
+
+// Spread: attempts go out over every source address in turn (a load generator's 4-tuples); in turn:
+// every attempt starts at the first.
+TEST_F(AsyncLineClientTest, SpreadStartsEachAttemptAtTheNextSourceAddress) {
+  for (const auto start_at : {AsyncLineOptions::Start::kSpread, AsyncLineOptions::Start::kInTurn}) {
+    serve(kClients, false);
+    CountingEvents events;
+    AsyncLineOptions o = options(kClients, {loopback(port_)});
+    o.sources = {source(INADDR_LOOPBACK), source(INADDR_LOOPBACK + 1)};
+    o.start_at = start_at;
+    auto made = AsyncLineClient::create(o, events);
+    ASSERT_TRUE(made) << made.error().message;
+    AsyncLineClient& client = **made;
+    for (std::uint32_t i = 0; i < kClients; ++i) {
+      client.start(i, x_of(i));
+    }
+    ASSERT_TRUE(
+        client.run_until(uring::now_ns() + kTestLimitNs, [&] { return client.settled_count() == kClients; }));
+    join_hub();
+    const std::set<std::uint32_t> expected =
+        start_at == AsyncLineOptions::Start::kSpread
+            ? std::set<std::uint32_t>{INADDR_LOOPBACK, INADDR_LOOPBACK + 1}
+            : std::set<std::uint32_t>{INADDR_LOOPBACK};
+    EXPECT_EQ(peers_, expected);
+    peers_.clear();
+  }
 }
 
 TEST(AsyncLineClientOptions, BadOptionsAreRefusedAtCreate) {
