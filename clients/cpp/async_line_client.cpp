@@ -30,23 +30,6 @@ std::uint64_t seed_of(const AsyncLineOptions& options) {
          (static_cast<std::uint64_t>(::getpid()) << 20U) ^ options.loop_index;
 }
 
-uring::ClientLoopConfig loop_config(const AsyncLineOptions& o) {
-  uring::ClientLoopConfig config;
-  config.index = o.loop_index;
-  config.conns = o.clients;
-  config.buffer_count = o.recv_buffers;
-  config.buffer_size = o.recv_buffer_size;
-  config.buffer_residency = o.buffer_residency;
-  config.hubs = o.hubs;
-  config.sources = o.sources;
-  config.connect_timeout_ns = o.connect_timeout_ns;
-  uring::size_for_connections(config);
-  config.table_size = o.table_size != 0 ? o.table_size : config.table_size;
-  config.sq_entries = o.sq_entries != 0 ? o.sq_entries : config.sq_entries;
-  config.cq_entries = o.cq_entries != 0 ? o.cq_entries : config.cq_entries;
-  return config;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<AsyncLineClient>> AsyncLineClient::create(AsyncLineOptions options,
@@ -71,7 +54,7 @@ Result<std::unique_ptr<AsyncLineClient>> AsyncLineClient::create(AsyncLineOption
 AsyncLineClient::AsyncLineClient(AsyncLineOptions options, LineEvents& events)
     : options_(std::move(options)),
       events_(events),
-      loop_(loop_config(options_)),
+      loop_(loop_config(options_, options_.clients, options_.hubs, options_.connect_timeout_ns)),
       sessions_(options_.clients),
       rng_(seed_of(options_)) {
   loop_.set_driver(this);

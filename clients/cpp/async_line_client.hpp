@@ -16,13 +16,16 @@
 #include <thread>
 #include <vector>
 
+#include "clients/cpp/loop_options.hpp"
 #include "core/line_session.hpp"
 #include "core/result.hpp"
 #include "transport/uring/client_loop.hpp"
 
 namespace ringhub::client {
 
-struct AsyncLineOptions {
+// The engine's sizes are LoopOptions': by default 8 receive buffers of 16 KiB, shared by all clients (a
+// long hub line spans several).
+struct AsyncLineOptions : LoopOptions {
   // Where clients connect. An attempt whose connect fails tries the next address, within what is left
   // of connect_timeout_ns, before it counts as failed.
   std::vector<uring::SocketAddress> hubs;
@@ -33,16 +36,6 @@ struct AsyncLineOptions {
   std::uint32_t clients = 1;  // client slots, indexed 0..clients-1
   LineSessionConfig session;  // the rules every client follows (timeouts, attempts, backoff)
   std::int64_t connect_timeout_ns = 5'000'000'000;
-  // The engine: receive buffers shared by all clients (a long hub line spans several), the ring's
-  // size, direct-descriptor table and source addresses. Zero picks a size that fits `clients`.
-  unsigned recv_buffers = 8;
-  std::uint32_t recv_buffer_size = std::uint32_t{16} << 10;
-  uring::BufferRing::Residency buffer_residency = uring::BufferRing::Residency::kOnDemand;
-  unsigned table_size = 0;
-  unsigned sq_entries = 0;
-  unsigned cq_entries = 0;
-  std::vector<sockaddr_in> sources;  // source addresses to bind before an IPv4 connect (none: any)
-  unsigned loop_index = 0;           // names the loop in its errors, for a program with several
   // Seeds the backoff jitter; 0 mixes the clock, the pid and loop_index, so that clients cut off
   // together (one hub restart) do not come back in step.
   std::uint64_t seed = 0;

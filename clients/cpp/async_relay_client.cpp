@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <optional>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "core/frame_codec.hpp"
@@ -68,25 +69,50 @@ struct AsyncRelayClient::Connection {
   std::span<const std::uint8_t> whole;  // its body, when it lay whole in one receive buffer
   std::vector<std::uint8_t> gathered;   // its body otherwise
   std::optional<Error> failure;         // why this side closed it (a malformed hub frame)
+  uring::CloseInfo closed;              // how it ended, once it has
 
   explicit Connection(std::size_t max_list_reply_length) : reader(max_list_reply_length) {}
 };
 
-// Turns the reader's reports for one connection into RelayEvents.
+// Turns the reader's reports for one connection into RelayEvents; none once the program closed it.
 struct AsyncRelayClient::FrameEvents {
   AsyncRelayClient& client;
   std::uint32_t index;
   Connection& conn;
 
-  void on_identity_reply(UserId id) { client.events_.on_identity(index, id); }
-  void on_list_reply(std::span<const UserId> ids) { client.events_.on_list(index, ids); }
+  bool open() const { return client.is_open(index); }
+  bool streamed() const { return client.options_.stream_deliveries; }
+  void on_identity_reply(UserId id) {
+    if (open()) {
+      client.events_.on_identity(index, id);
+    }
+  }
+  void on_list_reply(std::span<const UserId> ids) {
+    if (open()) {
+      client.events_.on_list(index, ids);
+    }
+  }
   void on_deliver_begin(UserId sender, std::uint32_t size) {
+    if (!open()) {
+      return;
+    }
+    if (streamed()) {
+      client.events_.on_delivery_begin(index, sender, size);
+      return;
+    }
     conn.sender = sender;
     conn.body_size = size;
     conn.whole = {};
     conn.gathered.clear();
   }
   void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
+    if (!open()) {
+      return;
+    }
+    if (streamed()) {
+      client.events_.on_delivery_bytes(index, bytes);
+      return;
+    }
     if (conn.gathered.empty() && conn.whole.empty() && bytes.size() == conn.body_size) {
       conn.whole = bytes;  // zero copy: the view lives until on_deliver_end, within the same feed
       return;
@@ -97,6 +123,13 @@ struct AsyncRelayClient::FrameEvents {
     conn.gathered.insert(conn.gathered.end(), bytes.begin(), bytes.end());
   }
   void on_deliver_end() {
+    if (!open()) {
+      return;
+    }
+    if (streamed()) {
+      client.events_.on_delivery_end(index);
+      return;
+    }
     const std::span<const std::uint8_t> body =
         conn.whole.empty() ? std::span<const std::uint8_t>(conn.gathered) : conn.whole;
     client.events_.on_delivery(index, conn.sender, body);
@@ -104,7 +137,9 @@ struct AsyncRelayClient::FrameEvents {
     conn.gathered.clear();
   }
   void on_error(std::uint8_t code, std::string_view reason) {
-    client.events_.on_hub_error(index, code, reason);
+    if (open()) {
+      client.events_.on_hub_error(index, code, reason);
+    }
   }
 };
 
@@ -120,24 +155,19 @@ Result<std::unique_ptr<AsyncRelayClient>> AsyncRelayClient::create(AsyncRelayOpt
   if (Result<void> ready = client->loop_.init(); !ready) {
     return ready.error();
   }
+  client->owner_ = std::this_thread::get_id();
   return client;
 }
 
 AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& events)
     : options_(std::move(options)), events_(events), loop_([this] {
-        uring::ClientLoopConfig config;
-        config.conns = options_.connections;
-        config.buffer_count = options_.recv_buffers;
-        config.buffer_size = options_.recv_buffer_size;
-        config.buffer_residency = uring::BufferRing::Residency::kOnDemand;  // pages fault in as used
-        config.hubs = options_.hubs;
         const auto timeout =
             options_.connect_timeout > std::chrono::milliseconds{0}
                 ? std::min(options_.connect_timeout, std::chrono::milliseconds(kLongestConnect))
                 : std::chrono::milliseconds(kLongestConnect);
-        config.connect_timeout_ns = std::chrono::nanoseconds(timeout).count();
+        uring::ClientLoopConfig config = loop_config(options_, options_.connections, options_.hubs,
+                                                     std::chrono::nanoseconds(timeout).count());
         config.task_run = options_.task_run;
-        uring::size_for_connections(config);
         return config;
       }()) {
   connections_.reserve(options_.connections);
@@ -150,6 +180,11 @@ AsyncRelayClient::AsyncRelayClient(AsyncRelayOptions options, RelayEvents& event
 AsyncRelayClient::~AsyncRelayClient() {
   // Sends in flight point into the loop's buffers: let the kernel finish with them before they go.
   tearing_down_ = true;
+  // Only the ring's own thread may drive it (any thread, with kAnyThread); elsewhere the ring's teardown
+  // cancels what is left.
+  if (options_.task_run != uring::TaskRun::kAnyThread && std::this_thread::get_id() != owner_) {
+    return;
+  }
   bool busy = false;
   for (std::uint32_t c = 0; c < options_.connections; ++c) {
     loop_.close(loop_.conn(c));
@@ -245,6 +280,50 @@ Result<void> AsyncRelayClient::send_raw(std::uint32_t conn, std::span<const std:
   return queue(conn, bytes);
 }
 
+Result<std::span<std::uint8_t>> AsyncRelayClient::relay_in_place(std::uint32_t conn,
+                                                                 std::span<const UserId> receivers,
+                                                                 std::size_t body_size) {
+  if (Result<void> within = check_relay_limits(receivers.size(), body_size); !within) {
+    return within.error();
+  }
+  uring::ClientConn& slot = loop_.conn(conn);
+  if (std::optional<Error> why = unwritable(slot)) {
+    return *why;
+  }
+  std::vector<std::uint8_t>& out = loop_.out(slot);
+  const std::size_t frame_start = out.size();
+  const std::size_t ids_size = protocol::kIdSize * receivers.size();
+  out.resize(frame_start + protocol::kHeaderSize + ids_size + body_size);
+  std::uint8_t* frame = out.data() + frame_start;
+  const protocol::FrameHeader header{protocol::FrameType::kRelay, static_cast<std::uint8_t>(receivers.size()),
+                                     0, static_cast<std::uint32_t>(ids_size + body_size)};
+  codec::encode_header(std::span<std::uint8_t, protocol::kHeaderSize>(frame, protocol::kHeaderSize), header);
+  for (std::size_t k = 0; k < receivers.size(); ++k) {
+    codec::store_u64(frame + protocol::kHeaderSize + protocol::kIdSize * k, receivers[k]);
+  }
+  loop_.flush(slot);
+  return std::span<std::uint8_t>(frame + protocol::kHeaderSize + ids_size, body_size);
+}
+
+void AsyncRelayClient::add_timer(std::uint32_t conn, std::int64_t at_ns, std::uint32_t kind) {
+  loop_.add_timer(uring::ClientTimer{at_ns, conn, 0, kind, 0});
+}
+
+const uring::CloseInfo& AsyncRelayClient::close_info(std::uint32_t conn) const {
+  return connections_[conn].closed;
+}
+
+bool AsyncRelayClient::mid_frame(std::uint32_t conn) const {
+  return !connections_[conn].reader.at_boundary();
+}
+
+void AsyncRelayClient::run(std::int64_t deadline_ns, const std::atomic<bool>& abort,
+                           const std::function<bool()>& finished) {
+  finished_ = finished;
+  loop_.run(deadline_ns, abort);
+  finished_ = nullptr;
+}
+
 bool AsyncRelayClient::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   const std::int64_t deadline =
       timeout.count() < 0 ? -1 : uring::now_ns() + std::chrono::nanoseconds(timeout).count();
@@ -261,8 +340,12 @@ void AsyncRelayClient::on_connected(uring::ClientConn& conn) {
 
 void AsyncRelayClient::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
   Connection& state = connections_[conn.index];
-  if (state.failure || tearing_down_) {
-    return;  // closing: the stream cannot be read past a malformed frame
+  if (tearing_down_) {
+    return;
+  }
+  events_.on_read(conn.index, bytes.size());
+  if (state.failure || !is_open(conn.index)) {
+    return;  // closing: the stream cannot be read past a malformed frame, nor after close()
   }
   FrameEvents frame_events{*this, conn.index, state};
   if (const auto error = state.reader.feed(bytes, frame_events)) {
@@ -272,8 +355,27 @@ void AsyncRelayClient::on_bytes(uring::ClientConn& conn, std::span<const std::ui
   }
 }
 
+void AsyncRelayClient::on_drained(uring::ClientConn& conn) {
+  if (!tearing_down_) {
+    events_.on_sent(conn.index);
+  }
+}
+
+void AsyncRelayClient::on_timer(const uring::ClientTimer& timer) {
+  if (!tearing_down_) {
+    events_.on_timer(timer.conn, timer.kind);
+  }
+}
+
+void AsyncRelayClient::on_iteration() {
+  if (!tearing_down_) {
+    events_.on_iteration();
+  }
+}
+
 void AsyncRelayClient::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
   Connection& state = connections_[conn.index];
+  state.closed = info;
   const Error why = state.failure ? *state.failure : close_reason(info);
   state.failure.reset();
   if (!tearing_down_) {

@@ -3,6 +3,7 @@
 // and closes come back as events while the caller runs the loop. RelayClient wraps it for simple programs.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -11,8 +12,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "clients/cpp/loop_options.hpp"
 #include "core/client_frame_reader.hpp"
 #include "core/protocol.hpp"
 #include "core/result.hpp"
@@ -34,6 +37,16 @@ class RelayEvents {
   virtual void on_list(std::uint32_t conn, std::span<const protocol::UserId> others) = 0;
   virtual void on_delivery(std::uint32_t conn, protocol::UserId sender,
                            std::span<const std::uint8_t> body) = 0;
+  // With AsyncRelayOptions::stream_deliveries, a DELIVER comes as these three instead of on_delivery:
+  // its body in the pieces it arrived in (views into the receive buffers: nothing is gathered), for a
+  // program that checks or forwards bodies as they stream in.
+  virtual void on_delivery_begin(std::uint32_t conn, protocol::UserId sender, std::uint32_t size) {
+    (void)conn, (void)sender, (void)size;
+  }
+  virtual void on_delivery_bytes(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
+    (void)conn, (void)bytes;
+  }
+  virtual void on_delivery_end(std::uint32_t conn) { (void)conn; }
   // The hub refused something and is closing the connection: on_closed follows. `reason` is the hub's
   // text as sent (untrusted: printable_reason() before showing it).
   virtual void on_hub_error(std::uint32_t conn, std::uint8_t code, std::string_view reason) = 0;
@@ -41,17 +54,27 @@ class RelayEvents {
   // closed the connection" at EOF, ETIMEDOUT or the connect's errno when it never opened, EPROTO for a
   // malformed hub frame, or the errno of a failed read or write.
   virtual void on_closed(std::uint32_t conn, const Error& why) = 0;
+
+  // For programs that pace or watch their traffic:
+  virtual void on_sent(std::uint32_t conn) { (void)conn; }  // every byte queued on conn is written
+  // Bytes read from the hub, before they are cut into frames (a progress meter's view).
+  virtual void on_read(std::uint32_t conn, std::size_t bytes) { (void)conn, (void)bytes; }
+  virtual void on_timer(std::uint32_t conn, std::uint32_t kind) { (void)conn, (void)kind; }  // add_timer
+  virtual void on_iteration() {}  // once per loop iteration, before it waits
 };
 
-struct AsyncRelayOptions {
+// The engine's sizes are LoopOptions': by default 64 receive buffers of 64 KiB (a DELIVER split across
+// buffers is assembled in its own vector unless deliveries are streamed).
+struct AsyncRelayOptions : LoopOptions {
+  AsyncRelayOptions() {
+    recv_buffers = 64;
+    recv_buffer_size = std::uint32_t{64} << 10;
+  }
   std::vector<uring::SocketAddress> hubs;  // where open() connects (resolve_hub() gives them for a name)
   std::uint32_t connections = 1;           // connection slots, indexed 0..connections-1
   std::chrono::milliseconds connect_timeout{5000};  // zero or negative: kLongestConnect
-  // Receive memory: the kernel fills these buffers as bytes arrive; when all are in use, reading pauses
-  // and the hub's sends wait in TCP. A DELIVER split across buffers is assembled in its own vector.
-  unsigned recv_buffers = 64;
-  std::uint32_t recv_buffer_size = std::uint32_t{64} << 10;
   std::size_t max_list_reply_length = kDefaultMaxListReplyLength;
+  bool stream_deliveries = false;  // see RelayEvents::on_delivery_begin
   // kAnyThread when the client object moves between threads (used by one at a time).
   uring::TaskRun task_run = uring::TaskRun::kDeferred;
 };
@@ -68,9 +91,11 @@ class AsyncRelayClient final : private uring::ClientDriver {
   // event is delivered from here.
   ~AsyncRelayClient() override;
 
-  // Connects slot `conn` to hubs[route % hubs.size()]; on_open or on_closed follows. Ignored unless the
-  // slot is idle.
+  // Connects slot `conn` to hubs[route % hubs.size()], from sources[route / hubs.size() % sources.size()]
+  // when there are sources; on_open or on_closed follows. Ignored unless the slot is idle, or once
+  // run() is stopping.
   void open(std::uint32_t conn, std::uint32_t route = 0);
+  // No event for `conn` follows but on_closed, not even for the rest of the bytes being read.
   void close(std::uint32_t conn);
 
   Result<void> identity(std::uint32_t conn);
@@ -79,8 +104,15 @@ class AsyncRelayClient final : private uring::ClientDriver {
   // here with a clear message instead of costing the connection.
   Result<void> relay(std::uint32_t conn, std::span<const protocol::UserId> receivers,
                      std::span<const std::uint8_t> body);
+  // A RELAY whose body the caller writes in place: the returned span, valid until the next call on this
+  // client, is the body's room in the send queue (nothing is copied). Same checks as relay().
+  Result<std::span<std::uint8_t>> relay_in_place(std::uint32_t conn,
+                                                 std::span<const protocol::UserId> receivers,
+                                                 std::size_t body_size);
   // Bytes as they are, framed or not (for tests of malformed input).
   Result<void> send_raw(std::uint32_t conn, std::span<const std::uint8_t> bytes);
+  // Calls RelayEvents::on_timer(conn, kind) at `at_ns` on the uring::now_ns() clock.
+  void add_timer(std::uint32_t conn, std::int64_t at_ns, std::uint32_t kind);
 
   // Stops reading `conn` until resume_reading: what the hub sends next waits in TCP, which pushes back
   // on the hub (and, past its --max-outbound-bytes, gets this connection cut as a slow consumer). A
@@ -96,10 +128,20 @@ class AsyncRelayClient final : private uring::ClientDriver {
   // Whether a write on `conn` failed (the hub is gone): nothing more is sent, but the connection reads
   // on, so an ERROR the hub sent first is still reported, until on_closed.
   bool write_failed(std::uint32_t conn) const;
+  // How `conn`'s last connection ended (valid from its on_closed on), and whether it stopped reading in
+  // the middle of a hub frame.
+  const uring::CloseInfo& close_info(std::uint32_t conn) const;
+  bool mid_frame(std::uint32_t conn) const;
 
   // Runs the loop until `done()` holds or `timeout` passes (negative: no limit); returns whether `done()`
   // held. Events are delivered from inside this call.
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  // For a program that runs one batch: serves until finished() holds and every socket is closed, or
+  // until `deadline_ns` or *abort, when it closes every connection (waiting a short grace) and stops:
+  // stopping() is true from then on and open() does nothing.
+  void run(std::int64_t deadline_ns, const std::atomic<bool>& abort, const std::function<bool()>& finished);
+  bool stopping() const { return loop_.aborting(); }
+  const uring::ClientLoopStats& stats() const { return loop_.stats(); }
 
  private:
   struct Connection;
@@ -110,15 +152,19 @@ class AsyncRelayClient final : private uring::ClientDriver {
 
   void on_connected(uring::ClientConn& conn) override;
   void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
+  void on_drained(uring::ClientConn& conn) override;
   void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
-  void on_timer(const uring::ClientTimer& timer) override { (void)timer; }
-  bool finished() const override { return false; }
+  void on_timer(const uring::ClientTimer& timer) override;
+  void on_iteration() override;
+  bool finished() const override { return finished_ && finished_(); }
 
   AsyncRelayOptions options_;
   RelayEvents& events_;
   uring::ClientLoop loop_;
   std::vector<Connection> connections_;
-  bool tearing_down_ = false;  // the destructor runs: events go nowhere
+  bool tearing_down_ = false;       // the destructor runs: events go nowhere
+  std::function<bool()> finished_;  // run()'s
+  std::thread::id owner_;           // the thread that made the ring
 };
 
 // The limits the hub enforces on a RELAY (1..255 receivers, a body up to 1 MiB), checked before sending:

@@ -23,59 +23,73 @@ using protocol::FrameType;
 
 }  // namespace
 
-RelayDriver::RelayDriver(uring::ClientLoop& engine, const RelaySettings& settings, RelayShared& shared,
-                         std::uint32_t first_client, Tally& tally)
-    : engine_(engine),
+RelayDriver::RelayDriver(client::AsyncRelayOptions options, const RelaySettings& settings,
+                         RelayShared& shared, std::uint32_t first_client, Tally& tally)
+    : options_(std::move(options)),
       settings_(settings),
       shared_(shared),
       first_client_(first_client),
       tally_(tally),
       rng_(payload::mix(settings.seed ^ first_client)),
-      clients_(engine.size()),
-      plans_(engine.size()) {}
+      clients_(options_.connections),
+      plans_(options_.connections) {
+  options_.stream_deliveries = true;  // bodies are checked as they stream in, never gathered
+}
+
+Result<void> RelayDriver::init() {
+  Result<std::unique_ptr<client::AsyncRelayClient>> made = client::AsyncRelayClient::create(options_, *this);
+  if (!made) {
+    return made.error();
+  }
+  client_ = std::move(*made);
+  return {};
+}
+
+void RelayDriver::run(std::int64_t start_ns, std::int64_t deadline_ns, const std::atomic<bool>& abort) {
+  schedule_starts(start_ns);
+  client_->run(deadline_ns, abort, [this] { return closing_; });
+  finalize();
+}
 
 void RelayDriver::schedule_starts(std::int64_t start_ns) {
   std::uniform_int_distribution<std::int64_t> offset(0, std::max<std::int64_t>(settings_.ramp_ns - 1, 0));
   for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-    engine_.add_timer(uring::ClientTimer{start_ns + offset(rng_), i, 0, kStart, 0});
+    client_->add_timer(i, start_ns + offset(rng_), kStart);
   }
 }
 
-void RelayDriver::on_timer(const uring::ClientTimer& timer) {
+void RelayDriver::on_timer(std::uint32_t conn, std::uint32_t kind) {
   if (closing_) {
     return;
   }
-  uring::ClientConn& conn = engine_.conn(timer.conn);
-  if (timer.kind == kStart) {
+  if (kind == kStart) {
     tally_.note_start(uring::now_ns());
   }
   start_attempt(conn);
 }
 
-void RelayDriver::start_attempt(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
+void RelayDriver::start_attempt(std::uint32_t conn) {
+  Client& client = clients_[conn];
   if (client.attempts > 0) {
     tally_.retries.fetch_add(1, std::memory_order_relaxed);
   }
   ++client.attempts;
   client.state = State::kConnecting;
-  engine_.connect(conn);
+  client_->open(conn, route_cursor_++);
 }
 
-void RelayDriver::on_connected(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_open(std::uint32_t conn) {
+  Client& client = clients_[conn];
   if (closing_) {
-    engine_.close(conn);
+    client_->close(conn);
     return;
   }
   client.state = State::kIdentifying;
   if (client.attempts > 1) {
     tally_.reconnects.fetch_add(1, std::memory_order_relaxed);
   }
-  client.reader = ClientFrameReader{};
   client.delivering = Delivering{};
-  codec::append_identity_request(engine_.out(conn));
-  engine_.flush(conn);
+  (void)client_->identity(conn);  // just opened: it cannot fail
 }
 
 void RelayDriver::on_iteration() {
@@ -148,8 +162,7 @@ void RelayDriver::plan_one(std::uint32_t local, const std::vector<std::uint32_t>
 void RelayDriver::pump_senders() {
   while (frames_in_flight_ < kMaxFramesInFlight && !ready_senders_.empty() && !closing_) {
     const std::uint32_t local = ready_senders_.front();
-    uring::ClientConn& conn = engine_.conn(local);
-    if (conn.phase != uring::ConnPhase::kOpen || clients_[local].state != State::kReady) {
+    if (!client_->is_open(local) || client_->write_failed(local) || clients_[local].state != State::kReady) {
       // A sender that lost its connection sends nothing: its receivers come up short.
       ready_senders_.pop_front();
       continue;
@@ -158,7 +171,7 @@ void RelayDriver::pump_senders() {
       return;  // the window is full: deliveries arriving free it (end_frame)
     }
     ready_senders_.pop_front();
-    build_frame(conn);
+    build_frame(local);
   }
 }
 
@@ -169,45 +182,40 @@ bool RelayDriver::reserve_in_flight(std::uint32_t local) {
 }
 
 // RELAY header, receiver ids, payload header, payload: written straight into the connection's queue.
-void RelayDriver::build_frame(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
-  Planned& planned = plans_[conn.index][client.next_relay];
+void RelayDriver::build_frame(std::uint32_t conn) {
+  Client& client = clients_[conn];
+  Planned& planned = plans_[conn][client.next_relay];
   const std::uint32_t seq = ++client.next_relay;
-  const std::size_t count = planned.receivers.size();
-  const std::size_t ids_bytes = protocol::kIdSize * count;
-  std::vector<std::uint8_t>& out = engine_.out(conn);
-  const std::size_t base = out.size();
-  out.resize(base + protocol::kHeaderSize + ids_bytes + planned.size);
-  std::uint8_t* frame = out.data() + base;
-  const protocol::FrameHeader header{FrameType::kRelay, static_cast<std::uint8_t>(count), 0,
-                                     static_cast<std::uint32_t>(ids_bytes + planned.size)};
-  codec::encode_header(std::span<std::uint8_t, protocol::kHeaderSize>(frame, protocol::kHeaderSize), header);
-  for (std::size_t k = 0; k < count; ++k) {
-    codec::store_u64(frame + protocol::kHeaderSize + protocol::kIdSize * k,
-                     shared_.ids[planned.receivers[k]].load(std::memory_order_relaxed));
+  receiver_ids_.clear();
+  for (const std::uint32_t receiver : planned.receivers) {
+    receiver_ids_.push_back(shared_.ids[receiver].load(std::memory_order_relaxed));
   }
-  std::uint8_t* body = frame + protocol::kHeaderSize + ids_bytes;
+  Result<std::span<std::uint8_t>> room = client_->relay_in_place(conn, receiver_ids_, planned.size);
+  if (!room) {  // checked open and writable just before: a planning bug
+    protocol_failure(conn, fmt::format("cannot queue a RELAY: {}", room.error().message));
+    return;
+  }
+  std::uint8_t* body = room->data();
   const std::size_t payload_size = planned.size - payload::kHeaderSize;
   const std::uint64_t key = payload::key(settings_.seed, global(conn), seq);
   payload::fill(body + payload::kHeaderSize, payload_size, key);
   const std::uint64_t checksum = payload::fnv1a(
       payload::kFnvBasis, std::span<const std::uint8_t>(body + payload::kHeaderSize, payload_size));
   payload::encode(body, payload::BodyHeader{payload::kMagic, global(conn), seq, planned.size, checksum});
-  engine_.flush(conn);
   client.sending_frame = true;
   ++frames_in_flight_;
 }
 
-void RelayDriver::on_drained(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_sent(std::uint32_t conn) {
+  Client& client = clients_[conn];
   if (!client.sending_frame) {
     return;  // the IDENTITY request
   }
   client.sending_frame = false;
   --frames_in_flight_;
   tally_.relays_sent.fetch_add(1, std::memory_order_relaxed);
-  if (client.next_relay < plans_[conn.index].size()) {
-    ready_senders_.push_back(conn.index);
+  if (client.next_relay < plans_[conn].size()) {
+    ready_senders_.push_back(conn);
   }
 }
 
@@ -216,23 +224,26 @@ void RelayDriver::on_drained(uring::ClientConn& conn) {
 void RelayDriver::close_everyone() {
   closing_ = true;
   for (std::uint32_t i = 0; i < clients_.size(); ++i) {
-    uring::ClientConn& conn = engine_.conn(i);
-    if (conn.phase != uring::ConnPhase::kIdle) {
-      engine_.close(conn);
+    if (!client_->is_idle(i)) {
+      client_->close(i);
     } else if (clients_[i].state != State::kDone && clients_[i].state != State::kFailed) {
-      give_up(conn, "not connected when the run closed");
+      give_up(i, "not connected when the run closed");
     }
   }
 }
 
-void RelayDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) {
-  Client& client = clients_[conn.index];
-  client.closed = info;
+void RelayDriver::on_closed(std::uint32_t conn, const Error& why) {
+  Client& client = clients_[conn];
+  const uring::CloseInfo& info = client_->close_info(conn);
   if (client.sending_frame) {
     client.sending_frame = false;
     --frames_in_flight_;
   }
   if (client.state == State::kDone || client.state == State::kFailed) {
+    return;
+  }
+  if (why.is_system(EPROTO)) {  // the library read a malformed frame and closed
+    protocol_failure(conn, why.message);
     return;
   }
   if (closing_ && info.requested && client.state == State::kReady) {
@@ -244,22 +255,18 @@ void RelayDriver::on_closed(uring::ClientConn& conn, const uring::CloseInfo& inf
   if (info.was_open && !info.requested) {
     tally_.drops.fetch_add(1, std::memory_order_relaxed);
   }
-  const std::string why = info.eof          ? std::string("the hub closed the connection")
-                          : info.error != 0 ? std::string(std::strerror(info.error))
-                                            : std::string("closed");
   if (client.state == State::kReady || closing_ || client.attempts > settings_.retries ||
-      engine_.aborting()) {
-    give_up(conn, fmt::format("lost its connection ({}) after {} attempts", why, client.attempts));
+      client_->stopping()) {
+    give_up(conn, fmt::format("lost its connection ({}) after {} attempts", why.message, client.attempts));
     return;  // an identified client cannot come back: its id would change
   }
   client.state = State::kBackoff;
-  engine_.add_timer(
-      uring::ClientTimer{uring::now_ns() + RetryBackoff{}.before_attempt(client.attempts + 1, rng_()),
-                         conn.index, 0, kRetry, 0});
+  client_->add_timer(conn, uring::now_ns() + RetryBackoff{}.before_attempt(client.attempts + 1, rng_()),
+                     kRetry);
 }
 
-void RelayDriver::give_up(uring::ClientConn& conn, const std::string& why) {
-  Client& client = clients_[conn.index];
+void RelayDriver::give_up(std::uint32_t conn, const std::string& why) {
+  Client& client = clients_[conn];
   const bool was_identified = client.state == State::kReady;
   client.state = State::kFailed;
   tally_.failed.fetch_add(1, std::memory_order_relaxed);
@@ -267,7 +274,7 @@ void RelayDriver::give_up(uring::ClientConn& conn, const std::string& why) {
   if (!was_identified) {
     shared_.settled.fetch_add(1, std::memory_order_acq_rel);  // the barrier must not wait for it
   }
-  engine_.close(conn);
+  client_->close(conn);
 }
 
 void RelayDriver::finalize() {
@@ -285,63 +292,17 @@ void RelayDriver::finalize() {
   }
 }
 
-// --- receiving: core/client_frame_reader cuts the frames; payloads are checked in place, never copied
+// --- receiving: the library cuts the frames; payloads are checked in place as they stream, never copied
 
-struct RelayDriver::Receiving {
-  RelayDriver& driver;
-  uring::ClientConn& conn;
-
-  // A protocol failure closes the connection; nothing after it in the same bytes is looked at.
-  bool open() const { return conn.phase == uring::ConnPhase::kOpen; }
-  void on_identity_reply(protocol::UserId id) {
-    if (open()) {
-      driver.on_identity_reply(conn, id);
-    }
-  }
-  void on_list_reply(std::span<const protocol::UserId> /*ids*/) {
-    if (open()) {
-      driver.protocol_failure(conn, "unexpected LIST_REPLY");
-    }
-  }
-  void on_deliver_begin(protocol::UserId sender, std::uint32_t size) {
-    if (open()) {
-      driver.on_deliver_begin(conn, sender, size);
-    }
-  }
-  void on_deliver_bytes(std::span<const std::uint8_t> bytes) {
-    if (open()) {
-      driver.on_deliver_bytes(conn, bytes);
-    }
-  }
-  void on_deliver_end() {
-    if (open()) {
-      driver.on_deliver_end(conn);
-    }
-  }
-  void on_error(std::uint8_t code, std::string_view reason) {
-    if (open()) {
-      driver.on_hub_error(conn, code, reason);
-    }
-  }
-};
-
-void RelayDriver::on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
-  Client& client = clients_[conn.index];
-  client.bytes_in += bytes.size();
-  shared_.bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
+void RelayDriver::on_read(std::uint32_t conn, std::size_t bytes) {
+  Client& client = clients_[conn];
+  client.bytes_in += bytes;
+  shared_.bytes_received.fetch_add(bytes, std::memory_order_relaxed);
   client.last_bytes_ns = uring::now_ns();
-  if (conn.phase != uring::ConnPhase::kOpen || client.reader.error()) {
-    return;
-  }
-  Receiving receiving{*this, conn};
-  if (const auto error = client.reader.feed(bytes, receiving);
-      error && conn.phase == uring::ConnPhase::kOpen) {
-    protocol_failure(conn, fmt::format("malformed frame: {}", hub_frame_error_name(*error)));
-  }
 }
 
-void RelayDriver::on_identity_reply(uring::ClientConn& conn, std::uint64_t id) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_identity(std::uint32_t conn, protocol::UserId id) {
+  Client& client = clients_[conn];
   if (client.state == State::kIdentifying) {
     shared_.ids[global(conn)].store(id, std::memory_order_release);
     client.state = State::kReady;
@@ -350,20 +311,31 @@ void RelayDriver::on_identity_reply(uring::ClientConn& conn, std::uint64_t id) {
   }
 }
 
-void RelayDriver::on_hub_error(uring::ClientConn& conn, std::uint8_t code, std::string_view reason) {
+void RelayDriver::on_list(std::uint32_t conn, std::span<const protocol::UserId> /*others*/) {
+  protocol_failure(conn, "unexpected LIST_REPLY");
+}
+
+// Streamed deliveries (the options say so) never arrive whole.
+void RelayDriver::on_delivery(std::uint32_t conn, protocol::UserId /*sender*/,
+                              std::span<const std::uint8_t> /*body*/) {
+  protocol_failure(conn, "a whole DELIVER from a client set to stream them");
+}
+
+void RelayDriver::on_hub_error(std::uint32_t conn, std::uint8_t code, std::string_view reason) {
   ++tally_.hub_errors;
-  ++clients_[conn.index].error_frames;
-  clients_[conn.index].last_error = code;
-  tally_.note_failure(fmt::format("client {}: ERROR {} `{}`", global(conn), code, reason));
+  ++clients_[conn].error_frames;
+  clients_[conn].last_error = code;
+  tally_.note_failure(
+      fmt::format("client {}: ERROR {} `{}`", global(conn), code, client::printable_reason(reason)));
   // the hub closes the connection after it
 }
 
-void RelayDriver::on_deliver_begin(uring::ClientConn& conn, std::uint64_t sender_id, std::uint32_t size) {
+void RelayDriver::on_delivery_begin(std::uint32_t conn, protocol::UserId sender_id, std::uint32_t size) {
   if (size < payload::kHeaderSize) {
     protocol_failure(conn, fmt::format("a DELIVER of {} body bytes, too short for a payload header", size));
     return;
   }
-  Delivering& d = clients_[conn.index].delivering;
+  Delivering& d = clients_[conn].delivering;
   d = Delivering{};
   d.sender_id = sender_id;
   d.size = size;
@@ -371,8 +343,8 @@ void RelayDriver::on_deliver_begin(uring::ClientConn& conn, std::uint64_t sender
   d.frame_bytes = static_cast<std::uint32_t>(protocol::kDeliverPrefixSize) + size;
 }
 
-void RelayDriver::on_deliver_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_delivery_bytes(std::uint32_t conn, std::span<const std::uint8_t> bytes) {
+  Client& client = clients_[conn];
   Delivering& d = client.delivering;
   if (d.meta_len < payload::kHeaderSize) {
     const std::size_t n = std::min<std::size_t>(payload::kHeaderSize - d.meta_len, bytes.size());
@@ -389,8 +361,8 @@ void RelayDriver::on_deliver_bytes(uring::ClientConn& conn, std::span<const std:
   }
 }
 
-void RelayDriver::on_meta(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_meta(std::uint32_t conn) {
+  Client& client = clients_[conn];
   Delivering& d = client.delivering;
   const payload::BodyHeader body = payload::decode(d.meta);
   const bool valid = body.magic == payload::kMagic && body.sender < settings_.clients &&
@@ -430,8 +402,8 @@ void RelayDriver::on_payload(Client& client, std::span<const std::uint8_t> bytes
   d.position += bytes.size();
 }
 
-void RelayDriver::on_deliver_end(uring::ClientConn& conn) {
-  Client& client = clients_[conn.index];
+void RelayDriver::on_delivery_end(std::uint32_t conn) {
+  Client& client = clients_[conn];
   Delivering& d = client.delivering;
   if (!d.corrupt && d.checksum_ok) {
     tally_.verified.fetch_add(1, std::memory_order_relaxed);
@@ -472,10 +444,10 @@ RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
   view.verified = client.verified;
   view.error_frames = client.error_frames;
   view.last_error = client.last_error;
-  view.closed = client.closed;
-  view.open_at_end = engine_.conn(local).phase != uring::ConnPhase::kIdle;
+  view.closed = client_->close_info(local);
+  view.open_at_end = !client_->is_idle(local);
   view.last_bytes_ns = client.last_bytes_ns;
-  view.mid_frame = !client.reader.at_boundary();
+  view.mid_frame = client_->mid_frame(local);
   if (d.open) {  // inside a DELIVER (other frames are a few bytes: the type stays 0, unknown)
     view.frame_type = static_cast<std::uint8_t>(FrameType::kDeliver);
     const std::uint64_t body_seen =
@@ -488,7 +460,7 @@ RelayDriver::ReceiverView RelayDriver::receiver(std::uint32_t local) const {
   return view;
 }
 
-void RelayDriver::protocol_failure(uring::ClientConn& conn, const std::string& why) {
+void RelayDriver::protocol_failure(std::uint32_t conn, const std::string& why) {
   ++tally_.bad_deliveries;
   give_up(conn, fmt::format("protocol failure: {}", why));
 }

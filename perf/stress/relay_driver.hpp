@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <random>
 #include <span>
 #include <string_view>
@@ -13,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/client_frame_reader.hpp"
+#include "clients/cpp/async_relay_client.hpp"
 #include "perf/stress/in_flight_window.hpp"
 #include "perf/stress/payload.hpp"
 #include "perf/stress/tally.hpp"
@@ -49,14 +50,19 @@ struct RelayShared {
   std::atomic<bool> close_now{false};  // set by main: everyone closes
 };
 
-// Contract: lives on its engine's thread; clients [first, first + engine.size()) of the run.
-class RelayDriver final : public uring::ClientDriver {
+// A user of the client library: each engine thread is one AsyncRelayClient with streamed deliveries.
+// Contract: constructed anywhere; init() and run() on its engine's thread, the rest after it joined.
+// Clients [first, first + options.connections) of the run.
+class RelayDriver final : private client::RelayEvents {
  public:
-  RelayDriver(uring::ClientLoop& engine, const RelaySettings& settings, RelayShared& shared,
+  RelayDriver(client::AsyncRelayOptions options, const RelaySettings& settings, RelayShared& shared,
               std::uint32_t first_client, Tally& tally);
-  void schedule_starts(std::int64_t start_ns);
-  // After the engine returned: compares what each receiver verified with what was planned for it.
-  void finalize();
+  Result<void> init();  // makes the ring, on the thread that will run it
+  // Starts every client at a uniform time in [start_ns, start_ns + ramp), serves until main says close
+  // (or `deadline_ns` or *abort), then compares what each receiver verified with what was planned.
+  void run(std::int64_t start_ns, std::int64_t deadline_ns, const std::atomic<bool>& abort);
+  // Null before init(); read by other threads for progress (its figures are atomics).
+  const uring::ClientLoopStats* stats() const { return client_ ? &client_->stats() : nullptr; }
 
   // What one receiver's connection saw, for the report on missing deliveries.
   struct ReceiverView {
@@ -89,20 +95,27 @@ class RelayDriver final : public uring::ClientDriver {
   std::uint32_t first_client() const { return first_client_; }
   std::uint32_t size() const { return static_cast<std::uint32_t>(clients_.size()); }
 
-  void on_connected(uring::ClientConn& conn) override;
-  void on_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes) override;
-  void on_drained(uring::ClientConn& conn) override;
-  void on_closed(uring::ClientConn& conn, const uring::CloseInfo& info) override;
-  void on_timer(const uring::ClientTimer& timer) override;
-  void on_iteration() override;
-  bool finished() const override { return closing_; }
-
  private:
+  // client::RelayEvents
+  void on_open(std::uint32_t conn) override;
+  void on_identity(std::uint32_t conn, protocol::UserId id) override;
+  void on_list(std::uint32_t conn, std::span<const protocol::UserId> others) override;
+  void on_delivery(std::uint32_t conn, protocol::UserId sender, std::span<const std::uint8_t> body) override;
+  void on_delivery_begin(std::uint32_t conn, protocol::UserId sender, std::uint32_t size) override;
+  void on_delivery_bytes(std::uint32_t conn, std::span<const std::uint8_t> bytes) override;
+  void on_delivery_end(std::uint32_t conn) override;
+  void on_hub_error(std::uint32_t conn, std::uint8_t code, std::string_view reason) override;
+  void on_closed(std::uint32_t conn, const Error& why) override;
+  void on_sent(std::uint32_t conn) override;
+  void on_read(std::uint32_t conn, std::size_t bytes) override;
+  void on_timer(std::uint32_t conn, std::uint32_t kind) override;
+  void on_iteration() override;
+
   enum class State : std::uint8_t { kWaiting, kConnecting, kIdentifying, kReady, kBackoff, kDone, kFailed };
   enum TimerKind : std::uint32_t { kStart, kRetry };
 
   // The DELIVER a receiver is reading: its body's payload header is gathered, the rest checked as it
-  // streams in (core/client_frame_reader cuts the frames).
+  // streams in (the library's core/client_frame_reader cuts the frames).
   struct Delivering {
     std::uint8_t meta[payload::kHeaderSize] = {};
     std::uint8_t meta_len = 0;
@@ -117,9 +130,6 @@ class RelayDriver final : public uring::ClientDriver {
     std::uint32_t sender = 0;       // the payload header's sender and seq
     std::uint32_t seq = 0;
   };
-  // Turns one connection's hub frames into the driver's checks; ignores what comes after a failure.
-  struct Receiving;
-
   struct Planned {
     std::vector<std::uint32_t> receivers;  // client numbers (kept after sending: the missing-delivery report)
     std::uint32_t size = 0;
@@ -131,7 +141,6 @@ class RelayDriver final : public uring::ClientDriver {
     std::uint16_t attempts = 0;
     std::uint32_t next_relay = 0;  // index into plans_[i]
     std::uint32_t verified = 0;
-    ClientFrameReader reader;
     Delivering delivering;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> last_seq;  // (sender, last seq seen)
     // For the missing-delivery report: every (sender << 32 | seq) that arrived, and how the wire went.
@@ -140,35 +149,32 @@ class RelayDriver final : public uring::ClientDriver {
     std::int64_t last_bytes_ns = 0;
     std::uint32_t error_frames = 0;
     std::uint8_t last_error = 0;
-    uring::CloseInfo closed;
   };
 
-  std::uint32_t global(const uring::ClientConn& conn) const { return first_client_ + conn.index; }
-  void start_attempt(uring::ClientConn& conn);
+  std::uint32_t global(std::uint32_t conn) const { return first_client_ + conn; }
+  void schedule_starts(std::int64_t start_ns);
+  void start_attempt(std::uint32_t conn);
+  void finalize();
   void plan();
   void plan_one(std::uint32_t local, const std::vector<std::uint32_t>& pool);
   void pump_senders();
   // Reserves the delivery bytes of local sender's next relay in the shared window; false when it is
   // full (a relay alone in it always fits, however large).
   bool reserve_in_flight(std::uint32_t local);
-  void build_frame(uring::ClientConn& conn);
+  void build_frame(std::uint32_t conn);
   void close_everyone();
-  void on_identity_reply(uring::ClientConn& conn, std::uint64_t id);
-  void on_deliver_begin(uring::ClientConn& conn, std::uint64_t sender_id, std::uint32_t size);
-  void on_deliver_bytes(uring::ClientConn& conn, std::span<const std::uint8_t> bytes);
-  void on_meta(uring::ClientConn& conn);
+  void on_meta(std::uint32_t conn);
   void on_payload(Client& client, std::span<const std::uint8_t> bytes);
-  void on_deliver_end(uring::ClientConn& conn);
-  void on_hub_error(uring::ClientConn& conn, std::uint8_t code, std::string_view reason);
   bool check_order(Client& client, std::uint32_t sender, std::uint32_t seq);
   // The checksum sender's relay seq must carry, computed once per relay (not per receiver): every
   // payload byte is compared with the generator as it streams in, so a checksum over the received
   // bytes would only repeat that check at a byte a cycle, most of the harness's CPU at 255-way fan-out.
   std::uint64_t expected_checksum(std::uint32_t sender, std::uint32_t seq, std::uint32_t size);
-  void protocol_failure(uring::ClientConn& conn, const std::string& why);
-  void give_up(uring::ClientConn& conn, const std::string& why);
+  void protocol_failure(std::uint32_t conn, const std::string& why);
+  void give_up(std::uint32_t conn, const std::string& why);
 
-  uring::ClientLoop& engine_;
+  client::AsyncRelayOptions options_;
+  std::unique_ptr<client::AsyncRelayClient> client_;
   const RelaySettings& settings_;
   RelayShared& shared_;
   const std::uint32_t first_client_;
@@ -180,6 +186,8 @@ class RelayDriver final : public uring::ClientDriver {
   std::vector<std::uint32_t> stamp_;         // per client number: distinct-receiver sampling
   std::unordered_map<std::uint64_t, std::uint64_t> checksums_;  // (sender << 32 | seq) -> checksum
   std::vector<std::uint8_t> scratch_;
+  std::vector<protocol::UserId> receiver_ids_;  // scratch: one RELAY's receivers
+  std::uint32_t route_cursor_ = 0;              // spreads attempts over every (hub, source) pair
   std::uint32_t stamp_now_ = 0;
   unsigned frames_in_flight_ = 0;
   bool planned_ = false;

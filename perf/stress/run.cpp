@@ -36,7 +36,6 @@ constexpr std::chrono::milliseconds kMetricsTimeout{2000};
 constexpr std::int64_t kDeadlineGraceNs = 10'000'000'000;
 
 struct Worker {
-  std::unique_ptr<uring::ClientLoop> engine;  // relay mode's; line mode's lives in its driver
   std::unique_ptr<LineDriver> line;
   std::unique_ptr<RelayDriver> relay;
   Tally tally;
@@ -55,16 +54,14 @@ struct Shared {
 };
 
 void worker_main(Worker& w, const RunPlan& plan, Shared& shared) {
-  const Result<void> init = w.line ? w.line->init() : w.engine->init();
+  const Result<void> init = w.line ? w.line->init() : w.relay->init();
   w.ready.set_value(init ? std::string() : init.error().message);
   const std::int64_t start_ns = shared.start_future.get();
   if (init && start_ns >= 0) {
     if (w.line) {
       w.line->run(start_ns, start_ns + plan.deadline_ns, shared.abort);
     } else {
-      w.relay->schedule_starts(start_ns);
-      w.engine->run(start_ns + plan.deadline_ns, shared.abort);
-      w.relay->finalize();
+      w.relay->run(start_ns, start_ns + plan.deadline_ns, shared.abort);
     }
   }
   w.finished.store(true, std::memory_order_release);
@@ -72,36 +69,38 @@ void worker_main(Worker& w, const RunPlan& plan, Shared& shared) {
 
 // The worker's engine figures; null until its ring is up (read after start_workers).
 const uring::ClientLoopStats* stats_of(const Worker& w) {
-  return w.line ? w.line->stats() : &w.engine->stats();
+  return w.line ? w.line->stats() : w.relay->stats();
 }
 
-uring::ClientLoopConfig engine_config(const RunPlan& plan, unsigned index, std::uint32_t clients) {
-  uring::ClientLoopConfig config;
-  config.index = index;
-  config.conns = clients;
-  config.table_size = plan.table_size;
-  config.buffer_count = plan.buffer_count;
-  config.buffer_size = plan.buffer_size;
-  config.hubs.assign(plan.hubs.begin(), plan.hubs.end());
-  config.sources = plan.sources;
-  config.connect_timeout_ns = plan.timeout_ns;
-  return config;
+// The engine's harness sizes for one thread of the run: its table, every source address, populated
+// receive buffers, and a ring that holds one iteration's connects for thousands of clients.
+void size_for_the_run(const RunPlan& plan, unsigned index, client::LoopOptions& loop) {
+  loop.loop_index = index;
+  loop.table_size = plan.table_size;
+  loop.recv_buffers = plan.buffer_count;
+  loop.recv_buffer_size = plan.buffer_size;
+  loop.buffer_residency = uring::BufferRing::Residency::kPopulated;
+  loop.sources = plan.sources;
+  loop.sq_entries = uring::ClientLoopConfig{}.sq_entries;
+  loop.cq_entries = uring::ClientLoopConfig{}.cq_entries;
+}
+
+client::AsyncRelayOptions relay_options(const RunPlan& plan, unsigned index, std::uint32_t clients) {
+  client::AsyncRelayOptions options;
+  size_for_the_run(plan, index, options);
+  options.connections = clients;
+  options.hubs.assign(plan.hubs.begin(), plan.hubs.end());
+  options.connect_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(plan.timeout_ns));
+  return options;
 }
 
 client::AsyncLineOptions line_options(const RunPlan& plan, unsigned index, std::uint32_t clients) {
   client::AsyncLineOptions options;
-  options.loop_index = index;
+  size_for_the_run(plan, index, options);
   options.clients = clients;
-  options.table_size = plan.table_size;
-  options.recv_buffers = plan.buffer_count;
-  options.recv_buffer_size = plan.buffer_size;
-  options.buffer_residency = uring::BufferRing::Residency::kPopulated;
   options.hubs.assign(plan.hubs.begin(), plan.hubs.end());
-  options.sources = plan.sources;
   options.connect_timeout_ns = plan.timeout_ns;
-  // The engine's harness sizes: one iteration's connects for thousands of clients, and their completions.
-  options.sq_entries = uring::ClientLoopConfig{}.sq_entries;
-  options.cq_entries = uring::ClientLoopConfig{}.cq_entries;
   return options;
 }
 
@@ -143,10 +142,8 @@ std::vector<std::unique_ptr<Worker>> make_workers(const RunPlan& plan, Shared& s
       w->line = std::make_unique<LineDriver>(line_options(plan, i, count), shared.line, first, w->tally,
                                              plan.seed ^ (std::uint64_t{i} * 0x9E37U));
     } else {
-      w->engine = std::make_unique<uring::ClientLoop>(engine_config(plan, i, count));
-      w->relay =
-          std::make_unique<RelayDriver>(*w->engine, shared.relay, *shared.relay_state, first, w->tally);
-      w->engine->set_driver(w->relay.get());
+      w->relay = std::make_unique<RelayDriver>(relay_options(plan, i, count), shared.relay,
+                                               *shared.relay_state, first, w->tally);
     }
     first += count;
     workers.push_back(std::move(w));

@@ -434,3 +434,146 @@ TEST_F(AsyncRelayClientTest, BlockingClientResolvesAName) {
 
 }  // namespace
 }  // namespace ringhub::testing
+
+namespace ringhub::testing {
+namespace {
+
+// Records the streamed and pacing events too, and can act on them.
+struct StreamRecorder final : client::RelayEvents {
+  struct PerConn {
+    std::optional<UserId> id;
+    std::vector<std::pair<UserId, std::uint32_t>> begins;
+    std::vector<std::size_t> pieces;  // sizes of the body pieces, in order
+    Bytes body;                       // the pieces, joined
+    int ends = 0;
+    int whole = 0;  // on_delivery calls: never, when streaming
+    int sent = 0;
+    std::size_t read = 0;
+    std::vector<std::uint32_t> timers;
+    std::optional<Error> closed;
+  };
+  std::map<std::uint32_t, PerConn> conns;
+  int iterations = 0;
+  AsyncRelayClient* client = nullptr;
+  bool close_on_first_delivery = false;
+
+  void on_open(std::uint32_t conn) override { (void)client->identity(conn); }
+  void on_identity(std::uint32_t conn, UserId id) override { conns[conn].id = id; }
+  void on_list(std::uint32_t, std::span<const UserId>) override {}
+  void on_delivery(std::uint32_t conn, UserId, std::span<const std::uint8_t>) override {
+    ++conns[conn].whole;
+  }
+  void on_delivery_begin(std::uint32_t conn, UserId sender, std::uint32_t size) override {
+    conns[conn].begins.emplace_back(sender, size);
+    if (close_on_first_delivery) {
+      client->close(conn);
+    }
+  }
+  void on_delivery_bytes(std::uint32_t conn, std::span<const std::uint8_t> bytes) override {
+    conns[conn].pieces.push_back(bytes.size());
+    conns[conn].body.insert(conns[conn].body.end(), bytes.begin(), bytes.end());
+  }
+  void on_delivery_end(std::uint32_t conn) override { ++conns[conn].ends; }
+  void on_hub_error(std::uint32_t, std::uint8_t, std::string_view) override {}
+  void on_closed(std::uint32_t conn, const Error& why) override { conns[conn].closed = why; }
+  void on_sent(std::uint32_t conn) override { ++conns[conn].sent; }
+  void on_read(std::uint32_t conn, std::size_t bytes) override { conns[conn].read += bytes; }
+  void on_timer(std::uint32_t conn, std::uint32_t kind) override { conns[conn].timers.push_back(kind); }
+  void on_iteration() override { ++iterations; }
+};
+
+class AsyncRelayStreamTest : public HubTest {
+ protected:
+  // Two identified connections, streaming, with 16 KiB receive buffers (a 1 MiB body comes in pieces).
+  void open_two() {
+    AsyncRelayOptions options;
+    options.hubs = {loopback(hub_->relay_port())};
+    options.connections = 2;
+    options.recv_buffers = 16;
+    options.recv_buffer_size = 16 << 10;
+    options.stream_deliveries = true;
+    auto made = AsyncRelayClient::create(std::move(options), events_);
+    ASSERT_TRUE(made) << made.error().message;
+    client_ = std::move(*made);
+    events_.client = client_.get();
+    client_->open(0);
+    client_->open(1);
+    ASSERT_TRUE(client_->run_until([&] { return events_.conns[0].id && events_.conns[1].id; }, kWait));
+  }
+
+  StreamRecorder events_;
+  std::unique_ptr<AsyncRelayClient> client_;
+};
+
+// A 1 MiB body written in place arrives as begin, pieces that join to it, end; never whole.
+TEST_F(AsyncRelayStreamTest, RelayInPlaceArrivesStreamedInPieces) {
+  start_hub(test_config());
+  open_two();
+  const Bytes body = patterned(protocol::kMaxBodySize, 3);
+  const std::vector<UserId> to{*events_.conns[1].id};
+  Result<std::span<std::uint8_t>> room = client_->relay_in_place(0, to, body.size());
+  ASSERT_TRUE(room) << room.error().message;
+  ASSERT_EQ(room->size(), body.size());
+  std::copy(body.begin(), body.end(), room->begin());
+  ASSERT_TRUE(client_->run_until([&] { return events_.conns[1].ends == 1; }, kWait));
+  const auto& got = events_.conns[1];
+  ASSERT_EQ(got.begins.size(), 1U);
+  EXPECT_EQ(got.begins[0], std::make_pair(*events_.conns[0].id, static_cast<std::uint32_t>(body.size())));
+  EXPECT_GT(got.pieces.size(), 1U);
+  EXPECT_EQ(got.body, body);
+  EXPECT_EQ(got.whole, 0);
+  EXPECT_GE(got.read, body.size());
+  EXPECT_GE(events_.conns[0].sent, 2);  // the IDENTITY request, then the RELAY
+  EXPECT_GT(events_.iterations, 0);
+  EXPECT_FALSE(client_->relay_in_place(0, {}, 1));  // the same limits as relay()
+}
+
+// After close() the rest of what was read is not reported: only on_closed follows.
+TEST_F(AsyncRelayStreamTest, NoEventForAConnectionAfterItsClose) {
+  start_hub(test_config());
+  open_two();
+  events_.close_on_first_delivery = true;
+  const std::vector<UserId> to{*events_.conns[1].id};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client_->relay(0, to, patterned(100, static_cast<std::uint8_t>(i))));
+  }
+  ASSERT_TRUE(client_->run_until([&] { return events_.conns[1].closed.has_value(); }, kWait));
+  EXPECT_EQ(events_.conns[1].begins.size(), 1U);
+  EXPECT_TRUE(events_.conns[1].pieces.empty());
+  EXPECT_EQ(events_.conns[1].ends, 0);
+  EXPECT_TRUE(client_->close_info(1).requested);
+  EXPECT_TRUE(client_->close_info(1).was_open);
+}
+
+TEST_F(AsyncRelayStreamTest, TimersFireWithTheirConnectionAndKind) {
+  start_hub(test_config());
+  open_two();
+  client_->add_timer(1, uring::now_ns() + 20'000'000, 7);
+  client_->add_timer(0, uring::now_ns(), 3);
+  ASSERT_TRUE(client_->run_until([&] { return !events_.conns[1].timers.empty(); }, kWait));
+  EXPECT_EQ(events_.conns[0].timers, std::vector<std::uint32_t>{3});
+  EXPECT_EQ(events_.conns[1].timers, std::vector<std::uint32_t>{7});
+}
+
+// run(): until finished() holds and every socket is closed; a deadline stops it for good.
+TEST_F(AsyncRelayStreamTest, RunServesUntilFinishedAndAStoppedClientOpensNothing) {
+  start_hub(test_config());
+  open_two();
+  client_->close(0);
+  client_->close(1);
+  const std::atomic<bool> abort{false};
+  client_->run(uring::now_ns() + 20'000'000'000, abort, [&] { return events_.conns[1].closed.has_value(); });
+  EXPECT_TRUE(client_->is_idle(0));
+  EXPECT_TRUE(client_->is_idle(1));
+  EXPECT_FALSE(client_->stopping());
+
+  client_->open(0);
+  client_->run(uring::now_ns(), abort, [] { return false; });  // the deadline is now: stop
+  EXPECT_TRUE(client_->stopping());
+  EXPECT_TRUE(client_->is_idle(0));
+  client_->open(1);
+  EXPECT_TRUE(client_->is_idle(1));  // ignored once stopping
+}
+
+}  // namespace
+}  // namespace ringhub::testing
