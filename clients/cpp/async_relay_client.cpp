@@ -212,8 +212,8 @@ void AsyncRelayClient::resume_reading(std::uint32_t conn) {
 
 void AsyncRelayClient::open(std::uint32_t conn, std::uint32_t route) {
   uring::ClientConn& slot = loop_.conn(conn);
-  if (slot.phase != uring::ConnPhase::kIdle) {
-    return;
+  if (slot.phase != uring::ConnPhase::kIdle || stopping()) {
+    return;  // ignored: the last close_info() and mid_frame() stay readable
   }
   connections_[conn] = Connection(options_.max_list_reply_length);
   loop_.connect(slot, route);
@@ -348,7 +348,8 @@ void AsyncRelayClient::on_bytes(uring::ClientConn& conn, std::span<const std::ui
     return;  // closing: the stream cannot be read past a malformed frame, nor after close()
   }
   FrameEvents frame_events{*this, conn.index, state};
-  if (const auto error = state.reader.feed(bytes, frame_events)) {
+  // A malformed frame after the program's own close() changes nothing: that close is what on_closed says.
+  if (const auto error = state.reader.feed(bytes, frame_events); error && is_open(conn.index)) {
     state.failure =
         system_error(EPROTO, fmt::format("hub sent a malformed frame: {}", hub_frame_error_name(*error)));
     loop_.close(conn);

@@ -95,7 +95,8 @@ class AsyncRelayClient final : private uring::ClientDriver {
   // when there are sources; on_open or on_closed follows. Ignored unless the slot is idle, or once
   // run() is stopping.
   void open(std::uint32_t conn, std::uint32_t route = 0);
-  // No event for `conn` follows but on_closed, not even for the rest of the bytes being read.
+  // No reply, delivery or hub error for `conn` follows, not even from the bytes already read: only
+  // on_closed (and the timers the program armed for it).
   void close(std::uint32_t conn);
 
   Result<void> identity(std::uint32_t conn);

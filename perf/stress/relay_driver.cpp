@@ -191,7 +191,9 @@ void RelayDriver::build_frame(std::uint32_t conn) {
     receiver_ids_.push_back(shared_.ids[receiver].load(std::memory_order_relaxed));
   }
   Result<std::span<std::uint8_t>> room = client_->relay_in_place(conn, receiver_ids_, planned.size);
-  if (!room) {  // checked open and writable just before: a planning bug
+  if (!room) {  // checked open and writable just before, and the plan keeps the limits: a harness bug
+    --client.next_relay;
+    shared_.in_flight.release((protocol::kDeliverPrefixSize + planned.size) * planned.receivers.size());
     protocol_failure(conn, fmt::format("cannot queue a RELAY: {}", room.error().message));
     return;
   }
