@@ -114,6 +114,17 @@ class ResettingHub {
     return written;
   }
 
+  // Accepts the client and writes `bytes` (framed or not), then closes normally.
+  bool write_and_close(const Bytes& bytes) const {
+    const int conn = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) {
+      return false;
+    }
+    const bool written = ::write(conn, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    ::close(conn);
+    return written;
+  }
+
  private:
   int listener_ = -1;
   std::uint16_t port_ = 0;
@@ -573,6 +584,55 @@ TEST_F(AsyncRelayStreamTest, RunServesUntilFinishedAndAStoppedClientOpensNothing
   EXPECT_TRUE(client_->is_idle(0));
   client_->open(1);
   EXPECT_TRUE(client_->is_idle(1));  // ignored once stopping
+}
+
+// A malformed hub frame closes the connection with EPROTO and the frame's fault, streamed or not;
+// nothing after it is reported.
+TEST_F(AsyncRelayClientTest, MalformedHubFrameClosesWithEproto) {
+  for (const bool streamed : {false, true}) {
+    ResettingHub hub;
+    ASSERT_TRUE(hub.ok());
+    Recorder events;
+    AsyncRelayOptions options;
+    options.hubs = {loopback(hub.port())};
+    options.stream_deliveries = streamed;
+    auto made = AsyncRelayClient::create(std::move(options), events);
+    ASSERT_TRUE(made) << made.error().message;
+    AsyncRelayClient& client = **made;
+    client.open(0);
+    ASSERT_TRUE(client.run_until([&] { return events.conns[0].opened; }, kWait));
+    Bytes bytes;
+    codec::append_error(bytes, protocol::ErrorCode::kUnknownType, "first");  // well formed: reported
+    bytes.insert(bytes.end(), {0x99, 0, 0, 0, 0, 0, 0, 0});                  // type 0x99: no such frame
+    codec::append_error(bytes, protocol::ErrorCode::kUnknownType, "after");  // never read
+    ASSERT_TRUE(hub.write_and_close(bytes));
+    ASSERT_TRUE(client.run_until([&] { return events.conns[0].closed.has_value(); }, kWait));
+    const Error& why = *events.conns[0].closed;
+    EXPECT_TRUE(why.is_system(EPROTO)) << why.message;
+    EXPECT_NE(why.message.find("malformed"), std::string::npos) << why.message;
+    ASSERT_EQ(events.conns[0].hub_errors.size(), 1U);
+    EXPECT_EQ(events.conns[0].hub_errors[0].second, "first");
+  }
+}
+
+// A client made on one thread and destroyed on another with a connection open (a harness joins its
+// engine threads, then frees their clients): the destructor must not drive a ring it does not own,
+// which would end the process.
+TEST_F(AsyncRelayClientTest, DestroyedOnAnotherThreadWithAConnectionOpen) {
+  start_hub(test_config());
+  std::unique_ptr<AsyncRelayClient> client;
+  std::thread maker([&] {
+    client = make_client(1, hub_->relay_port());
+    if (client != nullptr) {
+      client->open(0);
+      client->run_until([&] { return events_.conns[0].opened; }, kWait);
+    }
+  });
+  maker.join();
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(events_.conns[0].opened);
+  client.reset();  // here, on the test's thread
+  EXPECT_TRUE(wait_connections(0));
 }
 
 }  // namespace
