@@ -19,10 +19,6 @@ std::string_view without_newline(std::string_view line) {
   return line.substr(0, line.size() - 1);
 }
 
-std::string attempts_text(unsigned n) {
-  return std::to_string(n) + (n == 1 ? " attempt" : " attempts");
-}
-
 std::string ms_text(std::int64_t ns) {
   return std::to_string(ns / 1'000'000) + " ms";
 }
@@ -36,6 +32,12 @@ struct LaterDue {
 };
 
 }  // namespace
+
+std::string attempts_text(unsigned n) {
+  std::string text = std::to_string(n);
+  text += n == 1 ? " attempt" : " attempts";
+  return text;
+}
 
 std::string shown_line_payload(std::string_view x) {
   std::size_t cut = std::min(x.size(), kShownPayloadBytes);
@@ -67,15 +69,15 @@ void LineSession::on_connected(std::int64_t now_ns) {
   counts_.reconnects += connected_before_ ? 1 : 0;
   connected_before_ = true;
   state_ = State::kOpen;
-  splitter_ = std::make_unique<LineSplitter>(config_.max_line_bytes);
+  open_ = std::make_unique<Open>(config_.max_line_bytes);
   delayed_.clear();
   delayed_bytes_ = 0;
   oks_unwritten_ = 0;
   ok_ns_.reset();
   error_.reset();
-  std::string line;
-  append_message_line(line, x_);
-  io_.send(tag_, line);
+  append_message_line(open_->out, x_);
+  io_.send(tag_, open_->out);
+  open_->out.clear();
   message_unwritten_ = true;
   message_ns_ = now_ns;
   io_.arm(tag_, LineTimer::kOkTimeout, config_.ok_timeout_ns);
@@ -86,7 +88,7 @@ void LineSession::on_bytes(std::span<const std::uint8_t> bytes, std::int64_t now
     return;  // closing for a failure: nothing more to answer
   }
   const LineStatus status =
-      splitter_->feed(bytes, [&](std::string_view line) { return on_line(line, now_ns); });
+      open_->splitter.feed(bytes, [&](std::string_view line) { return on_line(line, now_ns); });
   if (status == LineStatus::kTooLong) {
     surprise(LineSurprise::kOverlongLine, {});
     end_attempt(system_error(
@@ -171,7 +173,7 @@ void LineSession::hold_ok(std::string_view y, std::int64_t now_ns) {
 }
 
 void LineSession::release_due_oks(std::int64_t now_ns) {
-  std::string lines;
+  std::string& lines = open_->out;
   while (!delayed_.empty() && delayed_.front().due_ns <= now_ns) {
     std::pop_heap(delayed_.begin(), delayed_.end(), LaterDue{});
     append_ok_line(lines, delayed_.back().y);
@@ -181,6 +183,7 @@ void LineSession::release_due_oks(std::int64_t now_ns) {
   }
   if (!lines.empty()) {
     io_.send(tag_, lines);
+    lines.clear();
   }
 }
 
@@ -294,7 +297,7 @@ void LineSession::settle(State state) {
 
 // What only an open connection needs goes, capacity included: 100k settled sessions stay small.
 void LineSession::forget_connection() {
-  splitter_.reset();
+  open_.reset();
   std::vector<DelayedOk>().swap(delayed_);
   delayed_bytes_ = 0;
 }

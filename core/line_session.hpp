@@ -147,8 +147,15 @@ class LineSession {
   bool connected_before_ = false;
 
   // The open connection's state, reset by on_connected.
-  std::unique_ptr<LineSplitter> splitter_;  // only while connected: 100k idle sessions stay small
-  std::vector<DelayedOk> delayed_;          // a min-heap by due time
+  // Only while connected, so 100k idle sessions stay small: the hub's lines, and the bytes going out
+  // (kept between sends so its capacity is reused).
+  struct Open {
+    explicit Open(std::size_t max_line_bytes) : splitter(max_line_bytes) {}
+    LineSplitter splitter;
+    std::string out;
+  };
+  std::unique_ptr<Open> open_;
+  std::vector<DelayedOk> delayed_;  // a min-heap by due time
   std::size_t delayed_bytes_ = 0;
   std::uint64_t next_order_ = 0;
   bool message_unwritten_ = false;   // `message X` queued, not yet written whole
@@ -161,5 +168,7 @@ class LineSession {
 
 // X as quoted in messages: at most 64 bytes (not splitting a UTF-8 sequence), control characters as '?'.
 std::string shown_line_payload(std::string_view x);
+// "1 attempt", "N attempts": how every failure text counts them.
+std::string attempts_text(unsigned n);
 
 }  // namespace ringhub

@@ -17,9 +17,7 @@ namespace ringhub::client {
 namespace {
 
 Error stopped_error(const LineSession& session) {
-  const unsigned attempts = session.counts().attempts;
-  return make_error("stopped before `ok X` came (" + std::to_string(attempts) +
-                    (attempts == 1 ? " attempt made)" : " attempts made)"));
+  return make_error("stopped before `ok X` came (" + attempts_text(session.counts().attempts) + " made)");
 }
 
 std::uint64_t seed_of(const AsyncLineOptions& options) {

@@ -123,11 +123,9 @@ Result<LineOutcome> LineRun::run(std::vector<uring::SocketAddress> hubs) {
   // The loop wakes at least every kLineCancelCheck (50 ms) to look at the cancel flag.
   while (!client.run_until(uring::now_ns() + to_ns(kLineCancelCheck), [&] { return session.settled(); })) {
     if (cancelled(cancel_)) {
-      client.give_up(
-          0,
-          system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} attempt{} made)",
-                                              shown_line_payload(options_.message), session.counts().attempts,
-                                              session.counts().attempts == 1 ? "" : "s")));
+      client.give_up(0, system_error(ECANCELED, fmt::format("cancelled before '{}' was answered ({} made)",
+                                                            shown_line_payload(options_.message),
+                                                            attempts_text(session.counts().attempts))));
       client.run_until(uring::now_ns() + to_ns(kLineCancelCheck), [&] { return client.idle(0); });
     }
   }
