@@ -60,9 +60,7 @@ void Acceptor::stop() {
   stopped_ = true;
   for (const Protocol protocol : kProtocols) {
     if (armed_[protocol]) {
-      io_uring_sqe* entry = ring_.next_sqe();
-      io_uring_prep_cancel64(entry, tag(this, accept_op(protocol)), 0);
-      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+      ring_.cancel(tag(this, accept_op(protocol)));
     }
   }
 }

@@ -21,6 +21,7 @@
 #include "transport/client_protocol.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/send_contexts.hpp"
+#include "transport/uring/stream.hpp"
 
 namespace ringhub {
 
@@ -37,18 +38,18 @@ namespace bi = boost::intrusive;
 using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
 
 // Contract: owned by one shard and touched only by its thread. Freed only when pending_ops is 0,
-// i.e. no SQE anywhere still carries its address.
-struct alignas(16) Connection : Peer {
+// i.e. no SQE anywhere still carries its address; on the hub, pending_ops also counts the cross-shard
+// gathers (LIST, maybe-tallies) whose replies will name it. The Stream base is its slot in the shard
+// ring's file table, what is in flight, and the engine's close sequence.
+struct alignas(16) Connection : Peer, uring::Stream {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
-      : slot(fixed_slot), assembler(accounting), outbound(memory) {}
+      : Stream{.slot = fixed_slot}, assembler(accounting), outbound(memory) {}
 
-  std::uint32_t slot;                    // direct descriptor index in the shard ring's file table
   Protocol protocol = Protocol::kRelay;  // set at the accept, with `lines` for a line connection
   std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
-  bool recv_armed = false;            // a recv (recv_op) is in flight
-  Op recv_op = Op::kRecv;             // kRecv: multishot into receive buffers; kRecvDirect: into a frame
+  Op recv_op = Op::kRecv;  // the recv armed: kRecv, multishot into receive buffers; kRecvDirect, into a frame
   std::uint32_t recv_limit = 0;       // the total length its multishot recv was armed with (0: none)
   bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)
   bool read_paused = false;           // input waits for memory to free (on the shard's paused list)
@@ -57,11 +58,8 @@ struct alignas(16) Connection : Peer {
   bool frame_reserved = false;        // its large frame under way has its size reserved: read to its end
   std::uint32_t reserved_bytes = 0;   // of that reservation, not yet charged as the block fills
   std::uint32_t charged_through = 0;  // bytes of that frame charged so far
-  bool send_in_flight = false;
   bool shutdown_sent = false;
   bool timer_armed = false;
-  bool close_sent = false;
-  std::uint16_t pending_ops = 0;      // SQEs (and cross-shard gathers) whose completion will name us
   std::uint32_t next_token = 0;       // placeholder tokens for gathered replies
   SendContext* send = nullptr;        // the send in flight
   SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)

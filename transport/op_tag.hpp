@@ -25,6 +25,7 @@ enum class Op : std::uint8_t {
   kRecvDirect = 12,  // a large frame's bytes received straight into its block; pointer: Connection
 };
 static_assert(uring::kind_fits(Op::kRecvDirect));
+static_assert(uring::is_unwatched_kind(Op::kIgnore));
 
 using uring::tag;
 using uring::tag_number;

@@ -196,32 +196,18 @@ void Shard::begin_close(Connection& conn) {
   conn.dirty_hook.unlink();
   conn.waiting_hook.unlink();
   ConnectionClocks::forget(conn);
-  if (conn.recv_armed) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(&conn, conn.recv_op), 0);
-    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
-  }
-  if (conn.send_in_flight) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(&conn, Op::kSend), 0);
-    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
-  }
+  uring::cancel_io(ring_, conn, tag(&conn, conn.recv_op), tag(&conn, Op::kSend));
   if (conn.timer_armed) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_timeout_remove(entry, tag(&conn, Op::kConnTimer), 0);
-    io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+    ring_.remove_timeout(tag(&conn, Op::kConnTimer));
   }
   maybe_finish_close(conn);
 }
 
 void Shard::maybe_finish_close(Connection& conn) {
-  if (conn.state != ConnState::kClosing || conn.pending_ops != 0 || conn.close_sent) {
+  if (conn.state != ConnState::kClosing || !conn.closable()) {
     return;
   }
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_close_direct(entry, conn.slot);
-  io_uring_sqe_set_data64(entry, tag(&conn, Op::kClose));
-  conn.close_sent = true;
+  uring::close_stream(ring_, conn, tag(&conn, Op::kClose));
 }
 
 void Shard::on_close(Connection& conn, const io_uring_cqe& cqe) {
@@ -245,7 +231,7 @@ void Shard::on_stop() {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
       io_uring_sqe* entry = sqe();
       io_uring_prep_timeout_update(entry, &grace_ts_, tag(&conn, Op::kConnTimer), 0);
-      io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+      io_uring_sqe_set_data64(entry, uring::kUnwatched);
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).

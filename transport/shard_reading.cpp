@@ -11,7 +11,6 @@
 
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
-#include "transport/uring/uring_compat.hpp"
 
 namespace ringhub {
 
@@ -76,24 +75,16 @@ std::uint32_t Shard::read_cap(const Connection& conn) const {
 }
 
 void Shard::arm_recv(Connection& conn) {
-  io_uring_sqe* entry = sqe();
   conn.recv_limit = 0;
+  uring::RecvShape shape;
   if (reads_one_buffer_at_a_time(conn)) {
-    // With buffer select, the length caps the read below the buffer's size (0: the whole buffer).
-    io_uring_prep_recv(entry, static_cast<int>(conn.slot), nullptr, read_cap(conn), 0);
-  } else {
-    io_uring_prep_recv_multishot(entry, static_cast<int>(conn.slot), nullptr, 0, 0);
-    if (multishot_limit_supported_) {
-      conn.recv_limit = gate_.read_ahead_limit();
-      uring_compat::set_multishot_total_limit(entry, conn.recv_limit);
-    }
+    shape = {.multishot = false, .one_shot_cap = read_cap(conn)};
+  } else if (multishot_limit_supported_) {
+    conn.recv_limit = gate_.read_ahead_limit();
+    shape.multishot_limit = conn.recv_limit;
   }
-  entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-  entry->buf_group = uring::BufferRing::kGroupId;
-  io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecv));
-  conn.recv_armed = true;
+  uring::arm_recv(ring_, conn, tag(&conn, Op::kRecv), shape);
   conn.recv_op = Op::kRecv;
-  ++conn.pending_ops;
 }
 
 void Shard::arm_direct_recv(Connection& conn) {
@@ -111,9 +102,7 @@ void Shard::arm_direct_recv(Connection& conn) {
 }
 
 void Shard::stop_multishot(Connection& conn) {
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_cancel64(entry, tag(&conn, Op::kRecv), 0);
-  io_uring_sqe_set_data64(entry, tag(nullptr, Op::kIgnore));
+  ring_.cancel(tag(&conn, Op::kRecv));
   conn.recv_cancel_sent = true;
 }
 

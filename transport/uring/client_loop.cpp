@@ -173,6 +173,9 @@ void ClientLoop::begin_abort() {
 
 void ClientLoop::dispatch(const io_uring_cqe& cqe) {
   const auto op = tag_kind<Op>(cqe.user_data);
+  if (op == Op::kIgnore) {
+    return;  // no owner to name
+  }
   ClientConn& conn = *tag_owner<ClientConn>(cqe.user_data);
   switch (op) {
     case Op::kIgnore: return;
@@ -217,7 +220,7 @@ void ClientLoop::on_socket(ClientConn& conn, int res) {
     maybe_finish_close(conn);
     return;
   }
-  conn.slot = res;
+  conn.slot = static_cast<std::uint32_t>(res);
   if (conn.close_wanted || aborting_) {
     conn.phase = ConnPhase::kClosing;
     maybe_finish_close(conn);
@@ -230,7 +233,7 @@ void ClientLoop::on_socket(ClientConn& conn, int res) {
 // to the very next SQE.
 void ClientLoop::start_connect(ClientConn& conn) {
   conn.phase = ConnPhase::kConnecting;
-  const auto slot = static_cast<unsigned>(conn.slot);
+  const unsigned slot = conn.slot;
   const SocketAddress& hub = hub_of(conn);
   const bool bind_source = !config_.sources.empty() && hub.family() == AF_INET;
   if (nodelay_active()) {
@@ -250,20 +253,20 @@ void ClientLoop::start_connect(ClientConn& conn) {
     ++conn.pending_ops;
   }
   io_uring_sqe* entry = sqe();
-  io_uring_prep_connect(entry, conn.slot, hub.get(), hub.length);
+  io_uring_prep_connect(entry, static_cast<int>(conn.slot), hub.get(), hub.length);
   entry->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
   io_uring_sqe_set_data64(entry, tag(conn, Op::kConnect));
   ++conn.pending_ops;
   entry = sqe();
   io_uring_prep_link_timeout(entry, &conn.connect_timeout, 0);
-  io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
+  io_uring_sqe_set_data64(entry, kUnwatched);
 }
 
 // Sets an int option to 1 on the direct socket. Unlinked and first, so the bind/connect link that
 // follows chains to the right SQEs.
 void ClientLoop::set_option(ClientConn& conn, int level, int name) {
   io_uring_sqe* entry = sqe();
-  uring_compat::prep_setsockopt_direct(entry, static_cast<unsigned>(conn.slot), level, name, &kOne);
+  uring_compat::prep_setsockopt_direct(entry, conn.slot, level, name, &kOne);
   io_uring_sqe_set_data64(entry, tag(conn, Op::kSockopt));
   ++conn.pending_ops;
 }
@@ -296,13 +299,7 @@ void ClientLoop::on_connect_step(ClientConn& conn, Op op, int res) {
 }
 
 void ClientLoop::arm_recv(ClientConn& conn) {
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_recv_multishot(entry, conn.slot, nullptr, 0, 0);
-  entry->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-  entry->buf_group = BufferRing::kGroupId;
-  io_uring_sqe_set_data64(entry, tag(conn, Op::kRecv));
-  conn.recv_armed = true;
-  ++conn.pending_ops;
+  uring::arm_recv(ring_, conn, tag(conn, Op::kRecv));
 }
 
 void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
@@ -349,9 +346,7 @@ void ClientLoop::pause_reading(ClientConn& conn) {
   conn.read_paused = true;
   if (conn.phase == ConnPhase::kOpen && conn.recv_armed && !conn.recv_cancelled) {
     conn.recv_cancelled = true;
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(conn, Op::kRecv), 0);
-    io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
+    ring_.cancel(tag(conn, Op::kRecv));
   }
 }
 
@@ -390,8 +385,8 @@ void ClientLoop::start_send(ClientConn& conn) {
     conn.sent = 0;
   }
   io_uring_sqe* entry = sqe();
-  io_uring_prep_send(entry, conn.slot, conn.sending.data() + conn.sent, conn.sending.size() - conn.sent,
-                     MSG_NOSIGNAL);
+  io_uring_prep_send(entry, static_cast<int>(conn.slot), conn.sending.data() + conn.sent,
+                     conn.sending.size() - conn.sent, MSG_NOSIGNAL);
   entry->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(entry, tag(conn, Op::kSend));
   conn.send_in_flight = true;
@@ -447,9 +442,7 @@ void ClientLoop::close(ClientConn& conn) {
     case ConnPhase::kConnecting: {
       conn.phase = ConnPhase::kClosing;
       conn.ending.requested = true;
-      io_uring_sqe* entry = sqe();
-      io_uring_prep_cancel64(entry, tag(conn, Op::kConnect), 0);
-      io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
+      ring_.cancel(tag(conn, Op::kConnect));
       return;
     }
     case ConnPhase::kOpen:
@@ -468,37 +461,25 @@ void ClientLoop::begin_close(ClientConn& conn, int error, bool eof) {
   conn.ending.error = conn.write_error != 0 ? conn.write_error : error;  // the first failure
   conn.ending.eof = eof;
   stats_.open.fetch_sub(1, std::memory_order_relaxed);
-  if (conn.recv_armed) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(conn, Op::kRecv), 0);
-    io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
-  }
-  if (conn.send_in_flight) {
-    io_uring_sqe* entry = sqe();
-    io_uring_prep_cancel64(entry, tag(conn, Op::kSend), 0);
-    io_uring_sqe_set_data64(entry, tag(conn, Op::kIgnore));
-  }
+  cancel_io(ring_, conn, tag(conn, Op::kRecv), tag(conn, Op::kSend));
   // Nothing in flight (a recv stopped by ENOBUFS or paused, no send): no completion will call it.
   maybe_finish_close(conn);
 }
 
 void ClientLoop::maybe_finish_close(ClientConn& conn) {
-  if (conn.phase != ConnPhase::kClosing || conn.pending_ops != 0 || conn.close_sent) {
+  if (conn.phase != ConnPhase::kClosing || !conn.closable()) {
     return;
   }
-  if (conn.slot < 0) {
+  if (conn.slot == kNoSlot) {
     on_close(conn);  // the socket was never created
     return;
   }
-  io_uring_sqe* entry = sqe();
-  io_uring_prep_close_direct(entry, static_cast<unsigned>(conn.slot));
-  io_uring_sqe_set_data64(entry, tag(conn, Op::kClose));
-  conn.close_sent = true;
+  close_stream(ring_, conn, tag(conn, Op::kClose));
 }
 
 void ClientLoop::on_close(ClientConn& conn) {
   const CloseInfo info = conn.ending;
-  conn.slot = -1;
+  conn.slot = kNoSlot;
   conn.phase = ConnPhase::kIdle;
   conn.close_sent = false;
   conn.close_wanted = false;

@@ -19,6 +19,7 @@
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
 #include "transport/uring/socket_address.hpp"
+#include "transport/uring/stream.hpp"
 #include "transport/uring/tag.hpp"
 
 namespace ringhub::uring {
@@ -42,24 +43,20 @@ struct CloseInfo {
   int error = 0;           // errno of the first failure (ETIMEDOUT for a connect past its link timeout)
 };
 
-// One client's socket slot, reused across reconnects. Contract: owned by one ClientLoop and its thread.
-// Aligned so its address can carry a completion kind (transport/uring/tag.hpp).
-struct alignas(kTagAlignment) ClientConn {
+// One client's connection, reused across reconnects; the Stream base is its socket as the engine sees
+// it. Contract: owned by one ClientLoop and its thread. Aligned so its address can carry a completion
+// kind (transport/uring/tag.hpp).
+struct alignas(kTagAlignment) ClientConn : Stream {
   std::uint32_t index = 0;  // position in the loop's table (and in the driver's state arrays)
-  std::int32_t slot = -1;   // direct descriptor, -1 when none
   ConnPhase phase = ConnPhase::kIdle;
-  std::uint16_t pending_ops = 0;        // SQEs whose completion names this connection
   std::uint32_t gen = 0;                // bumped at every close: timers of an earlier connection are stale
   std::uint32_t route = 0;              // which (source, hub) address pair this connection uses
   __kernel_timespec connect_timeout{};  // the link timeout of its connect: the kernel reads it at submit
-  bool recv_armed = false;
-  bool send_in_flight = false;
-  bool dirty = false;           // on the loop's list of connections with bytes to send
-  bool waiting = false;         // its recv ended with ENOBUFS; re-armed when buffers return
-  bool read_paused = false;     // pause_reading: no recv is armed until resume_reading
-  bool recv_cancelled = false;  // pause_reading cancelled the armed recv; its last completion is due
-  bool close_sent = false;
-  bool close_wanted = false;  // close asked while the socket was still being created
+  bool dirty = false;                   // on the loop's list of connections with bytes to send
+  bool waiting = false;                 // its recv ended with ENOBUFS; re-armed when buffers return
+  bool read_paused = false;             // pause_reading: no recv is armed until resume_reading
+  bool recv_cancelled = false;          // pause_reading cancelled the armed recv; its last completion is due
+  bool close_wanted = false;            // close asked while the socket was still being created
   // errno of a failed send: nothing more is written, but the connection reads on to its end, so what
   // the peer sent before it went (an ERROR frame saying why) still reaches the driver.
   int write_error = 0;
@@ -137,6 +134,7 @@ class ClientLoop {
   // What a completion of this loop's ring is; the owner in its tag is always the ClientConn.
   enum class Op : std::uint8_t { kIgnore, kSocket, kBind, kSockopt, kConnect, kRecv, kSend, kClose };
   static_assert(kind_fits(Op::kClose));
+  static_assert(is_unwatched_kind(Op::kIgnore));
 
   explicit ClientLoop(ClientLoopConfig config);
   ClientLoop(const ClientLoop&) = delete;

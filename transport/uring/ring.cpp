@@ -145,6 +145,18 @@ io_uring_sqe* Ring::next_sqe() {
   return entry;
 }
 
+void Ring::cancel(std::uint64_t target) {
+  io_uring_sqe* entry = next_sqe();
+  io_uring_prep_cancel64(entry, target, 0);
+  io_uring_sqe_set_data64(entry, kUnwatched);
+}
+
+void Ring::remove_timeout(std::uint64_t target) {
+  io_uring_sqe* entry = next_sqe();
+  io_uring_prep_timeout_remove(entry, target, 0);
+  io_uring_sqe_set_data64(entry, kUnwatched);
+}
+
 int Ring::submit_and_wait(__kernel_timespec* timeout) {
   if (timeout == nullptr) {
     return io_uring_submit_and_wait(&ring_, 1);

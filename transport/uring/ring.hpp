@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/result.hpp"
+#include "transport/uring/tag.hpp"
 
 namespace ringhub::uring {
 
@@ -72,6 +73,11 @@ class Ring {
 
   // The next free SQE; when the submission queue is full, hands what is queued to the kernel first.
   io_uring_sqe* next_sqe();
+  // Cancels the request whose user_data is `target`, or removes the timeout so tagged. Their own completions
+  // are kUnwatched; the target's still comes (-ECANCELED, or its result if it finished first) and is the one
+  // its owner counts.
+  void cancel(std::uint64_t target);
+  void remove_timeout(std::uint64_t target);
   // Submits what is queued and waits for one completion, or until `timeout` when given. Returns
   // io_uring_enter's result: check it with enter_failed().
   int submit_and_wait(__kernel_timespec* timeout = nullptr);

@@ -16,6 +16,15 @@ inline constexpr unsigned kTagKindBits = 4;
 inline constexpr std::uint64_t kTagKindMask = (std::uint64_t{1} << kTagKindBits) - 1;
 inline constexpr std::size_t kTagAlignment = std::size_t{1} << kTagKindBits;
 
+// user_data of requests whose completion needs nothing (cancels, link timeouts): no owner, and kind 0,
+// which every ring user's kind enum keeps for "ignore" (checked with is_unwatched_kind).
+inline constexpr std::uint64_t kUnwatched = 0;
+
+template <typename Kind>
+constexpr bool is_unwatched_kind(Kind kind) {
+  return static_cast<std::uint64_t>(kind) == kUnwatched;
+}
+
 // A kind enum fits when all its values fit in the low bits; callers check with static_assert.
 template <typename Kind>
 constexpr bool kind_fits(Kind last) {

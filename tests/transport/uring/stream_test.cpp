@@ -1,0 +1,165 @@
+// Tests for transport/uring/stream, the close sequence the hub's connections and the client loop share,
+// on a real io_uring (skipped where io_uring is refused): cancel_io cancels what is in flight and
+// nothing else, close_stream closes the direct descriptor once nothing names the stream.
+#include "transport/uring/stream.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string_view>
+
+#include "transport/uring/buffer_ring.hpp"
+#include "transport/uring/tag.hpp"
+
+namespace ringhub::uring {
+namespace {
+
+constexpr unsigned kSqEntries = 8;
+constexpr unsigned kCqEntries = 16;
+constexpr unsigned kTableSize = 4;
+constexpr std::uint32_t kSlot = 2;
+constexpr std::uint32_t kBuffers = 4;
+constexpr std::uint32_t kBufferSize = 64;
+constexpr std::chrono::seconds kPatience{5};
+
+enum class Kind : std::uint8_t { kIgnore, kRecv, kSend, kClose };
+static_assert(is_unwatched_kind(Kind::kIgnore));
+
+// What the tests read of a completion (io_uring_cqe ends in a flexible array: not copied).
+struct Completion {
+  int res = 0;
+  std::uint32_t flags = 0;
+};
+
+// The stream's owner: its address tags the stream's requests, as a Connection's or ClientConn's does.
+struct alignas(kTagAlignment) Owner : Stream {};
+
+// A ring with one end of a socket pair installed as direct descriptor kSlot (the only reference to it:
+// its ordinary fd is closed), the other end an ordinary fd the test reads.
+class UringStream : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (Result<void> ready = ring_.init(kSqEntries, kCqEntries, kTableSize); !ready) {
+      GTEST_SKIP() << ready.error().message;
+    }
+    int fds[2] = {-1, -1};
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0) << std::strerror(errno);
+    peer_ = fds[1];
+    ASSERT_EQ(io_uring_register_files_update(ring_.get(), kSlot, &fds[0], 1), 1);
+    ::close(fds[0]);
+    owner_.slot = kSlot;
+  }
+  void TearDown() override {
+    if (peer_ >= 0) {
+      ::close(peer_);
+    }
+  }
+
+  // The stream's recv into kBuffers provided buffers of kBufferSize bytes (none is given back).
+  void arm_recv(const RecvShape& shape = {}) {
+    if (!buffers_) {
+      auto created = BufferRing::create(ring_.get(), kBuffers, kBufferSize);
+      ASSERT_TRUE(created) << created.error().message;
+      buffers_ = std::move(*created);
+    }
+    uring::arm_recv(ring_, owner_, tag(&owner_, Kind::kRecv), shape);
+  }
+  void peer_writes(std::string_view bytes) {
+    ASSERT_EQ(::write(peer_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+
+  // Submits, then collects completions by user_data until `count` have come, or a few seconds have
+  // passed (a request that is never cancelled fails the test rather than hanging it).
+  std::multimap<std::uint64_t, Completion> complete(unsigned count) {
+    std::multimap<std::uint64_t, Completion> seen;
+    const auto give_up = std::chrono::steady_clock::now() + kPatience;
+    while (seen.size() < count && std::chrono::steady_clock::now() < give_up) {
+      __kernel_timespec wait{.tv_sec = 0, .tv_nsec = 100'000'000};
+      const int ret = ring_.submit_and_wait(&wait);
+      EXPECT_FALSE(enter_failed(ret)) << std::strerror(-ret);
+      ring_.reap([&seen](const io_uring_cqe& cqe) {
+        seen.emplace(cqe.user_data, Completion{cqe.res, cqe.flags});
+      });
+    }
+    EXPECT_EQ(seen.size(), count);
+    return seen;
+  }
+
+  Ring ring_;
+  std::unique_ptr<BufferRing> buffers_;  // declared after ring_: goes first
+  Owner owner_;
+  int peer_ = -1;
+};
+
+TEST_F(UringStream, NothingInFlightMeansNoCancelIsQueued) {
+  cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
+  EXPECT_EQ(io_uring_sq_ready(ring_.get()), 0U);
+  EXPECT_TRUE(owner_.closable());
+}
+
+TEST_F(UringStream, CancelIoEndsTheArmedRecvThenCloseStreamClosesTheSocket) {
+  arm_recv();
+  ASSERT_EQ(io_uring_submit(ring_.get()), 1);  // the recv waits: the peer sends nothing
+  cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
+  EXPECT_EQ(io_uring_sq_ready(ring_.get()), 1U);  // the recv's cancel only: no send is in flight
+  const std::multimap<std::uint64_t, Completion> seen = complete(2);
+  ASSERT_EQ(seen.count(tag(&owner_, Kind::kRecv)), 1U);
+  EXPECT_EQ(seen.find(tag(&owner_, Kind::kRecv))->second.res, -ECANCELED);
+  ASSERT_EQ(seen.count(kUnwatched), 1U);  // the cancel's own completion
+  EXPECT_EQ(seen.find(kUnwatched)->second.res, 0);
+
+  owner_.recv_armed = false;
+  --owner_.pending_ops;
+  ASSERT_TRUE(owner_.closable());
+  close_stream(ring_, owner_, tag(&owner_, Kind::kClose));
+  EXPECT_TRUE(owner_.close_sent);
+  EXPECT_FALSE(owner_.closable());  // a second close is never issued
+  const std::multimap<std::uint64_t, Completion> closed = complete(1);
+  ASSERT_EQ(closed.count(tag(&owner_, Kind::kClose)), 1U);
+  EXPECT_EQ(closed.begin()->second.res, 0);
+  // The direct descriptor was the socket's last reference: the peer reads end of file.
+  char byte = 0;
+  EXPECT_EQ(::read(peer_, &byte, 1), 0);
+}
+
+TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
+  peer_writes("abcdef");
+  arm_recv({.multishot = false, .one_shot_cap = 4});
+  EXPECT_TRUE(owner_.recv_armed);
+  EXPECT_EQ(owner_.pending_ops, 1U);
+  const std::multimap<std::uint64_t, Completion> one_shot = complete(1);
+  ASSERT_EQ(one_shot.count(tag(&owner_, Kind::kRecv)), 1U);
+  const Completion first = one_shot.begin()->second;
+  EXPECT_EQ(first.res, 4);  // the cap, not the buffer's 64 bytes
+  EXPECT_NE(first.flags & IORING_CQE_F_BUFFER, 0U);
+  EXPECT_EQ(first.flags & IORING_CQE_F_MORE, 0U);
+  owner_.recv_armed = false;
+  --owner_.pending_ops;
+
+  arm_recv();  // multishot: the two bytes left now, then whatever comes next, on one SQE
+  const Completion rest = complete(1).begin()->second;
+  EXPECT_EQ(rest.res, 2);
+  EXPECT_NE(rest.flags & IORING_CQE_F_MORE, 0U);
+  peer_writes("g");
+  EXPECT_EQ(complete(1).begin()->second.res, 1);
+  EXPECT_TRUE(owner_.recv_armed);
+  cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
+  EXPECT_EQ(complete(2).count(tag(&owner_, Kind::kRecv)), 1U);
+}
+
+TEST_F(UringStream, AStreamWithRequestsInFlightIsNotClosable) {
+  arm_recv();
+  EXPECT_FALSE(owner_.closable());
+  cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
+  complete(2);
+}
+
+}  // namespace
+}  // namespace ringhub::uring
