@@ -26,6 +26,16 @@ inline constexpr std::uint32_t kDefaultRecvBufferCount = 512;
 // hundreds of small deliveries. Measured in docs/perf/README.md ("Tuning"). 0 turns batching off.
 inline constexpr std::uint32_t kDefaultBatchThreshold = 4096;
 
+// After a round that handled completions, a hub thread may keep looking for more this long before it
+// blocks (Seastar's idle poll), while its sleeps stay shorter than that. A blocked thread's wake-up is
+// on the path of every message between two clients: at K=1 with 64 B bodies a one-shard hub was idle
+// a third of the time while its clients waited, and 100 us of polling took it from 7.4M to 9.0M
+// deliveries/s and its p50 latency at 20k msgs/s from 96 to 41 us. It also took the hub's CPU at
+// 20k msgs/s from a quarter of a core to all of it, and the 100k relay stress run's hub CPU from about
+// 18 to 25 s of the box's two shared cores. So it is off by default: a flag for a hub with cores to
+// spare (docs/perf/README.md, "Tuning").
+inline constexpr std::chrono::microseconds kDefaultIdlePoll{0};
+
 // How long a stopping hub keeps flushing queued bytes before it closes every connection.
 inline constexpr std::chrono::milliseconds kDefaultShutdownGrace{2000};
 
@@ -65,6 +75,7 @@ struct HubConfig {
   std::uint32_t batch_threshold = kDefaultBatchThreshold;
   bool send_zc = false;  // IORING_OP_SENDMSG_ZC: pays on real NICs for large bodies, not on loopback
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;
+  std::chrono::microseconds idle_poll = kDefaultIdlePoll;
   std::size_t max_memory = kDefaultMaxMemory;  // 0: a share of physical RAM (resolved by Hub::start)
   std::chrono::milliseconds frame_timeout = kDefaultFrameTimeout;
   std::chrono::seconds keepalive_idle = kDefaultKeepaliveIdle;  // 0: no keepalive

@@ -84,8 +84,14 @@ void Shard::start() {
 
 void Shard::run() {
   start();
+  unsigned handled = 0;
   while (!finished()) {
     before_wait();
+    if (handled != 0 && poll_pays_ && !counted_finished_ && poll_for_work()) {
+      handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+      continue;
+    }
+    const auto slept_from = std::chrono::steady_clock::now();
     int ret = 0;
     if (counted_finished_) {
       __kernel_timespec ts = to_kernel_timespec(kFinishPoll);
@@ -94,9 +100,24 @@ void Shard::run() {
       ret = ring_.submit_and_wait();
     }
     check_enter(ret);
-    ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+    poll_pays_ = std::chrono::steady_clock::now() - slept_from < config_.idle_poll;
+    handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   end_run();
+}
+
+bool Shard::poll_for_work() {
+  if (config_.idle_poll.count() == 0) {
+    return false;
+  }
+  const auto until = std::chrono::steady_clock::now() + config_.idle_poll;
+  do {
+    check_enter(ring_.submit_and_get_events());  // runs the deferred task work that completes requests
+    if (io_uring_cq_ready(ring_.get()) != 0) {
+      return true;
+    }
+  } while (std::chrono::steady_clock::now() < until);
+  return false;
 }
 
 unsigned Shard::step() {

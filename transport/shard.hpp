@@ -6,6 +6,7 @@
 #include <liburing.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -89,6 +90,7 @@ class alignas(uring::kTagAlignment) Shard {
   void end_run();
   // Finished here, waiting for other shards: the thread must wake every kFinishPoll to look again.
   bool waiting_for_others() const { return counted_finished_; }
+  std::chrono::microseconds idle_poll() const { return config_.idle_poll; }
 
  private:
   // --- loop (shard.cpp)
@@ -97,6 +99,9 @@ class alignas(uring::kTagAlignment) Shard {
   // Reads the shard clock and the hub-wide memory figure once per loop iteration.
   void read_clock_and_budget();
   void check_enter(int ret) const;
+  // Run by a thread that drives this shard alone, after a round with work: looks for completions for up
+  // to HubConfig::idle_poll before the thread blocks; true when some are ready.
+  bool poll_for_work();
   io_uring_sqe* sqe();
   void publish_counters();
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).
@@ -269,6 +274,9 @@ class alignas(uring::kTagAlignment) Shard {
   bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;
   bool tick_armed_ = false;
+  // The last sleep was shorter than the idle poll: work comes often enough that polling catches it. A
+  // quiet hub (gaps longer than the poll) sleeps at once instead of spending the poll after every burst.
+  bool poll_pays_ = true;
   __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
   __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -105,13 +106,25 @@ void drive_shards(std::span<Shard* const> shards) {
     wake.attach(*shard);
     shard->start();
   }
+  // After a round with work, rounds go on (polling) for up to the idle poll before the thread blocks,
+  // as long as its last sleep was shorter than that (Shard::poll_pays_ says why).
+  const std::chrono::microseconds idle_poll = shards.front()->idle_poll();
+  auto last_work = std::chrono::steady_clock::now();
+  bool poll_pays = true;
   while (!active.empty()) {
     if (step_round(active) != 0 || active.empty()) {
+      last_work = std::chrono::steady_clock::now();
+      continue;
+    }
+    if (poll_pays && std::chrono::steady_clock::now() - last_work < idle_poll &&
+        wait_timeout_ms(active) == kWaitForever) {
       continue;
     }
     wake.clear();
     if (step_round(active) == 0 && !active.empty()) {
+      const auto slept_from = std::chrono::steady_clock::now();
       wake.wait(wait_timeout_ms(active));
+      poll_pays = std::chrono::steady_clock::now() - slept_from < idle_poll;
     }
   }
 }

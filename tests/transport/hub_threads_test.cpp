@@ -1,6 +1,7 @@
 // Hub integration tests with more shards than threads (--shards 4 on 1 and 2 threads): one thread
 // steps several rings and blocks on all of them, so relays, LIST gathers and line messages that cross
-// shards, and the stop, must all still complete.
+// shards, and the stop, must all still complete. The same with --idle-poll-us, on those loops and on
+// threads that drive one shard each (4 threads): a polling thread must miss no completion and stop.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,12 +28,17 @@ constexpr std::size_t kPeers = 16;
 constexpr std::size_t kLineClients = 8;
 constexpr std::chrono::milliseconds kReplyTimeout{10'000};
 
-// Parameter: the thread count.
-class HubThreadsTest : public HubTest, public ::testing::WithParamInterface<unsigned> {
+struct ThreadsAndPoll {
+  unsigned threads;
+  std::chrono::microseconds idle_poll;
+};
+
+class HubThreadsTest : public HubTest, public ::testing::WithParamInterface<ThreadsAndPoll> {
  protected:
   void SetUp() override {
     HubConfig config = test_config(kShards);
-    config.threads = GetParam();
+    config.threads = GetParam().threads;
+    config.idle_poll = GetParam().idle_poll;
     start_hub(config);
   }
 
@@ -45,14 +51,24 @@ class HubThreadsTest : public HubTest, public ::testing::WithParamInterface<unsi
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Threads, HubThreadsTest, ::testing::Values(1U, 2U),
-                         [](const ::testing::TestParamInfo<unsigned>& info) {
-                           return std::to_string(info.param) + "Threads";
+constexpr std::chrono::microseconds kNoPoll{0};
+constexpr std::chrono::microseconds kPoll{200};
+
+INSTANTIATE_TEST_SUITE_P(Threads, HubThreadsTest,
+                         ::testing::Values(ThreadsAndPoll{1, kNoPoll}, ThreadsAndPoll{2, kNoPoll},
+                                           ThreadsAndPoll{1, kPoll}, ThreadsAndPoll{2, kPoll},
+                                           ThreadsAndPoll{kShards, kPoll}),
+                         [](const ::testing::TestParamInfo<ThreadsAndPoll>& info) {
+                           std::string name = std::to_string(info.param.threads) + "Threads";
+                           if (info.param.idle_poll != kNoPoll) {
+                             name += "Polling";
+                           }
+                           return name;
                          });
 
 TEST_P(HubThreadsTest, ThreadsAreCappedByShards) {
   EXPECT_EQ(hub_->shard_count(), kShards);
-  EXPECT_EQ(hub_->thread_count(), GetParam());
+  EXPECT_EQ(hub_->thread_count(), GetParam().threads);
 }
 
 TEST_P(HubThreadsTest, ListGathersEveryShard) {
