@@ -31,9 +31,9 @@ inline constexpr std::uint32_t kDefaultBatchThreshold = 4096;
 // on the path of every message between two clients: at K=1 with 64 B bodies a one-shard hub was idle
 // a third of the time while its clients waited, and 100 us of polling took it from 7.4M to 9.0M
 // deliveries/s and its p50 latency at 20k msgs/s from 96 to 41 us. It also took the hub's CPU at
-// 20k msgs/s from a quarter of a core to all of it, and the 100k relay stress run's hub CPU from about
-// 18 to 25 s of the box's two shared cores. So it is off by default: a flag for a hub with cores to
-// spare (docs/perf/README.md, "Tuning").
+// 20k msgs/s from 31% of a core to 99%, and (a first version, which polled after every burst) the
+// 100k relay stress run's hub CPU from about 18 to 25 s of the box's two shared cores. So it is off by
+// default: a flag for a hub with cores to spare (docs/perf/README.md, "Idle polling").
 inline constexpr std::chrono::microseconds kDefaultIdlePoll{0};
 
 // How long a stopping hub keeps flushing queued bytes before it closes every connection.

@@ -91,7 +91,9 @@ void Shard::run() {
       handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
       continue;
     }
-    const auto slept_from = std::chrono::steady_clock::now();
+    const bool polling = config_.idle_poll.count() != 0;
+    const auto slept_from =
+        polling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     int ret = 0;
     if (counted_finished_) {
       __kernel_timespec ts = to_kernel_timespec(kFinishPoll);
@@ -100,7 +102,7 @@ void Shard::run() {
       ret = ring_.submit_and_wait();
     }
     check_enter(ret);
-    poll_pays_ = std::chrono::steady_clock::now() - slept_from < config_.idle_poll;
+    poll_pays_ = polling && std::chrono::steady_clock::now() - slept_from < config_.idle_poll;
     handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   end_run();

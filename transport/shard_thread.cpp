@@ -109,11 +109,14 @@ void drive_shards(std::span<Shard* const> shards) {
   // After a round with work, rounds go on (polling) for up to the idle poll before the thread blocks,
   // as long as its last sleep was shorter than that (Shard::poll_pays_ says why).
   const std::chrono::microseconds idle_poll = shards.front()->idle_poll();
-  auto last_work = std::chrono::steady_clock::now();
-  bool poll_pays = true;
+  const bool polling = idle_poll.count() != 0;  // off: no clock is read in this loop
+  std::chrono::steady_clock::time_point last_work;
+  bool poll_pays = polling;
   while (!active.empty()) {
     if (step_round(active) != 0 || active.empty()) {
-      last_work = std::chrono::steady_clock::now();
+      if (polling) {
+        last_work = std::chrono::steady_clock::now();
+      }
       continue;
     }
     if (poll_pays && std::chrono::steady_clock::now() - last_work < idle_poll &&
@@ -122,6 +125,10 @@ void drive_shards(std::span<Shard* const> shards) {
     }
     wake.clear();
     if (step_round(active) == 0 && !active.empty()) {
+      if (!polling) {
+        wake.wait(wait_timeout_ms(active));
+        continue;
+      }
       const auto slept_from = std::chrono::steady_clock::now();
       wake.wait(wait_timeout_ms(active));
       poll_pays = std::chrono::steady_clock::now() - slept_from < idle_poll;

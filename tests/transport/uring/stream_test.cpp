@@ -135,6 +135,7 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
   EXPECT_TRUE(owner_.recv_armed);
   EXPECT_EQ(owner_.pending_ops, 1U);
   const std::multimap<std::uint64_t, Completion> one_shot = complete(1);
+  ASSERT_EQ(one_shot.size(), 1U);
   ASSERT_EQ(one_shot.count(tag(&owner_, Kind::kRecv)), 1U);
   const Completion first = one_shot.begin()->second;
   EXPECT_EQ(first.res, 4);  // the cap, not the buffer's 64 bytes
@@ -144,11 +145,14 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
   --owner_.pending_ops;
 
   arm_recv();  // multishot: the two bytes left now, then whatever comes next, on one SQE
-  const Completion rest = complete(1).begin()->second;
-  EXPECT_EQ(rest.res, 2);
-  EXPECT_NE(rest.flags & IORING_CQE_F_MORE, 0U);
+  const std::multimap<std::uint64_t, Completion> rest = complete(1);
+  ASSERT_EQ(rest.size(), 1U);
+  EXPECT_EQ(rest.begin()->second.res, 2);
+  EXPECT_NE(rest.begin()->second.flags & IORING_CQE_F_MORE, 0U);
   peer_writes("g");
-  EXPECT_EQ(complete(1).begin()->second.res, 1);
+  const std::multimap<std::uint64_t, Completion> more = complete(1);
+  ASSERT_EQ(more.size(), 1U);
+  EXPECT_EQ(more.begin()->second.res, 1);
   EXPECT_TRUE(owner_.recv_armed);
   cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
   EXPECT_EQ(complete(2).count(tag(&owner_, Kind::kRecv)), 1U);
