@@ -223,7 +223,11 @@ void OutboundQueue::pop_front() {
   --count_;
   ++popped_;
   head_sent_ = 0;
-  if (count_ == 0) {
+  // Emptied by sending: the ring stays (charged) for the next burst; release_spare_ring() frees it.
+}
+
+void OutboundQueue::release_spare_ring() {
+  if (count_ == 0 && ring_) {
     free_ring();
   }
 }

@@ -130,6 +130,10 @@ class OutboundQueue {
   // connection is going away or turns into an error reply.
   void truncate_after(std::size_t keep_bytes);
   void clear() { truncate_after(0); }
+  // A queue emptied by sending keeps its slice ring, still charged, so one that fills and drains every
+  // loop iteration does not allocate it each time (K=16 64 B: 6% of the hub's CPU). Its owner calls this
+  // now and then (the shard's tick) so an idle connection holds none; clear() frees it at once.
+  void release_spare_ring();
 
  private:
   Slice& at(std::size_t i) const { return ring_[(head_ + i) & (capacity_ - 1)]; }

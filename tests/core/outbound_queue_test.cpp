@@ -480,6 +480,10 @@ TEST(OutboundQueueTest, MemoryCountsSliceOverheadAndTheRing) {
   EXPECT_GE(q.memory_bytes(), 2400U + 100 * (OutboundQueue::kSliceOverheadBytes + sizeof(Slice)));
   EXPECT_EQ(account.bytes(), static_cast<std::int64_t>(malloc_footprint(128 * sizeof(Slice))));  // the ring
   q.consume(2400);
+  // Sent empty, it keeps its ring for the next burst, still measured and charged, until released.
+  EXPECT_EQ(q.memory_bytes(), 128 * sizeof(Slice));
+  EXPECT_EQ(account.bytes(), static_cast<std::int64_t>(malloc_footprint(128 * sizeof(Slice))));
+  q.release_spare_ring();
   EXPECT_EQ(q.memory_bytes(), 0U);
   EXPECT_EQ(account.bytes(), 0);
 }
@@ -505,7 +509,7 @@ TEST(OutboundQueueTest, GrowsPastEightSlicesAcrossTheRingWrapInOrder) {
   }
 }
 
-TEST(OutboundQueueTest, FreesItsRingWhenEmptied) {
+TEST(OutboundQueueTest, KeepsItsRingWhenSentEmptyUntilReleasedAndFreesItWhenCut) {
   const std::size_t before = g_live_array_allocations;
   OutboundQueue q;
   BlockRef block = make_block(64, 0);
@@ -517,15 +521,23 @@ TEST(OutboundQueueTest, FreesItsRingWhenEmptied) {
   EXPECT_EQ(g_live_array_allocations, before + 1);  // growth replaced the ring, no leak
   q.consume(q.queued_bytes());
   EXPECT_TRUE(q.empty());
-  EXPECT_EQ(g_live_array_allocations, before);  // consume of the last slice frees it
+  EXPECT_EQ(g_live_array_allocations, before + 1);  // sent empty: the ring stays for the next burst
+  q.push(block, 0, 10);
+  EXPECT_EQ(g_live_array_allocations, before + 1);  // ... which reuses it
+  q.release_spare_ring();
+  EXPECT_EQ(g_live_array_allocations, before + 1);  // not spare while it holds a slice
+  q.consume(10);
+  q.release_spare_ring();
+  EXPECT_EQ(g_live_array_allocations, before);  // released once empty
 
   q.push(block, 0, 10);
   EXPECT_EQ(g_live_array_allocations, before + 1);
   q.truncate_after(0);
-  EXPECT_EQ(g_live_array_allocations, before);  // and so does truncation to nothing
+  EXPECT_EQ(g_live_array_allocations, before);  // truncation to nothing frees it at once
 
   q.push(block, 0, 10);
   q.consume(10);
+  q.release_spare_ring();
   EXPECT_EQ(g_live_array_allocations, before);
   EXPECT_EQ(block->refs(), 1U);
 }
@@ -773,6 +785,7 @@ TEST(OutboundQueueCopyTest, SmallCopiesShareAFewBlocksOneSliceEach) {
   constexpr std::size_t kRingRounding = 32;  // malloc's rounding of the slice ring, charged, not measured
   EXPECT_GE(q.memory_bytes() + kRingRounding, static_cast<std::size_t>(account.bytes()));
   q.consume(1200);
+  q.release_spare_ring();
   EXPECT_EQ(q.memory_bytes(), 0U);
   EXPECT_EQ(account.bytes(), 0);
 }
@@ -823,6 +836,7 @@ TEST(OutboundQueueCopyTest, EveryCopyBlocksUnusedRoomIsMeasuredNotOnlyTheTails) 
   EXPECT_GE(q.memory_bytes() + kRingRounding,
             4096 + OutboundQueue::kSliceOverheadBytes + static_cast<std::size_t>(account.bytes()));
   q.consume(4096 + 20);
+  q.release_spare_ring();
   EXPECT_EQ(q.memory_bytes(), 0U);
   EXPECT_EQ(account.bytes(), 0);
 }
@@ -842,6 +856,7 @@ TEST(OutboundQueueCopyTest, BlocksLeftBehindAreMeasuredUntilTheyAreSent) {
   q.consume(100);  // the copy is sent: its block and its room go
   EXPECT_EQ(q.memory_bytes(), only_shared.memory_bytes());
   q.consume(4096);
+  q.release_spare_ring();
   EXPECT_EQ(q.memory_bytes(), 0U);
   EXPECT_EQ(account.bytes(), 0);
 }
@@ -917,6 +932,7 @@ TEST(OutboundQueueCopyTest, ACopyBlockThatTheCutMakesTheTailAgainIsMeasuredOnce)
   ASSERT_TRUE(alone.push_copy(bytes_of(copy)));
   EXPECT_EQ(q.memory_bytes(), alone.memory_bytes()) << "its room counts once, as the tail's";
   q.consume(30);
+  q.release_spare_ring();
   EXPECT_EQ(q.memory_bytes(), 0U);
 }
 
@@ -942,6 +958,7 @@ TEST(OutboundQueueCopyTest, BlocksGrowWithTheQueueAndACopyLargerThanTheirsGetsIt
   ASSERT_EQ(all.size(), std::size_t{200} * 1024 + big.size());
   EXPECT_TRUE(std::equal(big.begin(), big.end(), all.end() - static_cast<std::ptrdiff_t>(big.size())));
   EXPECT_TRUE(std::equal(kib.begin(), kib.end(), all.begin()));
+  q.release_spare_ring();
   EXPECT_EQ(account.bytes(), 0);
 }
 
