@@ -78,6 +78,7 @@ struct alignas(16) Connection : Peer, uring::Stream {
   AutoUnlinkHook all_hook;         // every connection object on the shard, open or not
   AutoUnlinkHook assembling_hook;  // holds a partial frame: the frame-timeout clock runs
   AutoUnlinkHook activity_hook;    // on the idle-timeout list of its protocol, least recently heard first
+  AutoUnlinkHook spare_ring_hook;  // its queue, emptied by sending, keeps its slice ring until the tick
   ShardTime last_input;            // when its last bytes were received (idle timeout)
 
   using DirtyList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::dirty_hook>,
@@ -92,6 +93,9 @@ struct alignas(16) Connection : Peer, uring::Stream {
                bi::constant_time_size<false>>;
   using ActivityList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::activity_hook>,
+               bi::constant_time_size<false>>;
+  using SpareRingList =
+      bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::spare_ring_hook>,
                bi::constant_time_size<false>>;
 };
 

@@ -167,6 +167,9 @@ void Sender::on_completion(Connection& conn, const io_uring_cqe& cqe) {
     counters_.bytes_out.add(sent);
     queued_bytes_ -= sent;
     conn.outbound.consume(sent, notification_due ? &context->zc_hold : nullptr);
+    if (conn.outbound.holds_spare_ring() && !conn.spare_ring_hook.is_linked()) {
+      spare_rings_.push_back(conn);
+    }
   }
   if (notification_due) {  // the kernel may still read these blocks: hold them until the notification
     context->next = nullptr;
@@ -185,6 +188,17 @@ void Sender::on_completion(Connection& conn, const io_uring_cqe& cqe) {
     mark_dirty(conn);  // the rest leaves with whatever else queues up this iteration
   }
   events_.on_send_done(conn);
+}
+
+void Sender::on_tick() {
+  contexts_.on_tick();
+  // Only the queues a send emptied since the last tick: walking every connection would touch each
+  // idle one's memory four times a second.
+  while (!spare_rings_.empty()) {
+    Connection& conn = spare_rings_.front();
+    spare_rings_.pop_front();
+    conn.outbound.release_spare_ring();  // no-op if it has filled again: a later send re-lists it
+  }
 }
 
 void Sender::on_notification(Connection& conn) {

@@ -81,7 +81,9 @@ class Sender {
   // Starts a send for every connection marked this iteration.
   void flush();
   void on_completion(Connection& conn, const io_uring_cqe& cqe);
-  void on_tick() { contexts_.on_tick(); }
+  // Gives back idle pooled send contexts, and the slice rings of queues still empty since a send
+  // emptied them.
+  void on_tick();
   void free_pooled() { contexts_.free_pooled(); }
 
   std::size_t queued_bytes() const { return queued_bytes_; }
@@ -105,7 +107,8 @@ class Sender {
   SendContextPool contexts_;
   const void* receive_buffers_ = nullptr;
   Connection::DirtyList dirty_;
-  std::size_t queued_bytes_ = 0;  // sum of the shard's outbound queues
+  Connection::SpareRingList spare_rings_;  // queues a send emptied, which kept their slice ring
+  std::size_t queued_bytes_ = 0;           // sum of the shard's outbound queues
   std::uint64_t copied_out_bytes_ = 0;
   std::uint64_t copied_reply_bytes_ = 0;
 };

@@ -255,9 +255,6 @@ void Shard::on_tick(const io_uring_cqe&) {
   }
   clocks_.expire(now_);
   sender_.on_tick();
-  for (Connection& conn : all_) {
-    conn.outbound.release_spare_ring();  // a queue idle since it drained gives its slice ring back
-  }
   if (index_ == 0) {
     trim_heap_after_burst();
   }
