@@ -84,16 +84,18 @@ void Shard::start() {
 
 void Shard::run() {
   start();
+  IdlePoll idle(config_.idle_poll);
   unsigned handled = 0;
   while (!finished()) {
     before_wait();
-    if (handled != 0 && poll_pays_ && !counted_finished_ && poll_for_work()) {
+    if (handled != 0) {
+      idle.worked();
+    }
+    if (!counted_finished_ && poll_for_work(idle)) {
       handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
       continue;
     }
-    const bool polling = config_.idle_poll.count() != 0;
-    const auto slept_from =
-        polling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    idle.sleeping();
     int ret = 0;
     if (counted_finished_) {
       __kernel_timespec ts = to_kernel_timespec(kFinishPoll);
@@ -102,23 +104,19 @@ void Shard::run() {
       ret = ring_.submit_and_wait();
     }
     check_enter(ret);
-    poll_pays_ = polling && std::chrono::steady_clock::now() - slept_from < config_.idle_poll;
+    idle.woke();
     handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   end_run();
 }
 
-bool Shard::poll_for_work() {
-  if (config_.idle_poll.count() == 0) {
-    return false;
-  }
-  const auto until = std::chrono::steady_clock::now() + config_.idle_poll;
-  do {
+bool Shard::poll_for_work(const IdlePoll<>& idle) {
+  while (idle.should_poll()) {
     check_enter(ring_.submit_and_get_events());  // runs the deferred task work that completes requests
     if (io_uring_cq_ready(ring_.get()) != 0) {
       return true;
     }
-  } while (std::chrono::steady_clock::now() < until);
+  }
   return false;
 }
 

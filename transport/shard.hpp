@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/id_directory.hpp"
+#include "core/idle_poll.hpp"
 #include "core/keyed_hash.hpp"
 #include "core/line_service.hpp"
 #include "core/memory_account.hpp"
@@ -99,9 +100,9 @@ class alignas(uring::kTagAlignment) Shard {
   // Reads the shard clock and the hub-wide memory figure once per loop iteration.
   void read_clock_and_budget();
   void check_enter(int ret) const;
-  // Run by a thread that drives this shard alone, after a round with work: looks for completions for up
-  // to HubConfig::idle_poll before the thread blocks; true when some are ready.
-  bool poll_for_work();
+  // Run by a thread that drives this shard alone: looks for completions while `idle` says polling pays
+  // (HubConfig::idle_poll) before the thread blocks; true when some are ready.
+  bool poll_for_work(const IdlePoll<>& idle);
   io_uring_sqe* sqe();
   void publish_counters();
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).
@@ -274,9 +275,6 @@ class alignas(uring::kTagAlignment) Shard {
   bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;
   bool tick_armed_ = false;
-  // The last sleep was shorter than the idle poll: work comes often enough that polling catches it. A
-  // quiet hub (gaps longer than the poll) sleeps at once instead of spending the poll after every burst.
-  bool poll_pays_ = true;
   __kernel_timespec tick_ts_{};
   __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
   __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes

@@ -229,9 +229,7 @@ void Shard::on_stop() {
   // Connections already draining (after an ERROR) get the grace too, not their longer linger.
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
-      io_uring_sqe* entry = sqe();
-      io_uring_prep_timeout_update(entry, &grace_ts_, tag(&conn, Op::kConnTimer), 0);
-      io_uring_sqe_set_data64(entry, uring::kUnwatched);
+      ring_.update_timeout(tag(&conn, Op::kConnTimer), &grace_ts_);
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/idle_poll.hpp"
 #include "transport/shard.hpp"
 
 namespace ringhub {
@@ -106,32 +107,21 @@ void drive_shards(std::span<Shard* const> shards) {
     wake.attach(*shard);
     shard->start();
   }
-  // After a round with work, rounds go on (polling) for up to the idle poll before the thread blocks,
-  // as long as its last sleep was shorter than that (Shard::poll_pays_ says why).
-  const std::chrono::microseconds idle_poll = shards.front()->idle_poll();
-  const bool polling = idle_poll.count() != 0;  // off: no clock is read in this loop
-  std::chrono::steady_clock::time_point last_work;
-  bool poll_pays = polling;
+  // After a round with work, rounds go on (polling) while that pays (core/idle_poll.hpp says when).
+  IdlePoll idle(shards.front()->idle_poll());
   while (!active.empty()) {
     if (step_round(active) != 0 || active.empty()) {
-      if (polling) {
-        last_work = std::chrono::steady_clock::now();
-      }
+      idle.worked();
       continue;
     }
-    if (poll_pays && std::chrono::steady_clock::now() - last_work < idle_poll &&
-        wait_timeout_ms(active) == kWaitForever) {
+    if (idle.should_poll() && wait_timeout_ms(active) == kWaitForever) {
       continue;
     }
     wake.clear();
     if (step_round(active) == 0 && !active.empty()) {
-      if (!polling) {
-        wake.wait(wait_timeout_ms(active));
-        continue;
-      }
-      const auto slept_from = std::chrono::steady_clock::now();
+      idle.sleeping();
       wake.wait(wait_timeout_ms(active));
-      poll_pays = std::chrono::steady_clock::now() - slept_from < idle_poll;
+      idle.woke();
     }
   }
 }

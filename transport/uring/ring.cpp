@@ -157,6 +157,12 @@ void Ring::remove_timeout(std::uint64_t target) {
   io_uring_sqe_set_data64(entry, kUnwatched);
 }
 
+void Ring::update_timeout(std::uint64_t target, __kernel_timespec* after) {
+  io_uring_sqe* entry = next_sqe();
+  io_uring_prep_timeout_update(entry, after, target, 0);
+  io_uring_sqe_set_data64(entry, kUnwatched);
+}
+
 int Ring::submit_and_wait(__kernel_timespec* timeout) {
   if (timeout == nullptr) {
     return io_uring_submit_and_wait(&ring_, 1);

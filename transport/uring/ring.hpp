@@ -78,6 +78,9 @@ class Ring {
   // its owner counts.
   void cancel(std::uint64_t target);
   void remove_timeout(std::uint64_t target);
+  // Moves the timeout tagged `target` to fire after `after` from now (`after` must outlive the submit).
+  // Its own completion is kUnwatched; the timeout's comes when it fires, as before.
+  void update_timeout(std::uint64_t target, __kernel_timespec* after);
   // Submits what is queued and waits for one completion, or until `timeout` when given. Returns
   // io_uring_enter's result: check it with enter_failed().
   int submit_and_wait(__kernel_timespec* timeout = nullptr);
