@@ -43,7 +43,7 @@ using AutoUnlinkHook = bi::list_member_hook<bi::link_mode<bi::auto_unlink>>;
 // ring's file table, what is in flight, and the engine's close sequence.
 struct alignas(16) Connection : Peer, uring::Stream {
   Connection(std::uint32_t fixed_slot, AssemblyAccounting* accounting, MemoryAccount* memory)
-      : Stream{.slot = fixed_slot}, assembler(accounting), outbound(memory) {}
+      : Stream(fixed_slot), assembler(accounting), outbound(memory) {}
 
   Protocol protocol = Protocol::kRelay;  // set at the accept, with `lines` for a line connection
   std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
@@ -74,7 +74,6 @@ struct alignas(16) Connection : Peer, uring::Stream {
   BlockRef direct_target;  // the block a direct recv in flight writes into, held until it completes
   OutboundQueue outbound;
   AutoUnlinkHook dirty_hook;       // has bytes to send this loop iteration
-  AutoUnlinkHook waiting_hook;     // its recv stopped for lack of buffers, or paused for memory
   AutoUnlinkHook all_hook;         // every connection object on the shard, open or not
   AutoUnlinkHook assembling_hook;  // holds a partial frame: the frame-timeout clock runs
   AutoUnlinkHook activity_hook;    // on the idle-timeout list of its protocol, least recently heard first
@@ -85,9 +84,9 @@ struct alignas(16) Connection : Peer, uring::Stream {
                              bi::constant_time_size<false>>;
   using AllList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::all_hook>,
                            bi::constant_time_size<false>>;
-  using WaitingList =
-      bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::waiting_hook>,
-               bi::constant_time_size<false>>;
+  // Paused for memory (the memory gate's lists), on the Stream's wait hook: a connection whose recv
+  // waits for buffers (the shard's uring::BufferWaitList) is on no other wait list.
+  using WaitingList = bi::list<Connection, bi::base_hook<uring::WaitHook>, bi::constant_time_size<false>>;
   using AssemblingList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::assembling_hook>,
                bi::constant_time_size<false>>;

@@ -59,7 +59,7 @@ void MemoryGate::forget(Connection& conn) {
   end_reservation(conn);
   if (conn.read_paused) {
     conn.read_paused = false;
-    conn.waiting_hook.unlink();
+    conn.stop_waiting();
     --paused_count_;
   }
 }

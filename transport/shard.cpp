@@ -146,9 +146,8 @@ void Shard::before_wait() {
   pool_->publish_recycled();
   // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
   // reaped after the buffers that would have served it were already published).
-  if (!waiting_for_buffers_.empty() && pool_->held() < pool_->count()) {
-    rearm_waiting_recvs();
-  }
+  waiting_for_buffers_.resume_if_buffers(
+      *pool_, [this](uring::Stream& stream) { resume_reading(static_cast<Connection&>(stream)); });
   read_clock_and_budget();
   gate_.resume_ready();
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&

@@ -151,7 +151,6 @@ class alignas(uring::kTagAlignment) Shard {
   // stays in the kernel rather than reaching the hub's memory) or that read ahead too far.
   void enforce(MemoryGate::Narrowed narrowed);
   bool must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const;
-  void rearm_waiting_recvs();
 
   // --- the relay protocol (shard_relay.cpp): the semantics are core/relay_service; this is its seam,
   // the frame entry point and the inbox
@@ -263,7 +262,7 @@ class alignas(uring::kTagAlignment) Shard {
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
 
   Connection::AllList all_;
-  Connection::WaitingList waiting_for_buffers_;
+  uring::BufferWaitList waiting_for_buffers_;
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;

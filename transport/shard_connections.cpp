@@ -168,7 +168,7 @@ void Shard::continue_drain(Connection& conn) {
 
 void Shard::on_shutdown(Connection& conn, const io_uring_cqe& cqe) {
   --conn.pending_ops;
-  if (cqe.res < 0 || (!conn.recv_armed && !conn.waiting_hook.is_linked())) {
+  if (cqe.res < 0 || (!conn.recv_armed && !conn.waiting())) {
     begin_close(conn);  // nothing left to wait for
   }
   maybe_finish_close(conn);
@@ -194,7 +194,7 @@ void Shard::begin_close(Connection& conn) {
   conn.state = ConnState::kClosing;
   gate_.forget(conn);
   conn.dirty_hook.unlink();
-  conn.waiting_hook.unlink();
+  conn.stop_waiting();
   ConnectionClocks::forget(conn);
   uring::cancel_io(ring_, conn, tag(&conn, conn.recv_op), tag(&conn, Op::kSend));
   if (conn.timer_armed) {

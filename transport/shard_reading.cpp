@@ -135,7 +135,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (conn.state == ConnState::kOpen && conn.assembler.wants_direct()) {
       resume_reading(conn);  // a large frame needs no receive buffer
     } else if (conn.state != ConnState::kClosing) {
-      waiting_for_buffers_.push_back(conn);
+      waiting_for_buffers_.park(conn);
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
@@ -234,14 +234,6 @@ void Shard::enforce(MemoryGate::Narrowed narrowed) {
 void Shard::GateEventsOnShard::on_resumed(Connection& conn) {
   shard_.clocks_.restart_frame_clock(conn, shard_.now_);  // time spent paused is not the client's
   shard_.resume_reading(conn);
-}
-
-void Shard::rearm_waiting_recvs() {
-  while (!waiting_for_buffers_.empty()) {
-    Connection& conn = waiting_for_buffers_.front();
-    waiting_for_buffers_.pop_front();
-    resume_reading(conn);
-  }
 }
 
 }  // namespace ringhub

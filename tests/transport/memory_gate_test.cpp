@@ -245,7 +245,7 @@ TEST_F(MemoryGateTest, ForgetTakesAPausedConnectionOffItsList) {
   gate_.pause(*conn);
   gate_.forget(*conn);
   EXPECT_FALSE(conn->read_paused);
-  EXPECT_FALSE(conn->waiting_hook.is_linked());
+  EXPECT_FALSE(conn->waiting());
   EXPECT_EQ(gate_.paused_count(), 0U);
   set_memory_in_use(0);
   gate_.update();

@@ -324,9 +324,8 @@ void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
     }
   } else if (cqe.res == -ENOBUFS) {
     stats_.enobufs.fetch_add(1, std::memory_order_relaxed);
-    if (conn.phase == ConnPhase::kOpen && !conn.waiting) {
-      conn.waiting = true;  // the bytes wait in the socket; re-armed once buffers are published
-      waiting_.push_back(conn.index);
+    if (conn.phase == ConnPhase::kOpen) {
+      waiting_.park(conn);  // re-armed by flush_all once a buffer is back
     }
   } else if (cqe.res == -ECANCELED && conn.recv_cancelled) {
     conn.recv_cancelled = false;  // pause_reading stopped it: the bytes wait in the socket
@@ -355,7 +354,7 @@ void ClientLoop::resume_reading(ClientConn& conn) {
     return;
   }
   conn.read_paused = false;
-  if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.waiting) {
+  if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.waiting()) {
     arm_recv(conn);  // a cancel still on its way ends the old recv: it is not re-armed twice
   }
 }
@@ -426,7 +425,7 @@ void ClientLoop::stop_writing(ClientConn& conn, int error) {
   }
   conn.write_error = error;
   const bool peer_gone = error == EPIPE || error == ECONNRESET;
-  if (!peer_gone || (!conn.recv_armed && !conn.waiting && !conn.read_paused)) {
+  if (!peer_gone || (!conn.recv_armed && !conn.waiting() && !conn.read_paused)) {
     begin_close(conn, error, false);
   }
 }
@@ -461,6 +460,7 @@ void ClientLoop::begin_close(ClientConn& conn, int error, bool eof) {
   conn.ending.error = conn.write_error != 0 ? conn.write_error : error;  // the first failure
   conn.ending.eof = eof;
   stats_.open.fetch_sub(1, std::memory_order_relaxed);
+  conn.stop_waiting();
   cancel_io(ring_, conn, tag(conn, Op::kRecv), tag(conn, Op::kSend));
   // Nothing in flight (a recv stopped by ENOBUFS or paused, no send): no completion will call it.
   maybe_finish_close(conn);
@@ -510,14 +510,12 @@ void ClientLoop::flush_all() {
   }
   dirty_.clear();
   buffers_->publish_recycled();
-  for (const std::uint32_t index : waiting_) {
-    ClientConn& conn = conns_[index];
-    conn.waiting = false;
+  waiting_.resume_if_buffers(*buffers_, [this](Stream& stream) {
+    auto& conn = static_cast<ClientConn&>(stream);
     if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.read_paused) {
       arm_recv(conn);
     }
-  }
-  waiting_.clear();
+  });
 }
 
 }  // namespace ringhub::uring

@@ -53,7 +53,6 @@ struct alignas(kTagAlignment) ClientConn : Stream {
   std::uint32_t route = 0;              // which (source, hub) address pair this connection uses
   __kernel_timespec connect_timeout{};  // the link timeout of its connect: the kernel reads it at submit
   bool dirty = false;                   // on the loop's list of connections with bytes to send
-  bool waiting = false;                 // its recv ended with ENOBUFS; re-armed when buffers return
   bool read_paused = false;             // pause_reading: no recv is armed until resume_reading
   bool recv_cancelled = false;          // pause_reading cancelled the armed recv; its last completion is due
   bool close_wanted = false;            // close asked while the socket was still being created
@@ -221,7 +220,7 @@ class ClientLoop {
   std::int64_t abort_until_ = 0;
 
   std::vector<std::uint32_t> dirty_;
-  std::vector<std::uint32_t> waiting_;
+  BufferWaitList waiting_;  // recvs that ended with ENOBUFS
   std::priority_queue<ClientTimer, std::vector<ClientTimer>, std::greater<>> timers_;
   ClientLoopStats stats_;
 };

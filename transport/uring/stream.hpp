@@ -1,20 +1,32 @@
 // Stream: what the engine knows of one socket on a ring, the same for the hub's connections and the
 // client loop's: its direct descriptor, how many SQEs still name it, what is in flight. And what both
-// do with it alike: arm its recv into the provided buffers, and the close sequence (cancel the recv and
-// the send in flight, then close_direct once nothing names it).
+// do with it alike: arm its recv into the provided buffers, park it while the buffers are out, and the
+// close sequence (cancel the recv and the send in flight, then close_direct once nothing names it).
 #pragma once
 
+#include <boost/intrusive/list.hpp>
 #include <cstdint>
 
+#include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/ring.hpp"
 
 namespace ringhub::uring {
 
 inline constexpr std::uint32_t kNoSlot = ~std::uint32_t{0};
 
+// Puts a stream whose reading waits on one list: its loop's BufferWaitList (its recv ended with
+// ENOBUFS) or, on the hub, one of the memory gate's (paused for memory). It waits for one thing at a
+// time; the hook unlinks itself when the stream goes.
+struct WaitTag;
+using WaitHook = boost::intrusive::list_base_hook<boost::intrusive::tag<WaitTag>,
+                                                  boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
 // Contract: the owner counts in pending_ops every SQE whose completion names the stream, and frees or
 // reuses it only when pending_ops is 0 and its close has completed.
-struct Stream {
+struct Stream : WaitHook {
+  Stream() = default;
+  explicit Stream(std::uint32_t fixed_slot) : slot(fixed_slot) {}
+
   std::uint32_t slot = kNoSlot;  // index in the ring's direct-descriptor table; kNoSlot when none
   std::uint16_t pending_ops = 0;
   bool recv_armed = false;
@@ -23,6 +35,40 @@ struct Stream {
 
   // No SQE names the stream and its close has not been issued: close_stream may go now.
   bool closable() const { return pending_ops == 0 && !close_sent; }
+  // On a wait list (see WaitHook); stop_waiting takes it off.
+  bool waiting() const { return WaitHook::is_linked(); }
+  void stop_waiting() { WaitHook::unlink(); }
+};
+
+// Streams whose recv ended with ENOBUFS. Their bytes wait in the socket until a buffer is back in the
+// ring: re-arming at once would fail again and spin.
+class BufferWaitList {
+ public:
+  // Parks `stream` unless it already waits (for buffers, or on the hub for memory: resumed from there).
+  void park(Stream& stream) {
+    if (!stream.waiting()) {
+      list_.push_back(stream);
+    }
+  }
+  bool empty() const { return list_.empty(); }
+  // Once `buffers` has a buffer in the ring again, takes every parked stream off, in the order parked,
+  // and hands each to `resume` (which re-arms its recv, or not if it no longer reads).
+  template <class Resume>
+  void resume_if_buffers(const BufferRing& buffers, Resume&& resume) {
+    if (list_.empty() || buffers.held() >= buffers.count()) {
+      return;
+    }
+    while (!list_.empty()) {
+      Stream& stream = list_.front();
+      list_.pop_front();
+      resume(stream);
+    }
+  }
+
+ private:
+  boost::intrusive::list<Stream, boost::intrusive::base_hook<WaitHook>,
+                         boost::intrusive::constant_time_size<false>>
+      list_;
 };
 
 // How arm_recv reads into the ring's provided buffers (transport/uring/buffer_ring.hpp).

@@ -1,6 +1,6 @@
-// Tests for transport/uring/stream, the close sequence the hub's connections and the client loop share,
-// on a real io_uring (skipped where io_uring is refused): cancel_io cancels what is in flight and
-// nothing else, close_stream closes the direct descriptor once nothing names the stream.
+// Tests for transport/uring/stream on a real io_uring (skipped where it is refused): cancel_io cancels
+// what is in flight and nothing else, close_stream closes once nothing names the stream, and a recv out
+// of buffers waits on a BufferWaitList until one is back.
 #include "transport/uring/stream.hpp"
 
 #include <gtest/gtest.h>
@@ -13,7 +13,9 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/tag.hpp"
@@ -156,6 +158,47 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
   EXPECT_TRUE(owner_.recv_armed);
   cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
   EXPECT_EQ(complete(2).count(tag(&owner_, Kind::kRecv)), 1U);
+}
+
+TEST_F(UringStream, ARecvOutOfBuffersWaitsParkedUntilABufferIsBack) {
+  peer_writes(std::string(kBuffers * kBufferSize + 1, 'x'));  // one byte more than the buffers hold
+  arm_recv();
+  const std::multimap<std::uint64_t, Completion> seen = complete(kBuffers + 1);
+  std::vector<BlockRef> taken;
+  int last = 0;
+  for (const auto& [user_data, completion] : seen) {
+    if ((completion.flags & IORING_CQE_F_BUFFER) != 0) {
+      taken.push_back(
+          buffers_->take(static_cast<std::uint16_t>(completion.flags >> IORING_CQE_BUFFER_SHIFT)));
+    }
+    last = completion.res;
+  }
+  ASSERT_EQ(taken.size(), kBuffers);
+  ASSERT_EQ(last, -ENOBUFS);  // the multishot recv ended: the last byte waits in the socket
+  owner_.recv_armed = false;
+  --owner_.pending_ops;
+
+  BufferWaitList waits;
+  waits.park(owner_);
+  waits.park(owner_);  // parked once, however often its recv runs out
+  EXPECT_TRUE(owner_.waiting());
+  unsigned resumed = 0;
+  const auto resume = [&resumed](Stream&) { ++resumed; };
+  waits.resume_if_buffers(*buffers_, resume);
+  EXPECT_EQ(resumed, 0U) << "every buffer is still out: re-arming now would fail again";
+
+  taken.pop_back();
+  buffers_->publish_recycled();
+  waits.resume_if_buffers(*buffers_, resume);
+  EXPECT_EQ(resumed, 1U);
+  EXPECT_FALSE(owner_.waiting());
+  EXPECT_TRUE(waits.empty());
+  arm_recv();  // re-armed, it reads the byte that waited
+  const std::multimap<std::uint64_t, Completion> rest = complete(1);
+  ASSERT_EQ(rest.size(), 1U);
+  EXPECT_EQ(rest.begin()->second.res, 1);
+  cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
+  complete(2);
 }
 
 TEST_F(UringStream, AStreamWithRequestsInFlightIsNotClosable) {
