@@ -13,9 +13,9 @@ class IdlePoll {
  public:
   explicit IdlePoll(std::chrono::microseconds poll) : poll_(poll), pays_(poll.count() != 0) {}
 
-  // A round handled work now.
+  // A round handled work now (only read while polling pays: should_poll looks at nothing else then).
   void worked() {
-    if (enabled()) {
+    if (pays_) {
       last_work_ = Clock::now();
     }
   }
@@ -38,7 +38,7 @@ class IdlePoll {
   bool enabled() const { return poll_.count() != 0; }
 
   const std::chrono::microseconds poll_;
-  bool pays_;  // the last sleep was shorter than the poll (true before the first)
+  bool pays_;  // the last sleep was shorter than the poll (before the first: whether the poll is on)
   typename Clock::time_point last_work_{};
   typename Clock::time_point slept_from_{};
 };

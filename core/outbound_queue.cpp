@@ -227,7 +227,7 @@ void OutboundQueue::pop_front() {
 }
 
 void OutboundQueue::release_spare_ring() {
-  if (count_ == 0 && ring_) {
+  if (holds_spare_ring()) {
     free_ring();
   }
 }

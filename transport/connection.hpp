@@ -84,8 +84,7 @@ struct alignas(16) Connection : Peer, uring::Stream {
                              bi::constant_time_size<false>>;
   using AllList = bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::all_hook>,
                            bi::constant_time_size<false>>;
-  // Paused for memory (the memory gate's lists), on the Stream's wait hook: a connection whose recv
-  // waits for buffers (the shard's uring::BufferWaitList) is on no other wait list.
+  // Paused for memory (the memory gate's lists), on the Stream's wait hook (uring::WaitHook).
   using WaitingList = bi::list<Connection, bi::base_hook<uring::WaitHook>, bi::constant_time_size<false>>;
   using AssemblingList =
       bi::list<Connection, bi::member_hook<Connection, AutoUnlinkHook, &Connection::assembling_hook>,

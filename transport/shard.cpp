@@ -144,8 +144,7 @@ void Shard::before_wait() {
   sender_.flush();
   mailbox_.flush();
   pool_->publish_recycled();
-  // Re-arm recvs that ran out of buffers once any buffer is back in the ring (an ENOBUFS may be
-  // reaped after the buffers that would have served it were already published).
+  // After the publish: an ENOBUFS may be reaped after the buffers that would have served it came back.
   waiting_for_buffers_.resume_if_buffers(
       *pool_, [this](uring::Stream& stream) { resume_reading(static_cast<Connection&>(stream)); });
   read_clock_and_budget();

@@ -51,11 +51,13 @@ class BufferWaitList {
     }
   }
   bool empty() const { return list_.empty(); }
-  // Once `buffers` has a buffer in the ring again, takes every parked stream off, in the order parked,
-  // and hands each to `resume` (which re-arms its recv, or not if it no longer reads).
+  // Once `buffers` has a buffer in the ring again (published: recycled ones are not yet), takes every
+  // parked stream off, in the order parked, and hands each to `resume` (which re-arms its recv, or not
+  // if it no longer reads). A loop whose users held every buffer for good would wait here forever;
+  // the hub copies out what it keeps, and client drivers hold none past their callback.
   template <class Resume>
   void resume_if_buffers(const BufferRing& buffers, Resume&& resume) {
-    if (list_.empty() || buffers.held() >= buffers.count()) {
+    if (list_.empty() || buffers.held() + buffers.recycled() >= buffers.count()) {
       return;
     }
     while (!list_.empty()) {

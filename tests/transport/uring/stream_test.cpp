@@ -187,7 +187,9 @@ TEST_F(UringStream, ARecvOutOfBuffersWaitsParkedUntilABufferIsBack) {
   waits.resume_if_buffers(*buffers_, resume);
   EXPECT_EQ(resumed, 0U) << "every buffer is still out: re-arming now would fail again";
 
-  taken.pop_back();
+  taken.pop_back();  // back from its user, not yet in the ring
+  waits.resume_if_buffers(*buffers_, resume);
+  EXPECT_EQ(resumed, 0U) << "the buffer is not published yet";
   buffers_->publish_recycled();
   waits.resume_if_buffers(*buffers_, resume);
   EXPECT_EQ(resumed, 1U);
