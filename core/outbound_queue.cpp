@@ -50,6 +50,7 @@ void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t len
   s.length = length;
   ++count_;
   queued_bytes_ += length;
+  tail_room_ = 0;  // push_copy sets it for a block of its own; any other block has no room to append
 }
 
 bool OutboundQueue::is_appended(const Slice& slice) {
@@ -58,10 +59,6 @@ bool OutboundQueue::is_appended(const Slice& slice) {
 
 std::size_t OutboundQueue::room_after(const Slice& slice) {
   return is_appended(slice) ? slice.block->capacity() - slice.offset - slice.length : 0;
-}
-
-std::size_t OutboundQueue::append_room() const {
-  return count_ == 0 ? 0 : room_after(at(count_ - 1));
 }
 
 bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
@@ -75,6 +72,7 @@ bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
     std::memcpy(tail.block.data() + tail.offset + tail.length, bytes.data(), length);
     tail.length += length;
     queued_bytes_ += length;
+    tail_room_ -= length;
     return true;
   }
   BlockRef block =
@@ -83,7 +81,9 @@ bool OutboundQueue::push_copy(std::span<const std::uint8_t> bytes) {
     return false;
   }
   std::memcpy(block.data(), bytes.data(), length);
+  const std::size_t room_left = block->capacity() - length;
   push(std::move(block), 0, length);
+  tail_room_ = room_left;
   return true;
 }
 
@@ -117,6 +117,9 @@ bool OutboundQueue::fill_placeholder(std::uint64_t position, std::uint32_t token
   s.offset = offset;
   s.length = length;
   queued_bytes_ += length;
+  if (position - popped_ == count_ - 1) {
+    tail_room_ = room_after(s);
+  }
   return true;
 }
 
@@ -223,6 +226,9 @@ void OutboundQueue::pop_front() {
   --count_;
   ++popped_;
   head_sent_ = 0;
+  if (count_ == 0) {
+    tail_room_ = 0;
+  }
   // Emptied by sending: the ring stays (charged) for the next burst; release_spare_ring() frees it.
 }
 
@@ -275,6 +281,7 @@ void OutboundQueue::truncate_after(std::size_t keep_bytes) {
   for (std::uint32_t i = 0; i + 1 < count_; ++i) {
     left_behind_room_ += room_after(at(i));
   }
+  tail_room_ = count_ == 0 ? 0 : room_after(at(count_ - 1));
   if (count_ == 0) {
     queued_bytes_ = 0;
     head_sent_ = 0;

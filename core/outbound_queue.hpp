@@ -4,6 +4,7 @@
 
 #include <sys/uio.h>
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -143,8 +144,12 @@ class OutboundQueue {
   static bool is_appended(const Slice& slice);
   // Bytes left after the tail slice in its block when push_copy may append there: the tail is a
   // block push_copy made, and only that slice refers to it, so nothing reads past the slice's end.
-  // Also what the queue holds beyond its bytes (the block is charged for them).
-  std::size_t append_room() const;
+  // Also what the queue holds beyond its bytes (the block is charged for them). Kept in tail_room_ so
+  // a push and the slow-consumer check need not look into the tail's block.
+  std::size_t append_room() const {
+    assert(tail_room_ == (count_ == 0 ? 0 : room_after(at(count_ - 1))));
+    return tail_room_;
+  }
   // The unused room after `slice` in its block, if push_copy made that block (else 0).
   static std::size_t room_after(const Slice& slice);
   // Bytes of the block push_copy makes for a copy of `length` bytes that does not fit the tail's room.
@@ -163,6 +168,7 @@ class OutboundQueue {
   std::uint64_t popped_ = 0;  // slices ever taken off the head: position - popped_ is an index
   // The unused room of the push_copy blocks before the tail: fixed once another slice follows them.
   std::size_t left_behind_room_ = 0;
+  std::size_t tail_room_ = 0;  // append_room(): room_after(the tail slice), 0 when empty
 };
 
 }  // namespace ringhub

@@ -63,28 +63,6 @@ void Sender::filled_in_place(std::uint32_t length) {
   counters_.frames_out.add(1);
 }
 
-bool Sender::cut_if_slow_consumer(Connection& conn) {
-  // Counted as memory (slices, block overheads, the ring), the way the budget counts it, so a flood of
-  // tiny replies cannot hold several times the limit.
-  if (conn.state != ConnState::kOpen || conn.outbound.memory_bytes() <= config_.max_outbound_bytes) {
-    return false;
-  }
-  events_.on_slow_consumer(conn);  // NATS's policy: bounded, then closed
-  return true;
-}
-
-void Sender::after_queueing(Connection& conn) {
-  if (!cut_if_slow_consumer(conn)) {
-    mark_dirty(conn);
-  }
-}
-
-void Sender::mark_dirty(Connection& conn) {
-  if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
-    dirty_.push_back(conn);
-  }
-}
-
 bool Sender::batches_this_iteration(const Connection& conn, std::uint32_t length) const {
   // Nothing in flight and all it has queued fits the batches of one send: the flush copies every small
   // slice of it. (A placeholder, or large slices taking the iovecs, can still stop the copy short;

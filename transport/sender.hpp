@@ -66,14 +66,30 @@ class Sender {
   // `length` bytes were filled into a reply placeholder of a connection's queue.
   void filled_in_place(std::uint32_t length);
   // After bytes were queued for `conn` (by enqueue, or in place): cuts it if it is over its cap,
-  // else writes it in this iteration's flush.
-  void after_queueing(Connection& conn);
+  // else writes it in this iteration's flush. (Inline, as the two below: once per delivery.)
+  void after_queueing(Connection& conn) {
+    if (!cut_if_slow_consumer(conn)) {
+      mark_dirty(conn);
+    }
+  }
   // `bytes` of queue were dropped without being sent (a truncation, a close).
   void forget(std::size_t bytes) { queued_bytes_ -= bytes; }
   // Closes `conn` with ERROR 6 if what it has queued passed --max-outbound-bytes; returns whether.
-  bool cut_if_slow_consumer(Connection& conn);
+  // Counted as memory (slices, block overheads, the ring), the way the budget counts it, so a flood of
+  // tiny replies cannot hold several times the limit.
+  bool cut_if_slow_consumer(Connection& conn) {
+    if (conn.state != ConnState::kOpen || conn.outbound.memory_bytes() <= config_.max_outbound_bytes) {
+      return false;
+    }
+    events_.on_slow_consumer(conn);  // NATS's policy: bounded, then closed
+    return true;
+  }
   // `conn` has something to write: it is written by this iteration's flush.
-  void mark_dirty(Connection& conn);
+  void mark_dirty(Connection& conn) {
+    if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
+      dirty_.push_back(conn);
+    }
+  }
   // Whether `length` more bytes queued for `conn` now are copied into its send batch by this iteration's
   // flush, so they may stay in their receive buffer until then (see RelaySeam).
   bool batches_this_iteration(const Connection& conn, std::uint32_t length) const;

@@ -87,8 +87,10 @@ std::size_t total_len(const iovec* iov, std::size_t count) {
 
 constexpr std::size_t kNoByteLimit = SIZE_MAX;
 
-TEST(OutboundQueueTest, IdleQueueIsSevenWords) {
-  EXPECT_LE(sizeof(OutboundQueue), 7 * sizeof(void*));
+// Every connection holds one, idle or not. The eighth word caches the tail's append room, which each
+// delivery read from the tail's block twice (K=16 64 B: about 4% of the hub's time).
+TEST(OutboundQueueTest, IdleQueueIsEightWords) {
+  EXPECT_LE(sizeof(OutboundQueue), 8 * sizeof(void*));
 }
 
 TEST(OutboundQueueTest, StartsEmpty) {
