@@ -1,12 +1,10 @@
-// Shard: ring set-up, the event loop and the completion dispatch. The handlers live beside it:
-// shard_connections.cpp (accept and lifecycle), shard_reading.cpp, shard_relay.cpp and shard_line.cpp;
-// the writes are transport/sender.
+// Shard: its loop over a uring::EventLoop (which takes each turn), the completion dispatch and the
+// work of each iteration. The handlers live beside it: shard_connections.cpp (accept and lifecycle),
+// shard_reading.cpp, shard_relay.cpp and shard_line.cpp; the writes are transport/sender.
 #include "transport/shard.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include "transport/op_tag.hpp"
 
@@ -31,7 +29,8 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       config_(shared.config),
       index_(index),
       counters_(shared.counters[index]),
-      acceptor_(ring_, {{relay_listen_fd, line_listen_fd}}, index),
+      loop_(*this, fmt::format("shard {}", index)),
+      acceptor_(loop_.ring(), {{relay_listen_fd, line_listen_fd}}, index),
       relay_({.shard_index = index,
               .shard_count = shared.shard_count,
               .small_frame_bytes = shared.config.batch_threshold},
@@ -39,10 +38,11 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
       memory_(shared.memory[index]),
-      sender_(ring_, config_, index, counters_, memory_, send_events_),
+      sender_(loop_.ring(), config_, index, counters_, memory_, send_events_),
       gate_(shared, gate_events_),
       clocks_(config_, clock_events_),
-      mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], ring_, router_) {
+      mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], loop_.ring(),
+               router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
   linger_ts_ = to_kernel_timespec(kErrorLinger);
@@ -53,27 +53,27 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
 Shard::~Shard() {
   sender_.free_pooled();
   memory_.release(pending_lines_charged_);
-  pool_.reset();
-  ring_.close();
+  loop_.close();
 }
 
 Result<void> Shard::init(uring::TaskRun task_run) {
-  if (Result<void> ring = ring_.init(kSqEntries, kCqEntries, shared_.table_size, task_run); !ring) {
-    return ring;
+  if (Result<void> loop = loop_.init({.sq_entries = kSqEntries,
+                                      .cq_entries = kCqEntries,
+                                      .table_size = shared_.table_size,
+                                      .task_run = task_run,
+                                      .buffer_count = config_.recv_buffer_count,
+                                      .buffer_size = config_.recv_buffer_size});
+      !loop) {
+    return loop;
   }
-  auto pool = uring::BufferRing::create(ring_.get(), config_.recv_buffer_count, config_.recv_buffer_size);
-  if (!pool) {
-    return pool.error();
-  }
-  pool_ = std::move(*pool);
-  sender_.set_receive_buffers(pool_.get());
+  sender_.set_receive_buffers(&loop_.buffers());
   capacity_ =
       shared_.table_size > kRejectReserve ? shared_.table_size - kRejectReserve : shared_.table_size / 2;
   return {};
 }
 
 io_uring_sqe* Shard::sqe() {
-  return ring_.next_sqe();
+  return loop_.ring().next_sqe();
 }
 
 void Shard::start() {
@@ -91,62 +91,37 @@ void Shard::run() {
     if (handled != 0) {
       idle.worked();
     }
-    if (!counted_finished_ && poll_for_work(idle)) {
-      handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
-      continue;
+    if (!counted_finished_) {
+      handled = loop_.poll_while(idle);
+      if (handled != 0) {
+        continue;
+      }
     }
     idle.sleeping();
-    int ret = 0;
     if (counted_finished_) {
       __kernel_timespec ts = to_kernel_timespec(kFinishPoll);
-      ret = ring_.submit_and_wait(&ts);
+      handled = loop_.wait(&ts);
     } else {
-      ret = ring_.submit_and_wait();
+      handled = loop_.wait();
     }
-    check_enter(ret);
     idle.woke();
-    handled = ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
   }
   end_run();
 }
 
-bool Shard::poll_for_work(const IdlePoll<>& idle) {
-  while (idle.should_poll()) {
-    check_enter(ring_.submit_and_get_events());  // runs the deferred task work that completes requests
-    if (io_uring_cq_ready(ring_.get()) != 0) {
-      return true;
-    }
-  }
-  return false;
-}
-
 unsigned Shard::step() {
   before_wait();
-  if (ring_.needs_enter()) {
-    check_enter(ring_.submit_and_get_events());
-  }
-  return ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+  return loop_.poll();
 }
 
 void Shard::end_run() {
   publish_counters();
 }
 
-void Shard::check_enter(int ret) const {
-  if (uring::enter_failed(ret)) {
-    spdlog::critical("shard {}: io_uring_enter failed: {}", index_, std::strerror(-ret));
-    std::abort();  // an impossible internal state: the ring itself is broken
-  }
-}
-
 void Shard::before_wait() {
   mailbox_.drain_self();
   sender_.flush();
   mailbox_.flush();
-  pool_->publish_recycled();
-  // After the publish: an ENOBUFS may be reaped after the buffers that would have served it came back.
-  waiting_for_buffers_.resume_if_buffers(
-      *pool_, [this](uring::Stream& stream) { resume_reading(static_cast<Connection&>(stream)); });
   read_clock_and_budget();
   gate_.resume_ready();
   if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&
@@ -184,15 +159,15 @@ void Shard::publish_counters() {
   counters_.copied_out_bytes.set(sender_.copied_out_bytes());
   counters_.copied_reply_bytes.set(sender_.copied_reply_bytes());
   counters_.outbound_queued_bytes.set(sender_.queued_bytes());
-  counters_.buffer_bytes_in_use.set(pool_->bytes_held());
+  counters_.buffer_bytes_in_use.set(loop_.buffers().bytes_held());
   counters_.read_paused_connections.set(gate_.paused_count());
   counters_.budget_pauses.set(gate_.pauses());
   counters_.frame_timeouts.set(clocks_.frame_timeouts());
   counters_.idle_closes.set(clocks_.idle_closes());
-  counters_.cq_overflows.set(ring_.cq_overflows());
+  counters_.cq_overflows.set(loop_.ring().cq_overflows());
 }
 
-void Shard::dispatch(const io_uring_cqe& cqe) {
+void Shard::on_completion(const io_uring_cqe& cqe) {
   const std::uint64_t data = cqe.user_data;
   switch (tag_op(data)) {
     case Op::kIgnore: return;

@@ -33,6 +33,7 @@
 #include "transport/sender.hpp"
 #include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
+#include "transport/uring/event_loop.hpp"
 #include "transport/uring/ring.hpp"
 #include "transport/uring/tag.hpp"
 
@@ -66,7 +67,7 @@ inline constexpr std::chrono::milliseconds kFinishPoll{5};
 // with other shards, transport/shard_thread.hpp), except that the Hub reads ring_fd() after init and
 // the control thread posts kStop to it by MSG_RING. Aligned because its address tags completions
 // (the tick).
-class alignas(uring::kTagAlignment) Shard {
+class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
   Shard(const Shard&) = delete;
@@ -76,9 +77,9 @@ class alignas(uring::kTagAlignment) Shard {
   // Creates the ring, the file table and the buffer ring on the calling thread (SINGLE_ISSUER).
   // kCooperative for a thread that drives several shards (transport/shard_thread.cpp).
   Result<void> init(uring::TaskRun task_run);
-  int ring_fd() const { return ring_.fd(); }
+  int ring_fd() const { return loop_.ring().fd(); }
   // Signals `event_fd` on each completion of this (kCooperative) ring; 0 or -errno.
-  int register_wake_eventfd(int event_fd) { return ring_.register_eventfd(event_fd); }
+  int register_wake_eventfd(int event_fd) { return loop_.ring().register_eventfd(event_fd); }
   // Runs until stopped and every shard has finished its work, blocking in its own ring: for a thread
   // that drives this shard alone.
   void run();
@@ -95,14 +96,13 @@ class alignas(uring::kTagAlignment) Shard {
 
  private:
   // --- loop (shard.cpp)
-  void dispatch(const io_uring_cqe& cqe);
+  // The loop's handler (uring::LoopHandler): completions by their tag, and a recv that waited for a
+  // receive buffer.
+  void on_completion(const io_uring_cqe& cqe) override;
+  void on_buffers_back(uring::Stream& stream) override { resume_reading(static_cast<Connection&>(stream)); }
   void before_wait();
   // Reads the shard clock and the hub-wide memory figure once per loop iteration.
   void read_clock_and_budget();
-  void check_enter(int ret) const;
-  // Run by a thread that drives this shard alone: looks for completions while `idle` says polling pays
-  // (HubConfig::idle_poll) before the thread blocks; true when some are ready.
-  bool poll_for_work(const IdlePoll<>& idle);
   io_uring_sqe* sqe();
   void publish_counters();
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).
@@ -242,9 +242,8 @@ class alignas(uring::kTagAlignment) Shard {
   const HubConfig& config_;
   const unsigned index_;
   ShardCounters& counters_;
-  uring::Ring ring_;
+  uring::EventLoop loop_;  // the ring, its receive buffers and the recvs waiting for one
   Acceptor acceptor_;
-  std::unique_ptr<uring::BufferRing> pool_;
   RelaySeamOnShard relay_seam_{*this};
   RelayService relay_;  // relay connections, IDENTITY, LIST and RELAY
   LineSeamOnShard line_seam_{*this};
@@ -262,7 +261,6 @@ class alignas(uring::kTagAlignment) Shard {
   std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
 
   Connection::AllList all_;
-  uring::BufferWaitList waiting_for_buffers_;
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;

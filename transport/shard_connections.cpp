@@ -196,9 +196,9 @@ void Shard::begin_close(Connection& conn) {
   conn.dirty_hook.unlink();
   conn.stop_waiting();
   ConnectionClocks::forget(conn);
-  uring::cancel_io(ring_, conn, tag(&conn, conn.recv_op), tag(&conn, Op::kSend));
+  uring::cancel_io(loop_.ring(), conn, tag(&conn, conn.recv_op), tag(&conn, Op::kSend));
   if (conn.timer_armed) {
-    ring_.remove_timeout(tag(&conn, Op::kConnTimer));
+    loop_.ring().remove_timeout(tag(&conn, Op::kConnTimer));
   }
   maybe_finish_close(conn);
 }
@@ -207,7 +207,7 @@ void Shard::maybe_finish_close(Connection& conn) {
   if (conn.state != ConnState::kClosing || !conn.closable()) {
     return;
   }
-  uring::close_stream(ring_, conn, tag(&conn, Op::kClose));
+  uring::close_stream(loop_.ring(), conn, tag(&conn, Op::kClose));
 }
 
 void Shard::on_close(Connection& conn, const io_uring_cqe& cqe) {
@@ -229,7 +229,7 @@ void Shard::on_stop() {
   // Connections already draining (after an ERROR) get the grace too, not their longer linger.
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
-      ring_.update_timeout(tag(&conn, Op::kConnTimer), &grace_ts_);
+      loop_.ring().update_timeout(tag(&conn, Op::kConnTimer), &grace_ts_);
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).

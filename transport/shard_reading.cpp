@@ -83,7 +83,7 @@ void Shard::arm_recv(Connection& conn) {
     conn.recv_limit = gate_.read_ahead_limit();
     shape.multishot_limit = conn.recv_limit;
   }
-  uring::arm_recv(ring_, conn, tag(&conn, Op::kRecv), shape);
+  uring::arm_recv(loop_.ring(), conn, tag(&conn, Op::kRecv), shape);
   conn.recv_op = Op::kRecv;
 }
 
@@ -102,7 +102,7 @@ void Shard::arm_direct_recv(Connection& conn) {
 }
 
 void Shard::stop_multishot(Connection& conn) {
-  ring_.cancel(tag(&conn, Op::kRecv));
+  loop_.ring().cancel(tag(&conn, Op::kRecv));
   conn.recv_cancel_sent = true;
 }
 
@@ -115,7 +115,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
   }
   if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER) != 0) {
     const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
-    const BlockRef buffer = pool_->take(bid);
+    const BlockRef buffer = loop_.buffers().take(bid);
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {  // draining connections discard input
       clocks_.note_input(conn, now_);
@@ -135,7 +135,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     if (conn.state == ConnState::kOpen && conn.assembler.wants_direct()) {
       resume_reading(conn);  // a large frame needs no receive buffer
     } else if (conn.state != ConnState::kClosing) {
-      waiting_for_buffers_.park(conn);
+      loop_.park_for_buffers(conn);
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)

@@ -3,6 +3,7 @@
 // cancel -> close_direct. A connection is idle again only once every SQE naming it has completed.
 #include "transport/uring/client_loop.hpp"
 
+#include <fmt/format.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 
@@ -49,7 +50,10 @@ void size_for_connections(ClientLoopConfig& config) {
   config.cq_entries = std::max(config.sq_entries * 2, std::bit_ceil(config.buffer_count * 2));
 }
 
-ClientLoop::ClientLoop(ClientLoopConfig config) : config_(std::move(config)), conns_(config_.conns) {
+ClientLoop::ClientLoop(ClientLoopConfig config)
+    : config_(std::move(config)),
+      loop_(*this, fmt::format("client loop {}", config_.index)),
+      conns_(config_.conns) {
   for (std::uint32_t i = 0; i < conns_.size(); ++i) {
     conns_[i].index = i;
   }
@@ -62,18 +66,17 @@ Result<void> ClientLoop::init() {
                                           [](const SocketAddress& a) { return a.length == 0; })) {
     return system_error(EINVAL, "client loop: no address to connect to");
   }
-  if (Result<void> ring =
-          ring_.init(config_.sq_entries, config_.cq_entries, config_.table_size, config_.task_run);
-      !ring) {
-    return ring;
+  if (Result<void> loop = loop_.init({.sq_entries = config_.sq_entries,
+                                      .cq_entries = config_.cq_entries,
+                                      .table_size = config_.table_size,
+                                      .task_run = config_.task_run,
+                                      .buffer_count = config_.buffer_count,
+                                      .buffer_size = config_.buffer_size,
+                                      .buffer_residency = config_.buffer_residency});
+      !loop) {
+    return loop;
   }
-  sockopt_ok_ = ring_.supports(IORING_OP_URING_CMD);
-  auto buffers =
-      BufferRing::create(ring_.get(), config_.buffer_count, config_.buffer_size, config_.buffer_residency);
-  if (!buffers) {
-    return buffers.error();
-  }
-  buffers_ = std::move(*buffers);
+  sockopt_ok_ = loop_.ring().supports(IORING_OP_URING_CMD);
   return {};
 }
 
@@ -94,7 +97,7 @@ void ClientLoop::run(std::int64_t deadline_ns, const std::atomic<bool>& abort) {
         return;
       }
     }
-    flush_all();
+    start_sends();
     wait(now);
   }
 }
@@ -112,21 +115,20 @@ bool ClientLoop::run_until(std::int64_t deadline_ns, const std::function<bool()>
     }
     if (deadline_ns >= 0 && now >= deadline_ns) {
       // Out of time, but what is ready is still handled: a zero timeout polls, it does not skip I/O.
-      flush_all();
-      ring_.submit_and_get_events();
-      ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+      start_sends();
+      loop_.poll();
       return leave_run_until(done());
     }
-    flush_all();
+    start_sends();
     wait(now, deadline_ns);
   }
 }
 
-// Starts the sends that can start (each connection has one in flight at most), hands recycled
-// buffers back and submits, so nothing the driver queued waits for the caller's next wait.
+// Starts the sends that can start (each connection has one in flight at most) and submits, buffers
+// handed back, so nothing the driver queued waits for the caller's next wait.
 bool ClientLoop::leave_run_until(bool result) {
-  flush_all();
-  ring_.submit_and_get_events();
+  start_sends();
+  loop_.submit();
   return result;
 }
 
@@ -154,13 +156,8 @@ void ClientLoop::wait(std::int64_t now, std::int64_t until) {
     wait_ns = std::clamp<std::int64_t>(until - now, 0, wait_ns);
   }
   __kernel_timespec ts = to_timespec(wait_ns);
-  const int ret = ring_.submit_and_wait(&ts);
-  if (enter_failed(ret)) {
-    spdlog::critical("client loop {}: io_uring_enter failed: {}", config_.index, std::strerror(-ret));
-    std::abort();  // the ring itself is broken: an impossible internal state
-  }
-  ring_.reap([this](const io_uring_cqe& cqe) { dispatch(cqe); });
-  stats_.cq_overflows.store(ring_.cq_overflows(), std::memory_order_relaxed);
+  loop_.wait(&ts);
+  stats_.cq_overflows.store(loop_.ring().cq_overflows(), std::memory_order_relaxed);
 }
 
 void ClientLoop::begin_abort() {
@@ -171,7 +168,7 @@ void ClientLoop::begin_abort() {
   }
 }
 
-void ClientLoop::dispatch(const io_uring_cqe& cqe) {
+void ClientLoop::on_completion(const io_uring_cqe& cqe) {
   const auto op = tag_kind<Op>(cqe.user_data);
   if (op == Op::kIgnore) {
     return;  // no owner to name
@@ -299,7 +296,7 @@ void ClientLoop::on_connect_step(ClientConn& conn, Op op, int res) {
 }
 
 void ClientLoop::arm_recv(ClientConn& conn) {
-  uring::arm_recv(ring_, conn, tag(conn, Op::kRecv));
+  uring::arm_recv(loop_.ring(), conn, tag(conn, Op::kRecv));
 }
 
 void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
@@ -312,7 +309,7 @@ void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
     const auto bid = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
     // Dropped at the end of this block: the driver never holds a buffer, so it goes back to the ring
     // at the end of the iteration.
-    const BlockRef buffer = buffers_->take(bid);
+    const BlockRef buffer = loop_.buffers().take(bid);
     if (cqe.res > 0 && conn.phase == ConnPhase::kOpen) {
       driver_->on_bytes(conn,
                         std::span<const std::uint8_t>(buffer.data(), static_cast<std::size_t>(cqe.res)));
@@ -325,7 +322,7 @@ void ClientLoop::on_recv(ClientConn& conn, const io_uring_cqe& cqe) {
   } else if (cqe.res == -ENOBUFS) {
     stats_.enobufs.fetch_add(1, std::memory_order_relaxed);
     if (conn.phase == ConnPhase::kOpen) {
-      waiting_.park(conn);  // re-armed by flush_all once a buffer is back
+      loop_.park_for_buffers(conn);  // re-armed by on_buffers_back
     }
   } else if (cqe.res == -ECANCELED && conn.recv_cancelled) {
     conn.recv_cancelled = false;  // pause_reading stopped it: the bytes wait in the socket
@@ -345,7 +342,7 @@ void ClientLoop::pause_reading(ClientConn& conn) {
   conn.read_paused = true;
   if (conn.phase == ConnPhase::kOpen && conn.recv_armed && !conn.recv_cancelled) {
     conn.recv_cancelled = true;
-    ring_.cancel(tag(conn, Op::kRecv));
+    loop_.ring().cancel(tag(conn, Op::kRecv));
   }
 }
 
@@ -441,7 +438,7 @@ void ClientLoop::close(ClientConn& conn) {
     case ConnPhase::kConnecting: {
       conn.phase = ConnPhase::kClosing;
       conn.ending.requested = true;
-      ring_.cancel(tag(conn, Op::kConnect));
+      loop_.ring().cancel(tag(conn, Op::kConnect));
       return;
     }
     case ConnPhase::kOpen:
@@ -461,7 +458,7 @@ void ClientLoop::begin_close(ClientConn& conn, int error, bool eof) {
   conn.ending.eof = eof;
   stats_.open.fetch_sub(1, std::memory_order_relaxed);
   conn.stop_waiting();
-  cancel_io(ring_, conn, tag(conn, Op::kRecv), tag(conn, Op::kSend));
+  cancel_io(loop_.ring(), conn, tag(conn, Op::kRecv), tag(conn, Op::kSend));
   // Nothing in flight (a recv stopped by ENOBUFS or paused, no send): no completion will call it.
   maybe_finish_close(conn);
 }
@@ -474,7 +471,7 @@ void ClientLoop::maybe_finish_close(ClientConn& conn) {
     on_close(conn);  // the socket was never created
     return;
   }
-  close_stream(ring_, conn, tag(conn, Op::kClose));
+  close_stream(loop_.ring(), conn, tag(conn, Op::kClose));
 }
 
 void ClientLoop::on_close(ClientConn& conn) {
@@ -500,22 +497,22 @@ void ClientLoop::on_close(ClientConn& conn) {
   driver_->on_closed(conn, info);
 }
 
-// Before each wait: start the sends queued this iteration, return buffers to the kernel, and re-arm the
-// recvs that stopped for lack of them (every buffer is back by now: drivers never hold one).
-void ClientLoop::flush_all() {
+// Before each wait: start the sends queued this iteration (the loop then hands buffers back and
+// re-arms the recvs that waited for them).
+void ClientLoop::start_sends() {
   for (const std::uint32_t index : dirty_) {
     ClientConn& conn = conns_[index];
     conn.dirty = false;
     start_send(conn);
   }
   dirty_.clear();
-  buffers_->publish_recycled();
-  waiting_.resume_if_buffers(*buffers_, [this](Stream& stream) {
-    auto& conn = static_cast<ClientConn&>(stream);
-    if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.read_paused) {
-      arm_recv(conn);
-    }
-  });
+}
+
+void ClientLoop::on_buffers_back(Stream& stream) {
+  auto& conn = static_cast<ClientConn&>(stream);
+  if (conn.phase == ConnPhase::kOpen && !conn.recv_armed && !conn.read_paused) {
+    arm_recv(conn);
+  }
 }
 
 }  // namespace ringhub::uring

@@ -17,6 +17,7 @@
 
 #include "core/result.hpp"
 #include "transport/uring/buffer_ring.hpp"
+#include "transport/uring/event_loop.hpp"
 #include "transport/uring/ring.hpp"
 #include "transport/uring/socket_address.hpp"
 #include "transport/uring/stream.hpp"
@@ -128,7 +129,7 @@ struct ClientLoopStats {
 };
 
 // Contract: constructed anywhere; init(), run() and everything else on one thread (the ring's issuer).
-class ClientLoop {
+class ClientLoop : private LoopHandler {
  public:
   // What a completion of this loop's ring is; the owner in its tag is always the ClientConn.
   enum class Op : std::uint8_t { kIgnore, kSocket, kBind, kSockopt, kConnect, kRecv, kSend, kClose };
@@ -182,7 +183,7 @@ class ClientLoop {
   void add_timer(const ClientTimer& timer) { timers_.push(timer); }
 
  private:
-  io_uring_sqe* sqe() { return ring_.next_sqe(); }
+  io_uring_sqe* sqe() { return loop_.ring().next_sqe(); }
   static std::uint64_t tag(const ClientConn& conn, Op op) { return uring::tag(&conn, op); }
   const SocketAddress& hub_of(const ClientConn& conn) const {
     return config_.hubs[conn.route % config_.hubs.size()];
@@ -192,7 +193,8 @@ class ClientLoop {
   bool leave_run_until(bool result);
   void fire_timers(std::int64_t now);
   void begin_abort();
-  void dispatch(const io_uring_cqe& cqe);
+  void on_completion(const io_uring_cqe& cqe) override;
+  void on_buffers_back(Stream& stream) override;
   void on_socket(ClientConn& conn, int res);
   void start_connect(ClientConn& conn);
   void set_option(ClientConn& conn, int level, int name);
@@ -205,22 +207,19 @@ class ClientLoop {
   void begin_close(ClientConn& conn, int error, bool eof);
   void maybe_finish_close(ClientConn& conn);
   void on_close(ClientConn& conn);
-  void flush_all();
+  void start_sends();
 
   ClientLoopConfig config_;
-  Ring ring_;
-  std::unique_ptr<BufferRing> buffers_;  // declared after ring_: unregistered before it goes
+  EventLoop loop_;
   ClientDriver* driver_ = nullptr;
   std::vector<ClientConn> conns_;
   std::uint32_t busy_ = 0;  // connections not idle
   std::uint32_t route_cursor_ = 0;
-  bool bind_ok_ = true;
   bool sockopt_ok_ = true;  // setsockopt on direct sockets (IORING_OP_URING_CMD) works here
   bool aborting_ = false;
   std::int64_t abort_until_ = 0;
 
   std::vector<std::uint32_t> dirty_;
-  BufferWaitList waiting_;  // recvs that ended with ENOBUFS
   std::priority_queue<ClientTimer, std::vector<ClientTimer>, std::greater<>> timers_;
   ClientLoopStats stats_;
 };

@@ -6,11 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
-#include <cstring>
-#include <map>
 
+#include "tests/transport/uring/completions.hpp"
 #include "transport/uring/tag.hpp"
 
 namespace ringhub::uring {
@@ -20,7 +18,6 @@ constexpr unsigned kSqEntries = 8;
 constexpr unsigned kCqEntries = 16;
 constexpr unsigned kTableSize = 4;
 constexpr std::uint64_t kTimer = 8;  // the timeout's user_data (any value but kUnwatched)
-constexpr std::chrono::seconds kPatience{5};
 
 class UringRingTimeout : public ::testing::Test {
  protected:
@@ -37,20 +34,6 @@ class UringRingTimeout : public ::testing::Test {
     io_uring_sqe_set_data64(entry, kTimer);
   }
 
-  // Submits, then collects completions by user_data until `count` have come or kPatience has passed.
-  std::map<std::uint64_t, int> complete(unsigned count) {
-    std::map<std::uint64_t, int> seen;
-    const auto give_up = std::chrono::steady_clock::now() + kPatience;
-    while (seen.size() < count && std::chrono::steady_clock::now() < give_up) {
-      __kernel_timespec wait{.tv_sec = 0, .tv_nsec = 100'000'000};
-      const int ret = ring_.submit_and_wait(&wait);
-      EXPECT_FALSE(enter_failed(ret)) << std::strerror(-ret);
-      ring_.reap([&seen](const io_uring_cqe& cqe) { seen.emplace(cqe.user_data, cqe.res); });
-    }
-    EXPECT_EQ(seen.size(), count);
-    return seen;
-  }
-
   Ring ring_;
   __kernel_timespec long_{.tv_sec = 600, .tv_nsec = 0};
   __kernel_timespec short_{.tv_sec = 0, .tv_nsec = 1'000'000};
@@ -59,21 +42,17 @@ class UringRingTimeout : public ::testing::Test {
 TEST_F(UringRingTimeout, UpdateTimeoutMakesALongTimeoutFireSoon) {
   arm_long_timeout();
   ring_.update_timeout(kTimer, &short_);
-  const std::map<std::uint64_t, int> seen = complete(2);
-  ASSERT_EQ(seen.count(kTimer), 1U);
-  EXPECT_EQ(seen.at(kTimer), -ETIME);  // fired, not cancelled
-  ASSERT_EQ(seen.count(kUnwatched), 1U);
-  EXPECT_EQ(seen.at(kUnwatched), 0);
+  const testing::Completions seen = testing::complete(ring_, 2);
+  EXPECT_EQ(testing::result_of(seen, kTimer), -ETIME);  // fired, not cancelled
+  EXPECT_EQ(testing::result_of(seen, kUnwatched), 0);
 }
 
 TEST_F(UringRingTimeout, RemoveTimeoutCancelsIt) {
   arm_long_timeout();
   ring_.remove_timeout(kTimer);
-  const std::map<std::uint64_t, int> seen = complete(2);
-  ASSERT_EQ(seen.count(kTimer), 1U);
-  EXPECT_EQ(seen.at(kTimer), -ECANCELED);
-  ASSERT_EQ(seen.count(kUnwatched), 1U);
-  EXPECT_EQ(seen.at(kUnwatched), 0);
+  const testing::Completions seen = testing::complete(ring_, 2);
+  EXPECT_EQ(testing::result_of(seen, kTimer), -ECANCELED);
+  EXPECT_EQ(testing::result_of(seen, kUnwatched), 0);
 }
 
 }  // namespace

@@ -8,15 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tests/transport/uring/completions.hpp"
 #include "transport/uring/buffer_ring.hpp"
 #include "transport/uring/tag.hpp"
 
@@ -29,16 +28,9 @@ constexpr unsigned kTableSize = 4;
 constexpr std::uint32_t kSlot = 2;
 constexpr std::uint32_t kBuffers = 4;
 constexpr std::uint32_t kBufferSize = 64;
-constexpr std::chrono::seconds kPatience{5};
 
 enum class Kind : std::uint8_t { kIgnore, kRecv, kSend, kClose };
 static_assert(is_unwatched_kind(Kind::kIgnore));
-
-// What the tests read of a completion (io_uring_cqe ends in a flexible array: not copied).
-struct Completion {
-  int res = 0;
-  std::uint32_t flags = 0;
-};
 
 // The stream's owner: its address tags the stream's requests, as a Connection's or ClientConn's does.
 struct alignas(kTagAlignment) Owner : Stream {};
@@ -77,22 +69,7 @@ class UringStream : public ::testing::Test {
     ASSERT_EQ(::write(peer_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
 
-  // Submits, then collects completions by user_data until `count` have come, or a few seconds have
-  // passed (a request that is never cancelled fails the test rather than hanging it).
-  std::multimap<std::uint64_t, Completion> complete(unsigned count) {
-    std::multimap<std::uint64_t, Completion> seen;
-    const auto give_up = std::chrono::steady_clock::now() + kPatience;
-    while (seen.size() < count && std::chrono::steady_clock::now() < give_up) {
-      __kernel_timespec wait{.tv_sec = 0, .tv_nsec = 100'000'000};
-      const int ret = ring_.submit_and_wait(&wait);
-      EXPECT_FALSE(enter_failed(ret)) << std::strerror(-ret);
-      ring_.reap([&seen](const io_uring_cqe& cqe) {
-        seen.emplace(cqe.user_data, Completion{cqe.res, cqe.flags});
-      });
-    }
-    EXPECT_EQ(seen.size(), count);
-    return seen;
-  }
+  testing::Completions complete(unsigned count) { return testing::complete(ring_, count); }
 
   Ring ring_;
   std::unique_ptr<BufferRing> buffers_;  // declared after ring_: goes first
@@ -111,7 +88,7 @@ TEST_F(UringStream, CancelIoEndsTheArmedRecvThenCloseStreamClosesTheSocket) {
   ASSERT_EQ(io_uring_submit(ring_.get()), 1);  // the recv waits: the peer sends nothing
   cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
   EXPECT_EQ(io_uring_sq_ready(ring_.get()), 1U);  // the recv's cancel only: no send is in flight
-  const std::multimap<std::uint64_t, Completion> seen = complete(2);
+  const testing::Completions seen = complete(2);
   ASSERT_EQ(seen.count(tag(&owner_, Kind::kRecv)), 1U);
   EXPECT_EQ(seen.find(tag(&owner_, Kind::kRecv))->second.res, -ECANCELED);
   ASSERT_EQ(seen.count(kUnwatched), 1U);  // the cancel's own completion
@@ -123,7 +100,7 @@ TEST_F(UringStream, CancelIoEndsTheArmedRecvThenCloseStreamClosesTheSocket) {
   close_stream(ring_, owner_, tag(&owner_, Kind::kClose));
   EXPECT_TRUE(owner_.close_sent);
   EXPECT_FALSE(owner_.closable());  // a second close is never issued
-  const std::multimap<std::uint64_t, Completion> closed = complete(1);
+  const testing::Completions closed = complete(1);
   ASSERT_EQ(closed.count(tag(&owner_, Kind::kClose)), 1U);
   EXPECT_EQ(closed.begin()->second.res, 0);
   // The direct descriptor was the socket's last reference: the peer reads end of file.
@@ -136,10 +113,10 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
   arm_recv({.multishot = false, .one_shot_cap = 4});
   EXPECT_TRUE(owner_.recv_armed);
   EXPECT_EQ(owner_.pending_ops, 1U);
-  const std::multimap<std::uint64_t, Completion> one_shot = complete(1);
+  const testing::Completions one_shot = complete(1);
   ASSERT_EQ(one_shot.size(), 1U);
   ASSERT_EQ(one_shot.count(tag(&owner_, Kind::kRecv)), 1U);
-  const Completion first = one_shot.begin()->second;
+  const testing::Completion first = one_shot.begin()->second;
   EXPECT_EQ(first.res, 4);  // the cap, not the buffer's 64 bytes
   EXPECT_NE(first.flags & IORING_CQE_F_BUFFER, 0U);
   EXPECT_EQ(first.flags & IORING_CQE_F_MORE, 0U);
@@ -147,12 +124,12 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
   --owner_.pending_ops;
 
   arm_recv();  // multishot: the two bytes left now, then whatever comes next, on one SQE
-  const std::multimap<std::uint64_t, Completion> rest = complete(1);
+  const testing::Completions rest = complete(1);
   ASSERT_EQ(rest.size(), 1U);
   EXPECT_EQ(rest.begin()->second.res, 2);
   EXPECT_NE(rest.begin()->second.flags & IORING_CQE_F_MORE, 0U);
   peer_writes("g");
-  const std::multimap<std::uint64_t, Completion> more = complete(1);
+  const testing::Completions more = complete(1);
   ASSERT_EQ(more.size(), 1U);
   EXPECT_EQ(more.begin()->second.res, 1);
   EXPECT_TRUE(owner_.recv_armed);
@@ -163,7 +140,7 @@ TEST_F(UringStream, ArmRecvReadsOneShotUpToItsCapOrMultishotUntilCancelled) {
 TEST_F(UringStream, ARecvOutOfBuffersWaitsParkedUntilABufferIsBack) {
   peer_writes(std::string(kBuffers * kBufferSize + 1, 'x'));  // one byte more than the buffers hold
   arm_recv();
-  const std::multimap<std::uint64_t, Completion> seen = complete(kBuffers + 1);
+  const testing::Completions seen = complete(kBuffers + 1);
   std::vector<BlockRef> taken;
   int last = 0;
   for (const auto& [user_data, completion] : seen) {
@@ -196,7 +173,7 @@ TEST_F(UringStream, ARecvOutOfBuffersWaitsParkedUntilABufferIsBack) {
   EXPECT_FALSE(owner_.waiting());
   EXPECT_TRUE(waits.empty());
   arm_recv();  // re-armed, it reads the byte that waited
-  const std::multimap<std::uint64_t, Completion> rest = complete(1);
+  const testing::Completions rest = complete(1);
   ASSERT_EQ(rest.size(), 1U);
   EXPECT_EQ(rest.begin()->second.res, 1);
   cancel_io(ring_, owner_, tag(&owner_, Kind::kRecv), tag(&owner_, Kind::kSend));
