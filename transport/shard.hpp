@@ -30,6 +30,7 @@
 #include "transport/hub_config.hpp"
 #include "transport/hub_shared.hpp"
 #include "transport/memory_gate.hpp"
+#include "transport/read_policy.hpp"
 #include "transport/sender.hpp"
 #include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
@@ -38,18 +39,6 @@
 #include "transport/uring/tag.hpp"
 
 namespace ringhub {
-
-// A connection whose current or last frame is larger than this is "heavy": once the memory budget is
-// into its reserve, heavy connections are paused while light traffic (IDENTITY, LIST, small relays)
-// goes on.
-inline constexpr std::uint32_t kLightFrameBytes = 64U << 10;
-
-// A connection whose current or last frame is larger than this is read one receive buffer at a time,
-// so the next such frame's header arrives nearly alone and its body goes by direct receive instead of
-// being gathered by copying. Smaller frames are cheaper read ahead by the multishot recv and gathered:
-// at K=1 with 64 KiB bodies, reading them one buffer at a time cost about 11% of the throughput
-// (docs/perf/engine-before-after.md, 12-06).
-inline constexpr std::uint32_t kDirectReadFrameBytes = 256U << 10;
 
 // After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
 // not reset the connection before the client saw why.
@@ -129,7 +118,8 @@ class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
   void arm_tick();
   void trim_heap_after_burst();
 
-  // --- reading: receive buffers, direct receives, backpressure, half-close (shard_reading.cpp)
+  // --- reading: receive buffers, direct receives, backpressure, half-close (shard_reading.cpp); which
+  // recv to arm is transport/read_policy's answer
   // Starts (or restarts) reading `conn` the way its state asks: a multishot recv into receive buffers,
   // a direct recv into a large frame's block, or nothing while it is paused for memory.
   void resume_reading(Connection& conn);
@@ -144,13 +134,9 @@ class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
   void on_read_eof(Connection& conn);
   void on_recv_ended(Connection& conn, int res);
   bool over_line_allowance(const Connection& conn) const;
-  bool reads_one_buffer_at_a_time(const Connection& conn) const;
-  // At most how many bytes one recv into a receive buffer may take (0: a whole buffer).
-  std::uint32_t read_cap(const Connection& conn) const;
   // Where the memory gate narrowed, stops the multishot recvs it now keeps out (so what they send next
   // stays in the kernel rather than reaching the hub's memory) or that read ahead too far.
   void enforce(MemoryGate::Narrowed narrowed);
-  bool must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const;
 
   // --- the relay protocol (shard_relay.cpp): the semantics are core/relay_service; this is its seam,
   // the frame entry point and the inbox
@@ -253,6 +239,7 @@ class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
   Sender sender_;
   GateEventsOnShard gate_events_{*this};
   MemoryGate gate_;
+  ReadPolicy read_policy_{gate_};  // which recv each connection's state and the gate ask for
   ClockEventsOnShard clock_events_{*this};
   ConnectionClocks clocks_;
   AssemblyAccounting assembly_;
@@ -269,7 +256,6 @@ class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
   ShardMailbox mailbox_;  // messages to and from the other shards
 
   bool stopping_ = false;
-  bool multishot_limit_supported_ = true;  // until the kernel refuses it (before Linux 6.15)
   bool counted_finished_ = false;
   bool tick_armed_ = false;
   __kernel_timespec tick_ts_{};

@@ -2,7 +2,8 @@
 // rest of a frame larger than a buffer, which is received straight into its own block. Reading is how
 // the hub pushes back: a connection whose input would add memory past the budget is not read until
 // memory frees, and the kernel's socket buffers then stop its sender. EOF is a half-close: what the
-// client asked for is still answered before the hub closes.
+// client asked for is still answered before the hub closes. Which recv each connection gets is
+// transport/read_policy's answer; this file arms, stops and handles them.
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -18,35 +19,20 @@ namespace {
 // A direct receive asks for at most this much at a time, charged before the kernel writes it: the
 // budget sees a large frame grow as it arrives, and one recv still covers a loopback socket buffer.
 constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
-// Past the high watermark a connection is read at most this much at a time: a client the hub cannot
-// yet tell from a large sender (its next header has not arrived) adds at most this before it is known
-// and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
-constexpr std::uint32_t kPressureReadBytes = 2U << 10;
 }  // namespace
 
 void Shard::resume_reading(Connection& conn) {
-  if (conn.state == ConnState::kClosing || conn.recv_armed || conn.read_paused || conn.line_throttled) {
-    return;
-  }
-  if (conn.state == ConnState::kDraining) {
-    arm_recv(conn);  // input is discarded, but read until EOF so the close does not reset
-    return;
-  }
-  if (over_line_allowance(conn)) {
-    conn.line_throttled = true;  // the oks that bring it down resume it (shard_line.cpp)
-  } else if (conn.assembler.wants_direct()) {
-    // A large frame under way: its reservation, not the gate, decides (a frame begun is finished).
-    if (conn.frame_reserved || gate_.reserve_large_frame(conn, false)) {
-      arm_direct_recv(conn);
-    } else {
-      gate_.await_reservation(conn);
-    }
-  } else if (gate_.must_pause(conn)) {
-    gate_.pause(conn);
-    spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
-                  gate_.hub_memory(), shared_.budget.limit());
-  } else {
-    arm_recv(conn);
+  switch (read_policy_.next_step(conn, over_line_allowance(conn))) {
+    case ReadStep::kNothing: return;
+    case ReadStep::kRecv: arm_recv(conn); return;
+    case ReadStep::kDirect: arm_direct_recv(conn); return;
+    case ReadStep::kAwaitReservation: gate_.await_reservation(conn); return;
+    case ReadStep::kPause:
+      gate_.pause(conn);
+      spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
+                    gate_.hub_memory(), shared_.budget.limit());
+      return;
+    case ReadStep::kThrottleLines: conn.line_throttled = true; return;  // shard_line.cpp resumes it
   }
 }
 
@@ -54,35 +40,9 @@ bool Shard::over_line_allowance(const Connection& conn) const {
   return conn.protocol == Protocol::kLine && line_.over_allowance(conn);
 }
 
-bool Shard::reads_one_buffer_at_a_time(const Connection& conn) const {
-  // A multishot recv keeps reading while data and buffers last (up to a megabyte before the hub sees the
-  // first completion), so a connection near a bound is read one buffer per recv instead: a sender of
-  // frames past kDirectReadFrameBytes (its next header then arrives alone and the body goes by direct
-  // receive), a line connection (its pending allowance is counted per line), everyone while the budget
-  // is past its high watermark, and a new connection until its first frame is whole.
-  // Without the kernel's multishot limit (before Linux 6.15) a heavy sender would read a frame or more
-  // ahead of its next header, so it is read one buffer at a time as well.
-  return conn.reads_directly || (conn.heavy && !multishot_limit_supported_) || !gate_.open() ||
-         conn.protocol == Protocol::kLine || conn.frames_in == 0;
-}
-
-std::uint32_t Shard::read_cap(const Connection& conn) const {
-  // A new connection has not shown what it sends yet: its first frame's header arrives with at most
-  // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
-  // reservation (or waits for one), not what a full receive buffer would let in.
-  const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
-  return !gate_.open() || unproven ? kPressureReadBytes : 0;
-}
-
 void Shard::arm_recv(Connection& conn) {
-  conn.recv_limit = 0;
-  uring::RecvShape shape;
-  if (reads_one_buffer_at_a_time(conn)) {
-    shape = {.multishot = false, .one_shot_cap = read_cap(conn)};
-  } else if (multishot_limit_supported_) {
-    conn.recv_limit = gate_.read_ahead_limit();
-    shape.multishot_limit = conn.recv_limit;
-  }
+  const uring::RecvShape shape = read_policy_.recv_shape(conn);
+  conn.recv_limit = shape.multishot ? shape.multishot_limit : 0;
   uring::arm_recv(loop_.ring(), conn, tag(&conn, Op::kRecv), shape);
   conn.recv_op = Op::kRecv;
 }
@@ -123,9 +83,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
     if (!more) {
       resume_reading(conn);  // the kernel ended the multishot without an error, or our stop landed
-    } else if (conn.state == ConnState::kOpen && !conn.recv_cancel_sent &&
-               (conn.assembler.wants_direct() || gate_.must_pause(conn) ||
-                reads_one_buffer_at_a_time(conn))) {
+    } else if (read_policy_.must_stop_after_input(conn)) {
       stop_multishot(conn);  // its last completion resumes reading the way the state then asks
     }
   } else if (cqe.res == -ENOBUFS) {
@@ -139,8 +97,9 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
-  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limit, 0) != 0 && multishot_limit_supported_) {
-    multishot_limit_supported_ = false;  // a kernel before 6.15: unlimited multishot from now on
+  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limit, 0) != 0 &&
+             read_policy_.limits_multishot()) {
+    read_policy_.stop_limiting_multishot();  // a kernel before 6.15: unlimited multishot from now on
     spdlog::info("shard {}: this kernel cannot limit a multishot recv; reading ahead is unlimited", index_);
     resume_reading(conn);
   } else if (cqe.res <= 0 && conn.state != ConnState::kClosing) {
@@ -184,9 +143,7 @@ void Shard::after_input(Connection& conn) {
   if (conn.state != ConnState::kOpen) {
     return;
   }
-  const std::size_t partial = conn.assembler.partial_frame_size();
-  conn.heavy = conn.heavy || partial > kLightFrameBytes;
-  conn.reads_directly = conn.reads_directly || partial > kDirectReadFrameBytes;
+  classify_by_partial_frame(conn, conn.assembler.partial_frame_size());
   clocks_.clock_partial_frame(conn, now_);
 }
 
@@ -211,21 +168,12 @@ void Shard::on_read_eof(Connection& conn) {
   // Draining and still writing: the drain closes once its bytes are out (recv is no longer armed).
 }
 
-bool Shard::must_stop_multishot(const Connection& conn, MemoryGate::Narrowed narrowed) const {
-  if (conn.state != ConnState::kOpen || !conn.recv_armed || conn.recv_op != Op::kRecv ||
-      conn.recv_cancel_sent) {
-    return false;
-  }
-  return (narrowed.gate && gate_.must_pause(conn)) ||
-         (narrowed.read_ahead && MemoryGate::beyond_narrow_read_ahead(conn.recv_limit));
-}
-
 void Shard::enforce(MemoryGate::Narrowed narrowed) {
   if (!narrowed.gate && !narrowed.read_ahead) {
     return;
   }
   for (Connection& conn : all_) {
-    if (must_stop_multishot(conn, narrowed)) {
+    if (read_policy_.must_stop_for(conn, narrowed)) {
       stop_multishot(conn);  // its last completion resumes reading the way the gate then allows
     }
   }

@@ -21,8 +21,7 @@ void Shard::on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32
 bool Shard::on_frame(Connection& conn, FrameView&& frame) {
   counters_.frames_in.add(1);
   ++conn.frames_in;
-  conn.heavy = frame.size() > kLightFrameBytes;
-  conn.reads_directly = frame.size() > kDirectReadFrameBytes;
+  classify_by_frame(conn, frame.size());
   relay_.on_frame(conn, frame);
   return conn.state == ConnState::kOpen;  // a reply may have made the sender a slow consumer
 }
