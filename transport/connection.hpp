@@ -30,7 +30,8 @@ using ShardTime = std::chrono::time_point<std::chrono::steady_clock, std::chrono
 
 enum class ConnState : std::uint8_t {
   kOpen,      // registered, parsing frames
-  kDraining,  // unregistered, input discarded, flushing its last bytes, then shutdown and wait for EOF
+  kDraining,  // unregistered (a half-closed line client: until its messages are answered), input
+              // discarded, flushing its last bytes, then shutdown and wait for EOF
   kClosing,   // cancelling what is in flight; close_direct once nothing references it
 };
 

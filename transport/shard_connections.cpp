@@ -124,6 +124,21 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
     return;
   }
   unregister(conn);
+  drain(conn, deadline, last_words);
+}
+
+void Shard::begin_half_closed_line_drain(Connection& conn) {
+  if (conn.state != ConnState::kOpen) {
+    return;
+  }
+  drain(conn, &grace_ts_, {});  // still registered: unregistered when it closes
+}
+
+bool Shard::awaits_own_oks(const Connection& conn) {
+  return conn.protocol == Protocol::kLine && conn.registered && conn.line_pending_bytes > 0;
+}
+
+void Shard::drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words) {
   conn.state = ConnState::kDraining;
   // Its input is discarded from now on and adds no memory: one the gate kept out is read again (until
   // EOF), and a frame it waited to reserve room for is gone.
@@ -151,7 +166,7 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
 
 void Shard::continue_drain(Connection& conn) {
   if (conn.state != ConnState::kDraining || conn.shutdown_sent || conn.send_in_flight ||
-      !conn.outbound.empty()) {
+      !conn.outbound.empty() || awaits_own_oks(conn)) {
     if (conn.state == ConnState::kDraining && !conn.outbound.empty()) {
       sender_.mark_dirty(conn);
     }

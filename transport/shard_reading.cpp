@@ -161,7 +161,13 @@ void Shard::on_read_eof(Connection& conn) {
   if (conn.state == ConnState::kOpen) {
     // A half-close: the client sent everything it will send and may still read. Answer what it asked
     // (a gathered LIST included), write what is queued for it, then close, within the shutdown grace.
-    begin_drain(conn, &grace_ts_);
+    // A line client stays live until its own messages are answered: `message X` may be forwarded to
+    // it (it may be the only connection) and `ok X` must find it.
+    if (conn.protocol == Protocol::kLine) {
+      begin_half_closed_line_drain(conn);
+    } else {
+      begin_drain(conn, &grace_ts_);
+    }
   } else if (conn.shutdown_sent) {
     begin_close(conn);  // the client answered our FIN: nothing is left to write
   }

@@ -385,6 +385,51 @@ TEST_P(HubLineTest, MessageToTheOnlyConnectionComesBackAndItsOkReturns) {
   EXPECT_TRUE(line_connections_become(0));
 }
 
+// A lone client that sends `message X` and half-closes at once (`echo "message X" | nc -N`) is still a
+// live connection: the message is forwarded to it, the only one, before the hub closes. The EOF comes
+// in the same read as the message most rounds, so this is the race where the message was lost.
+TEST_P(HubLineTest, HalfClosedLoneSenderStillGetsItsOwnMessage) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  for (int round = 0; round < 20; ++round) {
+    LineSocket solo = connect_line();
+    const std::string x = numbered("solo", static_cast<std::size_t>(round));
+    ASSERT_TRUE(solo.write(message_line(x) + "\n"));
+    ASSERT_EQ(::shutdown(solo.fd(), SHUT_WR), 0) << std::strerror(errno);
+    std::vector<std::string> lines;
+    ASSERT_TRUE(solo.read_until_eof(kWait, &lines)) << "round " << round;
+    EXPECT_EQ(lines, std::vector<std::string>{message_line(x)}) << "round " << round;
+  }
+  EXPECT_TRUE(stat_becomes("line_forwards", &HubStats::line_forwards, 20));
+  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+}
+
+// A sender that half-closes right after `message X` still gets the `ok X` another connection answers
+// with, then EOF: its message is neither dropped nor left without an answer.
+TEST_P(HubLineTest, HalfClosedSenderStillGetsTheOkOfItsMessage) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  LineSocket answerer = connect_line();
+  ASSERT_TRUE(line_connections_become(1));
+  int answered_by_other = 0;
+  for (int round = 0; round < 20; ++round) {
+    LineSocket sender = connect_line();
+    const std::string x = numbered("half", static_cast<std::size_t>(round));
+    ASSERT_TRUE(sender.write(message_line(x) + "\n"));
+    ASSERT_EQ(::shutdown(sender.fd(), SHUT_WR), 0) << std::strerror(errno);
+    const std::vector<LineSocket*> both{&sender, &answerer};
+    std::optional<LineFrom> got = read_line_from_any(both);
+    ASSERT_TRUE(got) << "round " << round << ": message X went nowhere";
+    ASSERT_EQ(got->line, message_line(x)) << "round " << round;
+    if (got->index == 1) {  // forwarded to the answerer: its ok must reach the half-closed sender
+      ++answered_by_other;
+      ASSERT_TRUE(answerer.send_line(ok_line(x)));
+      EXPECT_EQ(sender.read_line(), ok_line(x)) << "round " << round;
+    }
+    EXPECT_TRUE(sender.read_until_eof()) << "round " << round;
+  }
+  EXPECT_GT(answered_by_other, 0) << "twenty messages in a row were all forwarded back to their sender";
+  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+}
+
 TEST_P(HubLineTest, CrlfLinesAreAcceptedAndAnsweredWithPlainNewlines) {
   ASSERT_NO_FATAL_FAILURE(start());
   LineSocket solo = connect_line();
