@@ -129,7 +129,7 @@ struct ClientLoopStats {
 };
 
 // Contract: constructed anywhere; init(), run() and everything else on one thread (the ring's issuer).
-class ClientLoop : private LoopHandler {
+class ClientLoop final : private LoopHandler {
  public:
   // What a completion of this loop's ring is; the owner in its tag is always the ClientConn.
   enum class Op : std::uint8_t { kIgnore, kSocket, kBind, kSockopt, kConnect, kRecv, kSend, kClose };
