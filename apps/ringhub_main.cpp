@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <csignal>
 #include <cstdlib>
 
@@ -65,9 +66,18 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->check(CLI::Range(4096U, 1U << 24));
   app.add_option("--recv-buffers", o.hub.recv_buffer_count,
-                 "Receive buffers per shard (rounded up to a power of two)")
+                 "Receive buffers per shard, rounded up to a power of two (0: 512, or fewer when many "
+                 "shards' pools would not fit --max-memory)")
       ->capture_default_str()
-      ->check(CLI::Range(2U, 32768U));
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            unsigned value = 0;
+            const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+            const bool valid = error == std::errc() && end == text.data() + text.size() &&
+                               (value == 0 || (value >= 2 && value <= 32768));
+            return valid ? std::string() : "must be 0 or 2 to 32768, not " + text;
+          },
+          "0 or 2..32768"));
   app.add_option("--batch-threshold", o.hub.batch_threshold,
                  "Frames up to this many bytes are copied into one send batch (0: every frame "
                  "zero-copy, one iovec each)")

@@ -112,6 +112,26 @@ Result<void> check_budget_holds_receive_pools(const HubConfig& config, unsigned 
   return {};
 }
 
+// --recv-buffers 0 (the default): kDefaultRecvBufferCount per shard, or the largest power of two that
+// lets every shard's pool fit the budget's reserve twice (check_budget_holds_receive_pools), but not
+// below kMinAutoRecvBufferCount (that check then says what to raise).
+std::uint32_t resolve_recv_buffer_count(const HubConfig& config, unsigned shards) {
+  if (config.recv_buffer_count != 0) {
+    return config.recv_buffer_count;
+  }
+  const std::size_t reserve = config.max_memory / MemoryBudget::kReserveDivisor;
+  const std::size_t per_shard_pool = reserve / (2 * std::size_t{shards});
+  const std::size_t fits = per_shard_pool / config.recv_buffer_size;
+  if (fits >= kDefaultRecvBufferCount) {
+    return kDefaultRecvBufferCount;
+  }
+  const std::uint32_t count =
+      std::max(kMinAutoRecvBufferCount, static_cast<std::uint32_t>(std::bit_floor(fits)));
+  spdlog::info("{} shards share --max-memory {}: {} receive buffers per shard instead of {}", shards,
+               config.max_memory, count, kDefaultRecvBufferCount);
+  return count;
+}
+
 unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
   if (config.shards != 0) {
     return config.shards;
@@ -199,6 +219,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   impl->line_listeners = std::move(*line_listeners);
   HubConfig resolved = config;
   resolved.max_memory = resolve_memory_budget(config.max_memory);
+  resolved.recv_buffer_count = resolve_recv_buffer_count(resolved, shards);
   if (auto fits = check_budget_holds_receive_pools(resolved, shards); !fits) {
     return fits.error();
   }

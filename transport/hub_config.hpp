@@ -18,8 +18,12 @@ inline constexpr std::size_t kDefaultMaxOutboundBytes = 64U << 20;
 inline constexpr std::size_t kDefaultMaxConnections = 100'000;
 
 // Receive buffers: 32 KiB holds any small or medium frame whole (zero copy), 512 per shard = 16 MiB.
+// Unless --recv-buffers is given, a hub of many shards (a machine of many cores, or a low open-file
+// limit) takes fewer per shard, down to kMinAutoRecvBufferCount, so its pools fit the memory budget's
+// reserve: the default budget then still starts on any machine.
 inline constexpr std::uint32_t kDefaultRecvBufferSize = 32U << 10;
 inline constexpr std::uint32_t kDefaultRecvBufferCount = 512;
+inline constexpr std::uint32_t kMinAutoRecvBufferCount = 16;
 
 // Outbound frames up to this many bytes are copied into one contiguous send batch instead of taking an
 // iovec each: below it a memcpy is cheaper than the kernel's per-iovec work, and one sendmsg carries
@@ -71,7 +75,7 @@ struct HubConfig {
   std::size_t max_connections = kDefaultMaxConnections;
   std::size_t max_outbound_bytes = kDefaultMaxOutboundBytes;
   std::uint32_t recv_buffer_size = kDefaultRecvBufferSize;
-  std::uint32_t recv_buffer_count = kDefaultRecvBufferCount;
+  std::uint32_t recv_buffer_count = 0;  // per shard; 0: kDefaultRecvBufferCount or what fits (Hub::start)
   std::uint32_t batch_threshold = kDefaultBatchThreshold;
   bool send_zc = false;  // IORING_OP_SENDMSG_ZC: pays on real NICs for large bodies, not on loopback
   std::chrono::milliseconds shutdown_grace = kDefaultShutdownGrace;

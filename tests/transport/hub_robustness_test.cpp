@@ -829,6 +829,23 @@ TEST_F(HubRobustnessTest, BudgetTooSmallForTheReceivePoolsIsRefusedAtStart) {
   EXPECT_NE(started.error().message.find("--max-memory"), std::string::npos) << started.error().message;
 }
 
+// Without --recv-buffers, many shards on a small budget take fewer receive buffers each instead of
+// refusing to start (nine shards at the default 1 GiB did: 9 x 512 x 32 KiB, twice, passes the reserve).
+TEST_F(HubRobustnessTest, DefaultReceivePoolsShrinkToFitTheBudget) {
+  HubConfig settings = test_config(4);
+  settings.max_memory = 64 * kMiB;  // a 16 MiB reserve: 4 shards x 64 x 32 KiB, twice
+  settings.recv_buffer_count = 0;
+  start_hub(settings);
+  SocketPeer a = connect_socket_peer();
+  SocketPeer b = connect_socket_peer();
+  expect_relay(a, b, "served with smaller receive pools");
+
+  settings.recv_buffer_count = kDefaultRecvBufferCount;  // asked for: not changed, refused
+  Result<std::unique_ptr<Hub>> refused = Hub::start(settings);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("--recv-buffers"), std::string::npos) << refused.error().message;
+}
+
 // A client that pipelines LIST without reading is a slow consumer like any other: its replies count
 // against --max-outbound-bytes, it gets ERROR 6, and the hub stays responsive.
 TEST_P(HubRobustnessShardedTest, NonReadingListFloodIsCutAsASlowConsumer) {
