@@ -2,6 +2,10 @@
 // transport/read_policy.hpp.
 #include "transport/read_policy.hpp"
 
+#include <algorithm>
+#include <limits>
+
+#include "core/line_protocol.hpp"
 #include "transport/op_tag.hpp"
 
 namespace ringhub {
@@ -50,7 +54,21 @@ std::uint32_t ReadPolicy::one_shot_cap(const Connection& conn) const {
   // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
   // reservation (or waits for one), not what a full receive buffer would let in.
   const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
-  return !gate_.open() || unproven ? kPressureReadBytes : 0;
+  const std::uint32_t cap = !gate_.open() || unproven ? kPressureReadBytes : 0;
+  if (conn.protocol != Protocol::kLine) {
+    return cap;
+  }
+  const std::uint32_t line_cap = line_read_cap(conn);
+  return cap == 0 ? line_cap : std::min(cap, line_cap);
+}
+
+std::uint32_t ReadPolicy::line_read_cap(const Connection& conn) const {
+  const std::size_t left = max_line_pending_bytes_ > conn.line_pending_bytes
+                               ? max_line_pending_bytes_ - conn.line_pending_bytes
+                               : 0;
+  const std::size_t bytes = std::max<std::size_t>(left / kMaxPendingCostPerInputByte, kMinLineReadBytes);
+  // Past any receive buffer's size the kernel reads a whole buffer (0 says so).
+  return bytes >= std::numeric_limits<std::uint32_t>::max() ? 0 : static_cast<std::uint32_t>(bytes);
 }
 
 uring::RecvShape ReadPolicy::recv_shape(const Connection& conn) const {

@@ -25,6 +25,11 @@ inline constexpr std::uint32_t kLightFrameBytes = 64U << 10;
 // (docs/perf/engine-before-after.md, 12-06).
 inline constexpr std::uint32_t kDirectReadFrameBytes = 256U << 10;
 
+// A line connection is read in pieces that its lines' pending cost cannot take past its allowance
+// (--max-line-pending-bytes), but never smaller than this: it passes the allowance by at most what
+// this much input costs (kMaxPendingCostPerInputByte times it), not by a whole receive buffer.
+inline constexpr std::uint32_t kMinLineReadBytes = 256;
+
 // Past the high watermark a connection is read at most this much at a time: a client the hub cannot
 // yet tell from a large sender (its next header has not arrived) adds at most this before it is known
 // and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
@@ -48,7 +53,8 @@ enum class ReadStep : std::uint8_t {
 // Contract: owned by one shard with its gate, used on its thread only.
 class ReadPolicy {
  public:
-  explicit ReadPolicy(MemoryGate& gate) : gate_(gate) {}
+  ReadPolicy(MemoryGate& gate, std::size_t max_line_pending_bytes)
+      : gate_(gate), max_line_pending_bytes_(max_line_pending_bytes) {}
 
   // What to arm for `conn` now. Reserves its large frame's room through the gate when that is what
   // lets it read on (a frame begun is finished: the reservation, not the gate, decides).
@@ -71,8 +77,10 @@ class ReadPolicy {
  private:
   bool reads_one_buffer_at_a_time(const Connection& conn) const;
   std::uint32_t one_shot_cap(const Connection& conn) const;
+  std::uint32_t line_read_cap(const Connection& conn) const;
 
   MemoryGate& gate_;
+  const std::size_t max_line_pending_bytes_;
   bool multishot_limit_supported_ = true;
 };
 

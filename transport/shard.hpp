@@ -56,7 +56,7 @@ inline constexpr std::chrono::milliseconds kFinishPoll{5};
 // with other shards, transport/shard_thread.hpp), except that the Hub reads ring_fd() after init and
 // the control thread posts kStop to it by MSG_RING. Aligned because its address tags completions
 // (the tick).
-class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
+class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
  public:
   Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_listen_fd);
   Shard(const Shard&) = delete;
@@ -245,7 +245,8 @@ class alignas(uring::kTagAlignment) Shard : private uring::LoopHandler {
   Sender sender_;
   GateEventsOnShard gate_events_{*this};
   MemoryGate gate_;
-  ReadPolicy read_policy_{gate_};  // which recv each connection's state and the gate ask for
+  ReadPolicy read_policy_{
+      gate_, config_.max_line_pending_bytes};  // which recv each connection's state and the gate ask for
   ClockEventsOnShard clock_events_{*this};
   ConnectionClocks clocks_;
   AssemblyAccounting assembly_;

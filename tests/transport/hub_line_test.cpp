@@ -26,6 +26,7 @@
 #include "clients/cpp/line_client.hpp"
 #include "core/line_protocol.hpp"
 #include "tests/transport/hub_fixture.hpp"
+#include "transport/read_policy.hpp"
 
 namespace ringhub::testing {
 namespace {
@@ -522,13 +523,12 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
     return line.substr(verb.size());
   };
 
-  // Nobody answers for a while: the hub reads the allowance and at most a receive buffer or two more.
+  // Nobody answers for a while: the hub reads about the allowance, then stops reading the pipeliner.
   std::vector<std::string> held;
-  while (held.size() < 50) {
-    std::optional<std::string> line = answerer.read_line();
-    ASSERT_TRUE(line.has_value()) << "only " << held.size() << " forwards reached the answerer";
+  while (std::optional<std::string> line = answerer.read_line(Ms{500})) {
     held.push_back(*line);
   }
+  ASSERT_FALSE(held.empty()) << "no forward reached the answerer";
   EXPECT_LT(stats().line_messages_in, 10'000U) << "the hub kept reading a client over its allowance";
 
   // Answers come: the answerer answers at once; the pipeliner answers its own forwards once its
@@ -568,6 +568,39 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
   EXPECT_EQ(forwards, kMessages);
   EXPECT_EQ(stats().line_protocol_errors, 0U);
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+}
+
+// The pending allowance is passed by at most one small read's worth of messages, not by a receive
+// buffer's (a 30 KB write of short messages had 1,276 pending on a 4 KiB allowance): a line connection is
+// read in pieces its remaining allowance can take. Messages forwarded back to the pipeliner do not count
+// (nor does it read them); those that reach the silent receiver are the ones held against it.
+TEST_P(HubLineTest, PendingAllowanceIsPassedByAtMostOneSmallRead) {
+  constexpr std::size_t kAllowance = 4096;
+  HubConfig c = config();
+  c.max_line_pending_bytes = kAllowance;
+  start_hub(c);
+  LineSocket pipeliner = connect_line();
+  LineSocket silent = connect_line();
+  ASSERT_TRUE(line_connections_become(2));
+  std::string burst;
+  for (std::size_t i = 0; i < 3000; ++i) {
+    burst += message_line(numbered("p", i)) + "\n";
+  }
+  ASSERT_TRUE(pipeliner.write(burst));
+  std::vector<std::string> held;
+  while (std::optional<std::string> line = silent.read_line(Ms{500})) {  // until the pipeliner is throttled
+    held.push_back(line->substr(kMessagePrefix.size()));
+  }
+  const std::size_t bound =
+      (kAllowance + kMinLineReadBytes * kMaxPendingCostPerInputByte) / pending_cost(numbered("p", 0).size()) +
+      1;
+  EXPECT_GE(held.size(), 1U);
+  EXPECT_LE(held.size(), bound) << "messages held against a " << kAllowance << "-byte allowance";
+
+  for (const std::string& x : held) {  // the answers bring it under half the allowance: read again
+    ASSERT_TRUE(silent.send_line(ok_line(x)));
+  }
+  EXPECT_TRUE(silent.read_line().has_value()) << "the pipeliner was not read again";
 }
 
 // The hub's limit counts the line without "\n" and without a "\r" before it.

@@ -14,6 +14,8 @@
 namespace ringhub {
 namespace {
 
+constexpr std::size_t kLinePendingAllowance = 64U << 10;
+
 class ReadPolicyTest : public gate_testing::GateFixture {
  protected:
   // A relay connection that has completed a frame of `frame_bytes`.
@@ -39,7 +41,7 @@ class ReadPolicyTest : public gate_testing::GateFixture {
     gate_.update();
   }
 
-  ReadPolicy policy_{gate_};
+  ReadPolicy policy_{gate_, kLinePendingAllowance};
 };
 
 TEST_F(ReadPolicyTest, ANewRelayConnectionReadsOneCappedBufferUntilItsFirstFrame) {
@@ -54,11 +56,21 @@ TEST_F(ReadPolicyTest, ANewRelayConnectionReadsOneCappedBufferUntilItsFirstFrame
   EXPECT_EQ(then.multishot_limit, gate_.read_ahead_limit());
 }
 
-TEST_F(ReadPolicyTest, ALineConnectionReadsOneWholeBufferAtATime) {
+TEST_F(ReadPolicyTest, ALineConnectionIsReadInPiecesItsAllowanceCanTake) {
   const auto conn = line_connection();
   const uring::RecvShape shape = policy_.recv_shape(*conn);
   EXPECT_FALSE(shape.multishot) << "its pending allowance is counted line by line";
-  EXPECT_EQ(shape.one_shot_cap, 0U);
+  EXPECT_EQ(shape.one_shot_cap, kLinePendingAllowance / kMaxPendingCostPerInputByte)
+      << "the shortest messages filling the read just reach the allowance";
+
+  conn->line_pending_bytes = kLinePendingAllowance - 1000;
+  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, kMinLineReadBytes) << "near it, the smallest read";
+  conn->line_pending_bytes = kLinePendingAllowance + 1;
+  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, kMinLineReadBytes);
+
+  const ReadPolicy roomy(gate_, kDefaultMaxLinePendingBytes);
+  conn->line_pending_bytes = 0;
+  EXPECT_GE(roomy.recv_shape(*conn).one_shot_cap, kDefaultRecvBufferSize) << "far from it, a whole buffer";
 }
 
 TEST_F(ReadPolicyTest, PastTheHighWatermarkEveryoneReadsOneCappedBuffer) {
