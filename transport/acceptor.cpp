@@ -2,6 +2,7 @@
 #include "transport/acceptor.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -42,17 +43,17 @@ std::optional<std::uint32_t> Acceptor::on_completion(const io_uring_cqe& cqe, Pr
   if ((cqe.flags & IORING_CQE_F_MORE) == 0) {
     armed_[protocol] = false;
   }
-  if (cqe.res < 0 && cqe.res != -ECANCELED) {
+  if (cqe.res < 0 && cqe.res != -ECANCELED && !stopped_) {
     // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
     // EMFILE/ENOMEM/ECONNABORTED: transient.
     spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", shard_index_,
                  std::strerror(-cqe.res));
     return std::nullopt;
   }
-  arm(protocol);  // the kernel ended the multishot without an error: keep accepting
   if (cqe.res < 0) {
-    return std::nullopt;
+    return std::nullopt;  // cancelled, or the listener shut down by stop()
   }
+  arm(protocol);  // the kernel ended the multishot without an error: keep accepting
   return static_cast<std::uint32_t>(cqe.res);
 }
 
@@ -61,6 +62,13 @@ void Acceptor::stop() {
   for (const Protocol protocol : kProtocols) {
     if (armed_[protocol]) {
       ring_.cancel(tag(this, accept_op(protocol)));
+    }
+    // The socket leaves its SO_REUSEPORT group: the shards not stopped yet take new connections, which
+    // they close as they stop. ENOTCONN: the socket is no longer listening; either way it is shut.
+    if (listen_fds_[protocol] >= 0 && ::shutdown(listen_fds_[protocol], SHUT_RDWR) != 0 &&
+        errno != ENOTCONN) {
+      spdlog::warn("shard {}: shutting the listening socket down failed: {}", shard_index_,
+                   std::strerror(errno));
     }
   }
 }

@@ -29,7 +29,10 @@ class alignas(uring::kTagAlignment) Acceptor {
   // A completion of the accept on `protocol`: the slot of the accepted socket, or nothing. A failed
   // accept is logged and left for the next arm_all rather than retried in a spin.
   std::optional<std::uint32_t> on_completion(const io_uring_cqe& cqe, Protocol protocol);
-  // Cancels the accepts for good (the hub is stopping); their last completions still arrive.
+  // Cancels the accepts for good (the hub is stopping; their last completions still arrive) and shuts
+  // its listening sockets down: a client that connects from now on is refused at once, and one whose
+  // handshake completed but was not accepted yet is reset, rather than left in the backlog unserved
+  // until the hub exits.
   void stop();
   // Whether an accept may still complete.
   bool armed() const { return armed_[Protocol::kRelay] || armed_[Protocol::kLine]; }

@@ -2,6 +2,7 @@
 // clean close while the hub keeps serving; senders vanishing mid-frame, slow consumers, pinned receive
 // buffers, a full server, garbage floods and connection churn leave no stall, no leak, bounded memory.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -695,6 +696,31 @@ TEST_F(HubRobustnessTest, StopIsBoundedByTheGraceEvenWithAnErroredClientThatNeve
   const auto start = std::chrono::steady_clock::now();
   hub_->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
+
+// A stopping hub stops accepting: during its grace a new connect is refused at once, rather than
+// completing its handshake into a backlog nobody accepts from until the hub exits.
+TEST_F(HubRobustnessTest, ConnectsDuringTheShutdownGraceAreRefused) {
+  HubConfig config = test_config();
+  config.shutdown_grace = 3s;  // a client that never closes keeps the hub in its grace this long
+  start_hub(config);
+  RelayClient lingering = connect_socket();
+  ASSERT_TRUE(wait_connections(1));
+  std::jthread stopper([this] { hub_->stop(); });
+  ASSERT_NO_FATAL_FAILURE(expect_eof(lingering));  // the shard has begun stopping: FIN sent, EOF awaited
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(hub_->relay_port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int error = errno;
+  ::close(fd);
+  EXPECT_NE(connected, 0) << "a stopping hub completed a handshake it will never serve";
+  EXPECT_EQ(error, ECONNREFUSED) << std::strerror(error);
+  lingering.close();  // the hub's drain ends: stop() returns well inside the grace
 }
 
 // --- 8. The memory model: frame timeout, half-close, the memory budget's backpressure, LIST floods.
