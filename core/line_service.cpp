@@ -22,17 +22,53 @@ LineService::LineService(const LineServiceConfig& config, const KeyedHash& x_has
 void LineService::add(LinePeer& peer) {
   peers_.insert(peer);
   peer.line_index = static_cast<std::uint32_t>(pick_.size());
+  peer.line_pickable = true;
   pick_.push_back(&peer);
   seam_.publish_line_count(static_cast<std::uint32_t>(pick_.size()));
 }
 
-void LineService::remove(LinePeer& peer) {
-  peers_.erase(peer);
+void LineService::leave_pick(LinePeer& peer) {
+  if (!peer.line_pickable) {
+    return;
+  }
+  peer.line_pickable = false;
   LinePeer* last = pick_.back();  // swap-remove keeps the pick array dense
   pick_[peer.line_index] = last;
   last->line_index = peer.line_index;
   pick_.pop_back();
   seam_.publish_line_count(static_cast<std::uint32_t>(pick_.size()));
+}
+
+bool LineService::half_close(LinePeer& peer) {
+  remove(peer);
+  half_closed_.insert(peer);
+  peer.line_half_closed = true;
+  for (unsigned s = 0; s < config_.shard_count; ++s) {
+    if (seam_.line_count(s) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void LineService::forget(LinePeer& peer) {
+  if (peer.line_half_closed) {
+    half_closed_.erase(peer);
+    peer.line_half_closed = false;
+  }
+}
+
+LinePeer* LineService::reachable(protocol::UserId id) {
+  RegistryEntry* entry = peers_.find(id);
+  if (entry == nullptr) {
+    entry = half_closed_.find(id);
+  }
+  return static_cast<LinePeer*>(entry);
+}
+
+void LineService::remove(LinePeer& peer) {
+  peers_.erase(peer);
+  leave_pick(peer);
   // Every shard may own an X this connection sent or was asked to answer. Origin first: a message it
   // sent to itself is then dropped, not handed on (core/line_pending.hpp).
   const LineEndpoint gone{config_.shard_index, peer.id};
@@ -113,11 +149,17 @@ bool LineService::choose_shard(unsigned& shard) {
 
 bool LineService::forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries,
                                    LineEndpoint sender) {
-  unsigned target = 0;
-  if (stopping_ || tries >= kMaxForwardTries || !choose_shard(target)) {
+  if (stopping_ || tries >= kMaxForwardTries) {
     return false;  // nobody to forward to: the entry stays pending; its origin's timeout takes over
   }
+  unsigned target = 0;
+  // Nobody live to pick: the sender is always a candidate, and a half-closed one still reads.
+  const bool to_sender = !choose_shard(target);
+  if (to_sender) {
+    target = sender.shard;
+  }
   auto* message = new LineMessage(ShardMessage::Kind::kLineForward, config_.shard_index);
+  message->to_sender = to_sender;
   message->x.assign(x.data(), x.size());
   message->endpoint_shard = config_.shard_index;
   message->seq = seq;
@@ -146,8 +188,19 @@ void LineService::on_add(const LineMessage& message) {
 }
 
 // On the chosen shard: write `message X` to a random local line connection, tell X's owner who.
-void LineService::on_forward(const LineMessage& message) {
+LinePeer* LineService::forward_target(const LineMessage& message) {
+  if (message.to_sender) {
+    return reachable(message.sender_conn);
+  }
   if (pick_.empty()) {
+    return nullptr;
+  }
+  return pick_[std::uniform_int_distribution<std::size_t>(0, pick_.size() - 1)(rng_)];
+}
+
+void LineService::on_forward(const LineMessage& message) {
+  LinePeer* const chosen = forward_target(message);
+  if (chosen == nullptr) {
     auto* back = new LineMessage(ShardMessage::Kind::kLineNoTarget, config_.shard_index);  // sender kept
     back->x = message.x;
     back->endpoint_shard = config_.shard_index;
@@ -158,8 +211,7 @@ void LineService::on_forward(const LineMessage& message) {
     seam_.post(message.origin_shard, back);
     return;
   }
-  const auto chosen = std::uniform_int_distribution<std::size_t>(0, pick_.size() - 1)(rng_);
-  LinePeer& target = *pick_[chosen];
+  LinePeer& target = *chosen;
   const protocol::UserId target_id = target.id;  // the write may close the target
   std::string line;
   append_message_line(line, message.x);
@@ -191,11 +243,11 @@ void LineService::on_ok(const LineMessage& message) {
 
 // On the origin's shard: write `ok X` to it, if it is still here.
 void LineService::on_deliver_ok(const LineMessage& message) {
-  RegistryEntry* entry = peers_.find(message.endpoint_conn);
-  if (entry == nullptr) {
+  LinePeer* const found = reachable(message.endpoint_conn);
+  if (found == nullptr) {
     return;  // the origin left after its ok was matched
   }
-  auto& origin = static_cast<LinePeer&>(*entry);
+  LinePeer& origin = *found;
   if (!message.self_loop) {
     return_allowance(origin, message.x);
   }

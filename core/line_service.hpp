@@ -61,6 +61,12 @@ class LineService {
   // unanswered messages to someone else).
   void add(LinePeer& peer);
   void remove(LinePeer& peer);
+  // `peer` half-closed (EOF): it leaves as remove() says (its pending messages are dropped, those it
+  // was asked to answer go elsewhere), but until forget() it still reads: a message it sent before its
+  // EOF that finds nobody live comes back to it, and an ok already matched for it is still written.
+  // Returns whether nobody is live now, when such a message may still come back.
+  bool half_close(LinePeer& peer);
+  void forget(LinePeer& peer);  // a half-closed peer closes
   // One complete line from `peer`, without its newline.
   void on_line(LinePeer& peer, std::string_view line);
   // A message another shard (or this one) posted here.
@@ -74,11 +80,16 @@ class LineService {
   }
   unsigned owner_of(std::string_view x) const;
   Registry& peers() { return peers_; }
-  std::size_t peer_count() const { return pick_.size(); }
+  std::size_t peer_count() const { return peers_.size(); }
   const PendingMessages& pending() const { return pending_; }
 
  private:
   bool choose_shard(unsigned& shard);
+  void leave_pick(LinePeer& peer);
+  // Registered, or half-closed and still reading: whom a forward back to its sender or an ok may reach.
+  LinePeer* reachable(protocol::UserId id);
+  // Where a forward lands: a random local connection, or (to_sender) the sender if still registered.
+  LinePeer* forward_target(const LineMessage& message);
   bool forward_to_shard(std::string_view x, std::uint64_t seq, unsigned tries, LineEndpoint sender);
   void post_line(unsigned target, ShardMessage::Kind kind, std::string_view x, LineEndpoint endpoint,
                  std::uint64_t seq = 0);
@@ -94,6 +105,7 @@ class LineService {
   LineSeam& seam_;
   ShardCounters& counters_;
   Registry peers_;               // local line connections, by id
+  Registry half_closed_;         // local line connections gone from the service, still reading
   std::vector<LinePeer*> pick_;  // the same, dense, for a uniform random pick
   PendingMessages pending_;      // messages whose X this shard owns
   std::mt19937_64 rng_;

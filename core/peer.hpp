@@ -15,6 +15,8 @@ struct ListGather;
 struct Peer : RegistryEntry {
   // LineService
   std::uint32_t line_index = 0;        // position in the service's random-pick array
+  bool line_pickable = false;          // in that array: registered and not half-closed
+  bool line_half_closed = false;       // gone from the service but still reading (LineService::half_close)
   std::size_t line_pending_bytes = 0;  // pending_cost of the `message X` it sent and not yet answered
   bool line_throttled = false;         // not read until oks bring that down
   // RelayService: a multi-shard LIST's gather under way, and the one the LISTs after it join

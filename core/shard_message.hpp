@@ -88,6 +88,9 @@ struct LineMessage : ShardMessage {
   std::uint32_t sender_shard = 0;
   std::uint64_t sender_conn = 0;
   bool self_loop = false;
+  // kLineForward: nobody was live to pick, so it goes to its sender, if that is still registered
+  // (half-closed: it reads on, and the sender is always a candidate).
+  bool to_sender = false;
 };
 
 // Deletes a message (or anything else that carries its charge in `charged_bytes`) and releases that

@@ -30,8 +30,7 @@ using ShardTime = std::chrono::time_point<std::chrono::steady_clock, std::chrono
 
 enum class ConnState : std::uint8_t {
   kOpen,      // registered, parsing frames
-  kDraining,  // unregistered (a half-closed line client: until its messages are answered), input
-              // discarded, flushing its last bytes, then shutdown and wait for EOF
+  kDraining,  // unregistered, input discarded, flushing its last bytes, then shutdown and wait for EOF
   kClosing,   // cancelling what is in flight; close_direct once nothing references it
 };
 
@@ -50,6 +49,7 @@ struct alignas(16) Connection : Peer, uring::Stream {
   std::unique_ptr<LineSplitter> lines;   // set for line-protocol connections only
   ConnState state = ConnState::kOpen;
   bool registered = false;
+  bool awaits_own_messages = false;  // half-closed line connection, nobody else live: its messages come back
   Op recv_op = Op::kRecv;  // the recv armed: kRecv, multishot into receive buffers; kRecvDirect, into a frame
   std::uint32_t recv_limit = 0;       // the total length its multishot recv was armed with (0: none)
   bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)

@@ -106,11 +106,11 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   // (a shard-owned timespec: the kernel reads it at submit time). With `last_words` (an ERROR frame or
   // error line), the queue is first cut after what a send in flight points at, then they are queued.
   void begin_drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words = {});
-  // After a line client's EOF: a drain within the shutdown grace in which it stays a live line
-  // connection (a forward may pick it, the oks of its messages reach it) until its own messages are
-  // answered; it leaves the line service when it closes.
+  // After a line client's EOF: it leaves the line service (LineService::half_close) but is still
+  // written to while it drains. With nobody else live, the messages it sent just before its EOF come
+  // back to it (the sender is always a candidate), so its FIN waits for them, within the grace.
   void begin_half_closed_line_drain(Connection& conn);
-  static bool awaits_own_oks(const Connection& conn);
+  static bool awaits_own_messages(const Connection& conn);
   void drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words);
   void continue_drain(Connection& conn);
   void on_shutdown(Connection& conn, const io_uring_cqe& cqe);

@@ -61,6 +61,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
 }
 
 void Shard::unregister(Connection& conn) {
+  line_.forget(conn);  // a half-closed line connection: no forward or ok reaches it any more
   if (!conn.registered) {
     return;
   }
@@ -128,14 +129,17 @@ void Shard::begin_drain(Connection& conn, const __kernel_timespec* deadline, std
 }
 
 void Shard::begin_half_closed_line_drain(Connection& conn) {
-  if (conn.state != ConnState::kOpen) {
+  if (conn.state != ConnState::kOpen || !conn.registered) {
     return;
   }
-  drain(conn, &grace_ts_, {});  // still registered: unregistered when it closes
+  conn.registered = false;
+  shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
+  conn.awaits_own_messages = line_.half_close(conn);
+  drain(conn, &grace_ts_, {});
 }
 
-bool Shard::awaits_own_oks(const Connection& conn) {
-  return conn.protocol == Protocol::kLine && conn.registered && conn.line_pending_bytes > 0;
+bool Shard::awaits_own_messages(const Connection& conn) {
+  return conn.awaits_own_messages && conn.line_half_closed && conn.line_pending_bytes > 0;
 }
 
 void Shard::drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words) {
@@ -166,7 +170,7 @@ void Shard::drain(Connection& conn, const __kernel_timespec* deadline, std::stri
 
 void Shard::continue_drain(Connection& conn) {
   if (conn.state != ConnState::kDraining || conn.shutdown_sent || conn.send_in_flight ||
-      !conn.outbound.empty() || awaits_own_oks(conn)) {
+      !conn.outbound.empty() || awaits_own_messages(conn)) {
     if (conn.state == ConnState::kDraining && !conn.outbound.empty()) {
       sender_.mark_dirty(conn);
     }

@@ -77,6 +77,9 @@ class Simulator {
     return peer;
   }
   void disconnect(LinePeer& peer) { service(shard_of_.at(peer.id)).remove(peer); }
+  // EOF: gone from the service but still reading until forget(); whether nobody is live now.
+  bool half_close(LinePeer& peer) { return service(shard_of_.at(peer.id)).half_close(peer); }
+  void forget(LinePeer& peer) { service(shard_of_.at(peer.id)).forget(peer); }
   void say(LinePeer& peer, std::string_view line) { service(shard_of_.at(peer.id)).on_line(peer, line); }
 
   std::deque<Posted>& in_flight() { return in_flight_; }
@@ -376,6 +379,53 @@ TEST(LineService, AMessageWhoseOriginLeftOnTheWayIsDropped) {
   sim.settle();
   EXPECT_EQ(sim.service(1).pending().size(), 0U);
   EXPECT_EQ(sim.written(origin.id).find(ok_line(x)), std::string::npos);
+}
+
+// `echo "message X" | nc -N`, alone on the hub: the EOF is handled before the message has reached X's
+// owner. Nobody is live when it is routed, so it goes back to its sender, which still reads.
+TEST(LineService, AHalfClosedLoneSendersMessageComesBackToIt) {
+  Simulator sim(2);
+  LinePeer& sender = sim.connect(0);
+  const std::string x = x_owned_by(1, 2);
+  sim.say(sender, command(message_line(x)));
+  EXPECT_TRUE(sim.half_close(sender)) << "nobody else is live";
+  sim.settle();
+  EXPECT_EQ(sim.written(sender.id), message_line(x));
+  EXPECT_EQ(sender.line_pending_bytes, 0U) << "forwarded back to its sender: its allowance is returned";
+  EXPECT_EQ(sim.service(1).pending().size(), 0U) << "dropped with its origin: nobody can answer it";
+  sim.forget(sender);
+}
+
+// With someone live, a half-closed sender's message goes to them; the sender is gone as an origin
+// (its pending messages are dropped, as at a disconnect), so the ok is unmatched and nothing comes back.
+TEST(LineService, AHalfClosedSendersMessageGoesToALiveConnectionAndItsOkIsUnmatched) {
+  Simulator sim(2);
+  LinePeer& sender = sim.connect(0);
+  LinePeer& live = sim.connect(1);
+  const std::string x = x_owned_by(1, 2);
+  sim.say(sender, command(message_line(x)));
+  EXPECT_FALSE(sim.half_close(sender));
+  sim.settle();
+  EXPECT_EQ(sim.written(live.id), message_line(x));
+  sim.say(live, command(ok_line(x)));
+  sim.settle();
+  EXPECT_EQ(sim.written(sender.id), "");
+  EXPECT_EQ(sim.counters(1).line_unmatched_oks.get(), 1U);
+  sim.forget(sender);
+}
+
+// Once it closes (forget), a message that would come back to it finds nobody and stays pending until
+// its origin's departure drops it: never written to a connection that is gone.
+TEST(LineService, NothingReachesAHalfClosedSenderOnceItIsForgotten) {
+  Simulator sim(2);
+  LinePeer& sender = sim.connect(0);
+  const std::string x = x_owned_by(1, 2);
+  sim.say(sender, command(message_line(x)));
+  sim.half_close(sender);
+  sim.forget(sender);
+  sim.settle();
+  EXPECT_EQ(sim.written(sender.id), "");
+  EXPECT_EQ(sim.service(1).pending().size(), 0U);
 }
 
 TEST(LineService, AStoppingShardForwardsNothing) {

@@ -404,31 +404,29 @@ TEST_P(HubLineTest, HalfClosedLoneSenderStillGetsItsOwnMessage) {
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
 }
 
-// A sender that half-closes right after `message X` still gets the `ok X` another connection answers
-// with, then EOF: its message is neither dropped nor left without an answer.
-TEST_P(HubLineTest, HalfClosedSenderStillGetsTheOkOfItsMessage) {
+// A sender that half-closes right after `message X` counts as gone for what it sent (its pending
+// messages are dropped, as at a disconnect, so a client that reconnects and resends is not robbed of
+// its ok by its old connection), but its message is not lost: it reaches a connection live when it
+// was routed, the other one or (its EOF not handled yet) the sender itself.
+TEST_P(HubLineTest, HalfClosedSendersMessageStillReachesALiveConnection) {
   ASSERT_NO_FATAL_FAILURE(start());
-  LineSocket answerer = connect_line();
+  LineSocket receiver = connect_line();
   ASSERT_TRUE(line_connections_become(1));
-  int answered_by_other = 0;
+  int reached_receiver = 0;
   for (int round = 0; round < 20; ++round) {
     LineSocket sender = connect_line();
     const std::string x = numbered("half", static_cast<std::size_t>(round));
     ASSERT_TRUE(sender.write(message_line(x) + "\n"));
     ASSERT_EQ(::shutdown(sender.fd(), SHUT_WR), 0) << std::strerror(errno);
-    const std::vector<LineSocket*> both{&sender, &answerer};
+    const std::vector<LineSocket*> both{&sender, &receiver};
     std::optional<LineFrom> got = read_line_from_any(both);
     ASSERT_TRUE(got) << "round " << round << ": message X went nowhere";
-    ASSERT_EQ(got->line, message_line(x)) << "round " << round;
-    if (got->index == 1) {  // forwarded to the answerer: its ok must reach the half-closed sender
-      ++answered_by_other;
-      ASSERT_TRUE(answerer.send_line(ok_line(x)));
-      EXPECT_EQ(sender.read_line(), ok_line(x)) << "round " << round;
-    }
+    EXPECT_EQ(got->line, message_line(x)) << "round " << round;
+    reached_receiver += got->index == 1 ? 1 : 0;
     EXPECT_TRUE(sender.read_until_eof()) << "round " << round;
   }
-  EXPECT_GT(answered_by_other, 0) << "twenty messages in a row were all forwarded back to their sender";
-  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+  EXPECT_GT(reached_receiver, 0) << "twenty messages in a row came back to their half-closed sender";
+  EXPECT_TRUE(line_connections_become(1));
 }
 
 TEST_P(HubLineTest, CrlfLinesAreAcceptedAndAnsweredWithPlainNewlines) {
