@@ -50,6 +50,9 @@ std::optional<std::uint32_t> Acceptor::on_completion(const io_uring_cqe& cqe, Pr
                  std::strerror(-cqe.res));
     return std::nullopt;
   }
+  if (cqe.res == -ECANCELED && !stopped_) {
+    arm(protocol);  // not our stop: keep accepting
+  }
   if (cqe.res < 0) {
     return std::nullopt;  // cancelled, or the listener shut down by stop()
   }

@@ -116,8 +116,8 @@ Result<void> check_budget_holds_receive_pools(const HubConfig& config, unsigned 
 // lets every shard's pool fit the budget's reserve twice (check_budget_holds_receive_pools), but not
 // below kMinAutoRecvBufferCount (that check then says what to raise).
 std::uint32_t resolve_recv_buffer_count(const HubConfig& config, unsigned shards) {
-  if (config.recv_buffer_count != 0) {
-    return config.recv_buffer_count;
+  if (config.recv_buffer_count != 0 || config.recv_buffer_size == 0) {
+    return config.recv_buffer_count;  // asked for (or no size to divide by: BufferRing refuses it)
   }
   const std::size_t reserve = config.max_memory / MemoryBudget::kReserveDivisor;
   const std::size_t per_shard_pool = reserve / (2 * std::size_t{shards});

@@ -67,8 +67,9 @@ std::uint32_t ReadPolicy::line_read_cap(const Connection& conn) const {
                                ? max_line_pending_bytes_ - conn.line_pending_bytes
                                : 0;
   const std::size_t bytes = std::max<std::size_t>(left / kMaxPendingCostPerInputByte, kMinLineReadBytes);
-  // Past any receive buffer's size the kernel reads a whole buffer (0 says so).
-  return bytes >= std::numeric_limits<std::uint32_t>::max() ? 0 : static_cast<std::uint32_t>(bytes);
+  // Past a receive buffer's size the kernel reads a whole buffer; never 0, which would mean "no cap"
+  // and undo kPressureReadBytes in one_shot_cap.
+  return static_cast<std::uint32_t>(std::min<std::size_t>(bytes, std::numeric_limits<std::uint32_t>::max()));
 }
 
 uring::RecvShape ReadPolicy::recv_shape(const Connection& conn) const {

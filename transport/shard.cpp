@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "transport/op_tag.hpp"
 
 namespace ringhub {
@@ -47,6 +49,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
   linger_ts_ = to_kernel_timespec(kErrorLinger);
   grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
+  own_messages_ts_ = to_kernel_timespec(std::min(kOwnMessagesWait, config_.shutdown_grace));
   tick_ts_ = to_kernel_timespec(kTick);
 }
 

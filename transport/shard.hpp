@@ -44,6 +44,11 @@ namespace ringhub {
 // not reset the connection before the client saw why.
 inline constexpr std::chrono::milliseconds kErrorLinger{5000};
 
+// A half-closed line client alone on the hub waits at most this long for the messages it sent just
+// before its EOF to come back to it (a few mailbox hops: microseconds to milliseconds), not the whole
+// shutdown grace: a message that went to a client that connected meanwhile never comes back.
+inline constexpr std::chrono::milliseconds kOwnMessagesWait{250};
+
 inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
   return {static_cast<long long>(ms.count() / 1000), static_cast<long long>((ms.count() % 1000) * 1'000'000)};
 }
@@ -266,8 +271,9 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   bool counted_finished_ = false;
   bool tick_armed_ = false;
   __kernel_timespec tick_ts_{};
-  __kernel_timespec linger_ts_{};  // after an ERROR frame: time for the client to read it and close
-  __kernel_timespec grace_ts_{};   // hub shutdown: time to flush queued bytes
+  __kernel_timespec linger_ts_{};        // after an ERROR frame: time for the client to read it and close
+  __kernel_timespec grace_ts_{};         // hub shutdown: time to flush queued bytes
+  __kernel_timespec own_messages_ts_{};  // kOwnMessagesWait
   std::vector<std::uint8_t> scratch_bytes_;
 };
 

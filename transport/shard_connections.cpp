@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "core/frame_codec.hpp"
 #include "transport/large_block_memory.hpp"
@@ -135,7 +136,7 @@ void Shard::begin_half_closed_line_drain(Connection& conn) {
   conn.registered = false;
   shared_.live_connections.fetch_sub(1, std::memory_order_relaxed);
   conn.awaits_own_messages = line_.half_close(conn);
-  drain(conn, &grace_ts_, {});
+  drain(conn, conn.awaits_own_messages ? &own_messages_ts_ : &grace_ts_, {});
 }
 
 bool Shard::awaits_own_messages(const Connection& conn) {
@@ -245,10 +246,14 @@ void Shard::on_stop() {
   stopping_ = true;
   line_.stop();
   acceptor_.stop();
-  // Connections already draining (after an ERROR) get the grace too, not their longer linger.
+  // Connections already draining (after an ERROR) get the grace too, not their longer linger; a
+  // half-closed line client stops waiting for its own messages (nothing more is forwarded).
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
       loop_.ring().update_timeout(tag(&conn, Op::kConnTimer), &grace_ts_);
+    }
+    if (conn.state == ConnState::kDraining && std::exchange(conn.awaits_own_messages, false)) {
+      continue_drain(conn);
     }
   }
   // Flush what is queued for the grace period, then close (each connection's drain deadline).

@@ -161,8 +161,8 @@ void Shard::on_read_eof(Connection& conn) {
   if (conn.state == ConnState::kOpen) {
     // A half-close: the client sent everything it will send and may still read. Answer what it asked
     // (a gathered LIST included), write what is queued for it, then close, within the shutdown grace.
-    // A line client stays live until its own messages are answered: `message X` may be forwarded to
-    // it (it may be the only connection) and `ok X` must find it.
+    // A line client leaves the line service but stays reachable while it drains: a message it sent
+    // just before that finds nobody live comes back to it (transport/shard_connections.cpp).
     if (conn.protocol == Protocol::kLine) {
       begin_half_closed_line_drain(conn);
     } else {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include "tests/transport/gate_fixture.hpp"
@@ -71,6 +72,11 @@ TEST_F(ReadPolicyTest, ALineConnectionIsReadInPiecesItsAllowanceCanTake) {
   const ReadPolicy roomy(gate_, kDefaultMaxLinePendingBytes);
   conn->line_pending_bytes = 0;
   EXPECT_GE(roomy.recv_shape(*conn).one_shot_cap, kDefaultRecvBufferSize) << "far from it, a whole buffer";
+
+  const ReadPolicy boundless(gate_, std::numeric_limits<std::size_t>::max() / 2);
+  EXPECT_NE(boundless.recv_shape(*conn).one_shot_cap, 0U) << "0 would mean no cap at all";
+  past_high_watermark();
+  EXPECT_EQ(boundless.recv_shape(*conn).one_shot_cap, kPressureReadBytes) << "the pressure cap still holds";
 }
 
 TEST_F(ReadPolicyTest, PastTheHighWatermarkEveryoneReadsOneCappedBuffer) {
