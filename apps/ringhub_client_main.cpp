@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "apps/cli_checks.hpp"
 #include "clients/cpp/line_client.hpp"
 #include "clients/cpp/relay_client.hpp"
 
@@ -91,7 +92,7 @@ Commands add_commands(CLI::App& app, Options& o) {
   c.file = c.relay->add_option("--file", o.file, "Read the body from this file")->excludes(c.body);
   c.listen = app.add_subcommand("listen", "Print deliveries as they arrive");
   c.listen->add_option("--count", o.count, "Stop after this many deliveries (default: until killed)")
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.count));
   c.line = app.add_subcommand("line", "LINE protocol: send `message X`, answer others, wait for `ok X`");
   c.line->add_option("--message", o.message, "X, the message to send")->required();
   c.line->add_option("--ok-delay", o.ok_delay_ms, "Milliseconds before answering each message")
@@ -99,7 +100,7 @@ Commands add_commands(CLI::App& app, Options& o) {
       ->check(CLI::Range(0U, kLongestTimeoutMs));
   c.line->add_option("--attempts", o.attempts, "Connection attempts before giving up")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.attempts));
   c.line->add_option("--line-hub", o.line_hub, "LINE hub address as HOST:PORT")->capture_default_str();
   return c;
 }

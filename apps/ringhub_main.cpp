@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include "apps/cli_checks.hpp"
 #include "transport/hub.hpp"
 
 namespace {
@@ -36,12 +37,12 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--max-line-bytes", o.hub.max_line_bytes,
                  "Longest line protocol line; longer gets an error and a close")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.hub.max_line_bytes));
   app.add_option("--max-line-pending-bytes", o.hub.max_line_pending_bytes,
                  "Unanswered `message X` one line connection may have (X bytes + 256 each) before the "
                  "hub stops reading it until oks come back")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.hub.max_line_pending_bytes));
   app.add_flag(
       "!--no-line-reforward", o.hub.line_reforward,
       "Do not re-forward a line message whose receiver left before answering (to test client recovery)");
@@ -55,11 +56,11 @@ void add_flags(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--max-connections", o.hub.max_connections, "Connections served at once; more get ERROR 7")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.hub.max_connections));
   app.add_option("--max-outbound-bytes", o.hub.max_outbound_bytes,
                  "Bytes queued to one client before it is closed as a slow consumer (ERROR 6)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.hub.max_outbound_bytes));
   app.add_option("--recv-buffer-size", o.hub.recv_buffer_size,
                  "Bytes per receive buffer (frames up to this size are "
                  "relayed without a copy)")
@@ -93,7 +94,7 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--frame-timeout-ms", o.frame_timeout_ms,
                  "A frame started and not finished within this long gets ERROR 8 and a close")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ringhub::cli::positive(o.frame_timeout_ms));
   app.add_option("--tcp-keepalive-idle", o.keepalive_idle_s,
                  "Seconds a connection may be silent before TCP keepalive probes start (0: no keepalive)")
       ->capture_default_str()

@@ -1,0 +1,52 @@
+// Tests for apps/cli_checks: whole numbers in range pass, anything else fails with a message that
+// says what the flag takes, through a real CLI11 parse as the mains do it.
+#include "apps/cli_checks.hpp"
+
+#include <gtest/gtest.h>
+
+#include <CLI/CLI.hpp>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace ringhub::cli {
+namespace {
+
+// Parses `--n VALUE`; the error message, or "" when it parsed.
+template <typename T>
+std::string parse(T& field, const CLI::Validator& check, const std::string& value) {
+  CLI::App app;
+  app.add_option("--n", field)->check(check);
+  std::vector<std::string> args{value, "--n"};  // CLI11 takes them in reverse
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& error) {
+    return error.what();
+  }
+  return {};
+}
+
+TEST(CliChecks, PositiveTakesOneAndUpAndSaysSoOtherwise) {
+  std::size_t count = 0;
+  EXPECT_EQ(parse(count, positive(count), "1"), "");
+  EXPECT_EQ(count, 1U);
+  EXPECT_EQ(parse(count, positive(count), "100000"), "");
+  for (const std::string bad : {"0", "-5", "1.5", "x", "12abc", ""}) {
+    const std::string message = parse(count, positive(count), bad);
+    EXPECT_NE(message.find("must be a whole number of at least 1, not '" + bad + "'"), std::string::npos)
+        << bad << ": " << message;
+  }
+}
+
+TEST(CliChecks, WholeNumberInARangeNamesTheRange) {
+  unsigned value = 0;
+  const CLI::Validator check = whole_number(value, 2U, 32768U);
+  EXPECT_EQ(parse(value, check, "2"), "");
+  EXPECT_EQ(parse(value, check, "32768"), "");
+  EXPECT_NE(parse(value, check, "32769").find("must be a whole number from 2 to 32768, not '32769'"),
+            std::string::npos);
+  EXPECT_NE(parse(value, check, "1").find("from 2 to 32768"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ringhub::cli
