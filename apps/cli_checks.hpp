@@ -5,19 +5,30 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <limits>
+#include <optional>
 #include <string>
 
 namespace ringhub::cli {
+
+// `text` as a whole number of type T, all of it; nothing if it is not one or does not fit.
+template <typename T>
+std::optional<T> parse_whole(const std::string& text) {
+  T value{};
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc{} || stop != end) {
+    return std::nullopt;
+  }
+  return value;
+}
 
 // A whole number from `low` to `high`, for a flag stored in `field` (whose type it checks against).
 template <typename T>
 CLI::Validator whole_number(const T& field, T low, T high = std::numeric_limits<T>::max()) {
   (void)field;
   const auto check = [low, high](const std::string& text) -> std::string {
-    T value{};
-    const char* end = text.data() + text.size();
-    const auto [stop, error] = std::from_chars(text.data(), end, value);
-    if (error == std::errc{} && stop == end && value >= low && value <= high) {
+    const std::optional<T> value = parse_whole<T>(text);
+    if (value && *value >= low && *value <= high) {
       return {};
     }
     if (high == std::numeric_limits<T>::max()) {
@@ -27,6 +38,20 @@ CLI::Validator whole_number(const T& field, T low, T high = std::numeric_limits<
            text + "'";
   };
   return CLI::Validator(check, "NUMBER");
+}
+
+// 0 (the flag's "choose for me") or a whole number from `low` to `high`.
+template <typename T>
+CLI::Validator zero_or(const T& field, T low, T high) {
+  (void)field;
+  const auto check = [low, high](const std::string& text) -> std::string {
+    const std::optional<T> value = parse_whole<T>(text);
+    if (value && (*value == 0 || (*value >= low && *value <= high))) {
+      return {};
+    }
+    return "must be 0 or " + std::to_string(low) + " to " + std::to_string(high) + ", not " + text;
+  };
+  return CLI::Validator(check, "0 or " + std::to_string(low) + ".." + std::to_string(high));
 }
 
 // At least 1.

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <csignal>
 #include <cstdlib>
 
@@ -70,15 +69,7 @@ void add_flags(CLI::App& app, Options& o) {
                  "Receive buffers per shard, rounded up to a power of two (0: 512, or fewer when many "
                  "shards' pools would not fit --max-memory)")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](const std::string& text) {
-            unsigned value = 0;
-            const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-            const bool valid = error == std::errc() && end == text.data() + text.size() &&
-                               (value == 0 || (value >= 2 && value <= 32768));
-            return valid ? std::string() : "must be 0 or 2 to 32768, not " + text;
-          },
-          "0 or 2..32768"));
+      ->check(ringhub::cli::zero_or(o.hub.recv_buffer_count, 2U, 32768U));
   app.add_option("--batch-threshold", o.hub.batch_threshold,
                  "Frames up to this many bytes are copied into one send batch (0: every frame "
                  "zero-copy, one iovec each)")

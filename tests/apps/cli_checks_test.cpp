@@ -48,5 +48,16 @@ TEST(CliChecks, WholeNumberInARangeNamesTheRange) {
   EXPECT_NE(parse(value, check, "1").find("from 2 to 32768"), std::string::npos);
 }
 
+TEST(CliChecks, ZeroOrARange) {
+  unsigned value = 7;
+  const CLI::Validator check = zero_or(value, 2U, 32768U);
+  EXPECT_EQ(parse(value, check, "0"), "");
+  EXPECT_EQ(value, 0U);
+  EXPECT_EQ(parse(value, check, "2"), "");
+  for (const std::string bad : {"1", "32769", "x", "-1"}) {
+    EXPECT_NE(parse(value, check, bad).find("must be 0 or 2 to 32768, not " + bad), std::string::npos) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace ringhub::cli
