@@ -39,6 +39,10 @@ const readerDrainLimit = time.Second
 // The reader's buffer: large enough that a burst of small frames costs one read syscall.
 const readBufferSize = 64 << 10
 
+// The reader's reason to stop when a write failed while the held deliveries were full; callers see
+// the write's error (describeEnd).
+var errEndedWhileFull = errors.New("ringhub client: write failed while deliveries were held")
+
 // ErrNotConnected is returned by calls made before Connect.
 var ErrNotConnected = errors.New("ringhub client: not connected")
 
@@ -306,6 +310,7 @@ func (c *Client) endAfterWriteError(conn net.Conn, done chan struct{}, err error
 	if c.writeErr == nil {
 		c.writeErr = err
 	}
+	c.cond.Broadcast() // a reader waiting for room in held deliveries stops waiting (hold)
 	c.mu.Unlock()
 	var netErr net.Error
 	if !(errors.As(err, &netErr) && netErr.Timeout()) {
@@ -388,20 +393,27 @@ func (c *Client) dispatch(f frame) error {
 	return nil
 }
 
-// hold keeps a delivery for HandleIncomingMessages, waiting while maxHeldDeliveryBytes are held.
+// hold keeps a delivery for HandleIncomingMessages, waiting while maxHeldDeliveryBytes are held. Once
+// a write has failed the connection is ending and nothing may wait for room: the delivery is kept
+// (one message past the bound) and the reader stops, so the failed write's caller gets its error.
 func (c *Client) hold(msg IncomingMessage) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cost := len(msg.Body) + messageOverhead
-	for c.heldBytes > 0 && c.heldBytes+cost > maxHeldDeliveryBytes && !c.closed {
+	full := func() bool { return c.heldBytes > 0 && c.heldBytes+cost > maxHeldDeliveryBytes }
+	for full() && !c.closed && c.writeErr == nil {
 		c.cond.Wait()
 	}
 	if c.closed {
 		return ErrClosed
 	}
+	ending := full() && c.writeErr != nil
 	c.held = append(c.held, msg)
 	c.heldBytes += cost
 	c.cond.Broadcast()
+	if ending {
+		return errEndedWhileFull
+	}
 	return nil
 }
 
