@@ -41,6 +41,10 @@ inline constexpr std::size_t kMaxPendingCostPerInputByte =
     (pending_cost(1) + kShortestMessageLineBytes - 1) / kShortestMessageLineBytes;
 // Sent instead of serving a connection past --max-connections; then the hub closes it.
 inline constexpr std::string_view kServerFullLine = "error server full\n";
+// Sent to a connection that stopped reading past its outbound cap; then the hub closes it.
+inline constexpr std::string_view kSlowConsumerLine = "error slow consumer\n";
+// How every line the hub writes about a failure starts.
+inline constexpr std::string_view kErrorLinePrefix = "error ";
 
 // The two verbs, each with the single space that separates it from its payload X.
 inline constexpr std::string_view kMessagePrefix = "message ";

@@ -143,7 +143,11 @@ bool LineSession::on_line(std::string_view line, std::int64_t now_ns) {
     // Our lines are checked against the hub's default limit, so the hub runs with a smaller one.
     surprise(LineSurprise::kLineTooLong, line);
     error_ = system_error(EMSGSIZE, "hub closed the connection: error line too long");
+    x_refused_ = true;
     return false;
+  }
+  if (line.starts_with(kErrorLinePrefix)) {
+    open_->hub_error = shown_line_payload(line);  // the reason, should the hub close after it
   }
   // `error unknown command` (the hub keeps going after it), other error lines, and lines that are no
   // verb at all: none of them concerns our X, and the ok timeout still bounds the wait.
@@ -242,6 +246,7 @@ void LineSession::on_closed(const LineConnectionEnd& end) {
   if (state_ != State::kConnecting && state_ != State::kOpen && state_ != State::kClosing) {
     return;  // given up, or a close the session did not expect
   }
+  const std::string hub_error = open_ ? std::move(open_->hub_error) : std::string();
   forget_connection();
   if (ok_ns_) {
     latency_ns_ = *ok_ns_ - message_ns_;
@@ -249,10 +254,10 @@ void LineSession::on_closed(const LineConnectionEnd& end) {
     return;
   }
   counts_.connect_timeouts += !end.was_open && end.error == ETIMEDOUT ? 1 : 0;
-  after_failed_attempt(error_ ? *std::exchange(error_, std::nullopt) : closed_error(end));
+  after_failed_attempt(error_ ? *std::exchange(error_, std::nullopt) : closed_error(end, hub_error));
 }
 
-Error LineSession::closed_error(const LineConnectionEnd& end) const {
+Error LineSession::closed_error(const LineConnectionEnd& end, std::string_view hub_error) const {
   if (!end.was_open) {
     const int err = end.error != 0 ? end.error : ECONNREFUSED;
     const std::string why =
@@ -260,12 +265,21 @@ Error LineSession::closed_error(const LineConnectionEnd& end) const {
     return system_error(err, "cannot reach hub at " + config_.endpoint + ": " + why);
   }
   if (end.eof || end.error == 0) {
-    return make_error("hub closed the connection");
+    // `error server full`, `error slow consumer`: the hub's last words say why.
+    return make_error(hub_error.empty() ? std::string("hub closed the connection")
+                                        : "hub closed the connection: " + std::string(hub_error));
   }
   return system_error(end.error, "connection to hub failed: " + std::system_category().message(end.error));
 }
 
 void LineSession::after_failed_attempt(const Error& why) {
+  if (x_refused_) {
+    io_.attempt_failed(tag_, why, std::nullopt);
+    error_ = rephrase(why, "no ok for '" + shown_line_payload(x_) + "': " + why.message +
+                               " (the hub's lines are shorter than X needs: a resend would be refused too)");
+    settle(State::kFailed);
+    return;
+  }
   if (counts_.attempts >= config_.max_attempts) {
     io_.attempt_failed(tag_, why, std::nullopt);
     error_ = rephrase(why, "no ok for '" + shown_line_payload(x_) + "' after " +

@@ -131,7 +131,7 @@ class LineSession {
   void release_due_oks(std::int64_t now_ns);
   void after_ok();
   void end_attempt(Error why);
-  Error closed_error(const LineConnectionEnd& end) const;
+  Error closed_error(const LineConnectionEnd& end, std::string_view hub_error) const;
   void after_failed_attempt(const Error& why);
   void settle(State state);
   void forget_connection();
@@ -145,6 +145,9 @@ class LineSession {
   LineCounts counts_;
   std::int64_t latency_ns_ = 0;
   bool connected_before_ = false;
+  // The hub answered `error line too long`: its lines are shorter than X needs, so every resend would
+  // be refused the same way and the session fails without another attempt.
+  bool x_refused_ = false;
 
   // The open connection's state, reset by on_connected.
   // Only while connected, so 100k idle sessions stay small: the hub's lines, and the bytes going out
@@ -153,6 +156,7 @@ class LineSession {
     explicit Open(std::size_t max_line_bytes) : splitter(max_line_bytes) {}
     LineSplitter splitter;
     std::string out;
+    std::string hub_error;  // the last `error ...` line the hub sent (as shown): why it may close
   };
   std::unique_ptr<Open> open_;
   std::vector<DelayedOk> delayed_;  // a min-heap by due time

@@ -112,7 +112,7 @@ void Shard::close_with_error(Connection& conn, protocol::ErrorCode code) {
   }
   if (conn.protocol ==
       Protocol::kLine) {  // a line connection that will not read: it gets the line protocol's words
-    begin_drain(conn, &linger_ts_, "error slow consumer\n");
+    begin_drain(conn, &linger_ts_, kSlowConsumerLine);
     return;
   }
   scratch_bytes_.clear();

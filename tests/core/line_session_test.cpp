@@ -254,6 +254,41 @@ TEST_F(LineSessionTest, TheHubsLineTooLongEndsTheAttemptWhateverTheAdapterSays) 
   }
 }
 
+TEST_F(LineSessionTest, TheHubsLineTooLongFailsAtOnceWithAttemptsLeft) {
+  session.start();
+  open(0);
+  hub_says("error line too long\n", kMs);
+  session.on_closed(LineConnectionEnd{true, true, 0});
+  EXPECT_EQ(session.state(), LineSession::State::kFailed);  // not kBackoff: a resend is refused too
+  EXPECT_EQ(io.connects, 1);
+  EXPECT_EQ(io.settles, 1);
+  ASSERT_EQ(io.backoffs.size(), 1U);
+  EXPECT_FALSE(io.backoffs[0].has_value());
+  ASSERT_NE(session.failure(), nullptr);
+  EXPECT_TRUE(session.failure()->is_system(EMSGSIZE));
+  EXPECT_NE(session.failure()->message.find("no ok for 'x1': hub closed the connection: error line too long"),
+            std::string::npos)
+      << session.failure()->message;
+}
+
+TEST_F(LineSessionTest, AHubsErrorLineBeforeItsCloseIsTheAttemptsReason) {
+  session.start();
+  open(0);
+  hub_says("error server full\n", kMs);
+  EXPECT_EQ(io.closes, 0);  // the adapter keeps going after it; the hub closes
+  session.on_closed(LineConnectionEnd{true, true, 0});
+  ASSERT_EQ(io.failures.size(), 1U);
+  EXPECT_EQ(io.failures[0].message, "hub closed the connection: error server full");
+  EXPECT_EQ(session.state(), LineSession::State::kBackoff);  // a full hub may have room later
+
+  // The next connection starts without it: a bare close says only that.
+  session.on_timer(LineTimer::kRetry, 200 * kMs);
+  open(200 * kMs);
+  session.on_closed(LineConnectionEnd{true, true, 0});
+  ASSERT_EQ(io.failures.size(), 2U);
+  EXPECT_EQ(io.failures[1].message, "hub closed the connection");
+}
+
 TEST_F(LineSessionTest, AnOverlongHubLineEndsTheAttempt) {
   config.max_line_bytes = 16;
   session.start();

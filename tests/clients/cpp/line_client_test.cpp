@@ -328,12 +328,36 @@ TEST_F(LineClientTest, UnknownCommandErrorAndJunkLinesAreIgnored) {
 }
 
 // `error line too long` means the hub is closing: the client does not wait for the close to reconnect.
-TEST_F(LineClientTest, LineTooLongErrorEndsTheConnection) {
+// The hub's lines are shorter than X needs: a resend would be refused the same way, so the client
+// fails after that one attempt, with attempts left.
+TEST_F(LineClientTest, LineTooLongErrorEndsTheConnectionAndTheRun) {
   serve([this] {
     const int first = accept_client();
     read_line(first);
     write_all(first, kLineTooLongLine);
     lines_.push_back(read_until_eof(first));  // the client closes; the fake never does
+  });
+  std::vector<Error> retries;
+  LineClientOptions o = options("x");
+  o.on_retry = [&retries](const LineRetry& r) { retries.push_back(r.why); };
+  Result<LineOutcome> outcome = run_line_client(o);
+  join_hub();
+  ASSERT_FALSE(outcome);
+  EXPECT_TRUE(outcome.error().is_system(EMSGSIZE));
+  EXPECT_EQ(
+      outcome.error().message,
+      "no ok for 'x': hub closed the connection: error line too long (the hub's lines are shorter than X "
+      "needs: a resend would be refused too)");
+  EXPECT_TRUE(retries.empty());
+}
+
+// The hub's error line before its close is the attempt's reason.
+TEST_F(LineClientTest, TheHubsErrorLineBeforeItsCloseIsTheReason) {
+  serve([this] {
+    const int first = accept_client();
+    read_line(first);
+    write_all(first, kServerFullLine);
+    hang_up(first);
     const int second = accept_client();
     read_line(second);
     write_all(second, "ok x\n");
@@ -346,9 +370,8 @@ TEST_F(LineClientTest, LineTooLongErrorEndsTheConnection) {
   join_hub();
   ASSERT_TRUE(outcome) << outcome.error().message;
   EXPECT_EQ(outcome->attempts, 2U);
-  EXPECT_EQ(outcome->reconnects, 1U);
   ASSERT_EQ(retries.size(), 1U);
-  EXPECT_EQ(retries[0].message, "hub closed the connection: error line too long");
+  EXPECT_EQ(retries[0].message, "hub closed the connection: error server full");
 }
 
 // A line past the limit is a broken hub: drop the connection instead of buffering it.
