@@ -12,20 +12,27 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The hub's default longest line (core/line_protocol.hpp, kDefaultMaxLineBytes). A longer line from
 // the hub means a broken peer: the connection is dropped rather than buffered without end.
 const maxHubLineBytes = 64 << 10
 
-// The two verbs with the space after them, and the hub's line that precedes its close of a line too long.
+// The two verbs with the space after them, the hub's line that precedes its close of a line too long,
+// and how every line the hub writes about a failure starts.
 const (
 	messagePrefix   = "message "
 	okPrefix        = "ok "
 	lineTooLongLine = "error line too long"
+	errorLinePrefix = "error "
 )
+
+// Longest X quoted in an error message (whole X can be 64 KiB).
+const shownMessageBytes = 64
 
 // Longest X: `message X` must fit one hub line, or the hub answers `error line too long`.
 const maxMessageBytes = maxHubLineBytes - len(messagePrefix)
@@ -89,6 +96,13 @@ type Outcome struct {
 // ErrTimeout is the reason of an attempt whose `ok X` did not come within Timeout.
 var ErrTimeout = errors.New("no ok within the timeout")
 
+// ErrLineTooLong is the reason of an attempt the hub refused with `error line too long`: its lines are
+// shorter than X needs, so Run fails at once rather than resend X to the same refusal.
+var ErrLineTooLong = errors.New("hub closed the connection: error line too long")
+
+// ErrInvalidOptions wraps every error of Options that Run refuses before connecting.
+var ErrInvalidOptions = errors.New("invalid options")
+
 // Run sends Options.Message until its ok comes back, Attempts are used up, or ctx ends. Invalid
 // options fail before any connection; running out of attempts returns the last attempt's error.
 func Run(ctx context.Context, o Options) (Outcome, error) {
@@ -107,7 +121,10 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 			return out, nil
 		}
 		if ctx.Err() != nil {
-			return out, fmt.Errorf("line: cancelled before %q was answered (%d attempts): %w", o.Message, attempt, ctx.Err())
+			return out, fmt.Errorf("line: cancelled before %q was answered (%s): %w", shown(o.Message), attemptsText(attempt), ctx.Err())
+		}
+		if errors.Is(err, ErrLineTooLong) {
+			return out, fmt.Errorf("line: no ok for %q: %w (the hub's lines are shorter than X needs: a resend would be refused too)", shown(o.Message), err)
 		}
 		last = err
 		if isTimeout(err) {
@@ -125,13 +142,47 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return out, fmt.Errorf("line: cancelled before %q was answered (%d attempts): %w", o.Message, attempt, ctx.Err())
+			return out, fmt.Errorf("line: cancelled before %q was answered (%s): %w", shown(o.Message), attemptsText(attempt), ctx.Err())
 		}
 	}
-	return out, fmt.Errorf("line: no ok for %q after %d attempts: last error: %w", o.Message, o.Attempts, last)
+	return out, fmt.Errorf("line: no ok for %q after %s: last error: %w", shown(o.Message), attemptsText(o.Attempts), last)
 }
 
+// attemptsText is "1 attempt" or "N attempts".
+func attemptsText(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}
+
+// shown is X as quoted in errors: at most shownMessageBytes (not splitting a UTF-8 sequence), then "...".
+func shown(x string) string {
+	if len(x) <= shownMessageBytes {
+		return x
+	}
+	cut := shownMessageBytes
+	for cut > 0 && !utf8.RuneStart(x[cut]) {
+		cut--
+	}
+	return x[:cut] + "..."
+}
+
+// invalidOptions reads as its own text and is ErrInvalidOptions to errors.Is.
+type invalidOptions struct{ text string }
+
+func (e *invalidOptions) Error() string        { return e.text }
+func (e *invalidOptions) Is(target error) bool { return target == ErrInvalidOptions }
+
+// validate refuses Options Run cannot use; every error is ErrInvalidOptions to errors.Is.
 func validate(o Options) error {
+	if err := validateOptions(o); err != nil {
+		return &invalidOptions{err.Error()}
+	}
+	return nil
+}
+
+func validateOptions(o Options) error {
 	x := o.Message
 	switch {
 	case x == "":
@@ -144,6 +195,8 @@ func validate(o Options) error {
 		return fmt.Errorf("line: the message is %d bytes; a hub line holds at most %d, so X at most %d", len(x), maxHubLineBytes, maxMessageBytes)
 	case o.Addr == "":
 		return errors.New("line: no hub address")
+	case !validAddr(o.Addr):
+		return fmt.Errorf("line: the hub address must be HOST:PORT with a port from 1 to 65535, not %q", o.Addr)
 	case o.Attempts < 1:
 		return fmt.Errorf("line: attempts is %d: there must be at least one", o.Attempts)
 	case o.Timeout <= 0:
@@ -152,6 +205,16 @@ func validate(o Options) error {
 		return errors.New("line: the ok delay and the backoff times must not be negative")
 	}
 	return nil
+}
+
+// validAddr: HOST:PORT with a host and a numeric port in 1..65535 (a name is resolved when dialling).
+func validAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func isTimeout(err error) bool {

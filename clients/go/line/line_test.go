@@ -188,12 +188,64 @@ func TestInvalidOptions(t *testing.T) {
 		"zero timeout":   func(o *line.Options) { o.Timeout = 0 },
 		"negative delay": func(o *line.Options) { o.OkDelay = -time.Millisecond },
 		"no hub address": func(o *line.Options) { o.Addr = "" },
+		"no port":        func(o *line.Options) { o.Addr = "127.0.0.1" },
+		"port 0":         func(o *line.Options) { o.Addr = "127.0.0.1:0" },
+		"port too big":   func(o *line.Options) { o.Addr = "127.0.0.1:70000" },
+		"negative port":  func(o *line.Options) { o.Addr = "127.0.0.1:-1" },
+		"named port":     func(o *line.Options) { o.Addr = "localhost:abc" },
+		"no host":        func(o *line.Options) { o.Addr = ":7401" },
 	}
 	for name, change := range cases {
 		o := valid
 		change(&o)
-		if out, err := line.Run(context.Background(), o); err == nil || out.Attempts != 0 {
-			t.Errorf("%s: got %+v, %v; want an error before any attempt", name, out, err)
+		out, err := line.Run(context.Background(), o)
+		if err == nil || out.Attempts != 0 || !errors.Is(err, line.ErrInvalidOptions) {
+			t.Errorf("%s: got %+v, %v; want ErrInvalidOptions before any attempt", name, out, err)
 		}
+	}
+}
+
+// A scripted hub: each accepted connection's first line is read, then it gets `reply` and a close.
+func scriptedHub(t *testing.T, reply string) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { listener.Close() })
+	go func() {
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(conn).ReadString('\n')
+			conn.Write([]byte(reply))
+			conn.Close()
+		}
+	}()
+	return listener.Addr().String()
+}
+
+// A hub whose lines are too short for X refuses every resend the same way: Run stops at the first.
+func TestLineTooLongIsNotRetried(t *testing.T) {
+	o := testOptions(scriptedHub(t, "error line too long\n"), strings.Repeat("y", 200))
+	o.Attempts = 5
+	out, err := line.Run(context.Background(), o)
+	if !errors.Is(err, line.ErrLineTooLong) || out.Attempts != 1 {
+		t.Fatalf("got %+v, %v; want ErrLineTooLong after 1 attempt", out, err)
+	}
+	if !strings.Contains(err.Error(), strings.Repeat("y", 64)+"...") || strings.Contains(err.Error(), strings.Repeat("y", 65)) {
+		t.Fatalf("error %q should quote X cut to 64 bytes", err)
+	}
+}
+
+// The hub's `error ...` line before its close is the attempt's reason.
+func TestTheHubsLastErrorLineIsTheReason(t *testing.T) {
+	o := testOptions(scriptedHub(t, "error server full\n"), "x")
+	o.Attempts = 2
+	_, err := line.Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "last error: hub closed the connection: error server full") {
+		t.Fatalf("got %v; want the hub's error line as the last error", err)
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"time"
 )
 
+// errHubClosed is the reader's word for the hub's FIN.
+var errHubClosed = errors.New("hub closed the connection")
+
 // heldOk is one `ok Y` waiting for OkDelay to pass. OkDelay is one value, so arrival order is due order.
 type heldOk struct {
 	due time.Time
@@ -28,6 +31,7 @@ type session struct {
 	lines     chan string // from the reader, in arrival order
 	readErr   chan error  // the reader's last word
 	quit      chan struct{}
+	hubError  string // the last `error ...` line the hub sent: why it may close the connection
 }
 
 func newSession(conn net.Conn, o Options, out *Outcome) *session {
@@ -67,6 +71,9 @@ func (s *session) run(ctx context.Context, attempt int) (time.Duration, error) {
 				return latency, nil
 			}
 		case err := <-s.readErr:
+			if errors.Is(err, errHubClosed) && s.hubError != "" {
+				return 0, fmt.Errorf("hub closed the connection: %s", s.hubError)
+			}
 			return 0, err
 		case <-dueTimer.C:
 		case <-okTimer.C:
@@ -106,7 +113,9 @@ func (s *session) onLine(line string) (bool, error) {
 	case line == okPrefix+s.o.Message:
 		return true, nil
 	case line == lineTooLongLine:
-		return false, errors.New("hub closed the connection: error line too long")
+		return false, ErrLineTooLong
+	case strings.HasPrefix(line, errorLinePrefix):
+		s.hubError = shown(line) // `error server full`, `error slow consumer`: the reason, should the hub close
 	}
 	s.out.Ignored++ // error lines the hub keeps going after, someone else's ok, other text
 	return false, nil
@@ -136,7 +145,7 @@ func (s *session) read() {
 			return
 		}
 		if err == io.EOF {
-			s.readErr <- errors.New("hub closed the connection")
+			s.readErr <- errHubClosed
 			return
 		}
 		if err != nil {

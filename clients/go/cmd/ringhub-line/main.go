@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -43,8 +44,19 @@ func main() {
 	out, err := line.Run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err) // already says "line: ..."
+		if errors.Is(err, line.ErrInvalidOptions) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
-	fmt.Printf("ok %s after %d attempts (%d reconnects), latency %.3f ms\n", o.Message, out.Attempts, out.Reconnects,
-		float64(out.Latency.Microseconds())/1000)
+	fmt.Printf("ok %s after %s (%s), latency %.3f ms\n", o.Message, plural(out.Attempts, "attempt"),
+		plural(out.Reconnects, "reconnect"), float64(out.Latency.Microseconds())/1000)
+}
+
+// plural is "1 attempt", "0 reconnects", "2 attempts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
