@@ -2,7 +2,9 @@
 //   ringhub-client identity | list | relay --to 2,3 --body hi | listen --count 1 | line --message hi
 // Parses flags, calls client/relay_client or client/line_client, prints results; errors go to stderr
 // with exit status 1.
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <charconv>
@@ -18,11 +20,14 @@
 
 #include "apps/cli_checks.hpp"
 #include "clients/cpp/line_client.hpp"
+#include "clients/cpp/relay_body.hpp"
 #include "clients/cpp/relay_client.hpp"
+#include "core/line_session.hpp"
 
 namespace {
 
 using ringhub::Error;
+using ringhub::rephrase;
 using ringhub::Result;
 using ringhub::system_error;
 using ringhub::client::RelayClient;
@@ -30,9 +35,6 @@ using ringhub::protocol::UserId;
 
 // --timeout is capped at a day: a longer wait is a typo, not a plan.
 constexpr unsigned kLongestTimeoutMs = 24 * 60 * 60 * 1000;
-
-// A body that is not printable text is shown as hex, cut to this many bytes to keep lines short.
-constexpr std::size_t kHexPreviewBytes = 64;
 
 struct Options {
   std::string hub = "127.0.0.1:7400";
@@ -130,70 +132,28 @@ Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) 
   return Endpoint{host, static_cast<std::uint16_t>(value)};
 }
 
-Result<std::vector<std::uint8_t>> read_stream(std::istream& in, const std::string& name) {
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    return system_error(EIO, fmt::format("cannot read {}", name));
-  }
-  return bytes;
-}
-
 Result<std::vector<std::uint8_t>> load_body(const Options& o, const Commands& c) {
   if (c.body->count() > 0) {
     return std::vector<std::uint8_t>(o.body.begin(), o.body.end());
   }
   if (c.file->count() == 0) {
-    return read_stream(std::cin, "stdin");
+    if (fcntl(STDIN_FILENO, F_GETFD) == -1) {  // `<&-`: no body at all, not an empty one
+      return system_error(errno, fmt::format("cannot read stdin: {} (give --body or --file)",
+                                             std::system_category().message(errno)));
+    }
+    return ringhub::client::read_body(std::cin, "stdin");
   }
   std::ifstream file(o.file, std::ios::binary);
   if (!file) {
     return system_error(errno,
                         fmt::format("cannot open {}: {}", o.file, std::system_category().message(errno)));
   }
-  return read_stream(file, o.file);
+  return ringhub::client::read_body(file, o.file);
 }
 
-// One step of UTF-8 validation: the length of the well-formed sequence at `s`, or 0.
-std::size_t utf8_sequence_length(std::span<const std::uint8_t> s) {
-  const std::uint8_t lead = s[0];
-  if (lead < 0x80) {
-    return 1;
-  }
-  const std::size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC2 ? 2 : 0;
-  if (n == 0 || lead > 0xF4 || s.size() < n) {
-    return 0;
-  }
-  for (std::size_t i = 1; i < n; ++i) {
-    if ((s[i] & 0xC0) != 0x80) {
-      return 0;
-    }
-  }
-  // Reject overlong forms, UTF-16 surrogates and code points past U+10FFFF.
-  const bool bad = (lead == 0xE0 && s[1] < 0xA0) || (lead == 0xED && s[1] >= 0xA0) ||
-                   (lead == 0xF0 && s[1] < 0x90) || (lead == 0xF4 && s[1] >= 0x90);
-  return bad ? 0 : n;
-}
-
-// Text that prints on one line: valid UTF-8 with no control characters besides tab.
-bool is_printable_text(std::span<const std::uint8_t> bytes) {
-  while (!bytes.empty()) {
-    const std::size_t n = utf8_sequence_length(bytes);
-    const bool control = n == 1 && ((bytes[0] < 0x20 && bytes[0] != '\t') || bytes[0] == 0x7F);
-    if (n == 0 || control) {
-      return false;
-    }
-    bytes = bytes.subspan(n);
-  }
-  return true;
-}
-
-std::string describe_body(std::span<const std::uint8_t> body) {
-  if (is_printable_text(body)) {
-    return std::string(body.begin(), body.end());
-  }
-  const auto preview = body.first(std::min(body.size(), kHexPreviewBytes));
-  return fmt::format("<{} bytes, hex: {:02x}{}>", body.size(), fmt::join(preview, ""),
-                     preview.size() < body.size() ? "..." : "");
+// "1 receiver", "2 receivers".
+std::string counted(std::size_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
 }
 
 void print_line(const std::string& line) {
@@ -239,10 +199,12 @@ Result<void> run_relay(RelayClient& client, const Options& o, const Commands& c)
   // The hub answers requests in order, so once IDENTITY is answered the RELAY before it was handled
   // and closing the socket now cannot lose it.
   if (Result<UserId> id = client.identity(std::chrono::milliseconds(o.timeout_ms)); !id) {
-    return id.error();
+    // The RELAY was written; only its confirmation is missing, so the hub may still deliver it.
+    return rephrase(id.error(), fmt::format("the hub did not confirm the relay: {} (it may still deliver it)",
+                                            id.error().message));
   }
-  if (o.verbose) {
-    print_line(fmt::format("relayed {} bytes to {} receivers", body->size(), o.to.size()));
+  if (o.verbose) {  // the hub skips ids that are not connected without saying so
+    print_line(fmt::format("relayed {} bytes naming {}", body->size(), counted(o.to.size(), "receiver")));
   }
   return {};
 }
@@ -259,7 +221,7 @@ Result<void> run_listen(RelayClient& client, const Options& o) {
     if (!delivery) {
       return delivery.error();
     }
-    print_line(fmt::format("from {}: {}", delivery->sender, describe_body(delivery->body)));
+    print_line(fmt::format("from {}: {}", delivery->sender, ringhub::client::describe_body(delivery->body)));
   }
   return {};
 }
@@ -288,8 +250,9 @@ Result<void> run_line(const Options& o) {
     return outcome.error();
   }
   const std::chrono::duration<double, std::milli> latency = outcome->latency;
-  print_line(fmt::format("ok {} after {} attempts ({} reconnects), latency {:.3f} ms", o.message,
-                         outcome->attempts, outcome->reconnects, latency.count()));
+  print_line(fmt::format("ok {} after {} ({}), latency {:.3f} ms", o.message,
+                         ringhub::attempts_text(outcome->attempts), counted(outcome->reconnects, "reconnect"),
+                         latency.count()));
   return {};
 }
 
@@ -326,7 +289,20 @@ int parse_and_run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help arrives as a ParseError with exit code 0; CLI11 prints it.
-    return e.get_exit_code() == 0 ? app.exit(e) : fail(fmt::format("{} (see --help)", e.what()));
+    if (e.get_exit_code() == 0) {
+      return app.exit(e);
+    }
+    // `ringhub-client bogus`: CLI11 says only "A subcommand is required".
+    if (const std::vector<std::string> extra = app.remaining();
+        app.get_subcommands().empty() && !extra.empty()) {
+      std::vector<std::string> commands;
+      for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+        commands.push_back(command->get_name());
+      }
+      return fail(fmt::format("unknown command '{}' (commands: {}; see --help)", extra.front(),
+                              fmt::join(commands, ", ")));
+    }
+    return fail(fmt::format("{} (see --help)", e.what()));
   }
   const Result<void> done = run(options, commands);
   return done ? EXIT_SUCCESS : fail(done.error().message);
