@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <string>
@@ -52,6 +53,16 @@ CLI::Validator zero_or(const T& field, T low, T high) {
     return "must be 0 or " + std::to_string(low) + " to " + std::to_string(high) + ", not " + text;
   };
   return CLI::Validator(check, "0 or " + std::to_string(low) + ".." + std::to_string(high));
+}
+
+// A TCP port: 0 (any free port) to 65535. CLI11 alone says "Could not convert" past 65535.
+inline CLI::Validator port_number(const std::uint16_t& field) {
+  (void)field;
+  const auto check = [](const std::string& text) -> std::string {
+    return parse_whole<std::uint16_t>(text) ? std::string()
+                                            : "must be a port from 0 to 65535, not '" + text + "'";
+  };
+  return CLI::Validator(check, "PORT");
 }
 
 // At least 1.

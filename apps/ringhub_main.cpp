@@ -24,15 +24,23 @@ struct Options {
   unsigned idle_poll_us = static_cast<unsigned>(ringhub::kDefaultIdlePoll.count());
 };
 
+// The bind address as it goes before ":PORT" in an address or URL: an IPv6 literal in brackets.
+std::string url_host(const std::string& address) {
+  return address.find(':') == std::string::npos ? address : "[" + address + "]";
+}
+
 void add_flags(CLI::App& app, Options& o) {
   app.add_option("--bind", o.hub.bind_address, "Address to listen on (IPv4 or IPv6 literal)")
       ->capture_default_str();
   app.add_option("--relay-port", o.hub.relay_port, "TCP port of the relay protocol (0 = any free port)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(ringhub::cli::port_number(o.hub.relay_port));
   app.add_option("--line-port", o.hub.line_port, "TCP port of the line protocol (message X / ok X)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(ringhub::cli::port_number(o.hub.line_port));
   app.add_option("--admin-port", o.hub.admin_port, "HTTP port for GET /metrics and /healthz")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(ringhub::cli::port_number(o.hub.admin_port));
   app.add_option("--max-line-bytes", o.hub.max_line_bytes,
                  "Longest line protocol line; longer gets an error and a close")
       ->capture_default_str()
@@ -172,7 +180,7 @@ int run(int argc, char** argv) {
   spdlog::info(
       "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards on "
       "{5} threads, max {6} connections",
-      options.hub.bind_address, (*hub)->relay_port(), (*hub)->line_port(), (*hub)->admin_port(),
+      url_host(options.hub.bind_address), (*hub)->relay_port(), (*hub)->line_port(), (*hub)->admin_port(),
       (*hub)->shard_count(), (*hub)->thread_count(), options.hub.max_connections);
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,19 @@ TEST(CliChecks, ZeroOrARange) {
   EXPECT_EQ(parse(value, check, "2"), "");
   for (const std::string bad : {"1", "32769", "x", "-1"}) {
     EXPECT_NE(parse(value, check, bad).find("must be 0 or 2 to 32768, not " + bad), std::string::npos) << bad;
+  }
+}
+
+TEST(CliChecks, PortNumberSaysTheRange) {
+  std::uint16_t port = 7400;
+  EXPECT_EQ(parse(port, port_number(port), "0"), "");
+  EXPECT_EQ(port, 0U);
+  EXPECT_EQ(parse(port, port_number(port), "65535"), "");
+  EXPECT_EQ(port, 65535U);
+  for (const std::string bad : {"65536", "70000", "-1", "abc", ""}) {
+    const std::string message = parse(port, port_number(port), bad);
+    EXPECT_NE(message.find("must be a port from 0 to 65535, not '" + bad + "'"), std::string::npos)
+        << bad << ": " << message;
   }
 }
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -134,6 +135,7 @@ func (h *Hub) readLog(out io.Reader, ready chan<- error) {
 }
 
 func (h *Hub) setAddrs(host, relayPort, linePort string) error {
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // the hub brackets an IPv6 literal
 	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, relayPort))
 	if err != nil {
 		return fmt.Errorf("cannot read the relay address from the ready line: %v", err)
