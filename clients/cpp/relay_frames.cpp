@@ -48,7 +48,7 @@ Error hub_error(const Frame& frame) {
   const auto raw = std::span(frame.payload).subspan(1);
   const std::string reason =
       printable_reason(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
-  if (!reason.empty()) {
+  if (!reason.empty() && reason != protocol::error_code_name(code)) {  // ringhub's reason is the name
     message += ": " + reason;
   }
   return protocol_error(code, std::move(message));

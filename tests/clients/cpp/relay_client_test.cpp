@@ -177,6 +177,21 @@ TEST_F(RelayClientTest, HubErrorFrameGivesCodeAndReason) {
   EXPECT_EQ(id.error().message, "hub closed the connection: error 3 (frame too large): body over 1 MiB");
 }
 
+// ringhub's own reason is the code's name: said once, not twice.
+TEST_F(RelayClientTest, AReasonThatIsTheCodesNameIsNotRepeated) {
+  serve([](int fd) {
+    read_exact(fd, protocol::kHeaderSize);
+    Bytes error;
+    codec::append_error(error, ErrorCode::kServerFull, protocol::error_code_name(ErrorCode::kServerFull));
+    write_all(fd, error);
+  });
+  Result<RelayClient> client = connect();
+  ASSERT_TRUE(client) << client.error().message;
+  Result<UserId> id = client->identity();
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().message, "hub closed the connection: error 7 (server full)");
+}
+
 TEST_F(RelayClientTest, EofWhileWaitingSaysTheHubClosed) {
   serve([](int fd) { read_exact(fd, protocol::kHeaderSize); });
   Result<RelayClient> client = connect();
