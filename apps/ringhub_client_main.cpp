@@ -78,7 +78,8 @@ Commands add_commands(CLI::App& app, Options& o) {
   app.add_option("--timeout", o.timeout_ms, "Milliseconds to wait for the connection and for each reply")
       ->capture_default_str()
       ->check(CLI::Range(1U, kLongestTimeoutMs));
-  app.add_flag("-v,--verbose", o.verbose, "Say what was done even when it went well");
+  app.add_flag("-v,--verbose", o.verbose,
+               "relay: say what was sent; line: say why each failed attempt failed");
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand too
 
@@ -104,6 +105,8 @@ Commands add_commands(CLI::App& app, Options& o) {
       ->capture_default_str()
       ->check(ringhub::cli::positive(o.attempts));
   c.line->add_option("--line-hub", o.line_hub, "LINE hub address as HOST:PORT")->capture_default_str();
+  // --timeout and -v are the program's flags, which a subcommand's --help does not list.
+  c.line->footer("--timeout MS (before or after `line`) bounds the connect and each wait for `ok X`.");
   return c;
 }
 
