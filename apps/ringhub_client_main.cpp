@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -202,9 +203,13 @@ Result<void> run_relay(RelayClient& client, const Options& o, const Commands& c)
   // The hub answers requests in order, so once IDENTITY is answered the RELAY before it was handled
   // and closing the socket now cannot lose it.
   if (Result<UserId> id = client.identity(std::chrono::milliseconds(o.timeout_ms)); !id) {
-    // The RELAY was written; only its confirmation is missing, so the hub may still deliver it.
-    return rephrase(id.error(), fmt::format("the hub did not confirm the relay: {} (it may still deliver it)",
-                                            id.error().message));
+    if (!id.error().is_system(ETIMEDOUT)) {
+      return id.error();  // the hub refused or went away: its words say what became of the relay
+    }
+    // The RELAY was written; only its confirmation is late, so the hub may still deliver it.
+    return rephrase(
+        id.error(),
+        fmt::format("the hub did not confirm the relay within {} ms; it may still deliver it", o.timeout_ms));
   }
   if (o.verbose) {  // the hub skips ids that are not connected without saying so
     print_line(fmt::format("relayed {} bytes naming {}", body->size(), counted(o.to.size(), "receiver")));

@@ -100,7 +100,7 @@ var ErrTimeout = errors.New("no ok within the timeout")
 // shorter than X needs, so Run fails at once rather than resend X to the same refusal.
 var ErrLineTooLong = errors.New("hub closed the connection: error line too long")
 
-// ErrInvalidOptions wraps every error of Options that Run refuses before connecting.
+// ErrInvalidOptions is what errors.Is finds in every error of Options that Run refuses before connecting.
 var ErrInvalidOptions = errors.New("invalid options")
 
 // Run sends Options.Message until its ok comes back, Attempts are used up, or ctx ends. Invalid
