@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "apps/cli_checks.hpp"
+#include "core/endpoint_text.hpp"
 #include "transport/hub.hpp"
 
 namespace {
@@ -23,11 +24,6 @@ struct Options {
   unsigned line_idle_timeout_ms = 0;
   unsigned idle_poll_us = static_cast<unsigned>(ringhub::kDefaultIdlePoll.count());
 };
-
-// The bind address as it goes before ":PORT" in an address or URL: an IPv6 literal in brackets.
-std::string url_host(const std::string& address) {
-  return address.find(':') == std::string::npos ? address : "[" + address + "]";
-}
 
 void add_flags(CLI::App& app, Options& o) {
   app.add_option("--bind", o.hub.bind_address, "Address to listen on (IPv4 or IPv6 literal)")
@@ -180,8 +176,8 @@ int run(int argc, char** argv) {
   spdlog::info(
       "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards on "
       "{5} threads, max {6} connections",
-      url_host(options.hub.bind_address), (*hub)->relay_port(), (*hub)->line_port(), (*hub)->admin_port(),
-      (*hub)->shard_count(), (*hub)->thread_count(), options.hub.max_connections);
+      ringhub::host_text(options.hub.bind_address), (*hub)->relay_port(), (*hub)->line_port(),
+      (*hub)->admin_port(), (*hub)->shard_count(), (*hub)->thread_count(), options.hub.max_connections);
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
   (*hub)->stop();

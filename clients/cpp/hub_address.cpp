@@ -11,11 +11,6 @@
 
 namespace ringhub::client {
 
-std::string endpoint_text(const std::string& host, std::uint16_t port) {
-  const bool ipv6_literal = host.find(':') != std::string::npos;
-  return ipv6_literal ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
-}
-
 Result<std::vector<uring::SocketAddress>> resolve_hub(const std::string& host, std::uint16_t port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;

@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "core/endpoint_text.hpp"
 #include "core/result.hpp"
 #include "transport/uring/socket_address.hpp"
 
 namespace ringhub::client {
 
-// "host:port", or "[host]:port" for an IPv6 literal.
-std::string endpoint_text(const std::string& host, std::uint16_t port);
+using ringhub::endpoint_text;  // core/endpoint_text.hpp
 
 // The addresses `host` resolves to, in the resolver's order: "localhost" may name ::1 before 127.0.0.1
 // while the hub listens on 127.0.0.1 only, so a client tries each until one answers. Errors read
