@@ -1,6 +1,7 @@
 // Shard: its loop over a uring::EventLoop (which takes each turn), the completion dispatch and the
-// work of each iteration. The handlers live beside it: shard_connections.cpp (accept and lifecycle),
-// shard_reading.cpp, shard_relay.cpp and shard_line.cpp; the writes are transport/sender.
+// work of each iteration. The handlers live beside it: shard_connections.cpp (admission and stopping),
+// shard_reading.cpp, shard_relay.cpp and shard_line.cpp; the writes are transport/sender, the drain and
+// close of a connection transport/connection_lifecycle.
 #include "transport/shard.hpp"
 
 #include <fmt/format.h>
@@ -43,13 +44,18 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       sender_(loop_.ring(), config_, index, counters_, memory_, send_events_),
       gate_(shared, gate_events_),
       clocks_(config_, clock_events_),
+      lifecycle_({.ring = loop_.ring(),
+                  .shard_index = index,
+                  .shutdown_grace = config_.shutdown_grace,
+                  .counters = counters_,
+                  .live_connections = shared.live_connections,
+                  .sender = sender_,
+                  .gate = gate_,
+                  .events = lifecycle_events_}),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], loop_.ring(),
                router_) {
   assembly_.memory = &memory_;
   assembly_.direct_threshold = config_.recv_buffer_size;  // such a frame never lies whole in a buffer
-  linger_ts_ = to_kernel_timespec(kErrorLinger);
-  grace_ts_ = to_kernel_timespec(config_.shutdown_grace);
-  own_messages_ts_ = to_kernel_timespec(std::min(kOwnMessagesWait, config_.shutdown_grace));
   tick_ts_ = to_kernel_timespec(kTick);
 }
 
@@ -127,7 +133,7 @@ void Shard::before_wait() {
   mailbox_.flush();
   read_clock_and_budget();
   gate_.resume_ready();
-  if (stopping_ && !counted_finished_ && conn_objects_ == 0 && relay_.awaiting_replies() == 0 &&
+  if (stopping_ && !counted_finished_ && lifecycle_.objects() == 0 && relay_.awaiting_replies() == 0 &&
       !acceptor_.armed()) {
     counted_finished_ = true;
     shared_.finished_shards.fetch_add(1, std::memory_order_acq_rel);
@@ -179,9 +185,9 @@ void Shard::on_completion(const io_uring_cqe& cqe) {
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
     case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: sender_.on_completion(*tag_owner<Connection>(data), cqe); return;
-    case Op::kShutdown: on_shutdown(*tag_owner<Connection>(data), cqe); return;
-    case Op::kClose: on_close(*tag_owner<Connection>(data), cqe); return;
-    case Op::kConnTimer: on_conn_timer(*tag_owner<Connection>(data), cqe); return;
+    case Op::kShutdown: lifecycle_.on_shutdown(*tag_owner<Connection>(data), cqe); return;
+    case Op::kClose: lifecycle_.on_close(*tag_owner<Connection>(data), cqe); return;
+    case Op::kConnTimer: lifecycle_.on_timer(*tag_owner<Connection>(data), cqe); return;
     case Op::kInbox: mailbox_.on_batch(tag_owner<ShardBatch>(data)); return;
     case Op::kOutbox: mailbox_.on_sent(static_cast<unsigned>(tag_number_of(data)), cqe); return;
     case Op::kShardTimer: on_tick(cqe); return;

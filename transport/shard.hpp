@@ -27,6 +27,7 @@
 #include "transport/client_protocol.hpp"
 #include "transport/connection.hpp"
 #include "transport/connection_clocks.hpp"
+#include "transport/connection_lifecycle.hpp"
 #include "transport/hub_config.hpp"
 #include "transport/hub_shared.hpp"
 #include "transport/memory_gate.hpp"
@@ -39,19 +40,6 @@
 #include "transport/uring/tag.hpp"
 
 namespace ringhub {
-
-// After an ERROR frame, how long the hub waits for the client to read it and close, so the close does
-// not reset the connection before the client saw why.
-inline constexpr std::chrono::milliseconds kErrorLinger{5000};
-
-// A half-closed line client alone on the hub waits at most this long for the messages it sent just
-// before its EOF to come back to it (a few mailbox hops: microseconds to milliseconds), not the whole
-// shutdown grace: a message that went to a client that connected meanwhile never comes back.
-inline constexpr std::chrono::milliseconds kOwnMessagesWait{250};
-
-inline __kernel_timespec to_kernel_timespec(std::chrono::milliseconds ms) {
-  return {static_cast<long long>(ms.count() / 1000), static_cast<long long>((ms.count() % 1000) * 1'000'000)};
-}
 
 // While finished but waiting for other shards, a shard's thread wakes this often to look at their
 // progress.
@@ -102,28 +90,11 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   // Charges the memory account for the line messages pending on this shard (their table and X bytes).
   void charge_pending_lines();
 
-  // --- accept and connection lifecycle (shard_connections.cpp; the accepts are transport/acceptor)
+  // --- admission and stopping (shard_connections.cpp; the accepts are transport/acceptor, the drain
+  // and close of a connection transport/connection_lifecycle)
   void on_accept(const io_uring_cqe& cqe, Protocol protocol);
   void admit(std::uint32_t slot, Protocol protocol);
   bool at_capacity(Protocol protocol) const;
-
-  // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`
-  // (a shard-owned timespec: the kernel reads it at submit time). With `last_words` (an ERROR frame or
-  // error line), the queue is first cut after what a send in flight points at, then they are queued.
-  void begin_drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words = {});
-  // After a line client's EOF: it leaves the line service (LineService::half_close) but is still
-  // written to while it drains. With nobody else live, the messages it sent just before its EOF come
-  // back to it (the sender is always a candidate), so its FIN waits for them, within the grace.
-  void begin_half_closed_line_drain(Connection& conn);
-  static bool awaits_own_messages(const Connection& conn);
-  void drain(Connection& conn, const __kernel_timespec* deadline, std::string_view last_words);
-  void continue_drain(Connection& conn);
-  void on_shutdown(Connection& conn, const io_uring_cqe& cqe);
-  void on_conn_timer(Connection& conn, const io_uring_cqe& cqe);
-  void begin_close(Connection& conn);
-  void maybe_finish_close(Connection& conn);
-  void on_close(Connection& conn, const io_uring_cqe& cqe);
-  void unregister(Connection& conn);
   void on_stop();
   void on_tick(const io_uring_cqe& cqe);
   void arm_tick();
@@ -172,7 +143,6 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   };
   void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
   bool on_frame(Connection& conn, FrameView&& frame);
-  void close_with_error(Connection& conn, protocol::ErrorCode code);
 
   // --- messages from other shards (and this one) to the services they belong to (shard.cpp)
   class MessageRouter final : public MessageRecipient {
@@ -199,7 +169,6 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   };
   static LineServiceConfig line_service_config(const HubShared& shared, unsigned index);
   void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length);
-  void send_text(Connection& conn, std::string_view text);
 
   // --- the memory gate (transport/memory_gate) lets a paused connection be read again
   class GateEventsOnShard final : public GateEvents {
@@ -217,6 +186,18 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
     explicit ClockEventsOnShard(Shard& shard) : shard_(shard) {}
     void on_frame_timeout(Connection& conn) override;
     void on_idle(Connection& conn, std::chrono::milliseconds silent_for) override;
+
+   private:
+    Shard& shard_;
+  };
+
+  // --- the lifecycle (transport/connection_lifecycle) asks the services and the read side
+  class LifecycleEventsOnShard final : public LifecycleEvents {
+   public:
+    explicit LifecycleEventsOnShard(Shard& shard) : shard_(shard) {}
+    void leave_services(Connection& conn, bool was_registered) override;
+    bool half_close_line(Connection& conn) override;
+    void resume_reading(Connection& conn) override { shard_.resume_reading(conn); }
 
    private:
     Shard& shard_;
@@ -254,12 +235,12 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
       gate_, config_.max_line_pending_bytes};  // which recv each connection's state and the gate ask for
   ClockEventsOnShard clock_events_{*this};
   ConnectionClocks clocks_;
+  LifecycleEventsOnShard lifecycle_events_{*this};
+  ConnectionLifecycle lifecycle_;  // every connection object of the shard, from accept to free
   AssemblyAccounting assembly_;
   std::size_t pending_lines_charged_ = 0;
-  std::size_t conn_objects_ = 0;  // Connection objects alive (registered or not)
-  std::size_t capacity_ = 0;      // connections this shard admits (table minus reserve)
+  std::size_t capacity_ = 0;  // connections this shard admits (table minus reserve)
 
-  Connection::AllList all_;
   ShardTime now_;                         // shard clock, read once per iteration
   std::int64_t memory_at_last_trim_ = 0;  // shard 0: hub memory when the heap was last trimmed
   ShardTime last_trim_;
@@ -271,10 +252,6 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   bool counted_finished_ = false;
   bool tick_armed_ = false;
   __kernel_timespec tick_ts_{};
-  __kernel_timespec linger_ts_{};        // after an ERROR frame: time for the client to read it and close
-  __kernel_timespec grace_ts_{};         // hub shutdown: time to flush queued bytes
-  __kernel_timespec own_messages_ts_{};  // kOwnMessagesWait
-  std::vector<std::uint8_t> scratch_bytes_;
 };
 
 }  // namespace ringhub

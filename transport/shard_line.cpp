@@ -24,19 +24,12 @@ void Shard::on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_
       });
   if (status == LineStatus::kTooLong) {
     counters_.line_protocol_errors.add(1);
-    begin_drain(conn, &linger_ts_, kLineTooLongLine);
-  }
-}
-
-void Shard::send_text(Connection& conn, std::string_view text) {
-  const std::span bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
-  if (!sender_.enqueue_copy(conn, bytes, CopyReason::kReply)) {
-    begin_close(conn);  // out of memory: this connection cannot be answered
+    lifecycle_.begin_drain(conn, DrainDeadline::kLinger, kLineTooLongLine);
   }
 }
 
 void Shard::LineSeamOnShard::write(LinePeer& peer, std::string_view text) {
-  shard_.send_text(static_cast<Connection&>(peer), text);
+  shard_.lifecycle_.send_text(static_cast<Connection&>(peer), text);
 }
 
 void Shard::LineSeamOnShard::resume_reading(LinePeer& peer) {

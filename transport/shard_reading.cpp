@@ -105,7 +105,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
   } else if (cqe.res <= 0 && conn.state != ConnState::kClosing) {
     on_recv_ended(conn, cqe.res);
   }
-  maybe_finish_close(conn);
+  lifecycle_.maybe_finish_close(conn);
 }
 
 void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
@@ -127,7 +127,7 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
   } else if (cqe.res != -ECANCELED && conn.state != ConnState::kClosing) {
     on_recv_ended(conn, cqe.res);
   }
-  maybe_finish_close(conn);
+  lifecycle_.maybe_finish_close(conn);
 }
 
 void Shard::on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
@@ -153,7 +153,7 @@ void Shard::on_recv_ended(Connection& conn, int res) {
     return;
   }
   spdlog::debug("shard {}: user {}: recv ended: {}", index_, conn.id, std::strerror(-res));
-  begin_close(conn);  // a reset or any other error ends the connection
+  lifecycle_.begin_close(conn);  // a reset or any other error ends the connection
 }
 
 void Shard::on_read_eof(Connection& conn) {
@@ -162,14 +162,14 @@ void Shard::on_read_eof(Connection& conn) {
     // A half-close: the client sent everything it will send and may still read. Answer what it asked
     // (a gathered LIST included), write what is queued for it, then close, within the shutdown grace.
     // A line client leaves the line service but stays reachable while it drains: a message it sent
-    // just before that finds nobody live comes back to it (transport/shard_connections.cpp).
+    // just before that finds nobody live comes back to it (transport/connection_lifecycle.hpp).
     if (conn.protocol == Protocol::kLine) {
-      begin_half_closed_line_drain(conn);
+      lifecycle_.begin_half_closed_line_drain(conn);
     } else {
-      begin_drain(conn, &grace_ts_);
+      lifecycle_.begin_drain(conn, DrainDeadline::kGrace);
     }
   } else if (conn.shutdown_sent) {
-    begin_close(conn);  // the client answered our FIN: nothing is left to write
+    lifecycle_.begin_close(conn);  // the client answered our FIN: nothing is left to write
   }
   // Draining and still writing: the drain closes once its bytes are out (recv is no longer armed).
 }
@@ -178,7 +178,7 @@ void Shard::enforce(MemoryGate::Narrowed narrowed) {
   if (!narrowed.gate && !narrowed.read_ahead) {
     return;
   }
-  for (Connection& conn : all_) {
+  for (Connection& conn : lifecycle_.connections()) {
     if (read_policy_.must_stop_for(conn, narrowed)) {
       stop_multishot(conn);  // its last completion resumes reading the way the gate then allows
     }

@@ -11,10 +11,10 @@ void Shard::on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32
   const FeedResult fed = conn.assembler.feed(
       buffer, 0, length, [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
   if (fed.status == FeedResult::Status::kProtocolError) {
-    close_with_error(conn, fed.error);
+    lifecycle_.close_with_error(conn, fed.error);
   } else if (fed.status == FeedResult::Status::kNoMemory) {
     spdlog::error("shard {}: out of memory assembling a frame from user {}; closing it", index_, conn.id);
-    begin_close(conn);
+    lifecycle_.begin_close(conn);
   }
 }
 
@@ -74,15 +74,15 @@ void Shard::RelaySeamOnShard::hold(RelayPeer& peer) {
 void Shard::RelaySeamOnShard::release(RelayPeer& peer) {
   auto& conn = static_cast<Connection&>(peer);
   --conn.pending_ops;
-  shard_.maybe_finish_close(conn);
+  shard_.lifecycle_.maybe_finish_close(conn);
   if (conn.state == ConnState::kDraining) {
-    shard_.continue_drain(conn);
+    shard_.lifecycle_.continue_drain(conn);
   }
 }
 
 void Shard::RelaySeamOnShard::out_of_memory(RelayPeer& peer, std::string_view what) {
   spdlog::error("shard {}: out of memory holding {} for user {}; closing it", shard_.index_, what, peer.id);
-  shard_.begin_close(static_cast<Connection&>(peer));
+  shard_.lifecycle_.begin_close(static_cast<Connection&>(peer));
 }
 
 void Shard::RelaySeamOnShard::post(unsigned target, ShardMessage* message) {
