@@ -126,6 +126,9 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		if errors.Is(err, ErrLineTooLong) {
 			return out, fmt.Errorf("line: no ok for %q: %w (the hub's lines are shorter than X needs: a resend would be refused too)", shown(o.Message), err)
 		}
+		if isUnknownHost(err) {
+			return out, fmt.Errorf("line: no ok for %q: %w (the hub's host name does not exist: a resend would fail too)", shown(o.Message), err)
+		}
 		last = err
 		if isTimeout(err) {
 			out.Timeouts++
@@ -215,6 +218,13 @@ func validAddr(addr string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+// isUnknownHost: the resolver answered that the hub's name does not exist. A failure to ask it (no
+// answer, a server error) is retried like any other failed connect.
+func isUnknownHost(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
 }
 
 func isTimeout(err error) bool {

@@ -240,6 +240,24 @@ func TestLineTooLongIsNotRetried(t *testing.T) {
 	}
 }
 
+// A hub name the resolver says does not exist fails at once, as the C++ client does, rather than
+// using every attempt. Skipped where this machine's resolver cannot answer at all.
+func TestUnknownHubHostIsNotRetried(t *testing.T) {
+	const host = "no-such-host.invalid"
+	if _, err := net.LookupHost(host); err == nil {
+		t.Skipf("%s resolves here", host)
+	} else if dnsErr := (*net.DNSError)(nil); !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
+		t.Skipf("this resolver cannot say %s does not exist: %v", host, err)
+	}
+	o := testOptions(host+":7401", "x")
+	o.Attempts = 5
+	out, err := line.Run(context.Background(), o)
+	var dnsErr *net.DNSError
+	if !errors.As(err, &dnsErr) || out.Attempts != 1 {
+		t.Fatalf("got %+v, %v; want the resolver's error after 1 attempt", out, err)
+	}
+}
+
 // The hub's `error ...` line before its close is the attempt's reason.
 func TestTheHubsLastErrorLineIsTheReason(t *testing.T) {
 	o := testOptions(scriptedHub(t, "error server full\n"), "x")
