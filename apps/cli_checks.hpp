@@ -1,5 +1,6 @@
-// Flag checks the hub and the CLI share, each failing with a message that says what the flag takes
-// (CLI11's own PositiveNumber answers 0 with "not in range 0.000000 to 1.797...e308").
+// Flag checks the hub, the CLI and the harnesses share, each failing with a message that says what the
+// flag takes (CLI11's own PositiveNumber answers 0 with "not in range 0.000000 to 1.797...e308"), and
+// the one exit status for a command line that cannot be used.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -69,6 +70,21 @@ inline CLI::Validator port_number(const std::uint16_t& field) {
 template <typename T>
 CLI::Validator positive(const T& field) {
   return whole_number(field, T{1});
+}
+
+// The exit status of every ringhub program given a command line it cannot use (the usual 2; CLI11's
+// own codes, 100 and up, differ by the kind of mistake and mean nothing to a script).
+inline constexpr int kExitUsage = 2;
+
+// Parses the command line. On a parse error CLI11 prints its message (or, for --help, the help) and
+// this returns the exit status: 0 after --help, kExitUsage otherwise. Nothing when the program goes on.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error) == 0 ? 0 : kExitUsage;
+  }
+  return std::nullopt;
 }
 
 }  // namespace ringhub::cli

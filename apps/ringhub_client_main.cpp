@@ -300,17 +300,23 @@ int parse_and_run(int argc, char** argv) {
     if (e.get_exit_code() == 0) {
       return app.exit(e);
     }
-    // `ringhub-client bogus`: CLI11 says only "A subcommand is required".
+    // `ringhub-client bogus` or `ringhub-client --bogus`: CLI11 says only "A subcommand is required".
     if (const std::vector<std::string> extra = app.remaining();
         app.get_subcommands().empty() && !extra.empty()) {
+      if (extra.front().starts_with('-')) {
+        fail(fmt::format("unknown option '{}' (see --help)", extra.front()));
+        return ringhub::cli::kExitUsage;
+      }
       std::vector<std::string> commands;
       for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
         commands.push_back(command->get_name());
       }
-      return fail(fmt::format("unknown command '{}' (commands: {}; see --help)", extra.front(),
-                              fmt::join(commands, ", ")));
+      fail(fmt::format("unknown command '{}' (commands: {}; see --help)", extra.front(),
+                       fmt::join(commands, ", ")));
+      return ringhub::cli::kExitUsage;
     }
-    return fail(fmt::format("{} (see --help)", e.what()));
+    fail(fmt::format("{} (see --help)", e.what()));
+    return ringhub::cli::kExitUsage;
   }
   const Result<void> done = run(options, commands);
   return done ? EXIT_SUCCESS : fail(done.error().message);

@@ -149,7 +149,9 @@ int run(int argc, char** argv) {
   CLI::App app{"ringhub: an io_uring relay hub"};
   Options options;
   add_flags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (const std::optional<int> exit_status = ringhub::cli::parse_command_line(app, argc, argv)) {
+    return *exit_status;
+  }
   options.hub.shutdown_grace = std::chrono::milliseconds(options.shutdown_grace_ms);
   options.hub.idle_poll = std::chrono::microseconds(options.idle_poll_us);
   options.hub.frame_timeout = std::chrono::milliseconds(options.frame_timeout_ms);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/cli_checks.hpp"
 #include "perf/guarded_main.hpp"
 #include "perf/limits/loopback.hpp"
 #include "perf/limits/memcpy_bandwidth.hpp"
@@ -23,7 +24,6 @@ using namespace ringhub::limits;
 
 // 0: every measurement ran; 1: one failed; 2: bad flags (CLI11's own code for parse errors is 105+).
 constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 constexpr std::size_t kMiB = 1U << 20;
 // A byte budget per loopback repetition no loopback reaches in the planned time (64 GiB/s), so the
 // duration is what ends a run, yet a run is bounded by bytes too.
@@ -172,11 +172,8 @@ static int run(int argc, char** argv) {
   CLI::App app{"ringhub-limits: loopback TCP, memcpy bandwidth and the relay floor on this box"};
   Options options;
   add_flags(app, options);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    const int code = app.exit(error);
-    return code == 0 ? 0 : kExitUsage;
+  if (const std::optional<int> exit_status = ringhub::cli::parse_command_line(app, argc, argv)) {
+    return *exit_status;
   }
   auto measurements = plan(options);
   for (auto& m : measurements) {

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include "apps/cli_checks.hpp"
 #include "perf/guarded_main.hpp"
 #include "perf/loadgen/perf_options.hpp"
 #include "perf/loadgen/perf_report.hpp"
@@ -15,7 +16,7 @@
 namespace {
 
 constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
+using ringhub::cli::kExitUsage;
 
 std::atomic<bool> g_abort{false};
 
@@ -39,7 +40,9 @@ static int run(int argc, char** argv) {
   CLI::App app{"ringhub-perf: one pub/sub workload against ringhub, NATS or Redis (loopback only)"};
   PerfOptions options;
   add_flags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (const std::optional<int> exit_status = ringhub::cli::parse_command_line(app, argc, argv)) {
+    return *exit_status;
+  }
   if (auto finished = finish_options(options); !finished) {
     fmt::print(stderr, "ringhub-perf: {}\n", finished.error().message);
     return kExitUsage;

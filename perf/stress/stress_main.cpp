@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include "apps/cli_checks.hpp"
 #include "perf/guarded_main.hpp"
 #include "perf/stress/options.hpp"
 #include "perf/stress/report.hpp"
@@ -34,7 +35,9 @@ static int run(int argc, char** argv) {
   CLI::App app{"ringhub-stress: many clients on io_uring against one ringhub (loopback only)"};
   Options options;
   add_flags(app, options);
-  CLI11_PARSE(app, argc, argv);
+  if (const std::optional<int> exit_status = ringhub::cli::parse_command_line(app, argc, argv)) {
+    return *exit_status;
+  }
   auto plan = make_plan(options);
   if (!plan) {
     fmt::print(stderr, "ringhub-stress: {}\n", plan.error().message);

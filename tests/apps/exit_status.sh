@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every ringhub program's exit status for a command line it cannot use (2, with a message on stderr)
+# and for --help (0, the usage on stdout), and ringhub-client's for a failure at run time (1), so a
+# script can tell a mistake in its own command from a hub that did not answer.
+# Usage: exit_status.sh RINGHUB RINGHUB_CLIENT RINGHUB_STRESS RINGHUB_PERF RINGHUB_LIMITS
+set -u
+failures=0
+
+# expect STATUS STREAM PATTERN COMMAND...: the command exits STATUS and STREAM (out or err) matches PATTERN.
+expect() {
+  local want=$1 stream=$2 pattern=$3
+  shift 3
+  local out err status
+  out=$(mktemp) err=$(mktemp)
+  timeout 20 "$@" >"${out}" 2>"${err}"
+  status=$?
+  local text
+  if [[ ${stream} == out ]]; then text=$(cat "${out}"); else text=$(cat "${err}"); fi
+  if [[ ${status} -ne ${want} ]] || ! grep -q -- "${pattern}" <<<"${text}"; then
+    echo "FAIL: $* exited ${status} (want ${want}); std${stream}: ${text:0:300}"
+    failures=$((failures + 1))
+  else
+    echo "ok: $(basename "$1") ${*:2} -> ${status}"
+  fi
+  rm -f "${out}" "${err}"
+}
+
+hub=$1 client=$2 stress=$3 perf=$4 limits=$5
+for program in "${hub}" "${client}" "${stress}" "${perf}" "${limits}"; do
+  expect 0 out "Usage" "${program}" --help
+  expect 2 err "no-such-flag" "${program}" --no-such-flag
+done
+expect 2 err "must be a port from 0 to 65535" "${hub}" --relay-port 70000
+expect 2 err "Could not convert" "${hub}" --shards many
+expect 2 err "unknown command 'bogus'" "${client}" bogus
+expect 2 err "--message is required" "${client}" line
+# Port 1 on loopback: nothing listens there, so the connect is refused at once.
+expect 1 err "cannot reach hub" "${client}" --hub 127.0.0.1:1 identity
+
+if [[ ${failures} -ne 0 ]]; then
+  echo "${failures} failure(s)"
+  exit 1
+fi
