@@ -9,10 +9,18 @@
 
 namespace ringhub {
 
-// Bytes malloc really hands out for a request of `bytes`: an 8-byte chunk header, rounded up to 16
-// (glibc). Charging this, not the payload, keeps tiny replies from hiding 3x their size.
+// glibc's malloc hands out chunks in multiples of this.
+inline constexpr std::size_t kMallocGranule = 16;
+
+// `bytes` rounded up to a multiple of kMallocGranule.
+constexpr std::size_t malloc_granules(std::size_t bytes) {
+  return (bytes + kMallocGranule - 1) & ~(kMallocGranule - 1);
+}
+
+// Bytes malloc really hands out for a request of `bytes`: an 8-byte chunk header, rounded up to a
+// granule (glibc). Charging this, not the payload, keeps tiny replies from hiding 3x their size.
 constexpr std::size_t malloc_footprint(std::size_t bytes) {
-  return (bytes + 8 + 15) & ~std::size_t{15};
+  return malloc_granules(bytes + 8);
 }
 
 // Contract: written by one shard thread; read (bytes_published) by any thread. A block charged on one

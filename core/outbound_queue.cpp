@@ -92,6 +92,15 @@ std::uint32_t OutboundQueue::next_append_block_size(std::uint32_t length) const 
   // small copies costs few allocations. Sized to the copy alone (or doubled only through unbroken runs
   // of copies, which frames lent in between keep breaking) it cost a malloc per frame or two, and K=1
   // 1 KiB at a fixed rate stalled again (docs/perf/README.md, "A stall at a fixed rate").
+  // But room that the slices between copies keep leaving behind is wasted: one reply placeholder after
+  // every copy (pipelined IDENTITY and LIST on a hub of several shards) left a queue-sized block per
+  // reply, and 2,400 such pairs from a client that read everything cut it as a slow consumer. So once
+  // the room left behind outweighs what is queued, a copy gets a block of its own size (to the malloc
+  // granule, so the slice's measure still covers what the block is charged): the room wasted stays
+  // below the queued bytes plus one block.
+  if (left_behind_room_ > queued_bytes_) {
+    return static_cast<std::uint32_t>(malloc_granules(length + kSliceOverheadBytes) - kSliceOverheadBytes);
+  }
   const std::size_t wanted = std::min(queued_bytes_ + length + kSliceOverheadBytes, kMaxAppendAllocation);
   const std::size_t allocation = std::max(std::bit_ceil(wanted), kMinAppendAllocation);
   return static_cast<std::uint32_t>(std::max<std::size_t>(allocation - kSliceOverheadBytes, length));

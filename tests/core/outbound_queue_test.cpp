@@ -863,6 +863,28 @@ TEST(OutboundQueueCopyTest, BlocksLeftBehindAreMeasuredUntilTheyAreSent) {
   EXPECT_EQ(account.bytes(), 0);
 }
 
+TEST(OutboundQueueCopyTest, PlaceholdersBetweenCopiesLeaveLittleRoomBehind) {
+  // Pipelined IDENTITY and LIST on a hub of several shards: a small reply copied, then a LIST's
+  // placeholder, thousands of times before the first gather comes back.
+  MemoryAccount account;
+  OutboundQueue q(&account);
+  const std::vector<std::uint8_t> reply = pattern(24, 3);
+  constexpr int kPairs = 10'000;
+  for (int i = 0; i < kPairs; ++i) {
+    ASSERT_TRUE(q.push_copy(bytes_of(reply)));
+    q.push_placeholder(static_cast<std::uint32_t>(i));
+  }
+  const std::size_t per_slice = OutboundQueue::kSliceOverheadBytes + 2 * sizeof(Slice);
+  EXPECT_LE(q.memory_bytes(),
+            2 * q.queued_bytes() + OutboundQueue::kMaxAppendAllocation + 2 * kPairs * per_slice)
+      << "room left behind stays below the queued bytes plus one block";
+  EXPECT_LE(static_cast<std::size_t>(account.bytes()), q.memory_bytes() + 2 * kPairs * 16)
+      << "the blocks behind the copies are no larger than measured (malloc rounding aside)";
+  q.clear();
+  q.release_spare_ring();
+  EXPECT_EQ(account.bytes(), 0);
+}
+
 TEST(OutboundQueueCopyTest, ARunOfCopiesTakesFewBlocksAndLittleRoomBeyondTheTail) {
   OutboundQueue q;
   const std::vector<std::uint8_t> frame = pattern(1040, 1);
