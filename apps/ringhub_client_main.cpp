@@ -52,6 +52,7 @@ struct Options {
 };
 
 struct Commands {
+  CLI::Option* hub = nullptr;
   CLI::App* identity = nullptr;
   CLI::App* list = nullptr;
   CLI::App* relay = nullptr;
@@ -74,8 +75,11 @@ CLI::Validator user_id_check() {
 }
 
 Commands add_commands(CLI::App& app, Options& o) {
-  app.add_option("--hub", o.hub, "Hub address as HOST:PORT ([v6]:PORT for an IPv6 literal)")
-      ->capture_default_str();
+  Commands c;
+  c.hub = app.add_option(
+                 "--hub", o.hub,
+                 "Relay hub address as HOST:PORT ([v6]:PORT for an IPv6 literal); `line` takes --line-hub")
+              ->capture_default_str();
   app.add_option("--timeout", o.timeout_ms, "Milliseconds to wait for the connection and for each reply")
       ->capture_default_str()
       ->check(CLI::Range(1U, kLongestTimeoutMs));
@@ -84,7 +88,6 @@ Commands add_commands(CLI::App& app, Options& o) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the subcommand too
 
-  Commands c;
   c.identity = app.add_subcommand("identity", "Print this connection's id");
   c.list = app.add_subcommand("list", "Print the ids of the other connected clients");
   c.relay = app.add_subcommand("relay", "Relay one body (--body, --file, or else stdin)");
@@ -316,6 +319,12 @@ int parse_and_run(int argc, char** argv) {
       return ringhub::cli::kExitUsage;
     }
     fail(fmt::format("{} (see --help)", e.what()));
+    return ringhub::cli::kExitUsage;
+  }
+  if (*commands.line && commands.hub->count() > 0) {
+    // --hub names the relay port: taking it for the line port would speak the wrong protocol, and
+    // ignoring it would reach whatever listens on --line-hub's default.
+    fail("line takes its address from --line-hub, not --hub (the relay protocol's port)");
     return ringhub::cli::kExitUsage;
   }
   const Result<void> done = run(options, commands);

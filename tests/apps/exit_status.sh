@@ -34,6 +34,7 @@ expect 2 err "must be a port from 0 to 65535" "${hub}" --relay-port 70000
 expect 2 err "Could not convert" "${hub}" --shards many
 expect 2 err "unknown command 'bogus'" "${client}" bogus
 expect 2 err "--message is required" "${client}" line
+expect 2 err "not --hub" "${client}" --hub 127.0.0.1:1 line --message x
 # Port 1 on loopback: nothing listens there, so the connect is refused at once.
 expect 1 err "cannot reach hub" "${client}" --hub 127.0.0.1:1 identity
 
