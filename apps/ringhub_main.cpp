@@ -9,6 +9,7 @@
 
 #include "apps/cli_checks.hpp"
 #include "core/endpoint_text.hpp"
+#include "core/line_protocol.hpp"
 #include "transport/hub.hpp"
 
 namespace {
@@ -40,7 +41,7 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--max-line-bytes", o.hub.max_line_bytes,
                  "Longest line protocol line; longer gets an error and a close")
       ->capture_default_str()
-      ->check(ringhub::cli::positive(o.hub.max_line_bytes));
+      ->check(ringhub::cli::whole_number(o.hub.max_line_bytes, ringhub::kShortestUsableMaxLineBytes));
   app.add_option("--max-line-pending-bytes", o.hub.max_line_pending_bytes,
                  "Unanswered `message X` one line connection may have (X bytes + 256 each) before the "
                  "hub stops reading it until oks come back")

@@ -49,6 +49,8 @@ inline constexpr std::string_view kErrorLinePrefix = "error ";
 // The two verbs, each with the single space that separates it from its payload X.
 inline constexpr std::string_view kMessagePrefix = "message ";
 inline constexpr std::string_view kOkPrefix = "ok ";
+// The shortest --max-line-bytes that lets any message through: "message x", a one-byte X.
+inline constexpr std::size_t kShortestUsableMaxLineBytes = kMessagePrefix.size() + 1;
 
 enum class LineStatus : std::uint8_t {
   kOk,       // every byte was consumed; a partial line may be held for the next feed

@@ -95,8 +95,10 @@ enum class MetricType { kCounter, kGauge };
     "Line-protocol acknowledgements that matched no pending message.")                                     \
   X(line_protocol_errors, Count, kShard, kCounter, "ringhub_line_protocol_errors_total", "",               \
     "Malformed line-protocol input refused.")                                                              \
-  X(line_messages_in, Count, kShard, kCounter, "", "", "`message X` lines received.")                      \
-  X(line_oks_delivered, Count, kShard, kCounter, "", "", "`ok X` lines written to the origin.")
+  X(line_messages_in, Count, kShard, kCounter, "ringhub_line_messages_total", "",                          \
+    "Line-protocol `message X` lines received.")                                                           \
+  X(line_oks_delivered, Count, kShard, kCounter, "ringhub_line_oks_delivered_total", "",                   \
+    "Line-protocol `ok X` lines written to the connection that sent `message X`.")
 
 // A snapshot of every figure, summed over the shards (plus what the hub fills in).
 struct HubStats {

@@ -32,6 +32,7 @@ for program in "${hub}" "${client}" "${stress}" "${perf}" "${limits}"; do
 done
 expect 2 err "must be a port from 0 to 65535" "${hub}" --relay-port 70000
 expect 2 err "Could not convert" "${hub}" --shards many
+expect 2 err "at least 9" "${hub}" --max-line-bytes 8
 expect 2 err "unknown command 'bogus'" "${client}" bogus
 expect 2 err "--message is required" "${client}" line
 expect 2 err "not --hub" "${client}" --hub 127.0.0.1:1 line --message x

@@ -55,6 +55,8 @@ const std::vector<std::string> kFamilies = {
     "ringhub_line_reforwards_total",
     "ringhub_line_unmatched_oks_total",
     "ringhub_line_protocol_errors_total",
+    "ringhub_line_messages_total",
+    "ringhub_line_oks_delivered_total",
     "process_resident_memory_bytes",
     "process_open_fds",
     "ringhub_uptime_seconds",
@@ -98,7 +100,7 @@ HubStats known_stats() {
   s.line_reforwards = 23;
   s.line_unmatched_oks = 24;
   s.line_protocol_errors = 25;
-  s.line_messages_in = 26;  // not exported
+  s.line_messages_in = 26;
   s.line_oks_delivered = 27;
   for (std::size_t code = 1; code < kErrorCodeSlots; ++code) {
     s.protocol_errors[code] = 100 + code;
@@ -371,6 +373,12 @@ ringhub_line_unmatched_oks_total 24
 # HELP ringhub_line_protocol_errors_total Malformed line-protocol input refused.
 # TYPE ringhub_line_protocol_errors_total counter
 ringhub_line_protocol_errors_total 25
+# HELP ringhub_line_messages_total Line-protocol `message X` lines received.
+# TYPE ringhub_line_messages_total counter
+ringhub_line_messages_total 26
+# HELP ringhub_line_oks_delivered_total Line-protocol `ok X` lines written to the connection that sent `message X`.
+# TYPE ringhub_line_oks_delivered_total counter
+ringhub_line_oks_delivered_total 27
 # HELP process_resident_memory_bytes Resident memory size in bytes.
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 52428800
