@@ -71,22 +71,28 @@ void ConnectionLifecycle::close_with_error(Connection& conn, protocol::ErrorCode
   if (code == protocol::ErrorCode::kSlowConsumer) {
     counters_.slow_consumer_closes.add(1);
   }
+  // A slow consumer is closed for what is queued: that goes. Any other error leaves the client owed what
+  // the hub queued before it (replies to the requests before the offending frame, deliveries).
+  const QueuedBytes queued =
+      code == protocol::ErrorCode::kSlowConsumer ? QueuedBytes::kDropped : QueuedBytes::kWritten;
   if (conn.protocol == Protocol::kLine) {  // a line connection that will not read: the line protocol's words
-    begin_drain(conn, DrainDeadline::kLinger, kSlowConsumerLine);
+    begin_drain(conn, DrainDeadline::kLinger, kSlowConsumerLine, queued);
     return;
   }
   error_frame_.clear();
   codec::append_error(error_frame_, code, protocol::error_code_name(code));
   begin_drain(conn, DrainDeadline::kLinger,
-              std::string_view(reinterpret_cast<const char*>(error_frame_.data()), error_frame_.size()));
+              std::string_view(reinterpret_cast<const char*>(error_frame_.data()), error_frame_.size()),
+              queued);
 }
 
-void ConnectionLifecycle::begin_drain(Connection& conn, DrainDeadline deadline, std::string_view last_words) {
+void ConnectionLifecycle::begin_drain(Connection& conn, DrainDeadline deadline, std::string_view last_words,
+                                      QueuedBytes queued) {
   if (conn.state != ConnState::kOpen) {
     return;
   }
   unregister(conn);
-  drain(conn, deadline, last_words);
+  drain(conn, deadline, last_words, queued);
 }
 
 void ConnectionLifecycle::begin_half_closed_line_drain(Connection& conn) {
@@ -96,14 +102,16 @@ void ConnectionLifecycle::begin_half_closed_line_drain(Connection& conn) {
   conn.registered = false;
   live_connections_.fetch_sub(1, std::memory_order_relaxed);
   conn.awaits_own_messages = events_.half_close_line(conn);
-  drain(conn, conn.awaits_own_messages ? DrainDeadline::kOwnMessages : DrainDeadline::kGrace, {});
+  drain(conn, conn.awaits_own_messages ? DrainDeadline::kOwnMessages : DrainDeadline::kGrace, {},
+        QueuedBytes::kWritten);
 }
 
 bool ConnectionLifecycle::awaits_own_messages(const Connection& conn) {
   return conn.awaits_own_messages && conn.line_half_closed && conn.line_pending_bytes > 0;
 }
 
-void ConnectionLifecycle::drain(Connection& conn, DrainDeadline deadline, std::string_view last_words) {
+void ConnectionLifecycle::drain(Connection& conn, DrainDeadline deadline, std::string_view last_words,
+                                QueuedBytes queued) {
   conn.state = ConnState::kDraining;
   // Its input is discarded from now on and adds no memory: one the gate kept out is read again (until
   // EOF), and a frame it waited to reserve room for is gone.
@@ -111,11 +119,13 @@ void ConnectionLifecycle::drain(Connection& conn, DrainDeadline deadline, std::s
   gate_.forget(conn);
   conn.assembler.reset();
   ConnectionClocks::forget(conn);
-  if (!last_words.empty()) {
-    // Keep only what a send in flight points at (whole frames or lines), then the last words.
+  if (queued == QueuedBytes::kDropped) {
+    // Keep only what a send in flight points at (whole frames or lines): the last words follow it.
     const std::size_t before = conn.outbound.queued_bytes();
     conn.outbound.truncate_after(conn.inflight_bytes);
     sender_.forget(before - conn.outbound.queued_bytes());
+  }
+  if (!last_words.empty()) {
     send_text(conn, last_words);
   }
   io_uring_sqe* entry = ring_.next_sqe();

@@ -42,6 +42,12 @@ enum class DrainDeadline : std::uint8_t {
   kOwnMessages,  // kOwnMessagesWait (within the grace)
 };
 
+// What becomes of the bytes queued for a connection when it is given last words.
+enum class QueuedBytes : std::uint8_t {
+  kWritten,  // written first: replies and deliveries the client is owed, then the last words
+  kDropped,  // dropped after what a send in flight points at: the queue is why it is closed (ERROR 6)
+};
+
 // What the lifecycle asks of the shard it serves: the protocols and the read side are the shard's.
 class LifecycleEvents {
  public:
@@ -83,10 +89,12 @@ class ConnectionLifecycle {
   bool try_register(Connection& conn, std::size_t max_connections, bool shard_full);
 
   // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`.
-  // With `last_words` (an ERROR frame or error line), the queue is first cut after what a send in flight
-  // points at, then they are queued. Only an open connection begins a drain.
-  void begin_drain(Connection& conn, DrainDeadline deadline, std::string_view last_words = {});
-  // Ends `conn` with ERROR `code`, then a drain. A line connection, which the hub ends this way only
+  // `last_words` (an ERROR frame or error line) follow what is queued, or replace it (`queued`). Only an
+  // open connection begins a drain.
+  void begin_drain(Connection& conn, DrainDeadline deadline, std::string_view last_words = {},
+                   QueuedBytes queued = QueuedBytes::kWritten);
+  // Ends `conn` with ERROR `code`, then a drain; what was queued for it is written first, except for a
+  // slow consumer (ERROR 6), whose queue is dropped. A line connection, which the hub ends this way only
   // for not reading, gets `error slow consumer` instead.
   void close_with_error(Connection& conn, protocol::ErrorCode code);
   // After a line client's EOF: it leaves the line service but is still written to while it drains.
@@ -116,7 +124,7 @@ class ConnectionLifecycle {
 
  private:
   void unregister(Connection& conn);
-  void drain(Connection& conn, DrainDeadline deadline, std::string_view last_words);
+  void drain(Connection& conn, DrainDeadline deadline, std::string_view last_words, QueuedBytes queued);
   static bool awaits_own_messages(const Connection& conn);
   const __kernel_timespec* timespec_of(DrainDeadline deadline) const;
 

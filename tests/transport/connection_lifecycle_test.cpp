@@ -224,7 +224,7 @@ TEST_F(ConnectionLifecycleTest, ALineConnectionIsToldInItsOwnProtocol) {
   EXPECT_TRUE(ended);
 }
 
-TEST_F(ConnectionLifecycleTest, LastWordsReplaceWhatWasQueuedButNotYetSent) {
+TEST_F(ConnectionLifecycleTest, ASlowConsumersQueueIsDroppedForItsError) {
   Connection& conn = open(Protocol::kRelay);
   const int peer = peer_of(conn);
   const std::string queued = "bytes no send has taken yet";
@@ -235,6 +235,18 @@ TEST_F(ConnectionLifecycleTest, LastWordsReplaceWhatWasQueuedButNotYetSent) {
   ASSERT_TRUE(all_freed());
   EXPECT_EQ(drain_peer_fd(peer).first, error_frame(protocol::ErrorCode::kSlowConsumer));
   EXPECT_EQ(sender_.queued_bytes(), 0U);
+}
+
+TEST_F(ConnectionLifecycleTest, AnyOtherErrorFollowsWhatTheClientIsOwed) {
+  Connection& conn = open(Protocol::kRelay);
+  const int peer = peer_of(conn);
+  const std::string queued = "a reply to a request before the bad frame";
+  ASSERT_TRUE(sender_.enqueue_copy(
+      conn, std::span(reinterpret_cast<const std::uint8_t*>(queued.data()), queued.size()),
+      CopyReason::kReply));
+  lifecycle_.close_with_error(conn, protocol::ErrorCode::kUnknownType);
+  ASSERT_TRUE(all_freed());
+  EXPECT_EQ(drain_peer_fd(peer).first, queued + error_frame(protocol::ErrorCode::kUnknownType));
 }
 
 TEST_F(ConnectionLifecycleTest, AHalfClosedLineClientWaitsForItsOwnMessagesWithinTheirDeadline) {

@@ -128,19 +128,17 @@ void expect_eof(RelayClient& client) {
   EXPECT_EQ(after.error().domain, ErrorDomain::kNone) << "wanted EOF, got: " << after.error().message;
 }
 
-// ERROR with `code` then EOF, after at most `max_replies` IDENTITY_REPLYs to frames sent before the
-// bad one.
-void expect_error_then_eof(RelayClient& client, ErrorCode code, int max_replies = 0) {
-  for (int replies = 0;; ++replies) {
+// Exactly `replies` IDENTITY_REPLYs (to the frames sent before the bad one: the client is owed them),
+// then ERROR with `code`, then EOF.
+void expect_error_then_eof(RelayClient& client, ErrorCode code, int replies = 0) {
+  for (int i = 0; i < replies; ++i) {
     Result<Frame> frame = client.read_frame(kWait);
-    ASSERT_TRUE(frame.ok()) << "wanted ERROR " << static_cast<int>(code)
-                            << ", got: " << frame.error().message;
-    if (frame->header.type == FrameType::kIdentityReply && replies < max_replies) {
-      continue;
-    }
-    ASSERT_NO_FATAL_FAILURE(expect_error_frame(*frame, code));
-    break;
+    ASSERT_TRUE(frame.ok()) << "wanted IDENTITY_REPLY " << i << ", got: " << frame.error().message;
+    ASSERT_EQ(frame->header.type, FrameType::kIdentityReply) << "reply " << i << " before the ERROR";
   }
+  Result<Frame> frame = client.read_frame(kWait);
+  ASSERT_TRUE(frame.ok()) << "wanted ERROR " << static_cast<int>(code) << ", got: " << frame.error().message;
+  ASSERT_NO_FATAL_FAILURE(expect_error_frame(*frame, code));
   expect_eof(client);
 }
 
@@ -216,8 +214,7 @@ struct Violation {
   std::string name;
   Bytes bytes;  // what the offending client writes, in one write
   ErrorCode code;
-  // Valid IDENTITYs written ahead of the bad frame: the hub answers them but may drop the replies it
-  // has not sent yet when it turns to the ERROR (docs/protocol.md), so 0 to this many replies arrive.
+  // Valid IDENTITYs written ahead of the bad frame: each is answered before the ERROR (docs/protocol.md).
   int replies_before = 0;
 };
 
