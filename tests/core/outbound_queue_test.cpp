@@ -869,16 +869,17 @@ TEST(OutboundQueueCopyTest, PlaceholdersBetweenCopiesLeaveLittleRoomBehind) {
   MemoryAccount account;
   OutboundQueue q(&account);
   const std::vector<std::uint8_t> reply = pattern(24, 3);
-  constexpr int kPairs = 10'000;
-  for (int i = 0; i < kPairs; ++i) {
+  constexpr std::uint32_t kPairs = 10'000;
+  for (std::uint32_t i = 0; i < kPairs; ++i) {
     ASSERT_TRUE(q.push_copy(bytes_of(reply)));
-    q.push_placeholder(static_cast<std::uint32_t>(i));
+    q.push_placeholder(i);
   }
   const std::size_t per_slice = OutboundQueue::kSliceOverheadBytes + 2 * sizeof(Slice);
   EXPECT_LE(q.memory_bytes(),
-            2 * q.queued_bytes() + OutboundQueue::kMaxAppendAllocation + 2 * kPairs * per_slice)
+            2 * q.queued_bytes() + OutboundQueue::kMaxAppendAllocation + std::size_t{2} * kPairs * per_slice)
       << "room left behind stays below the queued bytes plus one block";
-  EXPECT_LE(static_cast<std::size_t>(account.bytes()), q.memory_bytes() + 2 * kPairs * 16)
+  EXPECT_LE(static_cast<std::size_t>(account.bytes()),
+            q.memory_bytes() + std::size_t{2} * kPairs * kMallocGranule)
       << "the blocks behind the copies are no larger than measured (malloc rounding aside)";
   q.clear();
   q.release_spare_ring();
