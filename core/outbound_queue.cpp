@@ -45,7 +45,7 @@ void OutboundQueue::push(BlockRef block, std::uint32_t offset, std::uint32_t len
     grow();
   }
   Slice& s = at(count_);
-  s.block = std::move(block);
+  s.block.take_into_empty(std::move(block));  // slots past the tail are empty
   s.offset = offset;
   s.length = length;
   ++count_;
@@ -237,6 +237,9 @@ void OutboundQueue::pop_front() {
   head_sent_ = 0;
   if (count_ == 0) {
     tail_room_ = 0;
+    // The next burst starts at the ring's front, whose lines the last burst left in cache, rather than
+    // where this one ended, which a ring sized for the longest backlog may have evicted.
+    head_ = 0;
   }
   // Emptied by sending: the ring stays (charged) for the next burst; release_spare_ring() frees it.
 }

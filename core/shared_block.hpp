@@ -2,6 +2,7 @@
 // back to its pool) when the last reference goes. This is the zero-copy fan-out's currency.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <cstdlib>
 #include <utility>
@@ -71,6 +72,12 @@ class BlockRef {
     if (block_ != nullptr) {
       std::exchange(block_, nullptr)->drop_ref();
     }
+  }
+  // Takes `other`'s reference into this empty one: no old reference to drop, so the store needs no
+  // load of what was here (a queue's ring slot past its tail, often out of cache).
+  void take_into_empty(BlockRef&& other) {
+    assert(block_ == nullptr);
+    block_ = std::exchange(other.block_, nullptr);
   }
   SharedBlock* get() const { return block_; }
   SharedBlock* operator->() const { return block_; }
