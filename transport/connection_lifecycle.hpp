@@ -107,6 +107,12 @@ class ConnectionLifecycle {
   void begin_close(Connection& conn);
   // Closes the slot of a closing connection whose last op has come back.
   void maybe_finish_close(Connection& conn);
+  // An op that named `conn` has ended (a send, a hold on it): a draining connection may now send FIN,
+  // a closing one be closed.
+  void after_op(Connection& conn) {
+    continue_drain(conn);
+    maybe_finish_close(conn);
+  }
   // Queues `text` for `conn`; closes it when memory has run out (it cannot be answered).
   void send_text(Connection& conn, std::string_view text);
   // The hub is stopping: connections already draining get the grace rather than a longer linger, and

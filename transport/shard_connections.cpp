@@ -76,10 +76,7 @@ void Shard::SendEventsOnShard::on_slow_consumer(Connection& conn) {
 }
 
 void Shard::SendEventsOnShard::on_send_done(Connection& conn) {
-  if (conn.state == ConnState::kDraining) {
-    shard_.lifecycle_.continue_drain(conn);
-  }
-  shard_.lifecycle_.maybe_finish_close(conn);
+  shard_.lifecycle_.after_op(conn);
 }
 
 void Shard::SendEventsOnShard::on_notified(Connection& conn) {

@@ -74,10 +74,7 @@ void Shard::RelaySeamOnShard::hold(RelayPeer& peer) {
 void Shard::RelaySeamOnShard::release(RelayPeer& peer) {
   auto& conn = static_cast<Connection&>(peer);
   --conn.pending_ops;
-  shard_.lifecycle_.maybe_finish_close(conn);
-  if (conn.state == ConnState::kDraining) {
-    shard_.lifecycle_.continue_drain(conn);
-  }
+  shard_.lifecycle_.after_op(conn);
 }
 
 void Shard::RelaySeamOnShard::out_of_memory(RelayPeer& peer, std::string_view what) {

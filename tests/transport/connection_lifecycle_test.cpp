@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -67,12 +68,7 @@ struct SendToLifecycle final : SendEvents {
   void on_slow_consumer(Connection& conn) override {
     lifecycle->close_with_error(conn, protocol::ErrorCode::kSlowConsumer);
   }
-  void on_send_done(Connection& conn) override {
-    if (conn.state == ConnState::kDraining) {
-      lifecycle->continue_drain(conn);
-    }
-    lifecycle->maybe_finish_close(conn);
-  }
+  void on_send_done(Connection& conn) override { lifecycle->after_op(conn); }
   void on_notified(Connection& conn) override { lifecycle->maybe_finish_close(conn); }
   ConnectionLifecycle* lifecycle = nullptr;
 };
@@ -124,6 +120,11 @@ class ConnectionLifecycleTest : public ::testing::Test {
     return conn;
   }
   int peer_of(const Connection& conn) const { return peers_.at(conn.slot); }
+  // Queues `text` for `conn` as a reply the hub owes it; false when memory ran out.
+  bool queue_reply(Connection& conn, std::string_view text) {
+    return sender_.enqueue_copy(
+        conn, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), CopyReason::kReply);
+  }
 
   // Turns the loop (flush, submit, dispatch) until `done` holds or `patience` has passed.
   bool turn_until(const std::function<bool()>& done, std::chrono::milliseconds patience = kPatience) {
@@ -228,9 +229,7 @@ TEST_F(ConnectionLifecycleTest, ASlowConsumersQueueIsDroppedForItsError) {
   Connection& conn = open(Protocol::kRelay);
   const int peer = peer_of(conn);
   const std::string queued = "bytes no send has taken yet";
-  ASSERT_TRUE(sender_.enqueue_copy(
-      conn, std::span(reinterpret_cast<const std::uint8_t*>(queued.data()), queued.size()),
-      CopyReason::kReply));
+  ASSERT_TRUE(queue_reply(conn, queued));
   lifecycle_.close_with_error(conn, protocol::ErrorCode::kSlowConsumer);
   ASSERT_TRUE(all_freed());
   EXPECT_EQ(drain_peer_fd(peer).first, error_frame(protocol::ErrorCode::kSlowConsumer));
@@ -241,9 +240,7 @@ TEST_F(ConnectionLifecycleTest, AnyOtherErrorFollowsWhatTheClientIsOwed) {
   Connection& conn = open(Protocol::kRelay);
   const int peer = peer_of(conn);
   const std::string queued = "a reply to a request before the bad frame";
-  ASSERT_TRUE(sender_.enqueue_copy(
-      conn, std::span(reinterpret_cast<const std::uint8_t*>(queued.data()), queued.size()),
-      CopyReason::kReply));
+  ASSERT_TRUE(queue_reply(conn, queued));
   lifecycle_.close_with_error(conn, protocol::ErrorCode::kUnknownType);
   ASSERT_TRUE(all_freed());
   EXPECT_EQ(drain_peer_fd(peer).first, queued + error_frame(protocol::ErrorCode::kUnknownType));
