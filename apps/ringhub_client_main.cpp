@@ -1,7 +1,7 @@
 // ringhub-client: the relay and LINE protocols from the shell, for trying a hub out and for scripts.
 //   ringhub-client identity | list | relay --to 2,3 --body hi | listen --count 1 | line --message hi
 // Parses flags, calls client/relay_client or client/line_client, prints results; errors go to stderr
-// with exit status 1.
+// with exit status 2 for a command line it cannot use and 1 for a failure at run time.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -74,12 +74,49 @@ CLI::Validator user_id_check() {
   return CLI::Validator(check, "ID");
 }
 
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+// HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
+// FLAG (with its trailing space, or empty) leads the error's message.
+Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) {
+  const std::size_t colon = text.rfind(':');
+  const Error bad = system_error(EINVAL, fmt::format("{}wants HOST:PORT, not '{}'", flag, text));
+  if (colon == std::string::npos || colon == 0) {
+    return bad;
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string port = text.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || value == 0 || value > 65535) {
+    return bad;
+  }
+  return Endpoint{host, static_cast<std::uint16_t>(value)};
+}
+
+// An address flag is checked while parsing, so a typo is a usage error (exit 2) before any connect.
+// CLI11 names the flag in front of the message itself.
+CLI::Validator endpoint_check() {
+  const auto check = [](std::string& text) -> std::string {
+    const Result<Endpoint> endpoint = parse_endpoint(text, "");
+    return endpoint ? "" : endpoint.error().message;
+  };
+  return CLI::Validator(check, "HOST:PORT");
+}
+
 Commands add_commands(CLI::App& app, Options& o) {
   Commands c;
   c.hub = app.add_option(
                  "--hub", o.hub,
                  "Relay hub address as HOST:PORT ([v6]:PORT for an IPv6 literal); `line` takes --line-hub")
-              ->capture_default_str();
+              ->capture_default_str()
+              ->check(endpoint_check());
   app.add_option("--timeout", o.timeout_ms, "Milliseconds to wait for the connection and for each reply")
       ->capture_default_str()
       ->check(CLI::Range(1U, kLongestTimeoutMs));
@@ -108,35 +145,12 @@ Commands add_commands(CLI::App& app, Options& o) {
   c.line->add_option("--attempts", o.attempts, "Connection attempts before giving up")
       ->capture_default_str()
       ->check(ringhub::cli::positive(o.attempts));
-  c.line->add_option("--line-hub", o.line_hub, "LINE hub address as HOST:PORT")->capture_default_str();
+  c.line->add_option("--line-hub", o.line_hub, "LINE hub address as HOST:PORT")
+      ->capture_default_str()
+      ->check(endpoint_check());
   // --timeout and -v are the program's flags, which a subcommand's --help does not list.
   c.line->footer("--timeout MS (before or after `line`) bounds the connect and each wait for `ok X`.");
   return c;
-}
-
-struct Endpoint {
-  std::string host;
-  std::uint16_t port = 0;
-};
-
-// HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
-Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) {
-  const std::size_t colon = text.rfind(':');
-  const Error bad = system_error(EINVAL, fmt::format("{} wants HOST:PORT, not '{}'", flag, text));
-  if (colon == std::string::npos || colon == 0) {
-    return bad;
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  const std::string port = text.substr(colon + 1);
-  char* end = nullptr;
-  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || value == 0 || value > 65535) {
-    return bad;
-  }
-  return Endpoint{host, static_cast<std::uint16_t>(value)};
 }
 
 Result<std::vector<std::uint8_t>> load_body(const Options& o, const Commands& c) {
@@ -170,7 +184,7 @@ void print_line(const std::string& line) {
 }
 
 Result<RelayClient> connect(const Options& o) {
-  Result<Endpoint> endpoint = parse_endpoint(o.hub, "--hub");
+  Result<Endpoint> endpoint = parse_endpoint(o.hub, "--hub ");
   if (!endpoint) {
     return endpoint.error();
   }
@@ -239,7 +253,7 @@ Result<void> run_listen(RelayClient& client, const Options& o) {
 
 // The LINE client makes its own connections, reconnecting as it needs to: no RelayClient here.
 Result<void> run_line(const Options& o) {
-  Result<Endpoint> endpoint = parse_endpoint(o.line_hub, "--line-hub");
+  Result<Endpoint> endpoint = parse_endpoint(o.line_hub, "--line-hub ");
   if (!endpoint) {
     return endpoint.error();
   }

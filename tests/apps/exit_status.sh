@@ -36,6 +36,8 @@ expect 2 err "at least 9" "${hub}" --max-line-bytes 8
 expect 2 err "unknown command 'bogus'" "${client}" bogus
 expect 2 err "--message is required" "${client}" line
 expect 2 err "not --hub" "${client}" --hub 127.0.0.1:1 line --message x
+expect 2 err "--hub: wants HOST:PORT, not 'nocolon'" "${client}" --hub nocolon identity
+expect 2 err "--line-hub: wants HOST:PORT" "${client}" line --line-hub 127.0.0.1:0 --message x
 # Port 1 on loopback: nothing listens there, so the connect is refused at once.
 expect 1 err "cannot reach hub" "${client}" --hub 127.0.0.1:1 identity
 
