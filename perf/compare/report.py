@@ -745,7 +745,11 @@ def limits_section(results):
              ("memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", gbps),
              ("memcpy_1mib_dram_bytes_per_s", f"memcpy 1 MiB, DRAM ({limits.get('dram_set_mib')} MiB sets)", gbps),
              ("relay_copy_ns_per_byte", f"relay floor, read/write: relay CPU per byte ({floor})", nspb),
-             ("relay_splice_ns_per_byte", f"relay floor, splice: relay CPU per byte ({floor})", nspb)]
+             ("relay_copy_load_ns_per_byte", "relay floor, read/write: writers' and readers' CPU per byte", nspb),
+             ("relay_copy_bytes_per_s", "relay floor, read/write: bytes relayed", gbps),
+             ("relay_splice_ns_per_byte", f"relay floor, splice: relay CPU per byte ({floor})", nspb),
+             ("relay_splice_load_ns_per_byte", "relay floor, splice: writers' and readers' CPU per byte", nspb),
+             ("relay_splice_bytes_per_s", "relay floor, splice: bytes relayed", gbps)]
     rows = []
     for key, label, (scale, unit, digits) in names:
         if key not in limits:

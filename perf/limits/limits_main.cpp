@@ -49,12 +49,18 @@ struct Unit {
 constexpr Unit kGigabytesPerSecond{"GB/s", 1e-9, 0};
 constexpr Unit kNanosecondsPerByte{"ns/B", 1.0, 4};
 
-struct Measurement {
+// One figure a measurement yields, with a sample per repetition.
+struct Figure {
   std::string key;    // JSON key
   std::string label;  // human-readable line
-  std::function<Result<double>()> run;
-  std::vector<double> samples;
   Unit unit = kGigabytesPerSecond;
+  std::vector<double> samples;
+};
+
+// One measurement, repeated; each run yields one value per figure, in the figures' order.
+struct Measurement {
+  std::function<Result<std::vector<double>>()> run;
+  std::vector<Figure> figures;
 };
 
 void add_flags(CLI::App& app, Options& options) {
@@ -80,6 +86,45 @@ void add_flags(CLI::App& app, Options& options) {
   app.add_flag("--json", options.json, "Print one JSON object instead of text");
 }
 
+// A measurement of one figure, from a function that returns just that value.
+template <typename Measure>
+Measurement single(std::string key, std::string label, Unit unit, Measure measure) {
+  return {[measure]() -> Result<std::vector<double>> {
+            Result<double> value = measure();
+            if (!value) {
+              return value.error();
+            }
+            return std::vector<double>{*value};
+          },
+          {{std::move(key), std::move(label), unit, {}}}};
+}
+
+// The relay floor by one method: the relay's CPU per byte (the floor), the writers' and readers'
+// CPU per byte, and the bytes relayed per second.
+// `method` names its JSON keys and `name` its lines.
+Measurement relay_floor(const RelayFloorSpec& spec, std::string_view method, std::string_view name,
+                        const std::string& where) {
+  return {[spec]() -> Result<std::vector<double>> {
+            Result<RelayFloor> floor = measure_relay_floor(spec);
+            if (!floor) {
+              return floor.error();
+            }
+            return std::vector<double>{floor->relay_ns_per_byte, floor->load_ns_per_byte, floor->bytes_per_s};
+          },
+          {{fmt::format("relay_{}_ns_per_byte", method),
+            fmt::format("relay floor, {}: relay CPU per byte ({})", name, where),
+            kNanosecondsPerByte,
+            {}},
+           {fmt::format("relay_{}_load_ns_per_byte", method),
+            fmt::format("relay floor, {}: writers' and readers' CPU per byte", name),
+            kNanosecondsPerByte,
+            {}},
+           {fmt::format("relay_{}_bytes_per_s", method),
+            fmt::format("relay floor, {}: bytes relayed", name),
+            kGigabytesPerSecond,
+            {}}}};
+}
+
 std::vector<Measurement> plan(const Options& options) {
   const auto loopback = [options](std::size_t write_size) {
     LoopbackSpec spec{write_size, options.duration_s,
@@ -92,39 +137,32 @@ std::vector<Measurement> plan(const Options& options) {
     return [spec] { return measure_memcpy(spec); };
   };
   const auto relay = [options](RelayMethod method) {
-    RelayFloorSpec spec{method,
-                        options.relay_streams,
-                        kMiB,
-                        options.duration_s,
-                        static_cast<std::uint64_t>(options.duration_s * kMaxLoopbackBytesPerSecond),
-                        options.relay_cpu,
-                        options.load_cpu};
-    return [spec] { return measure_relay_floor(spec); };
+    return RelayFloorSpec{method,
+                          options.relay_streams,
+                          kMiB,
+                          options.duration_s,
+                          static_cast<std::uint64_t>(options.duration_s * kMaxLoopbackBytesPerSecond),
+                          options.relay_cpu,
+                          options.load_cpu};
   };
   const auto placed = [](int cpu) {
     return cpu < 0 ? std::string("unpinned") : fmt::format("on CPU {}", cpu);
   };
   const std::string relay_where = fmt::format("{} x 1 MiB streams, relay {}, load {}", options.relay_streams,
                                               placed(options.relay_cpu), placed(options.load_cpu));
-  return {
-      {"loopback_1mib_bytes_per_s", "loopback TCP, 1 MiB writes", loopback(kMiB), {}},
-      {"loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes", loopback(std::size_t{64} * 1024), {}},
-      {"memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", copy(kMiB), {}},
-      {"memcpy_1mib_dram_bytes_per_s",
-       fmt::format("memcpy 1 MiB, DRAM ({} MiB sets)", options.dram_set_mib),
-       copy(options.dram_set_mib * kMiB),
-       {}},
-      {"relay_copy_ns_per_byte",
-       fmt::format("relay floor, read/write ({})", relay_where),
-       relay(RelayMethod::kCopy),
-       {},
-       kNanosecondsPerByte},
-      {"relay_splice_ns_per_byte",
-       fmt::format("relay floor, splice ({})", relay_where),
-       relay(RelayMethod::kSplice),
-       {},
-       kNanosecondsPerByte},
-  };
+  std::vector<Measurement> measurements;
+  measurements.push_back(
+      single("loopback_1mib_bytes_per_s", "loopback TCP, 1 MiB writes", kGigabytesPerSecond, loopback(kMiB)));
+  measurements.push_back(single("loopback_64kib_bytes_per_s", "loopback TCP, 64 KiB writes",
+                                kGigabytesPerSecond, loopback(std::size_t{64} * 1024)));
+  measurements.push_back(
+      single("memcpy_1mib_hot_bytes_per_s", "memcpy 1 MiB, cache-hot", kGigabytesPerSecond, copy(kMiB)));
+  measurements.push_back(single("memcpy_1mib_dram_bytes_per_s",
+                                fmt::format("memcpy 1 MiB, DRAM ({} MiB sets)", options.dram_set_mib),
+                                kGigabytesPerSecond, copy(options.dram_set_mib * kMiB)));
+  measurements.push_back(relay_floor(relay(RelayMethod::kCopy), "copy", "read/write", relay_where));
+  measurements.push_back(relay_floor(relay(RelayMethod::kSplice), "splice", "splice", relay_where));
+  return measurements;
 }
 
 double median(std::vector<double> values) {
@@ -137,13 +175,15 @@ std::string json_report(const Options& options, const std::vector<Measurement>& 
   std::string medians;
   std::string samples;
   for (const auto& m : measurements) {
-    const int decimals = m.unit.json_decimals;
-    medians += fmt::format("\"{}\":{:.{}f},", m.key, median(m.samples), decimals);
-    std::string values;
-    for (const double sample : m.samples) {
-      values += fmt::format("{}{:.{}f}", values.empty() ? "" : ",", sample, decimals);
+    for (const Figure& f : m.figures) {
+      const int decimals = f.unit.json_decimals;
+      medians += fmt::format("\"{}\":{:.{}f},", f.key, median(f.samples), decimals);
+      std::string values;
+      for (const double sample : f.samples) {
+        values += fmt::format("{}{:.{}f}", values.empty() ? "" : ",", sample, decimals);
+      }
+      samples += fmt::format("{}\"{}\":[{}]", samples.empty() ? "" : ",", f.key, values);
     }
-    samples += fmt::format("{}\"{}\":[{}]", samples.empty() ? "" : ",", m.key, values);
   }
   return fmt::format(
       "{{{}\"duration_s\":{},\"repeats\":{},\"dram_set_mib\":{},\"sender_cpu\":{},\"receiver_cpu\":{},"
@@ -156,13 +196,17 @@ std::string json_report(const Options& options, const std::vector<Measurement>& 
 void print_text(const std::vector<Measurement>& measurements) {
   std::size_t width = 0;
   for (const auto& m : measurements) {
-    width = std::max(width, m.label.size());
+    for (const Figure& f : m.figures) {
+      width = std::max(width, f.label.size());
+    }
   }
   for (const auto& m : measurements) {
-    const auto [low, high] = std::minmax_element(m.samples.begin(), m.samples.end());
-    const double scale = m.unit.scale;
-    fmt::print("{:<{}} {:8.3f} {}  (median of {}; {:.3f} .. {:.3f})\n", m.label, width,
-               median(m.samples) * scale, m.unit.name, m.samples.size(), *low * scale, *high * scale);
+    for (const Figure& f : m.figures) {
+      const auto [low, high] = std::minmax_element(f.samples.begin(), f.samples.end());
+      const double scale = f.unit.scale;
+      fmt::print("{:<{}} {:8.3f} {}  (median of {}; {:.3f} .. {:.3f})\n", f.label, width,
+                 median(f.samples) * scale, f.unit.name, f.samples.size(), *low * scale, *high * scale);
+    }
   }
 }
 
@@ -178,12 +222,14 @@ static int run(int argc, char** argv) {
   auto measurements = plan(options);
   for (auto& m : measurements) {
     for (unsigned i = 0; i < options.repeats; ++i) {
-      auto rate = m.run();
-      if (!rate) {
-        fmt::print(stderr, "ringhub-limits: {}: {}\n", m.label, rate.error().message);
+      auto values = m.run();
+      if (!values) {
+        fmt::print(stderr, "ringhub-limits: {}: {}\n", m.figures.front().label, values.error().message);
         return kExitFailed;
       }
-      m.samples.push_back(*rate);
+      for (std::size_t f = 0; f < m.figures.size(); ++f) {
+        m.figures[f].samples.push_back((*values)[f]);
+      }
     }
   }
   if (options.json) {

@@ -307,7 +307,18 @@ struct RelayPath {
   Result<void> relayed = make_error("relay did not run");
   Result<std::uint64_t> received = make_error("reader did not run");
   double relay_cpu_s = 0;
+  double writer_cpu_s = 0;
+  double reader_cpu_s = 0;
 };
+
+// Runs `work` and adds the calling thread's CPU time over it to `cpu_s`.
+template <typename Work>
+auto timed_on_thread(double& cpu_s, Work&& work) {
+  const double start = thread_cpu_seconds();
+  auto result = work();
+  cpu_s = thread_cpu_seconds() - start;
+  return result;
+}
 
 Result<std::unique_ptr<RelayPath>> open_path(const RelayFloorSpec& spec) {
   auto inbound = connect_pair();
@@ -332,7 +343,7 @@ Result<std::unique_ptr<RelayPath>> open_path(const RelayFloorSpec& spec) {
 
 }  // namespace
 
-Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
+Result<RelayFloor> measure_relay_floor(const RelayFloorSpec& spec) {
   if (spec.streams == 0 || spec.write_size == 0 || spec.duration_s <= 0 || spec.max_bytes == 0) {
     return make_error("bad relay floor spec: streams, write size, duration and byte budget must be positive");
   }
@@ -351,17 +362,23 @@ Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
   std::vector<std::jthread> threads;
   for (auto& path : paths) {
     RelayPath& p = *path;
-    threads.emplace_back([&p, &spec] { p.received = run_reader(p.outbound.second.get(), spec); });
+    threads.emplace_back([&p, &spec] {
+      p.received = timed_on_thread(p.reader_cpu_s, [&] { return run_reader(p.outbound.second.get(), spec); });
+    });
     threads.emplace_back([&p, &spec] {
       p.relayed = run_relay(p.inbound.second.get(), p.outbound.first.get(), spec, p.relay_cpu_s);
     });
-    threads.emplace_back(
-        [&p, &writing, start] { p.sent = send_stream(p.inbound.first.get(), writing, start); });
+    threads.emplace_back([&p, &writing, start] {
+      p.sent =
+          timed_on_thread(p.writer_cpu_s, [&] { return send_stream(p.inbound.first.get(), writing, start); });
+    });
   }
   for (auto& thread : threads) {
     thread.join();
   }
-  double cpu_s = 0;
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  double relay_cpu_s = 0;
+  double load_cpu_s = 0;
   std::uint64_t bytes = 0;
   for (const auto& path : paths) {
     // Downstream first: a failed reader makes the relay fail, and a failed relay the writer, while a
@@ -375,13 +392,15 @@ Result<double> measure_relay_floor(const RelayFloorSpec& spec) {
     if (!path->sent) {
       return path->sent.error();
     }
-    cpu_s += path->relay_cpu_s;
+    relay_cpu_s += path->relay_cpu_s;
+    load_cpu_s += path->writer_cpu_s + path->reader_cpu_s;
     bytes += *path->received;
   }
   if (bytes == 0) {
     return make_error("relay floor: nothing was relayed");
   }
-  return cpu_s * 1e9 / static_cast<double>(bytes);
+  const auto relayed = static_cast<double>(bytes);
+  return RelayFloor{relay_cpu_s * 1e9 / relayed, load_cpu_s * 1e9 / relayed, relayed / seconds};
 }
 
 }  // namespace ringhub::limits

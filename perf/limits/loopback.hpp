@@ -40,7 +40,15 @@ struct RelayFloorSpec {
   int load_cpu = -1;
 };
 
-// The relay threads' CPU time (user and system) per byte relayed, in nanoseconds.
-Result<double> measure_relay_floor(const RelayFloorSpec& spec);
+// What a relay-floor run cost. CPU time is user and system, per byte relayed. The writers' and readers'
+// figure matters as much as the relay's: a relay that saves its own copies can make the endpoints'
+// copies dearer (spliced pages arrive cold and in small pieces), and on one box they share the cores.
+struct RelayFloor {
+  double relay_ns_per_byte = 0;  // the relay threads
+  double load_ns_per_byte = 0;   // the writers and readers together
+  double bytes_per_s = 0;        // relayed over all streams, from the first write to the last read
+};
+
+Result<RelayFloor> measure_relay_floor(const RelayFloorSpec& spec);
 
 }  // namespace ringhub::limits
