@@ -68,11 +68,13 @@ class MemoryGate {
   // A multishot recv ends after this much input and is re-armed (where the kernel can, see
   // uring_compat::set_multishot_total_limit). While hub memory is low, the wide limit: one recv serves
   // thousands of small frames (16 KiB here cost K=255 64 B half its throughput: 9.6M against 21M
-  // deliveries/s, a re-arm per 180 frames). Otherwise the narrow one: a light client that starts a
-  // large frame brings at most this much before the hub sees its header and makes it wait for room,
-  // where an unlimited multishot read up to a megabyte ahead (8,000 such clients came to 940 MB). The
-  // kernel ends it at a buffer's end, so a connection then reads at most one receive buffer ahead.
-  static constexpr std::uint32_t kWideReadAhead = 256U << 10;
+  // deliveries/s, a re-arm per 180 frames), and a stream of 64 KiB frames stays on one recv (256 KiB
+  // here cost K=1 64 KiB a quarter of its throughput: 27-29k against 35-36k deliveries/s, and 1 MiB
+  // no better; docs/design.md). Otherwise the narrow one: a light client that starts a large frame
+  // brings at most this much before the hub sees its header and makes it wait for room, where an
+  // unlimited multishot read up to a megabyte ahead (8,000 such clients came to 940 MB). The kernel
+  // ends it at a buffer's end, so a connection then reads at most one receive buffer ahead.
+  static constexpr std::uint32_t kWideReadAhead = 4U << 20;
   static constexpr std::uint32_t kNarrowReadAhead = 16U << 10;
 
   static Weight weight_of(const Connection& conn) { return conn.heavy ? Weight::kHeavy : Weight::kLight; }
