@@ -170,14 +170,20 @@ SendPlan OutboundQueue::fill_batched(iovec* iov, std::size_t max_iov, std::size_
       break;
     }
     if (!small) {
+      // Only a first slice can be longer than the send: it goes out in part (at least a byte),
+      // resumed by the next.
+      const std::size_t take = std::min(len, std::max<std::size_t>(max_bytes, 1));
       if (extends_zero_copy) {
-        iov[plan.iov_count - 1].iov_len += len;
+        iov[plan.iov_count - 1].iov_len += take;
       } else {
-        iov[plan.iov_count++] = iovec{from, len};
+        iov[plan.iov_count++] = iovec{from, take};
       }
-      zero_copy_end = from + len;
+      zero_copy_end = from + take;
       in_run = false;
-      plan.bytes += len;
+      plan.bytes += take;
+      if (take < len) {
+        break;  // the slice is not covered whole: end_position stays before it
+      }
       continue;
     }
     zero_copy_end = nullptr;

@@ -99,7 +99,8 @@ class OutboundQueue {
   bool fill_placeholder(std::uint64_t position, std::uint32_t token, BlockRef block, std::uint32_t offset,
                         std::uint32_t length);
 
-  // Points up to `max_iov` iovecs (at most `max_bytes` in all, at least one slice) at the head.
+  // Points up to `max_iov` iovecs (at most `max_bytes` in all, and at least one byte: a longer head slice
+  // goes out in part) at the head.
   // Returns how many it filled; stops at a placeholder.
   std::size_t fill_iovecs(iovec* iov, std::size_t max_iov, std::size_t max_bytes);
 

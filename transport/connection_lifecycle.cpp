@@ -128,15 +128,26 @@ void ConnectionLifecycle::drain(Connection& conn, DrainDeadline deadline, std::s
   if (!last_words.empty()) {
     send_text(conn, last_words);
   }
-  io_uring_sqe* entry = ring_.next_sqe();
-  io_uring_prep_timeout(entry, const_cast<__kernel_timespec*>(timespec_of(deadline)), 0, 0);
-  io_uring_sqe_set_data64(entry, tag(&conn, Op::kConnTimer));
-  conn.timer_armed = true;
-  ++conn.pending_ops;
+  arm_deadline(conn, timespec_of(stopping_ ? DrainDeadline::kGrace : deadline));
   if (paused_by_gate) {
     events_.resume_reading(conn);
   }
   continue_drain(conn);
+}
+
+void ConnectionLifecycle::arm_deadline(Connection& conn, const __kernel_timespec* after) {
+  io_uring_sqe* entry = ring_.next_sqe();
+  io_uring_prep_timeout(entry, const_cast<__kernel_timespec*>(after), 0, 0);
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kConnTimer));
+  conn.timer_armed = true;
+  conn.written_at_deadline = conn.bytes_written;
+  ++conn.pending_ops;
+}
+
+bool ConnectionLifecycle::still_reading(const Connection& conn) const {
+  const bool owed = conn.send_in_flight || !conn.outbound.empty();
+  return !stopping_ && conn.state == ConnState::kDraining && owed &&
+         conn.bytes_written > conn.written_at_deadline;
 }
 
 void ConnectionLifecycle::continue_drain(Connection& conn) {
@@ -174,7 +185,9 @@ void ConnectionLifecycle::on_shutdown(Connection& conn, const io_uring_cqe& cqe)
 void ConnectionLifecycle::on_timer(Connection& conn, const io_uring_cqe& cqe) {
   --conn.pending_ops;
   conn.timer_armed = false;
-  if (cqe.res == -ETIME) {
+  if (cqe.res == -ETIME && still_reading(conn)) {
+    arm_deadline(conn, &grace_ts_);
+  } else if (cqe.res == -ETIME) {
     spdlog::debug("shard {}: user {}: drain deadline passed", shard_index_, conn.id);
     begin_close(conn);
   }
@@ -217,6 +230,7 @@ void ConnectionLifecycle::on_close(Connection& conn, const io_uring_cqe& cqe) {
 }
 
 void ConnectionLifecycle::stop() {
+  stopping_ = true;
   for (Connection& conn : all_) {
     if (conn.state == ConnState::kDraining && conn.timer_armed) {
       ring_.update_timeout(tag(&conn, Op::kConnTimer), &grace_ts_);

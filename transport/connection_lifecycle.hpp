@@ -89,6 +89,8 @@ class ConnectionLifecycle {
   bool try_register(Connection& conn, std::size_t max_connections, bool shard_full);
 
   // Stops reading input, writes what is queued, sends FIN, waits for the client's EOF until `deadline`.
+  // A client still taking bytes when the deadline passes gets another shutdown grace, and so on while
+  // it reads (until the hub stops): it is not the one that is not reading, so what it is owed is not cut.
   // `last_words` (an ERROR frame or error line) follow what is queued, or replace it (`queued`). Only an
   // open connection begins a drain.
   void begin_drain(Connection& conn, DrainDeadline deadline, std::string_view last_words = {},
@@ -132,6 +134,8 @@ class ConnectionLifecycle {
   void unregister(Connection& conn);
   void drain(Connection& conn, DrainDeadline deadline, std::string_view last_words, QueuedBytes queued);
   static bool awaits_own_messages(const Connection& conn);
+  void arm_deadline(Connection& conn, const __kernel_timespec* after);
+  bool still_reading(const Connection& conn) const;
   const __kernel_timespec* timespec_of(DrainDeadline deadline) const;
 
   uring::Ring& ring_;
@@ -143,6 +147,7 @@ class ConnectionLifecycle {
   LifecycleEvents& events_;
   Connection::AllList all_;
   std::size_t objects_ = 0;
+  bool stopping_ = false;  // the hub is stopping: a drain's deadline is final
   // The kernel reads a timeout's timespec when the SQE is submitted: these live as long as the shard.
   __kernel_timespec linger_ts_{};
   __kernel_timespec grace_ts_{};

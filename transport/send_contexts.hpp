@@ -20,6 +20,10 @@ namespace ringhub {
 // that the context stays in cache. Bytes per sendmsg: a few loopback socket buffers' worth.
 inline constexpr std::size_t kMaxIovPerSend = 64;
 inline constexpr std::size_t kMaxBytesPerSend = 4U << 20;
+// A draining connection's sends are this small, so each completes soon after the client reads it:
+// the drain's deadline is extended while sends complete (ConnectionLifecycle), and one 4 MiB send to
+// a slow reader would hide its progress.
+inline constexpr std::size_t kMaxBytesPerDrainingSend = 64U << 10;
 // Send contexts a shard keeps for reuse (about 1 KiB each); more are freed, so a burst of many
 // concurrent sends does not stay in the hub's RSS.
 inline constexpr std::size_t kMaxFreeSendContexts = 1024;

@@ -101,8 +101,10 @@ std::uint64_t Sender::start_send(Connection& conn) {
   SendContext* context = contexts_.acquire();
   const std::size_t batchable = config_.batch_threshold > 0 ? conn.outbound.queued_bytes() : 0;
   SendContextPool::Batches batches(contexts_, *context, batchable, conn.lent_end);
-  const SendPlan plan = conn.outbound.fill_batched(context->iov, kMaxIovPerSend, kMaxBytesPerSend, batches,
-                                                   config_.batch_threshold);
+  const std::size_t max_bytes =
+      conn.state == ConnState::kDraining ? kMaxBytesPerDrainingSend : kMaxBytesPerSend;
+  const SendPlan plan =
+      conn.outbound.fill_batched(context->iov, kMaxIovPerSend, max_bytes, batches, config_.batch_threshold);
   const std::size_t count = plan.iov_count;
   if (count == 0) {  // a gathered reply holds the head: wait for it
     contexts_.release(context);
@@ -143,6 +145,7 @@ void Sender::on_completion(Connection& conn, const io_uring_cqe& cqe) {
   if (cqe.res > 0) {
     const auto sent = static_cast<std::size_t>(cqe.res);
     counters_.bytes_out.add(sent);
+    conn.bytes_written += sent;
     queued_bytes_ -= sent;
     conn.outbound.consume(sent, notification_due ? &context->zc_hold : nullptr);
     if (conn.outbound.holds_spare_ring() && !conn.spare_ring_hook.is_linked()) {

@@ -265,6 +265,46 @@ TEST_F(ConnectionLifecycleTest, AHalfClosedLineClientWaitsForItsOwnMessagesWithi
   EXPECT_TRUE(drain_peer_fd(peer).second);
 }
 
+TEST_F(ConnectionLifecycleTest, AClientStillReadingGetsEverythingItIsOwedPastTheDeadline) {
+  Connection& conn = open(Protocol::kRelay);
+  const int peer = peer_of(conn);
+  int small = 4096;
+  ASSERT_EQ(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  const std::string backlog(4U << 20, 'x');  // more than the pair holds: written as the peer reads
+  ASSERT_TRUE(queue_reply(conn, backlog));
+  lifecycle_.begin_drain(conn, DrainDeadline::kGrace);
+
+  // The peer takes at most 128 KiB every 10 ms, so the drain outlasts the grace about three times.
+  std::string received;
+  bool ended = false;
+  const auto give_up = std::chrono::steady_clock::now() + kPatience;
+  while (!ended && std::chrono::steady_clock::now() < give_up) {
+    turn_until([] { return false; }, std::chrono::milliseconds(10));
+    std::vector<char> chunk(128U << 10);
+    const ssize_t n = ::read(peer, chunk.data(), chunk.size());
+    if (n > 0) {
+      received.append(chunk.data(), static_cast<std::size_t>(n));
+    }
+    ended = n == 0;
+  }
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(received.size(), backlog.size());
+  EXPECT_TRUE(all_freed());
+}
+
+TEST_F(ConnectionLifecycleTest, AClientThatStopsReadingIsClosedAtTheDeadline) {
+  Connection& conn = open(Protocol::kRelay);
+  const int peer = peer_of(conn);
+  int small = 4096;
+  ASSERT_EQ(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(queue_reply(conn, std::string(1U << 20, 'x')));
+  lifecycle_.begin_drain(conn, DrainDeadline::kGrace);
+  ASSERT_TRUE(all_freed()) << "still draining " << kPatience.count() << " ms after the grace";
+  const auto [bytes, ended] = drain_peer_fd(peer);
+  EXPECT_LT(bytes.size(), std::size_t{1} << 20);
+  EXPECT_TRUE(ended);
+}
+
 TEST_F(ConnectionLifecycleTest, StoppingShortensALingerToTheGrace) {
   Connection& conn = open(Protocol::kRelay);
   const int peer = peer_of(conn);
