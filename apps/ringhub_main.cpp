@@ -180,7 +180,7 @@ int run(int argc, char** argv) {
       "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards on "
       "{5} threads, max {6} connections",
       ringhub::host_text(options.hub.bind_address), (*hub)->relay_port(), (*hub)->line_port(),
-      (*hub)->admin_port(), (*hub)->shard_count(), (*hub)->thread_count(), options.hub.max_connections);
+      (*hub)->admin_port(), (*hub)->shard_count(), (*hub)->thread_count(), (*hub)->max_connections());
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
   (*hub)->stop();

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "transport/op_tag.hpp"
 
@@ -44,11 +45,22 @@ std::optional<std::uint32_t> Acceptor::on_completion(const io_uring_cqe& cqe, Pr
     armed_[protocol] = false;
   }
   if (cqe.res < 0 && cqe.res != -ECANCELED && !stopped_) {
-    // ENFILE: the file table is full (cannot happen below capacity, which keeps a reserve);
+    // ENFILE: the file table is full: its reserve for refusals is taken too, by refused clients that
+    // have not closed yet (each is held until its EOF or the linger). Retried every tick, said once.
     // EMFILE/ENOMEM/ECONNABORTED: transient.
-    spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", shard_index_,
-                 std::strerror(-cqe.res));
+    if (cqe.res != -ENFILE) {
+      spdlog::warn("shard {}: accept failed: {}; retrying on the next tick", shard_index_,
+                   std::strerror(-cqe.res));
+    } else if (!std::exchange(table_full_logged_, true)) {
+      spdlog::warn(
+          "shard {}: its file table is full, refusals included; new connections wait in the "
+          "listen queue until a slot frees",
+          shard_index_);
+    }
     return std::nullopt;
+  }
+  if (cqe.res >= 0) {
+    table_full_logged_ = false;
   }
   if (cqe.res == -ECANCELED && !stopped_) {
     arm(protocol);  // not our stop: keep accepting

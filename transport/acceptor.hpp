@@ -45,6 +45,7 @@ class alignas(uring::kTagAlignment) Acceptor {
   const unsigned shard_index_;
   PerProtocol<bool> armed_;
   bool stopped_ = false;
+  bool table_full_logged_ = false;  // a full file table is logged once until an accept succeeds again
 };
 
 }  // namespace ringhub

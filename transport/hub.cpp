@@ -31,9 +31,6 @@ namespace ringhub {
 
 namespace {
 
-// Keep this many connections' worth of slack per table when sizing shards (reuseport spreads
-// connections by hash, not evenly) plus the reject reserve.
-constexpr double kTableFill = 0.85;
 // Our cap on one ring's file table (the kernel allows 1M): with a huge RLIMIT_NOFILE (Docker's
 // --ulimit nofile=1048576) every shard would otherwise pin an 8 MiB table; 64k slots per shard
 // already hold 100k connections on two shards.
@@ -137,10 +134,25 @@ unsigned pick_shard_count(const HubConfig& config, unsigned table_size) {
     return config.shards;
   }
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
-  const auto per_shard = static_cast<std::size_t>(table_size * kTableFill);
+  const std::size_t per_shard = shard_planned_connections(table_size);
   const auto needed =
       static_cast<unsigned>((config.max_connections + per_shard - 1) / std::max<std::size_t>(per_shard, 1));
   return std::max(cores, needed);
+}
+
+// --max-connections, or what the shards' file tables are planned to hold when that is less (--shards
+// given by hand, or a low open-file limit): the hub then says so, and one connection more gets ERROR 7
+// as documented, from the tables' slack, instead of waiting unanswered in the listen queue.
+std::size_t resolve_max_connections(const HubConfig& config, unsigned shards, unsigned table_size) {
+  const std::size_t held = std::size_t{shards} * shard_planned_connections(table_size);
+  if (config.max_connections <= held) {
+    return config.max_connections;
+  }
+  spdlog::warn(
+      "--max-connections {} is more than {} shard(s) hold ({} descriptors each, from the open-file limit); "
+      "accepting at most {} (raise --shards or the open-file limit for more)",
+      config.max_connections, shards, table_size, held);
+  return held;
 }
 
 // Threads follow the cores, shards the descriptor tables: a thread drives several shards when there
@@ -219,6 +231,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   impl->line_listeners = std::move(*line_listeners);
   HubConfig resolved = config;
   resolved.max_memory = resolve_memory_budget(config.max_memory);
+  resolved.max_connections = resolve_max_connections(config, shards, *table);
   resolved.recv_buffer_count = resolve_recv_buffer_count(resolved, shards);
   if (auto fits = check_budget_holds_receive_pools(resolved, shards); !fits) {
     return fits.error();
@@ -227,7 +240,7 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   if (!x_key) {
     return x_key.error();
   }
-  impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * config.max_connections, *x_key);
+  impl->shared = std::make_unique<HubShared>(resolved, shards, *table, 2 * resolved.max_connections, *x_key);
 
   // spdlog builds its default logger lazily, inside libspdlog, on the first log call. Built here, before
   // any shard thread, it happens-before every shard's first line by thread creation; otherwise shards
@@ -318,6 +331,9 @@ unsigned Hub::shard_count() const {
 }
 unsigned Hub::thread_count() const {
   return impl_->thread_count;
+}
+std::size_t Hub::max_connections() const {
+  return impl_->shared->config.max_connections;
 }
 
 HubStats Hub::stats() const {

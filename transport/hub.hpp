@@ -29,7 +29,9 @@ class Hub {
   std::string metrics_text() const;  // what GET /metrics serves
   unsigned shard_count() const;
   unsigned thread_count() const;  // threads driving the shards
-  HubStats stats() const;         // sum of every shard's counters, readable from any thread
+  // --max-connections, or less when the shards' file tables hold less (logged at start).
+  std::size_t max_connections() const;
+  HubStats stats() const;  // sum of every shard's counters, readable from any thread
 
   // Stops accepting, flushes queued bytes for up to the shutdown grace, closes every connection and
   // joins the shard threads. Idempotent.

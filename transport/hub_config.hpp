@@ -17,6 +17,20 @@ inline constexpr std::size_t kDefaultMaxOutboundBytes = 64U << 20;
 // The product promise: 100k clients on one box. Shard count grows to fit the direct-descriptor tables.
 inline constexpr std::size_t kDefaultMaxConnections = 100'000;
 
+// Slots kept free in each shard's file table so a shard at capacity can still accept, send ERROR 7 and
+// close; the rest is what one shard holds.
+inline constexpr unsigned kRejectReserve = 64;
+constexpr std::size_t shard_connection_capacity(unsigned table_size) {
+  return table_size > kRejectReserve ? table_size - kRejectReserve : table_size / 2;
+}
+// What the hub plans one shard to hold, when it sizes shards and when it caps --max-connections: 15%
+// of the table left as slack, as SO_REUSEPORT spreads connections by hash, not evenly, and refused
+// clients hold a slot until they close.
+inline constexpr double kTableFill = 0.85;
+constexpr std::size_t shard_planned_connections(unsigned table_size) {
+  return static_cast<std::size_t>(table_size * kTableFill);
+}
+
 // Receive buffers: 32 KiB holds any small or medium frame whole (zero copy), 512 per shard = 16 MiB.
 // Unless --recv-buffers is given, a hub of many shards (a machine of many cores, or a low open-file
 // limit) takes fewer per shard, down to kMinAutoRecvBufferCount, so its pools fit the memory budget's

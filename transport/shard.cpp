@@ -20,8 +20,6 @@ constexpr unsigned kSqEntries = 4096;
 // Completion queue: sized for bursts of recvs, sends and accepts between two reaps. Overflow is a
 // slow path, not a loss (FEAT_NODROP), and is counted.
 constexpr unsigned kCqEntries = 65536;
-// Slots kept free in each file table so a shard at capacity can still accept, send ERROR 7 and close.
-constexpr unsigned kRejectReserve = 64;
 // The shard's housekeeping period: accept retries, frame timeouts, heap trimming.
 constexpr std::chrono::milliseconds kTick{250};
 
@@ -76,8 +74,7 @@ Result<void> Shard::init(uring::TaskRun task_run) {
     return loop;
   }
   sender_.set_receive_buffers(&loop_.buffers());
-  capacity_ =
-      shared_.table_size > kRejectReserve ? shared_.table_size - kRejectReserve : shared_.table_size / 2;
+  capacity_ = shard_connection_capacity(shared_.table_size);
   return {};
 }
 

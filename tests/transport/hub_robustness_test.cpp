@@ -3,6 +3,7 @@
 // buffers, a full server, garbage floods and connection churn leave no stall, no leak, bounded memory.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -302,6 +303,23 @@ INSTANTIATE_TEST_SUITE_P(AllCodes, HubRobustnessViolationTest, ::testing::Values
                          [](const ::testing::TestParamInfo<Violation>& info) { return info.param.name; });
 
 // Every code on one hub: the counters add up per code.
+// --shards by hand with more --max-connections than their file tables hold: the hub keeps to what
+// they hold (so one more gets ERROR 7), rather than leaving the excess unanswered in the listen queue.
+TEST_F(HubRobustnessTest, MaxConnectionsIsWhatTheShardsFileTablesHold) {
+  HubConfig config = test_config(2);
+  config.max_connections = 10'000'000;  // far more than two tables of at most 64k slots
+  start_hub(config);
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);  // the hub raised its soft limit to the hard one
+  const auto table = static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, rlim_t{1} << 16));
+  EXPECT_EQ(hub_->max_connections(), 2 * shard_planned_connections(table));
+
+  hub_->stop();
+  config.max_connections = 100;  // what the tables hold anyway: unchanged
+  start_hub(config);
+  EXPECT_EQ(hub_->max_connections(), 100U);
+}
+
 TEST_F(HubRobustnessTest, ProtocolErrorsAreCountedPerCode) {
   start_hub(test_config());
   const std::vector<Violation> all = violations();
