@@ -50,9 +50,10 @@ enum class MetricType { kCounter, kGauge };
     "Connections whose input is not read until memory frees (backpressure).")                              \
   X(outbound_queued_bytes, Count, kShard, kGauge, "ringhub_outbound_queued_bytes", "",                     \
     "Bytes waiting in outbound queues now.")                                                               \
-  X(frames_in, Count, kShard, kCounter, "ringhub_frames_in_total", "", "Complete client frames parsed.")   \
+  X(frames_in, Count, kShard, kCounter, "ringhub_frames_in_total", "",                                    \
+    "Complete client frames parsed (relay frames and lines).")                                             \
   X(frames_out, Count, kShard, kCounter, "ringhub_frames_out_total", "",                                   \
-    "Frames queued to clients (replies, deliveries, errors).")                                             \
+    "Frames queued to clients (replies, deliveries, errors; lines for line clients).")                     \
   X(bytes_in, Count, kShard, kCounter, "ringhub_bytes_in_total", "", "Bytes received from clients.")       \
   X(bytes_out, Count, kShard, kCounter, "ringhub_bytes_out_total", "", "Bytes written to client sockets.") \
   X(relays, Count, kShard, kCounter, "ringhub_relays_total", "", "RELAY frames accepted.")                 \

@@ -19,6 +19,7 @@ LineServiceConfig Shard::line_service_config(const HubShared& shared, unsigned i
 void Shard::on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
   const LineStatus status =
       conn.lines->feed(std::span<const std::uint8_t>(buffer.data(), length), [&](std::string_view line) {
+        counters_.frames_in.add(1);
         line_.on_line(conn, line);
         return conn.state == ConnState::kOpen;  // an error reply may have made it a slow consumer
       });

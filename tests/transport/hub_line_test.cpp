@@ -375,6 +375,9 @@ TEST_P(HubLineTest, MessageToTheOnlyConnectionComesBackAndItsOkReturns) {
   EXPECT_TRUE(stat_becomes("line_forwards", &HubStats::line_forwards, 1));
   EXPECT_TRUE(stat_becomes("line_oks_delivered", &HubStats::line_oks_delivered, 1));
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+  // Lines count as frames both ways: two read (message, ok), two written (the forward, the ok).
+  EXPECT_TRUE(stat_becomes("frames_in", &HubStats::frames_in, 2));
+  EXPECT_TRUE(stat_becomes("frames_out", &HubStats::frames_out, 2));
   EXPECT_TRUE(line_connections_become(1));
   const HubStats s = stats();
   EXPECT_EQ(s.line_reforwards, 0U);
