@@ -47,6 +47,29 @@ std::optional<std::string_view> next_line(std::string_view bytes, std::size_t& p
   return line;
 }
 
+// The path of a request target: origin-form ("/metrics?x") as it is; absolute-form
+// ("http://host:port/metrics", which RFC 9112 asks a server to accept) from its path on; asterisk-form
+// ("*", for OPTIONS) an empty one. Nothing for anything else.
+std::optional<std::string_view> target_path(std::string_view target) {
+  if (target.starts_with('/')) {
+    return target;
+  }
+  if (target == "*") {
+    return std::string_view{};
+  }
+  for (const std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (target.starts_with(scheme)) {
+      const std::string_view rest = target.substr(scheme.size());
+      const std::size_t slash = rest.find_first_of("/?");
+      if (slash == std::string_view::npos || rest[slash] == '?') {
+        return std::string_view("/");  // "http://host" and "http://host?q" ask for the root
+      }
+      return rest.substr(slash);
+    }
+  }
+  return std::nullopt;
+}
+
 // "METHOD SP target SP HTTP/1.x", one space each; sets status (and method and path if it is ours).
 HttpParse parse_request_line(std::string_view line) {
   HttpParse out;
@@ -59,8 +82,8 @@ HttpParse parse_request_line(std::string_view line) {
   const std::string_view method = line.substr(0, first);
   const std::string_view target = line.substr(first + 1, second - first - 1);
   const std::string_view version = line.substr(second + 1);
-  if (!is_token(method) || !target.starts_with('/') ||
-      !std::all_of(target.begin(), target.end(), is_target_char) ||
+  const std::optional<std::string_view> path = target_path(target);
+  if (!is_token(method) || !path || !std::all_of(target.begin(), target.end(), is_target_char) ||
       (version != "HTTP/1.1" && version != "HTTP/1.0")) {
     return out;
   }
@@ -68,9 +91,12 @@ HttpParse parse_request_line(std::string_view line) {
     out.status = HttpParseStatus::kMethodNotAllowed;
     return out;
   }
+  if (path->empty()) {
+    return out;  // "*" is a target for OPTIONS only
+  }
   out.status = HttpParseStatus::kIncomplete;  // well-formed so far: the headers decide the rest
   out.method = method == "GET" ? HttpMethod::kGet : HttpMethod::kHead;
-  out.path = target.substr(0, target.find('?'));
+  out.path = path->substr(0, path->find('?'));
   return out;
 }
 

@@ -39,6 +39,21 @@ TEST(HttpRequestTest, TheQueryStringIsNotPartOfThePath) {
   EXPECT_EQ(parse_http_request("GET /metrics?x=1&y HTTP/1.1\r\n\r\n").path, "/metrics");
 }
 
+TEST(HttpRequestTest, AnAbsoluteFormTargetIsReadForItsPath) {
+  EXPECT_EQ(parse_http_request("GET http://127.0.0.1:7402/metrics HTTP/1.1\r\n\r\n").path, "/metrics");
+  EXPECT_EQ(parse_http_request("HEAD https://hub/healthz?x HTTP/1.1\r\n\r\n").path, "/healthz");
+  const HttpParse root = parse_http_request("GET http://hub HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(root.status, Status::kComplete);
+  EXPECT_EQ(root.path, "/");
+  EXPECT_EQ(status_of("GET ftp://hub/metrics HTTP/1.1\r\n\r\n"), Status::kBadRequest);
+}
+
+TEST(HttpRequestTest, TheAsteriskTargetIsForOptionsOnly) {
+  EXPECT_EQ(status_of("OPTIONS * HTTP/1.1\r\n"), Status::kMethodNotAllowed);
+  EXPECT_EQ(status_of("TRACE * HTTP/1.1\r\n"), Status::kMethodNotAllowed);
+  EXPECT_EQ(status_of("GET * HTTP/1.1\r\n\r\n"), Status::kBadRequest);
+}
+
 TEST(HttpRequestTest, EveryPrefixOfAGoodRequestIsIncomplete) {
   const std::string request = "GET /metrics HTTP/1.1\r\nHost: a\r\nUser-Agent: Prometheus/2.45\r\n\r\n";
   for (std::size_t n = 0; n < request.size(); ++n) {
