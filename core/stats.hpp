@@ -50,7 +50,7 @@ enum class MetricType { kCounter, kGauge };
     "Connections whose input is not read until memory frees (backpressure).")                              \
   X(outbound_queued_bytes, Count, kShard, kGauge, "ringhub_outbound_queued_bytes", "",                     \
     "Bytes waiting in outbound queues now.")                                                               \
-  X(frames_in, Count, kShard, kCounter, "ringhub_frames_in_total", "",                                    \
+  X(frames_in, Count, kShard, kCounter, "ringhub_frames_in_total", "",                                     \
     "Complete client frames parsed (relay frames and lines).")                                             \
   X(frames_out, Count, kShard, kCounter, "ringhub_frames_out_total", "",                                   \
     "Frames queued to clients (replies, deliveries, errors; lines for line clients).")                     \
