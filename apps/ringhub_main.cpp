@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <thread>
 
 #include "apps/cli_checks.hpp"
 #include "core/endpoint_text.hpp"
@@ -183,6 +184,14 @@ int run(int argc, char** argv) {
       (*hub)->admin_port(), (*hub)->shard_count(), (*hub)->thread_count(), (*hub)->max_connections());
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
+  // A second SIGINT or SIGTERM while the hub flushes: whoever sent it wants out now, so the hub exits at
+  // once (128 + the signal, as a shell reports a signal's death) and what is still queued is not sent.
+  std::thread([] {
+    const int again = wait_for_signal();
+    spdlog::warn("ringhub: signal {} received again, exiting without finishing the shutdown grace", again);
+    spdlog::shutdown();
+    std::_Exit(128 + again);
+  }).detach();
   (*hub)->stop();
   spdlog::info("ringhub: stopped");
   return EXIT_SUCCESS;

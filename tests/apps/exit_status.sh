@@ -41,6 +41,38 @@ expect 2 err "--line-hub: wants HOST:PORT" "${client}" line --line-hub 127.0.0.1
 # Port 1 on loopback: nothing listens there, so the connect is refused at once.
 expect 1 err "cannot reach hub" "${client}" --hub 127.0.0.1:1 identity
 
+# A second SIGTERM while the hub flushes ends it at once with 128 + 15, not after the grace (10 s
+# here): a client that keeps its connection open without reading holds the grace for its EOF.
+second_signal() {
+  local log port pid start status elapsed
+  log=$(mktemp)
+  "${hub}" --bind 127.0.0.1 --relay-port 0 --line-port 0 --admin-port 0 --shards 1 \
+    --shutdown-grace-ms 10000 >"${log}" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    port=$(grep -o 'relay on 127.0.0.1:[0-9]*' "${log}" | grep -o '[0-9]*$')
+    [[ -n ${port} ]] && break
+    sleep 0.1
+  done
+  exec 3<>"/dev/tcp/127.0.0.1/${port}"
+  kill -TERM "${pid}"
+  sleep 0.5
+  start=${SECONDS}
+  kill -TERM "${pid}"
+  wait "${pid}"
+  status=$?
+  elapsed=$((SECONDS - start))
+  exec 3>&-
+  if [[ ${status} -ne 143 || ${elapsed} -ge 5 ]] || ! grep -q "received again" "${log}"; then
+    echo "FAIL: a second SIGTERM: exit ${status} (want 143) after ${elapsed} s; log: $(tail -3 "${log}")"
+    failures=$((failures + 1))
+  else
+    echo "ok: ringhub, a second SIGTERM during the grace -> 143 in ${elapsed} s"
+  fi
+  rm -f "${log}"
+}
+second_signal
+
 if [[ ${failures} -ne 0 ]]; then
   echo "${failures} failure(s)"
   exit 1
