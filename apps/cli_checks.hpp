@@ -3,6 +3,9 @@
 // the one exit status for a command line that cannot be used.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdint>
@@ -64,6 +67,17 @@ inline CLI::Validator port_number(const std::uint16_t& field) {
                                             : "must be a port from 0 to 65535, not '" + text + "'";
   };
   return CLI::Validator(check, "PORT");
+}
+
+// An IPv4 or IPv6 address literal (what the hub binds to; names are not resolved there).
+inline CLI::Validator ip_literal() {
+  const auto check = [](const std::string& text) -> std::string {
+    in6_addr v6{};
+    in_addr v4{};
+    const bool ok = inet_pton(AF_INET, text.c_str(), &v4) == 1 || inet_pton(AF_INET6, text.c_str(), &v6) == 1;
+    return ok ? std::string() : "must be an IPv4 or IPv6 address literal, not '" + text + "'";
+  };
+  return CLI::Validator(check, "ADDRESS");
 }
 
 // At least 1.

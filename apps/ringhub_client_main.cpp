@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "apps/cli_checks.hpp"
+#include "clients/cpp/async_relay_client.hpp"
 #include "clients/cpp/line_client.hpp"
 #include "clients/cpp/relay_body.hpp"
 #include "clients/cpp/relay_client.hpp"
@@ -138,7 +139,14 @@ Commands add_commands(CLI::App& app, Options& o) {
   c.listen->add_option("--count", o.count, "Stop after this many deliveries (default: until killed)")
       ->check(ringhub::cli::positive(o.count));
   c.line = app.add_subcommand("line", "LINE protocol: send `message X`, answer others, wait for `ok X`");
-  c.line->add_option("--message", o.message, "X, the message to send")->required();
+  c.line->add_option("--message", o.message, "X, the message to send")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& x) -> std::string {
+            const Result<void> sendable = ringhub::client::check_line_message(x);
+            return sendable ? "" : sendable.error().message;
+          },
+          "X"));
   c.line->add_option("--ok-delay", o.ok_delay_ms, "Milliseconds before answering each message")
       ->capture_default_str()
       ->check(CLI::Range(0U, kLongestTimeoutMs));
@@ -334,6 +342,12 @@ int parse_and_run(int argc, char** argv) {
     }
     fail(fmt::format("{} (see --help)", e.what()));
     return ringhub::cli::kExitUsage;
+  }
+  if (*commands.relay) {  // --to's count, which a per-id validator cannot see
+    if (const Result<void> fits = ringhub::client::check_relay_limits(options.to.size(), 0); !fits) {
+      fail(fmt::format("--to: {}", fits.error().message));
+      return ringhub::cli::kExitUsage;
+    }
   }
   if (*commands.line && commands.hub->count() > 0) {
     // --hub names the relay port: taking it for the line port would speak the wrong protocol, and

@@ -10,6 +10,7 @@
 
 #include "apps/cli_checks.hpp"
 #include "core/endpoint_text.hpp"
+#include "core/id_directory.hpp"
 #include "core/line_protocol.hpp"
 #include "transport/hub.hpp"
 
@@ -29,7 +30,8 @@ struct Options {
 
 void add_flags(CLI::App& app, Options& o) {
   app.add_option("--bind", o.hub.bind_address, "Address to listen on (IPv4 or IPv6 literal)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(ringhub::cli::ip_literal());
   app.add_option("--relay-port", o.hub.relay_port, "TCP port of the relay protocol (0 = any free port)")
       ->capture_default_str()
       ->check(ringhub::cli::port_number(o.hub.relay_port));
@@ -54,7 +56,8 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--shards", o.hub.shards,
                  "Shards, one io_uring and direct-descriptor table each (0 = max(cores, what "
                  "--max-connections needs))")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(ringhub::cli::whole_number(o.hub.shards, 0U, ringhub::IdDirectory::kMaxShards));
   app.add_option("--threads", o.hub.threads,
                  "Threads driving the shards, each several when there are more shards than threads "
                  "(0 = cores; at most the shard count)")

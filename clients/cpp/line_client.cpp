@@ -34,9 +34,10 @@ constexpr std::size_t kMaxMessageBytes = kDefaultMaxLineBytes - kMessagePrefix.s
 constexpr unsigned kRecvBuffers = 8;
 constexpr std::uint32_t kRecvBufferSize = std::uint32_t{16} << 10;
 
-Result<void> validate(const LineClientOptions& o) {
+}  // namespace
+
+Result<void> check_line_message(std::string_view x) {
   const auto invalid = [](std::string message) { return system_error(EINVAL, std::move(message)); };
-  const std::string_view x = o.message;
   if (x.empty()) {
     return invalid("the message is empty: the hub reads `message ` with nothing after it as unknown");
   }
@@ -49,6 +50,16 @@ Result<void> validate(const LineClientOptions& o) {
   if (x.size() > kMaxMessageBytes) {
     return invalid(fmt::format("the message is {} bytes; a hub line holds at most {}, so X at most {}",
                                x.size(), kDefaultMaxLineBytes, kMaxMessageBytes));
+  }
+  return {};
+}
+
+namespace {
+
+Result<void> validate(const LineClientOptions& o) {
+  const auto invalid = [](std::string message) { return system_error(EINVAL, std::move(message)); };
+  if (Result<void> message = check_line_message(o.message); !message) {
+    return message;
   }
   if (o.port == 0) {
     return invalid("the hub port is 0");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "core/result.hpp"
 
@@ -61,6 +62,10 @@ struct LineOutcome {
 // error: ...".
 Result<LineOutcome> run_line_client(const LineClientOptions& options,
                                     const std::atomic<bool>* cancel = nullptr);
+
+// Whether X can be sent as `message X` in one hub line: not empty, no newline, no trailing "\r", and
+// short enough. EINVAL with a message saying which, as run_line_client would answer.
+Result<void> check_line_message(std::string_view x);
 
 // How often a wait wakes to look at the cancel flag: short enough for Ctrl-C to feel immediate.
 inline constexpr std::chrono::milliseconds kLineCancelCheck{50};

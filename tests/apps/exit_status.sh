@@ -31,10 +31,14 @@ for program in "${hub}" "${client}" "${stress}" "${perf}" "${limits}"; do
   expect 2 err "no-such-flag" "${program}" --no-such-flag
 done
 expect 2 err "must be a port from 0 to 65535" "${hub}" --relay-port 70000
-expect 2 err "Could not convert" "${hub}" --shards many
+expect 2 err "not 'many'" "${hub}" --shards many
 expect 2 err "at least 9" "${hub}" --max-line-bytes 8
+expect 2 err "IPv4 or IPv6 address literal, not 'localhost'" "${hub}" --bind localhost
+expect 2 err "from 0 to 254, not '300'" "${hub}" --shards 300
 expect 2 err "unknown command 'bogus'" "${client}" bogus
 expect 2 err "--message is required" "${client}" line
+expect 2 err "ends in" "${client}" line --message $'x\r'
+expect 2 err "1 to 255 receivers, not 256" "${client}" relay --to "$(seq -s, 1 256)" --body x
 expect 2 err "not --hub" "${client}" --hub 127.0.0.1:1 line --message x
 expect 2 err "--hub: wants HOST:PORT, not 'nocolon'" "${client}" --hub nocolon identity
 expect 2 err "--line-hub: wants HOST:PORT" "${client}" line --line-hub 127.0.0.1:0 --message x
