@@ -297,10 +297,10 @@ ringhub_read_paused_connections 16
 # HELP ringhub_outbound_queued_bytes Bytes waiting in outbound queues now.
 # TYPE ringhub_outbound_queued_bytes gauge
 ringhub_outbound_queued_bytes 1212
-# HELP ringhub_frames_in_total Complete client frames parsed.
+# HELP ringhub_frames_in_total Complete client frames parsed (relay frames and lines).
 # TYPE ringhub_frames_in_total counter
 ringhub_frames_in_total 1001
-# HELP ringhub_frames_out_total Frames queued to clients (replies, deliveries, errors).
+# HELP ringhub_frames_out_total Frames queued to clients (replies, deliveries, errors; lines for line clients).
 # TYPE ringhub_frames_out_total counter
 ringhub_frames_out_total 2002
 # HELP ringhub_bytes_in_total Bytes received from clients.
