@@ -57,8 +57,14 @@ std::optional<std::string_view> target_path(std::string_view target) {
   if (target == "*") {
     return std::string_view{};
   }
+  // Schemes are case-insensitive (RFC 3986): "HTTP://host/metrics" is the same target.
+  const auto starts_with_scheme = [target](std::string_view scheme) {
+    return target.size() >= scheme.size() &&
+           std::equal(scheme.begin(), scheme.end(), target.begin(),
+                      [](char s, char t) { return s == (t >= 'A' && t <= 'Z' ? t - 'A' + 'a' : t); });
+  };
   for (const std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
-    if (target.starts_with(scheme)) {
+    if (starts_with_scheme(scheme)) {
       const std::string_view rest = target.substr(scheme.size());
       const std::size_t slash = rest.find_first_of("/?");
       if (slash == std::string_view::npos || rest[slash] == '?') {

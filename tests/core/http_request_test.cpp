@@ -45,6 +45,7 @@ TEST(HttpRequestTest, AnAbsoluteFormTargetIsReadForItsPath) {
   const HttpParse root = parse_http_request("GET http://hub HTTP/1.1\r\n\r\n");
   EXPECT_EQ(root.status, Status::kComplete);
   EXPECT_EQ(root.path, "/");
+  EXPECT_EQ(parse_http_request("GET HTTP://hub/metrics HTTP/1.1\r\n\r\n").path, "/metrics");
   EXPECT_EQ(status_of("GET ftp://hub/metrics HTTP/1.1\r\n\r\n"), Status::kBadRequest);
 }
 
