@@ -80,11 +80,12 @@ struct Endpoint {
   std::uint16_t port = 0;
 };
 
-// HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work.
-// FLAG (with its trailing space, or empty) leads the error's message.
-Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) {
+// HOST:PORT splits at the last colon, so "[::1]:7400" and a bare "::1:7400" both work. The address
+// flags are checked with it while parsing (endpoint_check, which names the flag), so a use after that
+// cannot fail.
+Result<Endpoint> parse_endpoint(const std::string& text) {
   const std::size_t colon = text.rfind(':');
-  const Error bad = system_error(EINVAL, fmt::format("{}wants HOST:PORT, not '{}'", flag, text));
+  const Error bad = system_error(EINVAL, fmt::format("wants HOST:PORT, not '{}'", text));
   if (colon == std::string::npos || colon == 0) {
     return bad;
   }
@@ -105,7 +106,7 @@ Result<Endpoint> parse_endpoint(const std::string& text, std::string_view flag) 
 // CLI11 names the flag in front of the message itself.
 CLI::Validator endpoint_check() {
   const auto check = [](std::string& text) -> std::string {
-    const Result<Endpoint> endpoint = parse_endpoint(text, "");
+    const Result<Endpoint> endpoint = parse_endpoint(text);
     return endpoint ? "" : endpoint.error().message;
   };
   return CLI::Validator(check, "HOST:PORT");
@@ -192,7 +193,7 @@ void print_line(const std::string& line) {
 }
 
 Result<RelayClient> connect(const Options& o) {
-  Result<Endpoint> endpoint = parse_endpoint(o.hub, "--hub ");
+  Result<Endpoint> endpoint = parse_endpoint(o.hub);
   if (!endpoint) {
     return endpoint.error();
   }
@@ -261,7 +262,7 @@ Result<void> run_listen(RelayClient& client, const Options& o) {
 
 // The LINE client makes its own connections, reconnecting as it needs to: no RelayClient here.
 Result<void> run_line(const Options& o) {
-  Result<Endpoint> endpoint = parse_endpoint(o.line_hub, "--line-hub ");
+  Result<Endpoint> endpoint = parse_endpoint(o.line_hub);
   if (!endpoint) {
     return endpoint.error();
   }
