@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "apps/cli_checks.hpp"
@@ -137,6 +138,38 @@ int wait_for_signal() {
   return received;
 }
 
+// Exits at once on a second SIGINT or SIGTERM while the hub flushes: whoever sent it wants out now
+// (128 + the signal, as a shell reports a signal's death), and what is still queued is not sent. The
+// listeners are shut first: the rings' pending accepts would keep the ports in LISTEN until the kernel
+// tears the rings down after the exit, and a hub restarted at once could not bind them.
+class SecondSignalExit {
+ public:
+  void watch(const ringhub::Hub& hub) {
+    hub_ = &hub;
+    std::thread([this] { exit_on_signal(); }).detach();
+  }
+  // Before the hub is destroyed: a later signal then exits without touching it.
+  void forget_hub() {
+    const std::lock_guard lock(mutex_);
+    hub_ = nullptr;
+  }
+
+ private:
+  void exit_on_signal() {
+    const int again = wait_for_signal();
+    spdlog::warn("ringhub: signal {} received again, exiting without finishing the shutdown grace", again);
+    const std::lock_guard lock(mutex_);  // held until the exit, so the hub cannot be destroyed meanwhile
+    if (hub_ != nullptr) {
+      hub_->stop_listening();
+    }
+    spdlog::shutdown();
+    std::_Exit(128 + again);
+  }
+
+  std::mutex mutex_;
+  const ringhub::Hub* hub_ = nullptr;
+};
+
 // Send batches (up to 64 KiB) and other mid-sized buffers come and go at every send. With glibc's
 // defaults (trim at 128 KiB of free heap top, mmap above a threshold that moves) the heap shrank and
 // regrew around them, faulting pages in at every send: K=255 with 1 KiB bodies fell from 3.5M to 0.3M
@@ -187,15 +220,10 @@ int run(int argc, char** argv) {
       (*hub)->admin_port(), (*hub)->shard_count(), (*hub)->thread_count(), (*hub)->max_connections());
   const int signal = wait_for_signal();
   spdlog::info("ringhub: signal {} received, stopping", signal);
-  // A second SIGINT or SIGTERM while the hub flushes: whoever sent it wants out now, so the hub exits at
-  // once (128 + the signal, as a shell reports a signal's death) and what is still queued is not sent.
-  std::thread([] {
-    const int again = wait_for_signal();
-    spdlog::warn("ringhub: signal {} received again, exiting without finishing the shutdown grace", again);
-    spdlog::shutdown();
-    std::_Exit(128 + again);
-  }).detach();
+  static SecondSignalExit second_signal;  // static: its thread outlives run()
+  second_signal.watch(**hub);
   (*hub)->stop();
+  second_signal.forget_hub();
   spdlog::info("ringhub: stopped");
   return EXIT_SUCCESS;
 }

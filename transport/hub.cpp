@@ -351,6 +351,11 @@ HubStats Hub::stats() const {
   return total;
 }
 
+void Hub::stop_listening() const {
+  ringhub::stop_listening(impl_->listeners);
+  ringhub::stop_listening(impl_->line_listeners);
+}
+
 void Hub::stop() {
   if (!impl_ || impl_->stopped) {
     return;

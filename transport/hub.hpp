@@ -36,6 +36,10 @@ class Hub {
   // Stops accepting, flushes queued bytes for up to the shutdown grace, closes every connection and
   // joins the shard threads. Idempotent.
   void stop();
+  // Takes the relay and line listeners out of LISTEN so a new hub can bind their ports at once, even
+  // if this process exits before its rings are torn down (a forced exit). stop() leaves it to each
+  // shard, which cancels its accepts first. Safe from any thread while the hub exists.
+  void stop_listening() const;
 
  private:
   struct Impl;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -148,6 +149,15 @@ Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t por
   }
   set.port = port;
   return set;
+}
+
+void stop_listening(const ListenerSet& set) {
+  for (const int fd : set.fds) {
+    // ENOTCONN: a shard's acceptor shut it down first.
+    if (::shutdown(fd, SHUT_RDWR) != 0 && errno != ENOTCONN) {
+      spdlog::warn("shutting a listening socket down failed: {}", std::strerror(errno));
+    }
+  }
 }
 
 void close_listeners(ListenerSet& set) {
