@@ -211,7 +211,7 @@ int run(int argc, char** argv) {
   auto hub = ringhub::Hub::start(options.hub);
   if (!hub) {
     spdlog::critical("ringhub: {}", hub.error().message);
-    return EXIT_FAILURE;
+    return hub.error().domain == ringhub::ErrorDomain::kUsage ? ringhub::cli::kExitUsage : EXIT_FAILURE;
   }
   spdlog::info(
       "ringhub ready: relay on {0}:{1}, line on {0}:{2}, metrics on http://{0}:{3}/metrics, {4} shards on "

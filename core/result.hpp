@@ -20,6 +20,7 @@ enum class ErrorDomain : std::uint8_t {
   kNone,      // no code: the message says it all (bad input or flags, a limit, a peer that closed)
   kSystem,    // an errno value: a failed system call, or a timeout or cancel the caller measured
   kProtocol,  // a protocol::ErrorCode the hub sent in an ERROR frame
+  kUsage,     // no code: the settings cannot work together (programs exit 2, as for a bad flag)
 };
 
 struct Error {
@@ -72,9 +73,14 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-// The three ways to make an Error, one per domain.
+// The ways to make an Error, one per domain.
 inline Error make_error(std::string message) {
   return Error{ErrorDomain::kNone, 0, std::move(message)};
+}
+// Settings that each parse but cannot work together, found only once the program knows its machine
+// (the shard count, the file table).
+inline Error usage_error(std::string message) {
+  return Error{ErrorDomain::kUsage, 0, std::move(message)};
 }
 inline Error system_error(int err, std::string message) {
   return Error{ErrorDomain::kSystem, err, std::move(message)};

@@ -99,7 +99,7 @@ Result<void> check_budget_holds_receive_pools(const HubConfig& config, unsigned 
       std::size_t{shards} * std::bit_ceil(config.recv_buffer_count) * config.recv_buffer_size;
   const std::size_t reserve = config.max_memory / MemoryBudget::kReserveDivisor;
   if (reserve < 2 * pools) {
-    return make_error(fmt::format(
+    return usage_error(fmt::format(
         "--max-memory {} is too small for the receive buffers ({} shards x {} buffers x {} bytes): a quarter "
         "of the budget must hold twice the pools, so at least {} bytes; raise --max-memory or lower "
         "--recv-buffers",
@@ -205,8 +205,11 @@ Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
   }
   const unsigned shards = pick_shard_count(config, *table);
   if (shards > IdDirectory::kMaxShards) {
-    return make_error(
-        fmt::format("{} shards requested; at most {} are supported", shards, IdDirectory::kMaxShards));
+    const std::string why = config.shards != 0
+                                ? std::string("requested")
+                                : fmt::format("needed for --max-connections {}", config.max_connections);
+    return usage_error(
+        fmt::format("{} shards {}; at most {} are supported", shards, why, IdDirectory::kMaxShards));
   }
   LargeBlockMemory::install();  // before any block exists: large frames never sit in malloc's arenas
   auto impl = std::make_unique<Impl>();

@@ -18,6 +18,8 @@ TEST(ErrorTest, EachMakerSetsItsDomain) {
   EXPECT_EQ(system_error(ETIMEDOUT, "timed out").code, ETIMEDOUT);
   EXPECT_EQ(protocol_error(ErrorCode::kServerFull, "full").domain, ErrorDomain::kProtocol);
   EXPECT_EQ(protocol_error(ErrorCode::kServerFull, "full").code, static_cast<int>(ErrorCode::kServerFull));
+  EXPECT_EQ(usage_error("budget too small").domain, ErrorDomain::kUsage);
+  EXPECT_EQ(usage_error("budget too small").code, 0);
 }
 
 TEST(ErrorTest, AnErrnoAndAProtocolCodeOfTheSameNumberDiffer) {
