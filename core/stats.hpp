@@ -32,6 +32,9 @@ enum class MetricType { kCounter, kGauge };
   X(connections, Count, kShard, kGauge, "ringhub_connections", R"(protocol="relay")",                      \
     "Client connections open now, by protocol.")                                                           \
   X(line_connections, Count, kShard, kGauge, "ringhub_connections", R"(protocol="line")", "")              \
+  X(closing_connections, Count, kShard, kGauge, "ringhub_closing_connections", "",                         \
+    "Connections no longer served but still held: refused, half-closed, idle or after an ERROR, "          \
+    "written to until their close.")                                                                       \
   X(line_pending, Count, kShard, kGauge, "ringhub_line_pending_messages", "",                              \
     "Line-protocol messages forwarded and not yet acknowledged.")                                          \
   X(buffer_bytes_in_use, Count, kShard, kGauge, "ringhub_buffer_bytes_in_use", "",                         \

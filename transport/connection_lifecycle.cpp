@@ -44,6 +44,7 @@ bool ConnectionLifecycle::try_register(Connection& conn, std::size_t max_connect
     return false;
   }
   conn.registered = true;
+  ++registered_;
   return true;
 }
 
@@ -51,6 +52,7 @@ void ConnectionLifecycle::unregister(Connection& conn) {
   const bool was_registered = std::exchange(conn.registered, false);
   if (was_registered) {
     live_connections_.fetch_sub(1, std::memory_order_relaxed);
+    --registered_;
   }
   events_.leave_services(conn, was_registered);
 }
@@ -101,6 +103,7 @@ void ConnectionLifecycle::begin_half_closed_line_drain(Connection& conn) {
   }
   conn.registered = false;
   live_connections_.fetch_sub(1, std::memory_order_relaxed);
+  --registered_;
   conn.awaits_own_messages = events_.half_close_line(conn);
   drain(conn, conn.awaits_own_messages ? DrainDeadline::kOwnMessages : DrainDeadline::kGrace, {},
         QueuedBytes::kWritten);

@@ -129,6 +129,8 @@ class ConnectionLifecycle {
   Connection::AllList& connections() { return all_; }
   // Connection objects alive (registered or not): a stopping shard finishes when this is 0.
   std::size_t objects() const { return objects_; }
+  // Of those, the ones no longer counted as connected: refused, or draining and closing.
+  std::size_t closing() const { return objects_ - registered_; }
 
  private:
   void unregister(Connection& conn);
@@ -147,7 +149,8 @@ class ConnectionLifecycle {
   LifecycleEvents& events_;
   Connection::AllList all_;
   std::size_t objects_ = 0;
-  bool stopping_ = false;  // the hub is stopping: a drain's deadline is final
+  std::size_t registered_ = 0;  // objects counted in live_connections_ by this shard
+  bool stopping_ = false;       // the hub is stopping: a drain's deadline is final
   // The kernel reads a timeout's timespec when the SQE is submitted: these live as long as the shard.
   __kernel_timespec linger_ts_{};
   __kernel_timespec grace_ts_{};

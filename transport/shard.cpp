@@ -160,6 +160,7 @@ void Shard::publish_counters() {
   charge_pending_lines();
   counters_.connections.set(relay_.peer_count());
   counters_.line_connections.set(line_.peer_count());
+  counters_.closing_connections.set(lifecycle_.closing());
   counters_.line_pending.set(line_.pending().size());
   counters_.copied_assembly_bytes.set(assembly_.copied_bytes);
   counters_.copied_out_bytes.set(sender_.copied_out_bytes());

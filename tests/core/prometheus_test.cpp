@@ -24,6 +24,7 @@ namespace {
 // Every family /metrics promises, by exact name: dashboards and alerts are written against these.
 const std::vector<std::string> kFamilies = {
     "ringhub_connections",
+    "ringhub_closing_connections",
     "ringhub_line_pending_messages",
     "ringhub_buffer_bytes_in_use",
     "ringhub_outbound_queued_bytes",
@@ -95,6 +96,7 @@ HubStats known_stats() {
   s.cq_overflows = 14;
   s.recv_buffer_waits = 15;
   s.line_connections = 3;
+  s.closing_connections = 4;
   s.line_pending = 21;
   s.line_forwards = 22;
   s.line_reforwards = 23;
@@ -270,6 +272,9 @@ TEST(PrometheusTest, RendersTheWholeTextExactly) {
 # TYPE ringhub_connections gauge
 ringhub_connections{protocol="relay"} 12
 ringhub_connections{protocol="line"} 3
+# HELP ringhub_closing_connections Connections no longer served but still held: refused, half-closed, idle or after an ERROR, written to until their close.
+# TYPE ringhub_closing_connections gauge
+ringhub_closing_connections 4
 # HELP ringhub_line_pending_messages Line-protocol messages forwarded and not yet acknowledged.
 # TYPE ringhub_line_pending_messages gauge
 ringhub_line_pending_messages 21

@@ -299,7 +299,9 @@ TEST_F(ConnectionLifecycleTest, AClientThatStopsReadingIsClosedAtTheDeadline) {
   ASSERT_EQ(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
   ASSERT_TRUE(queue_reply(conn, std::string(1U << 20, 'x')));
   lifecycle_.begin_drain(conn, DrainDeadline::kGrace);
+  EXPECT_EQ(lifecycle_.closing(), 1U);
   ASSERT_TRUE(all_freed()) << "still draining " << kPatience.count() << " ms after the grace";
+  EXPECT_EQ(lifecycle_.closing(), 0U);
   const auto [bytes, ended] = drain_peer_fd(peer);
   EXPECT_LT(bytes.size(), std::size_t{1} << 20);
   EXPECT_TRUE(ended);
@@ -348,10 +350,12 @@ TEST_F(ConnectionLifecycleTest, RegistrationStopsAtTheHubLimitOrAFullShardAndKee
   EXPECT_EQ(shared_.live_connections.load(), 2U);
   EXPECT_TRUE(first.registered && second.registered && !third.registered);
   EXPECT_EQ(lifecycle_.objects(), 3U);
+  EXPECT_EQ(lifecycle_.closing(), 1U);  // the refused one, held until it is closed
   for (Connection* conn : {&first, &second, &third}) {
     lifecycle_.begin_close(*conn);
   }
   EXPECT_EQ(shared_.live_connections.load(), 0U);
+  EXPECT_EQ(lifecycle_.closing(), 3U);
   ASSERT_TRUE(all_freed());
 }
 

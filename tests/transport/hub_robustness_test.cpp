@@ -803,6 +803,38 @@ TEST_P(HubRobustnessShardedTest, HalfClosedClientStillGetsEveryAnswer) {
   EXPECT_EQ(stats().protocol_errors, (std::array<std::uint64_t, kErrorCodeSlots>{}));
 }
 
+// A half-closed client with deliveries still queued is no longer counted as connected but as closing,
+// until they are written and it is closed.
+TEST_P(HubRobustnessShardedTest, AHalfClosedClientIsCountedAsClosingWhileItsQueueIsWritten) {
+  constexpr std::uint64_t kRelays = 12;
+  start_hub(config());
+  SocketPeer receiver = connect_socket_peer();
+  SocketPeer sender = connect_socket_peer();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(receiver.client.fd()));
+  // 12 MiB in all: more than the kernel's buffers on both sides take (the hub's send buffer grows to
+  // 4 MiB), so the hub holds the rest after the half-close.
+  const Bytes body = filler(protocol::kMaxBodySize);
+  const UserId to[] = {receiver.id};
+  for (std::uint64_t i = 0; i < kRelays; ++i) {
+    ASSERT_TRUE(sender.client.relay(to, body).ok());
+  }
+  ASSERT_TRUE(eventually([&] { return stats().deliveries == kRelays; }));  // all queued before the half-close
+  ASSERT_EQ(::shutdown(receiver.client.fd(), SHUT_WR), 0) << std::strerror(errno);
+  EXPECT_TRUE(eventually([&] {
+    const HubStats now = stats();
+    return now.connections == 1 && now.closing_connections == 1;
+  })) << "connections "
+      << stats().connections << ", closing " << stats().closing_connections;
+  for (std::uint64_t i = 0; i < kRelays; ++i) {
+    Result<Delivery> got = receiver.client.next_delivery(kWait);
+    ASSERT_TRUE(got.ok()) << "delivery " << i << ": " << got.error().message;
+    EXPECT_EQ(got->body.size(), body.size());
+  }
+  ASSERT_NO_FATAL_FAILURE(expect_eof(receiver.client));
+  EXPECT_TRUE(eventually([&] { return stats().closing_connections == 0; }));
+  EXPECT_EQ(stats().connections, 1U);
+}
+
 // With the budget reached, the hub stops reading the sender that adds memory instead of dropping or
 // disconnecting anyone. A light client is still answered meanwhile, and once the receiver reads, every
 // frame arrives, in order, and the memory goes back.
