@@ -130,6 +130,9 @@ void Shard::before_wait() {
   mailbox_.flush();
   read_clock_and_budget();
   gate_.resume_ready();
+  if (acceptor_.waiting_for_room() && lifecycle_.objects() < shared_.table_size) {
+    acceptor_.offer_room(shared_.table_size - lifecycle_.objects());
+  }
   if (stopping_ && !counted_finished_ && lifecycle_.objects() == 0 && relay_.awaiting_replies() == 0 &&
       !acceptor_.armed()) {
     counted_finished_ = true;

@@ -12,6 +12,9 @@ namespace ringhub {
 void Shard::on_accept(const io_uring_cqe& cqe, Protocol protocol) {
   if (const std::optional<std::uint32_t> slot = acceptor_.on_completion(cqe, protocol)) {
     admit(*slot, protocol);
+    if (lifecycle_.objects() >= shared_.table_size) {
+      acceptor_.wait_for_room();  // the last slot is taken: the next client waits rather than drops
+    }
   }
 }
 
@@ -118,7 +121,7 @@ void Shard::arm_tick() {
 void Shard::on_tick(const io_uring_cqe&) {
   tick_armed_ = false;
   if (!stopping_) {
-    acceptor_.arm_all();  // an accept that failed (file table full, transient error) gets another go
+    acceptor_.arm_all();  // an accept that failed for a transient error gets another go
   }
   clocks_.expire(now_);
   sender_.on_tick();

@@ -30,6 +30,14 @@ inline void set_multishot_total_limit(io_uring_sqe* sqe, std::uint32_t bytes) {
   sqe->file_index = bytes;
 }
 
+// A single accept into a slot the kernel picks from the direct-descriptor table (Linux 5.19). liburing
+// 2.3's io_uring_prep_accept_direct stores IORING_FILE_INDEX_ALLOC + 1, which wraps to 0, a plain
+// accept into the process's fd table; 2.4 and later subtract 1 first. This sets the field itself.
+inline void prep_accept_direct_alloc(io_uring_sqe* sqe, int listen_fd) {
+  io_uring_prep_accept(sqe, listen_fd, nullptr, nullptr, 0);
+  sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
 // IORING_OP_BIND (Linux 6.11): bind(2) on a direct descriptor. liburing 2.7's io_uring_prep_bind.
 inline constexpr int kOpBind = 56;
 // IORING_OP_URING_CMD sub-command SOCKET_URING_OP_SETSOCKOPT (Linux 6.7): setsockopt(2) on a direct
