@@ -84,7 +84,7 @@ void add_flags(CLI::App& app, Options& o) {
                  "Frames up to this many bytes are copied into one send batch (0: every frame "
                  "zero-copy, one iovec each)")
       ->capture_default_str()
-      ->check(CLI::Range(0U, 65536U));
+      ->check(CLI::Range(0U, ringhub::kMaxBatchThreshold));
   app.add_flag("--send-zc", o.hub.send_zc,
                "Send with IORING_OP_SENDMSG_ZC (pays on real NICs, not on loopback)");
   app.add_option("--max-memory", o.hub.max_memory,

@@ -199,6 +199,10 @@ Hub::~Hub() {
 }
 
 Result<std::unique_ptr<Hub>> Hub::start(const HubConfig& config) {
+  if (config.batch_threshold > kMaxBatchThreshold) {
+    return usage_error(fmt::format("--batch-threshold {} is more than one send batch holds ({})",
+                                   config.batch_threshold, kMaxBatchThreshold));
+  }
   auto table = direct_table_size();
   if (!table) {
     return table.error();

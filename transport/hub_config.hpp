@@ -43,6 +43,10 @@ inline constexpr std::uint32_t kMinAutoRecvBufferCount = 16;
 // iovec each: below it a memcpy is cheaper than the kernel's per-iovec work, and one sendmsg carries
 // hundreds of small deliveries. Measured in docs/perf/README.md ("Tuning"). 0 turns batching off.
 inline constexpr std::uint32_t kDefaultBatchThreshold = 4096;
+// The largest: what one send batch block holds (transport/send_contexts.hpp, 64 KiB less its
+// allocation overhead). A larger frame could never be batched, and a receiver's queue would stall
+// behind it.
+inline constexpr std::uint32_t kMaxBatchThreshold = (64U << 10) - 64;
 
 // After a round that handled completions, a hub thread may keep looking for more this long before it
 // blocks (Seastar's idle poll), while its sleeps stay shorter than that. A blocked thread's wake-up is

@@ -13,6 +13,7 @@
 #include "core/memory_account.hpp"
 #include "core/outbound_queue.hpp"
 #include "core/shared_block.hpp"
+#include "transport/hub_config.hpp"
 
 namespace ringhub {
 
@@ -38,6 +39,8 @@ inline constexpr std::size_t kMinSendBatchBytes = 512;
 // where a map of its own would cost page faults on every short send.
 inline constexpr std::size_t kBatchBlockOverhead = 64;
 static_assert(HeapBlock::kHeaderBytes + 16 <= kBatchBlockOverhead);
+static_assert(kSendBatchBytes - kBatchBlockOverhead == kMaxBatchThreshold,
+              "any batchable frame fits a batch");
 // Batch blocks one send may fill: the context's own, then full-size ones made for it, which the copied
 // slices keep until they are written. 16 hold 1 MiB of small frames, a queue the hub then lends
 // receive buffers to (Sender::batches_this_iteration) and copies into batches in one pass.

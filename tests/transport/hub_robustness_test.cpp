@@ -900,6 +900,38 @@ TEST_F(HubRobustnessTest, BudgetTooSmallForTheReceivePoolsIsRefusedAtStart) {
   Result<std::unique_ptr<Hub>> started = Hub::start(settings);
   ASSERT_FALSE(started.ok());
   EXPECT_NE(started.error().message.find("--max-memory"), std::string::npos) << started.error().message;
+  EXPECT_EQ(started.error().domain, ErrorDomain::kUsage);
+}
+
+// A batch threshold above what one send batch holds is refused at start: a frame that size could never
+// be batched, and its receiver's queue stalled behind it for good (probe 7).
+TEST_F(HubRobustnessTest, BatchThresholdAboveOneBatchIsRefusedAtStart) {
+  HubConfig settings = test_config(1);
+  settings.batch_threshold = kMaxBatchThreshold + 1;
+  Result<std::unique_ptr<Hub>> started = Hub::start(settings);
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error().domain, ErrorDomain::kUsage);
+  EXPECT_NE(started.error().message.find("--batch-threshold"), std::string::npos) << started.error().message;
+}
+
+// At the largest threshold, a delivery of exactly that size is batched and arrives, and so do the ones
+// just above it (sent from their blocks) and the small one queued behind them.
+TEST_F(HubRobustnessTest, TheLargestBatchThresholdDeliversEverySize) {
+  HubConfig settings = test_config(1);
+  settings.batch_threshold = kMaxBatchThreshold;
+  start_hub(settings);
+  SocketPeer sender = connect_socket_peer();
+  SocketPeer receiver = connect_socket_peer();
+  const std::size_t at_threshold = kMaxBatchThreshold - protocol::kDeliverPrefixSize;  // the DELIVER's size
+  for (const std::size_t size :
+       {at_threshold - 1, at_threshold, at_threshold + 1, std::size_t{64} << 10, std::size_t{100}}) {
+    const Bytes body = filler(size);
+    const UserId to[] = {receiver.id};
+    ASSERT_TRUE(sender.client.relay(to, body).ok());
+    Result<Delivery> got = receiver.client.next_delivery(kWait);
+    ASSERT_TRUE(got.ok()) << "body of " << size << " bytes: " << got.error().message;
+    EXPECT_EQ(got->body, body) << "body of " << size << " bytes";
+  }
 }
 
 // Without --recv-buffers, many shards on a small budget take fewer receive buffers each instead of
