@@ -54,6 +54,7 @@ struct alignas(16) Connection : Peer, uring::Stream {
   std::uint32_t recv_limit = 0;       // the total length its multishot recv was armed with (0: none)
   bool recv_cancel_sent = false;      // the multishot recv is being stopped (direct receive or a pause)
   bool read_paused = false;           // input waits for memory to free (on the shard's paused list)
+  bool hangup_watch = false;          // a poll for its reset is armed (set while its input is not read)
   bool heavy = false;                 // its current or last frame was large: paused first under pressure
   bool reads_directly = false;        // ... larger than kDirectReadFrameBytes: read one buffer at a time
   bool frame_reserved = false;        // its large frame under way has its size reserved: read to its end

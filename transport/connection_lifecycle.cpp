@@ -210,6 +210,9 @@ void ConnectionLifecycle::begin_close(Connection& conn) {
   conn.stop_waiting();
   ConnectionClocks::forget(conn);
   uring::cancel_io(ring_, conn, tag(&conn, conn.recv_op), tag(&conn, Op::kSend));
+  if (conn.hangup_watch) {
+    ring_.cancel(tag(&conn, Op::kHangupWatch));
+  }
   if (conn.timer_armed) {
     ring_.remove_timeout(tag(&conn, Op::kConnTimer));
   }

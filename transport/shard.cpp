@@ -185,6 +185,7 @@ void Shard::on_completion(const io_uring_cqe& cqe) {
     case Op::kAcceptLine: on_accept(cqe, Protocol::kLine); return;
     case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
     case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
+    case Op::kHangupWatch: on_hangup_watch(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: sender_.on_completion(*tag_owner<Connection>(data), cqe); return;
     case Op::kShutdown: lifecycle_.on_shutdown(*tag_owner<Connection>(data), cqe); return;
     case Op::kClose: lifecycle_.on_close(*tag_owner<Connection>(data), cqe); return;

@@ -115,6 +115,12 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   void after_input(Connection& conn);
   void on_read_eof(Connection& conn);
   void on_recv_ended(Connection& conn, int res);
+  // While the hub does not read a connection (paused for memory, or a line client over its pending
+  // allowance), its reset would wait unseen behind the unread bytes, and with it the end of its pending
+  // messages and its slot: a one-shot poll for POLLERR/POLLHUP sees it. It stays armed until it fires
+  // or the connection closes.
+  void watch_for_hangup(Connection& conn);
+  void on_hangup_watch(Connection& conn, const io_uring_cqe& cqe);
   bool over_line_allowance(const Connection& conn) const;
   // Where the memory gate narrowed, stops the multishot recvs it now keeps out (so what they send next
   // stays in the kernel rather than reaching the hub's memory) or that read ahead too far.

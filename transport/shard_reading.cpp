@@ -4,6 +4,7 @@
 // memory frees, and the kernel's socket buffers then stop its sender. EOF is a half-close: what the
 // client asked for is still answered before the hub closes. Which recv each connection gets is
 // transport/read_policy's answer; this file arms, stops and handles them.
+#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -29,10 +30,14 @@ void Shard::resume_reading(Connection& conn) {
     case ReadStep::kAwaitReservation: gate_.await_reservation(conn); return;
     case ReadStep::kPause:
       gate_.pause(conn);
+      watch_for_hangup(conn);
       spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
                     gate_.hub_memory(), shared_.budget.limit());
       return;
-    case ReadStep::kThrottleLines: conn.line_throttled = true; return;  // shard_line.cpp resumes it
+    case ReadStep::kThrottleLines:  // shard_line.cpp resumes it
+      conn.line_throttled = true;
+      watch_for_hangup(conn);
+      return;
   }
 }
 
@@ -59,6 +64,28 @@ void Shard::arm_direct_recv(Connection& conn) {
   conn.recv_armed = true;
   conn.recv_op = Op::kRecvDirect;
   ++conn.pending_ops;
+}
+
+void Shard::watch_for_hangup(Connection& conn) {
+  if (conn.hangup_watch || conn.state == ConnState::kClosing) {
+    return;
+  }
+  io_uring_sqe* entry = sqe();
+  io_uring_prep_poll_add(entry, static_cast<int>(conn.slot), POLLERR | POLLHUP);
+  entry->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(entry, tag(&conn, Op::kHangupWatch));
+  conn.hangup_watch = true;
+  ++conn.pending_ops;
+}
+
+void Shard::on_hangup_watch(Connection& conn, const io_uring_cqe& cqe) {
+  --conn.pending_ops;
+  conn.hangup_watch = false;
+  if (cqe.res > 0 && conn.state != ConnState::kClosing) {
+    spdlog::debug("shard {}: user {}: reset while its input was not read", index_, conn.id);
+    lifecycle_.begin_close(conn);  // as a recv that failed: nothing more can be written or read
+  }
+  lifecycle_.after_op(conn);
 }
 
 void Shard::stop_multishot(Connection& conn) {

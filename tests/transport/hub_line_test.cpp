@@ -571,6 +571,34 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
 }
 
+// A client the hub stopped reading (over its pending allowance) that resets its connection is seen at
+// once, behind its unread bytes: its connection and its pending messages go (probe 7 found both held
+// for good while the hub was quiet).
+TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
+  HubConfig c = config();
+  c.max_line_pending_bytes = 4096;
+  start_hub(c);
+  LineSocket pipeliner = connect_line();
+  LineSocket silent = connect_line();
+  ASSERT_TRUE(line_connections_become(2));
+  std::string burst;
+  for (std::size_t i = 0; i < 3000; ++i) {
+    burst += message_line(numbered("p", i)) + "\n";
+  }
+  ASSERT_TRUE(pipeliner.write(burst));
+  std::size_t held = 0;
+  while (silent.read_line(Ms{500})) {  // until the pipeliner is throttled
+    ++held;
+  }
+  ASSERT_GT(held, 0U);
+  ASSERT_GT(stats().line_pending, 0U);
+  const linger reset{1, 0};
+  ASSERT_EQ(::setsockopt(pipeliner.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  pipeliner.close();
+  EXPECT_TRUE(line_connections_become(1));
+  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+}
+
 // The pending allowance is passed by at most one small read's worth of messages, not by a receive
 // buffer's (a 30 KB write of short messages had 1,276 pending on a 4 KiB allowance): a line connection is
 // read in pieces its remaining allowance can take. Messages forwarded back to the pipeliner do not count
