@@ -102,7 +102,7 @@ enum class MetricType { kCounter, kGauge };
   X(line_messages_in, Count, kShard, kCounter, "ringhub_line_messages_total", "",                          \
     "Line-protocol `message X` lines received.")                                                           \
   X(line_oks_delivered, Count, kShard, kCounter, "ringhub_line_oks_delivered_total", "",                   \
-    "Line-protocol `ok X` lines written to the connection that sent `message X`.")
+    "Line-protocol `ok X` lines queued to the connection that sent `message X` while it was known.")
 
 // A snapshot of every figure, summed over the shards (plus what the hub fills in).
 struct HubStats {

@@ -381,7 +381,7 @@ ringhub_line_protocol_errors_total 25
 # HELP ringhub_line_messages_total Line-protocol `message X` lines received.
 # TYPE ringhub_line_messages_total counter
 ringhub_line_messages_total 26
-# HELP ringhub_line_oks_delivered_total Line-protocol `ok X` lines written to the connection that sent `message X`.
+# HELP ringhub_line_oks_delivered_total Line-protocol `ok X` lines queued to the connection that sent `message X` while it was known.
 # TYPE ringhub_line_oks_delivered_total counter
 ringhub_line_oks_delivered_total 27
 # HELP process_resident_memory_bytes Resident memory size in bytes.
