@@ -355,6 +355,26 @@ class LineFixture : public HubTest {
 class HubLineTest : public LineFixture, public ::testing::WithParamInterface<unsigned> {
  protected:
   HubConfig config() const { return test_config(GetParam()); }
+
+  // A hub with a `allowance`-byte pending allowance, and a pipeliner that has written 3,000 messages
+  // past it; `silent` gets the ones forwarded to it and never answers.
+  struct Pipelined {
+    LineSocket pipeliner;
+    LineSocket silent;
+  };
+  Pipelined start_pipelining(std::size_t allowance) {
+    HubConfig c = config();
+    c.max_line_pending_bytes = allowance;
+    start_hub(c);
+    Pipelined pair{connect_line(), connect_line()};
+    EXPECT_TRUE(line_connections_become(2));
+    std::string burst;
+    for (std::size_t i = 0; i < 3000; ++i) {
+      burst += message_line(numbered("p", i)) + "\n";
+    }
+    EXPECT_TRUE(pair.pipeliner.write(burst));
+    return pair;
+  }
   void start() { start_hub(config()); }
 };
 
@@ -575,17 +595,7 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
 // once, behind its unread bytes: its connection and its pending messages go (probe 7 found both held
 // for good while the hub was quiet).
 TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
-  HubConfig c = config();
-  c.max_line_pending_bytes = 4096;
-  start_hub(c);
-  LineSocket pipeliner = connect_line();
-  LineSocket silent = connect_line();
-  ASSERT_TRUE(line_connections_become(2));
-  std::string burst;
-  for (std::size_t i = 0; i < 3000; ++i) {
-    burst += message_line(numbered("p", i)) + "\n";
-  }
-  ASSERT_TRUE(pipeliner.write(burst));
+  auto [pipeliner, silent] = start_pipelining(4096);
   std::size_t held = 0;
   while (silent.read_line(Ms{500})) {  // until the pipeliner is throttled
     ++held;
@@ -605,17 +615,7 @@ TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
 // (nor does it read them); those that reach the silent receiver are the ones held against it.
 TEST_P(HubLineTest, PendingAllowanceIsPassedByAtMostOneSmallRead) {
   constexpr std::size_t kAllowance = 4096;
-  HubConfig c = config();
-  c.max_line_pending_bytes = kAllowance;
-  start_hub(c);
-  LineSocket pipeliner = connect_line();
-  LineSocket silent = connect_line();
-  ASSERT_TRUE(line_connections_become(2));
-  std::string burst;
-  for (std::size_t i = 0; i < 3000; ++i) {
-    burst += message_line(numbered("p", i)) + "\n";
-  }
-  ASSERT_TRUE(pipeliner.write(burst));
+  auto [pipeliner, silent] = start_pipelining(kAllowance);
   std::vector<std::string> held;
   while (std::optional<std::string> line = silent.read_line(Ms{500})) {  // until the pipeliner is throttled
     held.push_back(line->substr(kMessagePrefix.size()));
