@@ -35,7 +35,7 @@ expect 2 err "not 'many'" "${hub}" --shards many
 expect 2 err "at least 9" "${hub}" --max-line-bytes 8
 expect 2 err "IPv4 or IPv6 address literal, not 'localhost'" "${hub}" --bind localhost
 expect 2 err "from 0 to 254, not '300'" "${hub}" --shards 300
-expect 2 err "not in range 0 to 65472" "${hub}" --batch-threshold 65536
+expect 2 err "65536 not in range" "${hub}" --batch-threshold 65536
 # Found only at start-up, when the shard count is known, and still a command line that cannot work.
 expect 2 out "too small for the receive buffers" "${hub}" --max-memory 1000 --relay-port 0 --line-port 0 --admin-port 0
 expect 2 out "at most 254 are supported" "${hub}" --max-connections 100000000 --relay-port 0 --line-port 0 --admin-port 0
