@@ -835,6 +835,35 @@ TEST_P(HubRobustnessShardedTest, AHalfClosedClientIsCountedAsClosingWhileItsQueu
   EXPECT_EQ(stats().connections, 1U);
 }
 
+// A sender paused for memory that resets is seen at once, not once memory frees: the hub watches a
+// connection it does not read for a reset, which would otherwise wait behind its unread bytes.
+TEST_P(HubRobustnessShardedTest, ASenderPausedForMemoryThatResetsIsSeenAtOnce) {
+  HubConfig settings = config();
+  settings.max_memory = 8 * kMiB;
+  settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
+  start_hub(settings);
+  SocketPeer receiver = connect_socket_peer();  // never reads: what it is sent stays charged
+  SocketPeer sender = connect_socket_peer();
+  ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(receiver.client.fd()));
+  ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 1s));
+  std::jthread writer([&] {  // 100 KiB frames until the hub stops reading and a send times out
+    const Bytes body = filler(100 * kKiB);
+    const UserId to[] = {receiver.id};
+    for (int i = 0; i < 1000 && sender.client.relay(to, body).ok(); ++i) {
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return stats().read_paused_connections >= 1; }))
+      << "memory_in_use " << stats().memory_in_use;
+  writer.join();
+  abort_on_close(sender.client.fd());
+  sender.client.close();
+  EXPECT_TRUE(eventually([&] {
+    const HubStats now = stats();
+    return now.connections == 1 && now.read_paused_connections == 0;
+  })) << "connections "
+      << stats().connections << ", paused " << stats().read_paused_connections;
+}
+
 // With the budget reached, the hub stops reading the sender that adds memory instead of dropping or
 // disconnecting anyone. A light client is still answered meanwhile, and once the receiver reads, every
 // frame arrives, in order, and the memory goes back.
