@@ -43,6 +43,9 @@ inline constexpr std::size_t kMaxPendingCostPerInputByte =
 inline constexpr std::string_view kServerFullLine = "error server full\n";
 // Sent to a connection that stopped reading past its outbound cap; then the hub closes it.
 inline constexpr std::string_view kSlowConsumerLine = "error slow consumer\n";
+// Sent to a connection whose line stayed without its "\n" past --frame-timeout-ms; then the hub closes
+// it. The partial line is held for the connection, so without it a client could pin it for good.
+inline constexpr std::string_view kLineTimeoutLine = "error line timeout\n";
 // How every line the hub writes about a failure starts.
 inline constexpr std::string_view kErrorLinePrefix = "error ";
 

@@ -14,7 +14,9 @@ void ConnectionClocks::note_input(Connection& conn, ShardTime now) {
 }
 
 void ConnectionClocks::clock_partial_frame(Connection& conn, ShardTime now) {
-  if (conn.assembler.at_boundary()) {
+  const bool partial = conn.protocol == Protocol::kLine ? conn.lines && conn.lines->buffered() > 0
+                                                        : !conn.assembler.at_boundary();
+  if (!partial) {
     conn.assembling_hook.unlink();
     return;
   }
@@ -51,7 +53,7 @@ void ConnectionClocks::expire_partial_frames(ShardTime now) {
       return;
     }
     assembling_.pop_front();
-    if (conn.read_paused) {  // we stopped reading it: restart its clock rather than blame it
+    if (conn.read_paused || conn.line_throttled) {  // we stopped reading it: restart its clock, not blame it
       conn.frame_started = now;
       assembling_.push_back(conn);
       continue;

@@ -78,7 +78,8 @@ void ConnectionLifecycle::close_with_error(Connection& conn, protocol::ErrorCode
   const QueuedBytes queued =
       code == protocol::ErrorCode::kSlowConsumer ? QueuedBytes::kDropped : QueuedBytes::kWritten;
   if (conn.protocol == Protocol::kLine) {  // a line connection that will not read: the line protocol's words
-    begin_drain(conn, DrainDeadline::kLinger, kSlowConsumerLine, queued);
+    begin_drain(conn, DrainDeadline::kLinger,
+                code == protocol::ErrorCode::kFrameTimeout ? kLineTimeoutLine : kSlowConsumerLine, queued);
     return;
   }
   error_frame_.clear();

@@ -20,12 +20,15 @@ void Shard::on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_
   const LineStatus status =
       conn.lines->feed(std::span<const std::uint8_t>(buffer.data(), length), [&](std::string_view line) {
         counters_.frames_in.add(1);
+        ++conn.frames_in;
         line_.on_line(conn, line);
         return conn.state == ConnState::kOpen;  // an error reply may have made it a slow consumer
       });
   if (status == LineStatus::kTooLong) {
     counters_.line_protocol_errors.add(1);
     lifecycle_.begin_drain(conn, DrainDeadline::kLinger, kLineTooLongLine);
+  } else if (conn.state == ConnState::kOpen) {
+    clocks_.clock_partial_frame(conn, now_);  // a line without its "\n" yet: the frame timeout applies
   }
 }
 

@@ -591,6 +591,28 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
 }
 
+// A line left without its newline past the frame timeout ends the connection with `error line timeout`
+// (the hub holds the partial line for it); one finished in time is served as usual.
+TEST_P(HubLineTest, ALineLeftUnfinishedPastTheFrameTimeoutEndsTheConnection) {
+  HubConfig c = config();
+  c.frame_timeout = Ms{300};
+  start_hub(c);
+  LineSocket slow = connect_line();
+  LineSocket stalled = connect_line();
+  ASSERT_TRUE(line_connections_become(2));
+  ASSERT_TRUE(slow.write("message in-ti"));
+  ASSERT_TRUE(stalled.write("message never-finished"));
+  std::this_thread::sleep_for(Ms{100});
+  ASSERT_TRUE(slow.write("me\n"));  // finished well within the timeout
+  std::optional<std::string> line = stalled.read_line_except("message in-time");
+  ASSERT_TRUE(line.has_value()) << "no answer to a line left unfinished";
+  EXPECT_EQ(*line + "\n", kLineTimeoutLine);
+  EXPECT_FALSE(stalled.read_line(Ms{2000}).has_value());
+  EXPECT_TRUE(stalled.eof());
+  EXPECT_TRUE(line_connections_become(1));
+  EXPECT_EQ(stats().frame_timeouts, 1U);
+}
+
 // A client the hub stopped reading (over its pending allowance) that resets its connection is seen at
 // once, behind its unread bytes: its connection and its pending messages go (probe 7 found both held
 // for good while the hub was quiet).
