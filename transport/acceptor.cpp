@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "transport/hub_config.hpp"
+#include "transport/listener.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/uring/uring_compat.hpp"
 
@@ -87,6 +88,10 @@ void Acceptor::wait_for_room() {
         "until a slot frees",
         shard_index_);
   }
+  cancel_armed();
+}
+
+void Acceptor::cancel_armed() {
   for (const Protocol protocol : kProtocols) {
     if (armed_[protocol]) {
       ring_.cancel(tag(this, accept_op(protocol)));
@@ -110,16 +115,11 @@ void Acceptor::offer_room(std::size_t free_slots) {
 
 void Acceptor::stop() {
   stopped_ = true;
+  cancel_armed();
   for (const Protocol protocol : kProtocols) {
-    if (armed_[protocol]) {
-      ring_.cancel(tag(this, accept_op(protocol)));
-    }
-    // The socket leaves its SO_REUSEPORT group: the shards not stopped yet take new connections, which
-    // they close as they stop. ENOTCONN: the socket is no longer listening; either way it is shut.
-    if (listen_fds_[protocol] >= 0 && ::shutdown(listen_fds_[protocol], SHUT_RDWR) != 0 &&
-        errno != ENOTCONN) {
-      spdlog::warn("shard {}: shutting the listening socket down failed: {}", shard_index_,
-                   std::strerror(errno));
+    // The shards not stopped yet take new connections, which they close as they stop.
+    if (listen_fds_[protocol] >= 0) {
+      stop_listening(listen_fds_[protocol]);
     }
   }
 }

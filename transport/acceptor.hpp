@@ -49,6 +49,7 @@ class alignas(uring::kTagAlignment) Acceptor {
 
  private:
   void arm(Protocol protocol);
+  void cancel_armed();  // their last completions still arrive
   unsigned armed_count() const {
     return unsigned{armed_[Protocol::kRelay]} + unsigned{armed_[Protocol::kLine]};
   }

@@ -151,12 +151,16 @@ Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t por
   return set;
 }
 
+void stop_listening(int fd) {
+  // ENOTCONN: no longer listening (shut down before); either way it is shut.
+  if (::shutdown(fd, SHUT_RDWR) != 0 && errno != ENOTCONN) {
+    spdlog::warn("shutting a listening socket down failed: {}", std::strerror(errno));
+  }
+}
+
 void stop_listening(const ListenerSet& set) {
   for (const int fd : set.fds) {
-    // ENOTCONN: a shard's acceptor shut it down first.
-    if (::shutdown(fd, SHUT_RDWR) != 0 && errno != ENOTCONN) {
-      spdlog::warn("shutting a listening socket down failed: {}", std::strerror(errno));
-    }
+    stop_listening(fd);
   }
 }
 

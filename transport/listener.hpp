@@ -44,9 +44,11 @@ struct ListenerSet {
 Result<ListenerSet> open_listeners(const std::string& address, std::uint16_t port, unsigned count,
                                    const char* flag, const Keepalive& keepalive = {});
 void close_listeners(ListenerSet& set);
-// Takes every socket of the set out of LISTEN (shutdown), so the port is free for a new hub at once,
-// even while a ring's pending accept still holds the socket open. Safe from any thread; the
-// descriptors stay open until close_listeners.
+// Takes a listening socket out of LISTEN (shutdown), so the port is free for a new hub at once, even
+// while a ring's pending accept still holds the socket open, and its SO_REUSEPORT group's other
+// members take new connections. Safe from any thread, and twice; the descriptor stays open.
+void stop_listening(int fd);
+// The same for every socket of the set; they stay open until close_listeners.
 void stop_listening(const ListenerSet& set);
 
 }  // namespace ringhub
