@@ -79,13 +79,21 @@ class MemoryBudget {
   // every connection, on each loop iteration.
   static constexpr std::size_t kWideReadAheadBelowDivisor = 16;
   static constexpr std::size_t kNarrowReadAheadFromDivisor = 8;
+  // A line connection over its pending allowance (--max-line-pending-bytes) is throttled only from half
+  // the budget on, and read again below 3/8: below that a client that pipelines past its allowance
+  // costs nothing the budget cannot hold, and throttling it could stall clients whose oks wait behind
+  // their own messages. Half leaves the reserve and the heavy senders' range to the relay protocol.
+  static constexpr std::size_t kLineThrottleDivisor = 2;
+  static constexpr std::size_t kLineReleaseNumerator = 3;
 
   explicit MemoryBudget(std::size_t limit)
       : limit_(limit),
         high_(limit - limit / kReserveDivisor),
         low_(limit / kResumeDenominator * kResumeNumerator),
         wide_below_(limit / kWideReadAheadBelowDivisor),
-        narrow_from_(limit / kNarrowReadAheadFromDivisor) {}
+        narrow_from_(limit / kNarrowReadAheadFromDivisor),
+        line_throttle_from_(limit / kLineThrottleDivisor),
+        line_release_below_(limit / kResumeDenominator * kLineReleaseNumerator) {}
 
   std::size_t limit() const { return limit_; }
   std::size_t high_watermark() const { return high_; }
@@ -105,6 +113,11 @@ class MemoryBudget {
   bool allows_wide_read_ahead(std::int64_t in_use, bool until_now) const {
     return in_use < static_cast<std::int64_t>(until_now ? narrow_from_ : wide_below_);
   }
+  // Whether line connections over their pending allowance are throttled now, given whether they were
+  // until now (hysteresis).
+  bool throttles_lines(std::int64_t in_use, bool until_now) const {
+    return in_use >= static_cast<std::int64_t>(until_now ? line_release_below_ : line_throttle_from_);
+  }
 
  private:
   std::size_t limit_;
@@ -112,6 +125,8 @@ class MemoryBudget {
   std::size_t low_;
   std::size_t wide_below_;
   std::size_t narrow_from_;
+  std::size_t line_throttle_from_;
+  std::size_t line_release_below_;
 };
 
 }  // namespace ringhub

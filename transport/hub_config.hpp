@@ -86,7 +86,7 @@ struct HubConfig {
   std::uint16_t admin_port = 7402;  // GET /metrics and /healthz; 0 picks an ephemeral port
   bool admin_enabled = true;        // tests that do not need the admin plane turn it off
   std::size_t max_line_bytes = kDefaultMaxLineBytes;
-  std::size_t max_line_pending_bytes = kDefaultMaxLinePendingBytes;  // per connection, then not read
+  std::size_t max_line_pending_bytes = kDefaultMaxLinePendingBytes;  // per connection, past half the budget
   bool line_reforward = true;  // re-forward a message whose receiver left before answering
   unsigned shards = 0;         // 0 = max(cores, what max_connections needs)
   unsigned threads = 0;        // threads driving the shards; 0 = cores; never more than shards

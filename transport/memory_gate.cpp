@@ -16,6 +16,7 @@ MemoryGate::Narrowed MemoryGate::update() {
   const bool was_wide = wide_read_ahead_;
   wide_read_ahead_ = shared_.budget.allows_wide_read_ahead(hub_memory_, was_wide);
   narrowed.read_ahead = was_wide && !wide_read_ahead_;
+  throttling_lines_ = shared_.budget.throttles_lines(hub_memory_, throttling_lines_);
   return narrowed;
 }
 
@@ -45,8 +46,24 @@ void MemoryGate::await_reservation(Connection& conn) {
   ++pauses_;
 }
 
+void MemoryGate::throttle_lines(Connection& conn) {
+  conn.line_throttled = true;
+  conn.stop_waiting();
+  throttled_lines_.push_back(conn);
+}
+
+void MemoryGate::end_line_throttle(Connection& conn) {
+  conn.line_throttled = false;
+  conn.stop_waiting();
+}
+
 void MemoryGate::resume_ready() {
   grant_reservations();
+  while (!throttling_lines_ && !throttled_lines_.empty()) {
+    Connection& conn = throttled_lines_.front();
+    end_line_throttle(conn);
+    events_.on_resumed(conn);
+  }
   for (const Weight weight : {Weight::kLight, Weight::kHeavy}) {
     Connection::WaitingList& paused = paused_[static_cast<int>(weight)];
     if (!paused.empty() && shared_.budget.may_resume(hub_memory_, weight)) {
@@ -57,6 +74,9 @@ void MemoryGate::resume_ready() {
 
 void MemoryGate::forget(Connection& conn) {
   end_reservation(conn);
+  if (conn.line_throttled) {
+    end_line_throttle(conn);
+  }
   if (conn.read_paused) {
     conn.read_paused = false;
     conn.stop_waiting();

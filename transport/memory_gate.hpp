@@ -42,9 +42,16 @@ class MemoryGate {
   std::uint32_t read_ahead_limit() const { return wide_read_ahead_ ? kWideReadAhead : kNarrowReadAhead; }
   static bool beyond_narrow_read_ahead(std::uint32_t recv_limit) { return recv_limit > kNarrowReadAhead; }
   bool must_pause(const Connection& conn) const;
+  // Past half the budget: a line connection over its pending allowance is not read (MemoryBudget).
+  bool throttles_lines() const { return throttling_lines_; }
 
   // Stops reading `conn` until the budget lets its weight in again.
   void pause(Connection& conn);
+  // Stops reading line connection `conn`, over its pending allowance, until oks bring it down
+  // (LineService) or hub memory falls below where lines are throttled.
+  void throttle_lines(Connection& conn);
+  // `conn` is no longer throttled (its oks brought it down): it leaves the gate's list.
+  static void end_line_throttle(Connection& conn);
   // `conn` began a large frame that does not fit yet: it waits, first come first served.
   void await_reservation(Connection& conn);
   // Grants what reservations now fit and lets in the weights the budget allows again, telling the
@@ -86,10 +93,12 @@ class MemoryGate {
   GateEvents& events_;
   Connection::WaitingList paused_[2];             // by Weight
   Connection::WaitingList awaiting_reservation_;  // large frames begun, waiting for room to finish
+  Connection::WaitingList throttled_lines_;       // line connections over their allowance
   std::size_t paused_count_ = 0;
   std::uint64_t pauses_ = 0;
   ReadGate verdict_ = ReadGate::kOpen;  // the budget's verdict at the start of this iteration
   bool wide_read_ahead_ = true;         // the budget's read-ahead verdict at the start of this iteration
+  bool throttling_lines_ = false;       // the budget's line verdict at the start of this iteration
   std::int64_t hub_memory_ = 0;         // hub-wide bytes charged and reserved, read once per iteration
 };
 

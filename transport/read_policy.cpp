@@ -27,7 +27,7 @@ ReadStep ReadPolicy::next_step(Connection& conn, bool over_line_allowance) {
   if (conn.state == ConnState::kDraining) {
     return ReadStep::kRecv;  // input is discarded, but read until EOF so the close does not reset
   }
-  if (over_line_allowance) {
+  if (over_line_allowance && gate_.throttles_lines()) {
     return ReadStep::kThrottleLines;
   }
   if (conn.assembler.wants_direct()) {
@@ -55,8 +55,8 @@ std::uint32_t ReadPolicy::one_shot_cap(const Connection& conn) const {
   // reservation (or waits for one), not what a full receive buffer would let in.
   const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
   const std::uint32_t cap = !gate_.open() || unproven ? kPressureReadBytes : 0;
-  if (conn.protocol != Protocol::kLine) {
-    return cap;
+  if (conn.protocol != Protocol::kLine || !gate_.throttles_lines()) {
+    return cap;  // a line connection's allowance holds only while lines are throttled
   }
   const std::uint32_t line_cap = line_read_cap(conn);
   return cap == 0 ? line_cap : std::min(cap, line_cap);

@@ -37,7 +37,9 @@ void Shard::LineSeamOnShard::write(LinePeer& peer, std::string_view text) {
 }
 
 void Shard::LineSeamOnShard::resume_reading(LinePeer& peer) {
-  shard_.resume_reading(static_cast<Connection&>(peer));
+  auto& conn = static_cast<Connection&>(peer);
+  MemoryGate::end_line_throttle(conn);
+  shard_.resume_reading(conn);
 }
 
 void Shard::LineSeamOnShard::post(unsigned target, LineMessage* message) {

@@ -34,8 +34,8 @@ void Shard::resume_reading(Connection& conn) {
       spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
                     gate_.hub_memory(), shared_.budget.limit());
       return;
-    case ReadStep::kThrottleLines:  // shard_line.cpp resumes it
-      conn.line_throttled = true;
+    case ReadStep::kThrottleLines:  // its oks (shard_line.cpp) or the gate's release resume it
+      gate_.throttle_lines(conn);
       watch_for_hangup(conn);
       return;
   }

@@ -51,5 +51,15 @@ TEST(MemoryBudgetTest, HeavySendersResumeLaterThanLightOnes) {
   EXPECT_TRUE(budget.may_resume(499, Weight::kHeavy));
 }
 
+// Line connections over their allowance are throttled from half the budget, and read again below 3/8.
+TEST(MemoryBudgetTest, LinesAreThrottledFromHalfTheBudgetAndReleasedBelowThreeEighths) {
+  const MemoryBudget budget(800);
+  EXPECT_FALSE(budget.throttles_lines(399, false));
+  EXPECT_TRUE(budget.throttles_lines(400, false));
+  EXPECT_TRUE(budget.throttles_lines(300, true)) << "between the marks, it stays as it was";
+  EXPECT_FALSE(budget.throttles_lines(300, false));
+  EXPECT_FALSE(budget.throttles_lines(299, true));
+}
+
 }  // namespace
 }  // namespace ringhub

@@ -25,6 +25,7 @@
 
 #include "clients/cpp/line_client.hpp"
 #include "core/line_protocol.hpp"
+#include "core/memory_account.hpp"
 #include "tests/transport/hub_fixture.hpp"
 #include "transport/read_policy.hpp"
 
@@ -65,6 +66,7 @@ std::string ok_line(std::string_view x) {
 // poll(). Lines come back without their "\n" but with any "\r", so a test sees exactly what the hub sent.
 class LineSocket {
  public:
+  LineSocket() = default;  // not connected: a connected one is moved in later
   explicit LineSocket(std::uint16_t port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) {
@@ -356,24 +358,55 @@ class HubLineTest : public LineFixture, public ::testing::WithParamInterface<uns
  protected:
   HubConfig config() const { return test_config(GetParam()); }
 
-  // A hub with a `allowance`-byte pending allowance, and a pipeliner that has written 3,000 messages
-  // past it; `silent` gets the ones forwarded to it and never answers.
+  // The hub throttles a line client over its pending allowance only while its memory is past half the
+  // budget. This hub has a small budget, and a silent client alone on it first sends itself enough
+  // messages to hold half of it (forwarded back to their sender, they are not held against its
+  // allowance). Then a pipeliner with a `allowance`-byte allowance writes 3,000 messages past it; the
+  // silent client gets those forwarded to it and never answers: they are held against the pipeliner.
+  static constexpr std::size_t kSmallBudget = std::size_t{8} << 20;
+  static constexpr std::size_t kFillMessages = 20'000;  // about 5.2 MB of pending cost: past half of it
+  static constexpr std::size_t kPipelined = 3'000;
   struct Pipelined {
-    LineSocket pipeliner;
     LineSocket silent;
+    LineSocket pipeliner;
   };
   Pipelined start_pipelining(std::size_t allowance) {
     HubConfig c = config();
     c.max_line_pending_bytes = allowance;
+    c.max_memory = kSmallBudget;
+    c.recv_buffer_size = 4096;  // a read past half the budget adds little
+    c.recv_buffer_count = 64;   // a quarter of the budget holds twice every shard's pool
     start_hub(c);
-    Pipelined pair{connect_line(), connect_line()};
-    EXPECT_TRUE(line_connections_become(2));
+    Pipelined run{.silent = connect_line(), .pipeliner = LineSocket()};
+    EXPECT_TRUE(line_connections_become(1));
     std::string burst;
-    for (std::size_t i = 0; i < 3000; ++i) {
+    for (std::size_t i = 0; i < kFillMessages; ++i) {
+      burst += message_line(numbered("f", i)) + "\n";
+    }
+    EXPECT_TRUE(run.silent.write(burst));
+    while (run.silent.read_line(Ms{500})) {  // its own messages, forwarded back
+    }
+    EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, kFillMessages));
+    EXPECT_GE(stats().memory_in_use, kSmallBudget / MemoryBudget::kLineThrottleDivisor);
+    // The pipeliner connects once lines are throttled: its first recv is then shaped by its allowance.
+    run.pipeliner = connect_line();
+    EXPECT_TRUE(line_connections_become(2));
+    burst.clear();
+    for (std::size_t i = 0; i < kPipelined; ++i) {
       burst += message_line(numbered("p", i)) + "\n";
     }
-    EXPECT_TRUE(pair.pipeliner.write(burst));
-    return pair;
+    EXPECT_TRUE(run.pipeliner.write(burst));
+    return run;
+  }
+  // The pipeliner's messages that reach the silent client until the hub is quiet (their X).
+  static std::vector<std::string> held_by_silent(Pipelined& run) {
+    std::vector<std::string> held;
+    while (std::optional<std::string> line = run.silent.read_line(Ms{500})) {
+      if (line->starts_with(message_line("p"))) {
+        held.push_back(line->substr(kMessagePrefix.size()));
+      }
+    }
+    return held;
   }
   void start() { start_hub(config()); }
 };
@@ -512,11 +545,11 @@ TEST_P(HubLineTest, OkForNothingPendingGetsNoReplyAndIsCounted) {
   EXPECT_EQ(s.line_protocol_errors, 0U);
 }
 
-// A client that pipelines far more messages than its pending allowance is throttled, not cut: while
-// nobody answers, the hub stops reading it; once answers come, every message is forwarded and answered
-// exactly once, with no error. Messages forwarded back to the pipeliner itself are not held against it
-// (its oks can only follow its own pipelined writes), so the run cannot deadlock on them.
-TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
+// A client that pipelines far more messages than its pending allowance, while the hub's memory is far
+// below half its budget, is read to its end though nobody answers; once answers come, every message is
+// forwarded and answered exactly once, with no error. Messages forwarded back to the pipeliner itself are
+// not held against it (its oks can only follow its own pipelined writes).
+TEST_P(HubLineTest, PipeliningClientFarPastItsAllowanceIsReadOnAndLosesNothing) {
   constexpr std::size_t kMessages = 100'000;
   HubConfig c = config();
   c.max_line_pending_bytes = std::size_t{16} * 1024;  // about 60 messages held at the answerer
@@ -544,13 +577,14 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
     return line.substr(verb.size());
   };
 
-  // Nobody answers for a while: the hub reads about the allowance, then stops reading the pipeliner.
+  // Nobody answers for a while: the hub reads every message all the same.
   std::vector<std::string> held;
   while (std::optional<std::string> line = answerer.read_line(Ms{500})) {
     held.push_back(*line);
   }
   ASSERT_FALSE(held.empty()) << "no forward reached the answerer";
-  EXPECT_LT(stats().line_messages_in, 10'000U) << "the hub kept reading a client over its allowance";
+  EXPECT_TRUE(stat_becomes("line_messages_in", &HubStats::line_messages_in, kMessages))
+      << "the hub stopped reading a client over its allowance while memory was low";
 
   // Answers come: the answerer answers at once; the pipeliner answers its own forwards once its
   // writer is done (its socket has one writer at a time).
@@ -591,6 +625,49 @@ TEST_P(HubLineTest, PipeliningClientIsThrottledNotCutAndLosesNothing) {
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
 }
 
+// Clients that pipeline past their allowance and answer on the same connection: each one's oks wait
+// behind its own messages. While hub memory is far below half the budget the hub reads them all, so
+// none waits on another (a per-connection throttle alone stalled these four for good).
+TEST_P(HubLineTest, PipelinersWhoseOksWaitBehindTheirOwnMessagesAllFinish) {
+  constexpr std::size_t kClients = 4;
+  constexpr std::size_t kMessages = 8'000;  // about 1.6 MB of pending cost each against 1 MiB
+  start();
+  std::vector<LineSocket> clients;
+  std::vector<LineSocket*> readers;
+  clients.reserve(kClients);
+  readers.reserve(kClients);
+  for (std::size_t i = 0; i < kClients; ++i) {
+    clients.push_back(connect_line());
+  }
+  for (LineSocket& client : clients) {
+    readers.push_back(&client);
+  }
+  ASSERT_TRUE(line_connections_become(kClients));
+  const timeval send_limit{30, 0};  // a hub that stopped reading fails the test instead of hanging it
+  for (std::size_t i = 0; i < kClients; ++i) {
+    ASSERT_EQ(::setsockopt(clients[i].fd(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit), 0);
+    std::string burst;
+    for (std::size_t k = 0; k < kMessages; ++k) {
+      burst += message_line(numbered(numbered("c", i) + "-", k)) + "\n";
+    }
+    ASSERT_TRUE(clients[i].write(burst)) << "the hub stopped reading client " << i;
+  }
+  std::set<std::string> oks;
+  while (oks.size() < kClients * kMessages) {
+    std::optional<LineFrom> got = read_line_from_any(readers);
+    ASSERT_TRUE(got.has_value()) << "stalled with " << oks.size() << " oks; " << stats().line_pending
+                                 << " messages pending";
+    if (got->line.starts_with("ok ")) {
+      ASSERT_TRUE(oks.insert(got->line).second) << "duplicate " << got->line;
+    } else {
+      ASSERT_TRUE(got->line.starts_with(kMessagePrefix)) << got->line;
+      ASSERT_TRUE(clients[got->index].send_line(ok_line(got->line.substr(kMessagePrefix.size()))));
+    }
+  }
+  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+  EXPECT_EQ(stats().line_protocol_errors, 0U);
+}
+
 // A line left without its newline past the frame timeout ends the connection with `error line timeout`
 // (the hub holds the partial line for it); one finished in time is served as usual.
 TEST_P(HubLineTest, ALineLeftUnfinishedPastTheFrameTimeoutEndsTheConnection) {
@@ -617,18 +694,31 @@ TEST_P(HubLineTest, ALineLeftUnfinishedPastTheFrameTimeoutEndsTheConnection) {
 // once, behind its unread bytes: its connection and its pending messages go (probe 7 found both held
 // for good while the hub was quiet).
 TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
-  auto [pipeliner, silent] = start_pipelining(4096);
-  std::size_t held = 0;
-  while (silent.read_line(Ms{500})) {  // until the pipeliner is throttled
-    ++held;
-  }
-  ASSERT_GT(held, 0U);
-  ASSERT_GT(stats().line_pending, 0U);
+  Pipelined run = start_pipelining(4096);
+  ASSERT_FALSE(held_by_silent(run).empty());  // until the pipeliner is throttled
+  ASSERT_GT(stats().line_pending, kFillMessages);
+  ASSERT_LT(stats().line_messages_in, kFillMessages + kPipelined) << "the pipeliner was not throttled";
   const linger reset{1, 0};
-  ASSERT_EQ(::setsockopt(pipeliner.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
-  pipeliner.close();
+  ASSERT_EQ(::setsockopt(run.pipeliner.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  run.pipeliner.close();
   EXPECT_TRUE(line_connections_become(1));
-  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, kFillMessages));
+}
+
+// A throttled client is read again once hub memory falls below 3/8 of the budget, though its own
+// messages are still unanswered: here the silent client answers the messages it sent itself, which held
+// most of that memory, and still holds the pipeliner's.
+TEST_P(HubLineTest, AThrottledClientIsReadAgainOnceMemoryFalls) {
+  Pipelined run = start_pipelining(4096);
+  ASSERT_FALSE(held_by_silent(run).empty());  // until the pipeliner is throttled
+  ASSERT_LT(stats().line_messages_in, kFillMessages + kPipelined) << "the pipeliner was not throttled";
+  std::string answers;
+  for (std::size_t i = 0; i < kFillMessages; ++i) {
+    answers += ok_line(numbered("f", i)) + "\n";
+  }
+  ASSERT_TRUE(run.silent.write(answers));
+  EXPECT_TRUE(stat_becomes("line_messages_in", &HubStats::line_messages_in, kFillMessages + kPipelined))
+      << "the pipeliner was not read again";
 }
 
 // The pending allowance is passed by at most one small read's worth of messages, not by a receive
@@ -637,11 +727,8 @@ TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
 // (nor does it read them); those that reach the silent receiver are the ones held against it.
 TEST_P(HubLineTest, PendingAllowanceIsPassedByAtMostOneSmallRead) {
   constexpr std::size_t kAllowance = 4096;
-  auto [pipeliner, silent] = start_pipelining(kAllowance);
-  std::vector<std::string> held;
-  while (std::optional<std::string> line = silent.read_line(Ms{500})) {  // until the pipeliner is throttled
-    held.push_back(line->substr(kMessagePrefix.size()));
-  }
+  Pipelined run = start_pipelining(kAllowance);
+  const std::vector<std::string> held = held_by_silent(run);  // until the pipeliner is throttled
   const std::size_t bound =
       (kAllowance + kMinLineReadBytes * kMaxPendingCostPerInputByte) / pending_cost(numbered("p", 0).size()) +
       1;
@@ -649,9 +736,13 @@ TEST_P(HubLineTest, PendingAllowanceIsPassedByAtMostOneSmallRead) {
   EXPECT_LE(held.size(), bound) << "messages held against a " << kAllowance << "-byte allowance";
 
   for (const std::string& x : held) {  // the answers bring it under half the allowance: read again
-    ASSERT_TRUE(silent.send_line(ok_line(x)));
+    ASSERT_TRUE(run.silent.send_line(ok_line(x)));
   }
-  EXPECT_TRUE(silent.read_line().has_value()) << "the pipeliner was not read again";
+  std::optional<std::string> next;
+  do {
+    next = run.silent.read_line();
+  } while (next && !next->starts_with(message_line("p")));
+  EXPECT_TRUE(next.has_value()) << "the pipeliner was not read again";
 }
 
 // The hub's limit counts the line without "\n" and without a "\r" before it.

@@ -172,6 +172,36 @@ TEST_F(MemoryGateTest, AWaitingConnectionWhoseFrameIsGoneIsLetInWithoutAReservat
   EXPECT_EQ(reserved(), 0);
 }
 
+// Line connections throttled over their allowance are let in once hub memory falls below where lines
+// are released, whatever their own pending bytes (those are LineService's to bring down).
+TEST_F(MemoryGateTest, ThrottledLineConnectionsAreLetInWhenMemoryFallsBelowTheLineRelease) {
+  const auto first = connection();
+  const auto second = connection();
+  const auto forgotten = connection();
+  set_memory_in_use(shared_.budget.limit() / 2);
+  gate_.update();
+  ASSERT_TRUE(gate_.throttles_lines());
+  for (Connection* conn : {first.get(), second.get(), forgotten.get()}) {
+    gate_.throttle_lines(*conn);
+    EXPECT_TRUE(conn->line_throttled);
+  }
+  gate_.forget(*forgotten);
+  EXPECT_FALSE(forgotten->line_throttled);
+  MemoryGate::end_line_throttle(*second);  // its oks brought it down (the shard resumes it)
+  EXPECT_FALSE(second->waiting());
+
+  set_memory_in_use(shared_.budget.limit() / 8 * 3);
+  gate_.update();
+  gate_.resume_ready();
+  EXPECT_TRUE(log_.resumed.empty()) << "between the marks lines stay throttled";
+  set_memory_in_use(shared_.budget.limit() / 8 * 3 - 1);
+  gate_.update();
+  gate_.resume_ready();
+  ASSERT_EQ(log_.resumed, std::vector<Connection*>{first.get()});
+  EXPECT_FALSE(first->line_throttled);
+  EXPECT_FALSE(first->waiting());
+}
+
 TEST_F(MemoryGateTest, ForgetTakesAPausedConnectionOffItsList) {
   const auto conn = connection(true);
   set_memory_in_use(shared_.budget.limit());

@@ -41,6 +41,11 @@ class ReadPolicyTest : public gate_testing::GateFixture {
     set_memory_in_use(shared_.budget.high_watermark());
     gate_.update();
   }
+  void where_lines_are_throttled() {
+    set_memory_in_use(shared_.budget.limit() / MemoryBudget::kLineThrottleDivisor);
+    gate_.update();
+    ASSERT_TRUE(gate_.throttles_lines());
+  }
 
   ReadPolicy policy_{gate_, kLinePendingAllowance};
 };
@@ -59,6 +64,12 @@ TEST_F(ReadPolicyTest, ANewRelayConnectionReadsOneCappedBufferUntilItsFirstFrame
 
 TEST_F(ReadPolicyTest, ALineConnectionIsReadInPiecesItsAllowanceCanTake) {
   const auto conn = line_connection();
+  conn->line_pending_bytes = kLinePendingAllowance + 1;
+  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, 0U)
+      << "while lines are not throttled, the allowance does not shape the read";
+
+  where_lines_are_throttled();
+  conn->line_pending_bytes = 0;
   const uring::RecvShape shape = policy_.recv_shape(*conn);
   EXPECT_FALSE(shape.multishot) << "its pending allowance is counted line by line";
   EXPECT_EQ(shape.one_shot_cap, kLinePendingAllowance / kMaxPendingCostPerInputByte)
@@ -77,6 +88,20 @@ TEST_F(ReadPolicyTest, ALineConnectionIsReadInPiecesItsAllowanceCanTake) {
   EXPECT_NE(boundless.recv_shape(*conn).one_shot_cap, 0U) << "0 would mean no cap at all";
   past_high_watermark();
   EXPECT_EQ(boundless.recv_shape(*conn).one_shot_cap, kPressureReadBytes) << "the pressure cap still holds";
+}
+
+// Over its allowance, a line connection is throttled only from half the budget on: below it, a client
+// whose oks wait behind its own pipelined messages must still be read, or such clients stall each other.
+TEST_F(ReadPolicyTest, ALineConnectionOverItsAllowanceIsThrottledOnlyFromHalfTheBudget) {
+  const auto conn = line_connection();
+  conn->frames_in = 1;
+  EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kRecv);
+  set_memory_in_use(shared_.budget.limit() / MemoryBudget::kLineThrottleDivisor - 1);
+  gate_.update();
+  EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kRecv);
+  where_lines_are_throttled();
+  EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kThrottleLines);
+  EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kRecv) << "within its allowance it is read";
 }
 
 TEST_F(ReadPolicyTest, PastTheHighWatermarkEveryoneReadsOneCappedBuffer) {
@@ -128,7 +153,10 @@ TEST_F(ReadPolicyTest, WithoutTheKernelsLimitHeavySendersReadOneBufferAtATime) {
 TEST_F(ReadPolicyTest, NextStepFollowsTheConnectionsState) {
   const auto conn = proven();
   EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kRecv);
+  where_lines_are_throttled();
   EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kThrottleLines);
+  set_memory_in_use(0);
+  gate_.update();
 
   conn->recv_armed = true;
   EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kNothing) << "already reading";
