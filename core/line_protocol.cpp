@@ -15,9 +15,10 @@ namespace {
 // the short lines people type without reallocating.
 constexpr std::size_t kRetainedPartialCapacity = std::size_t{4} * 1024;
 
-// X if `line` is `prefix` followed by a non-empty X.
+// X if `line` is `prefix` followed by a non-empty X that does not end in "\r". Such an X could never be
+// answered: the line that carries it on, and the ok's line, each lose one "\r" before their "\n".
 std::optional<std::string_view> strip_verb(std::string_view line, std::string_view prefix) {
-  if (line.size() <= prefix.size() || !line.starts_with(prefix)) {
+  if (line.size() <= prefix.size() || !line.starts_with(prefix) || line.back() == '\r') {
     return std::nullopt;
   }
   return line.substr(prefix.size());

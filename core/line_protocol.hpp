@@ -106,7 +106,8 @@ class LineSplitter {
 };
 
 // One parsed line: "message X" or "ok X", exactly one space after the verb and X not empty (X may
-// hold spaces and any byte but "\n"). Anything else, the empty line included, is kUnknown.
+// hold spaces and any byte but "\n", and may not end in "\r"). Anything else, the empty line included,
+// is kUnknown.
 struct LineCommand {
   enum class Verb : std::uint8_t { kMessage, kOk, kUnknown };
   Verb verb = Verb::kUnknown;

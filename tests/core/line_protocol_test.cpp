@@ -321,7 +321,9 @@ TEST(ParseLineTest, PayloadKeepsSpacesAndAnyByte) {
 TEST(ParseLineTest, EverythingElseIsUnknown) {
   for (const std::string_view line :
        {"", " ", "message", "message ", "ok", "ok ", "messagex", "messagex y", "okx", "okay x", "Message x",
-        "OK x", " message x", "message\tx", "ok\tx", "error unknown command", "mess x", "o x"}) {
+        "OK x", " message x", "message\tx", "ok\tx", "error unknown command", "mess x", "o x",
+        // X ending in "\r" (its line was "message x\r\r\n"): forwarded, it would lose that "\r"
+        "message x\r", "ok x\r", "message \r", "message a\rb\r"}) {
     const LineCommand command = parse_line(line);
     EXPECT_EQ(command.verb, Verb::kUnknown) << "'" << line << "'";
     EXPECT_TRUE(command.payload.empty()) << "'" << line << "'";
