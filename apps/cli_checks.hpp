@@ -27,6 +27,13 @@ std::optional<T> parse_whole(const std::string& text) {
   return value;
 }
 
+// Whether `text` is all decimal digits yet does not fit T.
+template <typename T>
+bool too_large_for(const std::string& text) {
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  return digits && !parse_whole<T>(text);
+}
+
 // A whole number from `low` to `high`, for a flag stored in `field` (whose type it checks against).
 template <typename T>
 CLI::Validator whole_number(const T& field, T low, T high = std::numeric_limits<T>::max()) {
@@ -36,7 +43,8 @@ CLI::Validator whole_number(const T& field, T low, T high = std::numeric_limits<
     if (value && *value >= low && *value <= high) {
       return {};
     }
-    if (high == std::numeric_limits<T>::max()) {
+    // Past the type's maximum the text is still a number: "at least 1" alone would mislead.
+    if (high == std::numeric_limits<T>::max() && !too_large_for<T>(text)) {
       return "must be a whole number of at least " + std::to_string(low) + ", not '" + text + "'";
     }
     return "must be a whole number from " + std::to_string(low) + " to " + std::to_string(high) + ", not '" +

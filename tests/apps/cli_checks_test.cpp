@@ -39,6 +39,18 @@ TEST(CliChecks, PositiveTakesOneAndUpAndSaysSoOtherwise) {
   }
 }
 
+// A number past the field's type is out of range, not "at least 1" (probe 8: --frame-timeout-ms 4294967296).
+TEST(CliChecks, PositivePastTheTypeNamesItsMaximum) {
+  std::uint32_t milliseconds = 0;
+  for (const std::string bad : {"4294967296", "99999999999999999999"}) {
+    EXPECT_NE(parse(milliseconds, positive(milliseconds), bad)
+                  .find("must be a whole number from 1 to 4294967295, not '" + bad + "'"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_EQ(parse(milliseconds, positive(milliseconds), "4294967295"), "");
+}
+
 TEST(CliChecks, WholeNumberInARangeNamesTheRange) {
   unsigned value = 0;
   const CLI::Validator check = whole_number(value, 2U, 32768U);
