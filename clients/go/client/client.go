@@ -52,6 +52,10 @@ var ErrAlreadyConnected = errors.New("ringhub client: already connected (a Clien
 // ErrClosed is returned by calls made after Close.
 var ErrClosed = errors.New("ringhub client: closed")
 
+// ErrHubClosed is returned by every call after the hub closed the connection without an ERROR frame
+// (it stopped, or was restarted). A new Client can connect again.
+var ErrHubClosed = errors.New("ringhub client: hub closed the connection")
+
 // HubError is the hub's ERROR frame: the hub closed the connection for the reason given. Every call
 // after it returns the same *HubError; errors.As finds it.
 type HubError struct {
@@ -368,7 +372,7 @@ func (c *Client) describeEnd(err error) error {
 	case writeErr != nil:
 		return fmt.Errorf("ringhub client: write failed: %w", writeErr)
 	case err == io.EOF:
-		return errors.New("ringhub client: hub closed the connection")
+		return ErrHubClosed
 	}
 	return fmt.Errorf("ringhub client: connection lost: %w", err)
 }

@@ -244,6 +244,27 @@ func TestCallsOutsideAConnection(t *testing.T) {
 	}
 }
 
+// A hub that stops closes its connections without an ERROR frame: every call then says so with an
+// error callers can test for (errors.Is), not only a text.
+func TestAHubThatStopsGivesErrHubClosed(t *testing.T) {
+	hub := hubtest.Start(t)
+	c := connect(t, hub, 1)[0]
+	hub.Stop(t)
+	deadline := time.Now().Add(stepLimit)
+	var err error
+	for time.Now().Before(deadline) {
+		if _, err = c.WhoAmI(); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, client.ErrHubClosed) {
+		t.Fatalf("WhoAmI after the hub stopped: %v", err)
+	}
+	if err := c.SendMsg([]uint64{1}, []byte("x")); !errors.Is(err, client.ErrHubClosed) {
+		t.Fatalf("SendMsg after the hub stopped: %v", err)
+	}
+}
+
 // Many goroutines share one client: every reply reaches its own caller (run with -race).
 func TestConcurrentRequests(t *testing.T) {
 	hub := hubtest.Start(t)
