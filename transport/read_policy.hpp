@@ -1,7 +1,7 @@
 // ReadPolicy: how a shard reads each connection, decided without a ring. A multishot recv and how far
 // ahead it may read, one receive buffer at a time (and how much of it), a direct receive into a large
 // frame's block, or nothing (paused for memory, throttled for pending lines); and when an armed
-// multishot must stop. The shard arms and stops recvs on its answers (transport/shard_reading.cpp).
+// multishot must stop. The read side arms and stops recvs on its answers (transport/read_side.cpp).
 #pragma once
 
 #include <cstddef>

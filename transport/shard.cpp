@@ -1,7 +1,7 @@
 // Shard: its loop over a uring::EventLoop (which takes each turn), the completion dispatch and the
 // work of each iteration. The handlers live beside it: shard_connections.cpp (admission and stopping),
-// shard_reading.cpp, shard_relay.cpp and shard_line.cpp; the writes are transport/sender, the drain and
-// close of a connection transport/connection_lifecycle.
+// shard_relay.cpp and shard_line.cpp; the reads are transport/read_side, the writes transport/sender,
+// the drain and close of a connection transport/connection_lifecycle.
 #include "transport/shard.hpp"
 
 #include <fmt/format.h>
@@ -50,6 +50,16 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
                   .sender = sender_,
                   .gate = gate_,
                   .events = lifecycle_events_}),
+      read_({.loop = loop_,
+             .shard_index = index,
+             .counters = counters_,
+             .gate = gate_,
+             .clocks = clocks_,
+             .lifecycle = lifecycle_,
+             .now = now_,
+             .budget_limit = shared.budget.limit(),
+             .max_line_pending_bytes = config_.max_line_pending_bytes,
+             .events = read_events_}),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], loop_.ring(),
                router_) {
   assembly_.memory = &memory_;
@@ -143,7 +153,7 @@ void Shard::before_wait() {
 
 void Shard::read_clock_and_budget() {
   now_ = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now());
-  enforce(gate_.update());
+  read_.enforce(gate_.update());
 }
 
 bool Shard::finished() const {
@@ -183,9 +193,9 @@ void Shard::on_completion(const io_uring_cqe& cqe) {
     case Op::kIgnore: return;
     case Op::kAccept: on_accept(cqe, Protocol::kRelay); return;
     case Op::kAcceptLine: on_accept(cqe, Protocol::kLine); return;
-    case Op::kRecv: on_recv(*tag_owner<Connection>(data), cqe); return;
-    case Op::kRecvDirect: on_recv_direct(*tag_owner<Connection>(data), cqe); return;
-    case Op::kHangupWatch: on_hangup_watch(*tag_owner<Connection>(data), cqe); return;
+    case Op::kRecv: read_.on_recv(*tag_owner<Connection>(data), cqe); return;
+    case Op::kRecvDirect: read_.on_recv_direct(*tag_owner<Connection>(data), cqe); return;
+    case Op::kHangupWatch: read_.on_hangup_watch(*tag_owner<Connection>(data), cqe); return;
     case Op::kSend: sender_.on_completion(*tag_owner<Connection>(data), cqe); return;
     case Op::kShutdown: lifecycle_.on_shutdown(*tag_owner<Connection>(data), cqe); return;
     case Op::kClose: lifecycle_.on_close(*tag_owner<Connection>(data), cqe); return;
@@ -206,6 +216,11 @@ void Shard::MessageRouter::on_message(ShardMessage* message) {
   }
   shard_.line_.on_message(*static_cast<LineMessage*>(message));
   retire(shard_.memory_, message);
+}
+
+void Shard::GateEventsOnShard::on_resumed(Connection& conn) {
+  shard_.clocks_.restart_frame_clock(conn, shard_.now_);  // time spent paused is not the client's
+  shard_.read_.resume_reading(conn);
 }
 
 }  // namespace ringhub

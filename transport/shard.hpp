@@ -1,6 +1,7 @@
 // Shard: one thread, one io_uring, its share of the connections. Accepts on its own SO_REUSEPORT
-// listener, parses frames, fans relays out (posting to other shards what lives there), and has
-// its Sender (transport/sender.hpp) write each connection's queue, one sendmsg per loop iteration.
+// listener, has its ReadSide (transport/read_side.hpp) read them, parses frames, fans relays out
+// (posting to other shards what lives there), and has its Sender (transport/sender.hpp) write each
+// connection's queue, one sendmsg per loop iteration.
 #pragma once
 
 #include <liburing.h>
@@ -31,7 +32,7 @@
 #include "transport/hub_config.hpp"
 #include "transport/hub_shared.hpp"
 #include "transport/memory_gate.hpp"
-#include "transport/read_policy.hpp"
+#include "transport/read_side.hpp"
 #include "transport/sender.hpp"
 #include "transport/shard_mailbox.hpp"
 #include "transport/uring/buffer_ring.hpp"
@@ -81,7 +82,9 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   // The loop's handler (uring::LoopHandler): completions by their tag, and a recv that waited for a
   // receive buffer.
   void on_completion(const io_uring_cqe& cqe) override;
-  void on_buffers_back(uring::Stream& stream) override { resume_reading(static_cast<Connection&>(stream)); }
+  void on_buffers_back(uring::Stream& stream) override {
+    read_.resume_reading(static_cast<Connection&>(stream));
+  }
   void before_wait();
   // Reads the shard clock and the hub-wide memory figure once per loop iteration.
   void read_clock_and_budget();
@@ -100,31 +103,27 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   void arm_tick();
   void trim_heap_after_burst();
 
-  // --- reading: receive buffers, direct receives, backpressure, half-close (shard_reading.cpp); which
-  // recv to arm is transport/read_policy's answer
-  // Starts (or restarts) reading `conn` the way its state asks: a multishot recv into receive buffers,
-  // a direct recv into a large frame's block, or nothing while it is paused for memory.
-  void resume_reading(Connection& conn);
-  void arm_recv(Connection& conn);
-  void arm_direct_recv(Connection& conn);
-  // Stops the multishot recv (its last completion calls resume_reading).
-  void stop_multishot(Connection& conn);
-  void on_recv(Connection& conn, const io_uring_cqe& cqe);
-  void on_recv_direct(Connection& conn, const io_uring_cqe& cqe);
-  void on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length);
-  void after_input(Connection& conn);
-  void on_read_eof(Connection& conn);
-  void on_recv_ended(Connection& conn, int res);
-  // While the hub does not read a connection (paused for memory, or a line client over its pending
-  // allowance), its reset would wait unseen behind the unread bytes, and with it the end of its pending
-  // messages and its slot: a one-shot poll for POLLERR/POLLHUP sees it. It stays armed until it fires
-  // or the connection closes.
-  void watch_for_hangup(Connection& conn);
-  void on_hangup_watch(Connection& conn, const io_uring_cqe& cqe);
-  bool over_line_allowance(const Connection& conn) const;
-  // Where the memory gate narrowed, stops the multishot recvs it now keeps out (so what they send next
-  // stays in the kernel rather than reaching the hub's memory) or that read ahead too far.
-  void enforce(MemoryGate::Narrowed narrowed);
+  // --- reading is transport/read_side; this is what it hands to the protocols (shard_relay.cpp,
+  // shard_line.cpp)
+  class ReadEventsOnShard final : public ReadEvents {
+   public:
+    explicit ReadEventsOnShard(Shard& shard) : shard_(shard) {}
+    void on_frame_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length) override {
+      shard_.on_frame_bytes(conn, buffer, length);
+    }
+    void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length) override {
+      shard_.on_line_bytes(conn, buffer, length);
+    }
+    bool on_frame(Connection& conn, FrameView&& frame) override {
+      return shard_.on_frame(conn, std::move(frame));
+    }
+    bool over_line_allowance(const Connection& conn) const override {
+      return conn.protocol == Protocol::kLine && shard_.line_.over_allowance(conn);
+    }
+
+   private:
+    Shard& shard_;
+  };
 
   // --- the relay protocol (shard_relay.cpp): the semantics are core/relay_service; this is its seam,
   // the frame entry point and the inbox
@@ -203,7 +202,7 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
     explicit LifecycleEventsOnShard(Shard& shard) : shard_(shard) {}
     void leave_services(Connection& conn, bool was_registered) override;
     bool half_close_line(Connection& conn) override;
-    void resume_reading(Connection& conn) override { shard_.resume_reading(conn); }
+    void resume_reading(Connection& conn) override { shard_.read_.resume_reading(conn); }
 
    private:
     Shard& shard_;
@@ -237,12 +236,12 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   Sender sender_;
   GateEventsOnShard gate_events_{*this};
   MemoryGate gate_;
-  ReadPolicy read_policy_{
-      gate_, config_.max_line_pending_bytes};  // which recv each connection's state and the gate ask for
   ClockEventsOnShard clock_events_{*this};
   ConnectionClocks clocks_;
   LifecycleEventsOnShard lifecycle_events_{*this};
   ConnectionLifecycle lifecycle_;  // every connection object of the shard, from accept to free
+  ReadEventsOnShard read_events_{*this};
+  ReadSide read_;
   AssemblyAccounting assembly_;
   std::size_t pending_lines_charged_ = 0;
   std::size_t capacity_ = 0;  // connections this shard admits (table minus reserve)

@@ -35,7 +35,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
   }
   if (!lifecycle_.try_register(conn, config_.max_connections, at_capacity(protocol))) {
     counters_.server_full_rejects.add(1);
-    arm_recv(conn);  // so the drain sees the client's EOF
+    read_.arm_recv(conn);  // so the drain sees the client's EOF
     if (protocol == Protocol::kLine) {
       lifecycle_.begin_drain(conn, DrainDeadline::kLinger, kServerFullLine);
     } else {
@@ -51,7 +51,7 @@ void Shard::admit(std::uint32_t slot, Protocol protocol) {
     relay_.add(conn);
   }
   clocks_.note_input(conn, now_);  // the idle clock starts at the accept
-  resume_reading(conn);
+  read_.resume_reading(conn);
 }
 
 void Shard::LifecycleEventsOnShard::leave_services(Connection& conn, bool was_registered) {

@@ -1,9 +1,10 @@
-// Shard: the read side. Input arrives by multishot recv into the shard's receive buffers, except the
-// rest of a frame larger than a buffer, which is received straight into its own block. Reading is how
-// the hub pushes back: a connection whose input would add memory past the budget is not read until
-// memory frees, and the kernel's socket buffers then stop its sender. EOF is a half-close: what the
-// client asked for is still answered before the hub closes. Which recv each connection gets is
-// transport/read_policy's answer; this file arms, stops and handles them.
+// ReadSide: input arrives by multishot recv into the shard's receive buffers, except the rest of a frame
+// larger than a buffer, which is received straight into its own block. Reading is how the hub pushes
+// back: a connection whose input would add memory past the budget is not read until memory frees, and
+// the kernel's socket buffers then stop its sender. EOF is a half-close: what the client asked for is
+// still answered before the hub closes. See transport/read_side.hpp.
+#include "transport/read_side.hpp"
+
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
@@ -12,7 +13,6 @@
 #include <utility>
 
 #include "transport/op_tag.hpp"
-#include "transport/shard.hpp"
 
 namespace ringhub {
 
@@ -22,8 +22,8 @@ namespace {
 constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 }  // namespace
 
-void Shard::resume_reading(Connection& conn) {
-  switch (read_policy_.next_step(conn, over_line_allowance(conn))) {
+void ReadSide::resume_reading(Connection& conn) {
+  switch (policy_.next_step(conn, events_.over_line_allowance(conn))) {
     case ReadStep::kNothing: return;
     case ReadStep::kRecv: arm_recv(conn); return;
     case ReadStep::kDirect: arm_direct_recv(conn); return;
@@ -32,7 +32,7 @@ void Shard::resume_reading(Connection& conn) {
       gate_.pause(conn);
       watch_for_hangup(conn);
       spdlog::debug("shard {}: user {}: reading paused, hub memory {} of {}", index_, conn.id,
-                    gate_.hub_memory(), shared_.budget.limit());
+                    gate_.hub_memory(), budget_limit_);
       return;
     case ReadStep::kThrottleLines:  // its oks (shard_line.cpp) or the gate's release resume it
       gate_.throttle_lines(conn);
@@ -41,23 +41,19 @@ void Shard::resume_reading(Connection& conn) {
   }
 }
 
-bool Shard::over_line_allowance(const Connection& conn) const {
-  return conn.protocol == Protocol::kLine && line_.over_allowance(conn);
-}
-
-void Shard::arm_recv(Connection& conn) {
-  const uring::RecvShape shape = read_policy_.recv_shape(conn);
+void ReadSide::arm_recv(Connection& conn) {
+  const uring::RecvShape shape = policy_.recv_shape(conn);
   conn.recv_limit = shape.multishot ? shape.multishot_limit : 0;
   uring::arm_recv(loop_.ring(), conn, tag(&conn, Op::kRecv), shape);
   conn.recv_op = Op::kRecv;
 }
 
-void Shard::arm_direct_recv(Connection& conn) {
+void ReadSide::arm_direct_recv(Connection& conn) {
   const std::span<std::uint8_t> space = conn.assembler.direct_space(kDirectRecvChunk);
   conn.direct_target = conn.assembler.partial_block();
   gate_.consume_reservation(
       conn, static_cast<std::uint32_t>(space.data() + space.size() - conn.direct_target.data()));
-  io_uring_sqe* entry = sqe();
+  io_uring_sqe* entry = loop_.ring().next_sqe();
   io_uring_prep_recv(entry, static_cast<int>(conn.slot), space.data(), space.size(), 0);
   entry->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kRecvDirect));
@@ -66,11 +62,11 @@ void Shard::arm_direct_recv(Connection& conn) {
   ++conn.pending_ops;
 }
 
-void Shard::watch_for_hangup(Connection& conn) {
+void ReadSide::watch_for_hangup(Connection& conn) {
   if (conn.hangup_watch || conn.state == ConnState::kClosing) {
     return;
   }
-  io_uring_sqe* entry = sqe();
+  io_uring_sqe* entry = loop_.ring().next_sqe();
   io_uring_prep_poll_add(entry, static_cast<int>(conn.slot), POLLERR | POLLHUP);
   entry->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kHangupWatch));
@@ -78,7 +74,7 @@ void Shard::watch_for_hangup(Connection& conn) {
   ++conn.pending_ops;
 }
 
-void Shard::on_hangup_watch(Connection& conn, const io_uring_cqe& cqe) {
+void ReadSide::on_hangup_watch(Connection& conn, const io_uring_cqe& cqe) {
   --conn.pending_ops;
   conn.hangup_watch = false;
   if (cqe.res > 0 && conn.state != ConnState::kClosing) {
@@ -88,12 +84,12 @@ void Shard::on_hangup_watch(Connection& conn, const io_uring_cqe& cqe) {
   lifecycle_.after_op(conn);
 }
 
-void Shard::stop_multishot(Connection& conn) {
+void ReadSide::stop_multishot(Connection& conn) {
   loop_.ring().cancel(tag(&conn, Op::kRecv));
   conn.recv_cancel_sent = true;
 }
 
-void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
+void ReadSide::on_recv(Connection& conn, const io_uring_cqe& cqe) {
   const bool more = (cqe.flags & IORING_CQE_F_MORE) != 0;
   if (!more) {
     conn.recv_armed = false;
@@ -110,7 +106,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
     if (!more) {
       resume_reading(conn);  // the kernel ended the multishot without an error, or our stop landed
-    } else if (read_policy_.must_stop_after_input(conn)) {
+    } else if (policy_.must_stop_after_input(conn)) {
       stop_multishot(conn);  // its last completion resumes reading the way the state then asks
     }
   } else if (cqe.res == -ENOBUFS) {
@@ -124,9 +120,8 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
     }
   } else if (cqe.res == -ECANCELED) {
     resume_reading(conn);  // stopped for a direct receive or a pause (or closing: nothing to do)
-  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limit, 0) != 0 &&
-             read_policy_.limits_multishot()) {
-    read_policy_.stop_limiting_multishot();  // a kernel before 6.15: unlimited multishot from now on
+  } else if (cqe.res == -EINVAL && std::exchange(conn.recv_limit, 0) != 0 && policy_.limits_multishot()) {
+    policy_.stop_limiting_multishot();  // a kernel before 6.15: unlimited multishot from now on
     spdlog::info("shard {}: this kernel cannot limit a multishot recv; reading ahead is unlimited", index_);
     resume_reading(conn);
   } else if (cqe.res <= 0 && conn.state != ConnState::kClosing) {
@@ -135,7 +130,7 @@ void Shard::on_recv(Connection& conn, const io_uring_cqe& cqe) {
   lifecycle_.maybe_finish_close(conn);
 }
 
-void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
+void ReadSide::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
   conn.recv_armed = false;
   --conn.pending_ops;
   const BlockRef target = std::move(conn.direct_target);  // freed after this handler at the latest
@@ -143,8 +138,9 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
     counters_.bytes_in.add(static_cast<std::uint64_t>(cqe.res));
     if (conn.state == ConnState::kOpen) {
       clocks_.note_input(conn, now_);
-      conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res),
-                                   [&](FrameView&& frame) { return on_frame(conn, std::move(frame)); });
+      conn.assembler.commit_direct(static_cast<std::uint32_t>(cqe.res), [&](FrameView&& frame) {
+        return events_.on_frame(conn, std::move(frame));
+      });
       if (!conn.assembler.wants_direct()) {
         gate_.end_reservation(conn);  // the frame is whole (a direct receive never reads past it)
       }
@@ -157,16 +153,16 @@ void Shard::on_recv_direct(Connection& conn, const io_uring_cqe& cqe) {
   lifecycle_.maybe_finish_close(conn);
 }
 
-void Shard::on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
+void ReadSide::on_input(Connection& conn, const BlockRef& buffer, std::uint32_t length) {
   if (conn.protocol == Protocol::kLine) {
-    on_line_bytes(conn, buffer, length);
+    events_.on_line_bytes(conn, buffer, length);
     return;
   }
-  on_frame_bytes(conn, buffer, length);
+  events_.on_frame_bytes(conn, buffer, length);
   after_input(conn);
 }
 
-void Shard::after_input(Connection& conn) {
+void ReadSide::after_input(Connection& conn) {
   if (conn.state != ConnState::kOpen) {
     return;
   }
@@ -174,7 +170,7 @@ void Shard::after_input(Connection& conn) {
   clocks_.clock_partial_frame(conn, now_);
 }
 
-void Shard::on_recv_ended(Connection& conn, int res) {
+void ReadSide::on_recv_ended(Connection& conn, int res) {
   if (res == 0) {
     on_read_eof(conn);
     return;
@@ -183,7 +179,7 @@ void Shard::on_recv_ended(Connection& conn, int res) {
   lifecycle_.begin_close(conn);  // a reset or any other error ends the connection
 }
 
-void Shard::on_read_eof(Connection& conn) {
+void ReadSide::on_read_eof(Connection& conn) {
   spdlog::debug("shard {}: user {}: EOF", index_, conn.id);
   if (conn.state == ConnState::kOpen) {
     // A half-close: the client sent everything it will send and may still read. Answer what it asked
@@ -201,20 +197,15 @@ void Shard::on_read_eof(Connection& conn) {
   // Draining and still writing: the drain closes once its bytes are out (recv is no longer armed).
 }
 
-void Shard::enforce(MemoryGate::Narrowed narrowed) {
+void ReadSide::enforce(MemoryGate::Narrowed narrowed) {
   if (!narrowed.gate && !narrowed.read_ahead) {
     return;
   }
   for (Connection& conn : lifecycle_.connections()) {
-    if (read_policy_.must_stop_for(conn, narrowed)) {
+    if (policy_.must_stop_for(conn, narrowed)) {
       stop_multishot(conn);  // its last completion resumes reading the way the gate then allows
     }
   }
-}
-
-void Shard::GateEventsOnShard::on_resumed(Connection& conn) {
-  shard_.clocks_.restart_frame_clock(conn, shard_.now_);  // time spent paused is not the client's
-  shard_.resume_reading(conn);
 }
 
 }  // namespace ringhub
