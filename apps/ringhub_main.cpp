@@ -22,6 +22,7 @@ struct Options {
   std::string log_level = "info";
   unsigned shutdown_grace_ms = static_cast<unsigned>(ringhub::kDefaultShutdownGrace.count());
   unsigned frame_timeout_ms = static_cast<unsigned>(ringhub::kDefaultFrameTimeout.count());
+  unsigned write_deadline_ms = static_cast<unsigned>(ringhub::kDefaultWriteDeadline.count());
   unsigned keepalive_idle_s = static_cast<unsigned>(ringhub::kDefaultKeepaliveIdle.count());
   unsigned keepalive_interval_s = static_cast<unsigned>(ringhub::kDefaultKeepaliveInterval.count());
   unsigned relay_idle_timeout_ms = 0;
@@ -97,6 +98,10 @@ void add_flags(CLI::App& app, Options& o) {
                  "A frame started and not finished within this long gets ERROR 8 and a close")
       ->capture_default_str()
       ->check(ringhub::cli::positive(o.frame_timeout_ms));
+  app.add_option("--write-deadline-ms", o.write_deadline_ms,
+                 "Past 3/4 of --max-memory, a client that has taken no byte of what is queued for it for "
+                 "this long is cut as a slow consumer (ERROR 6), whatever it has queued (0: never)")
+      ->capture_default_str();
   app.add_option("--tcp-keepalive-idle", o.keepalive_idle_s,
                  "Seconds a connection may be silent before TCP keepalive probes start (0: no keepalive)")
       ->capture_default_str()
@@ -196,6 +201,7 @@ int run(int argc, char** argv) {
   options.hub.shutdown_grace = std::chrono::milliseconds(options.shutdown_grace_ms);
   options.hub.idle_poll = std::chrono::microseconds(options.idle_poll_us);
   options.hub.frame_timeout = std::chrono::milliseconds(options.frame_timeout_ms);
+  options.hub.write_deadline = std::chrono::milliseconds(options.write_deadline_ms);
   options.hub.keepalive_idle = std::chrono::seconds(options.keepalive_idle_s);
   options.hub.keepalive_interval = std::chrono::seconds(options.keepalive_interval_s);
   options.hub.relay_idle_timeout = std::chrono::milliseconds(options.relay_idle_timeout_ms);

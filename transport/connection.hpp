@@ -66,6 +66,7 @@ struct alignas(16) Connection : Peer, uring::Stream {
   SendContext* send = nullptr;        // the send in flight
   SendContext* zc_waiting = nullptr;  // sends whose zero-copy notification is still due (FIFO)
   std::size_t inflight_bytes = 0;
+  ShardTime send_started;                 // when the send in flight went out
   std::uint64_t bytes_written = 0;        // every byte the client has taken from the hub
   std::uint64_t written_at_deadline = 0;  // bytes_written when its drain deadline was last armed
   // The outbound position after the last slice that borrows a receive buffer (0: none); the loop

@@ -71,6 +71,11 @@ inline constexpr std::size_t kPhysicalMemoryDivisor = 4;  // --max-memory 0: a q
 // announces 1 MiB and trickles it must not hold memory and a slot forever. 30 s is generous for a
 // 1 MiB body over any link a relay client should be on.
 inline constexpr std::chrono::milliseconds kDefaultFrameTimeout{30'000};
+// Past the high watermark (3/4 of --max-memory) the hub pauses senders until memory frees, so a client
+// whose send has taken no byte for this long is a slow consumer whatever it has queued: each under its
+// own --max-outbound-bytes, 18 such clients filled the default budget and held every client for good.
+// NATS's write deadline was 2 s for years; a client that reads at all is never stalled this long.
+inline constexpr std::chrono::milliseconds kDefaultWriteDeadline{2'000};
 
 // TCP keepalive on every accepted socket, so peers that vanished without a FIN (a pulled cable, a
 // crashed VM) are found: 2 minutes idle, then 4 probes 30 s apart, about 4 minutes in all. Minutes, not
@@ -100,7 +105,8 @@ struct HubConfig {
   std::chrono::microseconds idle_poll = kDefaultIdlePoll;
   std::size_t max_memory = kDefaultMaxMemory;  // 0: a share of physical RAM (resolved by Hub::start)
   std::chrono::milliseconds frame_timeout = kDefaultFrameTimeout;
-  std::chrono::seconds keepalive_idle = kDefaultKeepaliveIdle;  // 0: no keepalive
+  std::chrono::milliseconds write_deadline = kDefaultWriteDeadline;  // 0: never cut a stalled client
+  std::chrono::seconds keepalive_idle = kDefaultKeepaliveIdle;       // 0: no keepalive
   std::chrono::seconds keepalive_interval = kDefaultKeepaliveInterval;
   int keepalive_count = kDefaultKeepaliveCount;
   // A connection that sends nothing for this long is closed (FIN after its queue is written); 0: never.

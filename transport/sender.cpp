@@ -125,6 +125,7 @@ std::uint64_t Sender::start_send(Connection& conn) {
   io_uring_sqe_set_data64(entry, tag(&conn, Op::kSend));
   conn.send = context;
   conn.send_in_flight = true;
+  conn.send_started = now_;
   conn.inflight_bytes = context->bytes;
   ++conn.pending_ops;
   return plan.end_position;

@@ -40,13 +40,14 @@ class SendEvents {
 class Sender {
  public:
   Sender(uring::Ring& ring, const HubConfig& config, unsigned shard_index, ShardCounters& counters,
-         MemoryAccount& memory, SendEvents& events)
+         MemoryAccount& memory, SendEvents& events, const ShardTime& now)
       : ring_(ring),
         config_(config),
         shard_index_(shard_index),
         counters_(counters),
         memory_(memory),
         events_(events),
+        now_(now),
         contexts_(memory) {}
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
@@ -84,6 +85,15 @@ class Sender {
     events_.on_slow_consumer(conn);  // NATS's policy: bounded, then closed
     return true;
   }
+  // Whether `conn` is open and its send in flight has taken no byte for --write-deadline-ms: its client
+  // has not read for that long (a send completes as soon as the socket takes anything).
+  bool stalled(const Connection& conn) const {
+    return config_.write_deadline.count() != 0 && conn.state == ConnState::kOpen && conn.send_in_flight &&
+           now_ - conn.send_started >= config_.write_deadline;
+  }
+  // Cuts `conn` as a slow consumer (ERROR 6) whatever it has queued: hub memory is past the high
+  // watermark and `conn` is stalled.
+  void cut_stalled(Connection& conn) { events_.on_slow_consumer(conn); }
   // `conn` has something to write: it is written by this iteration's flush.
   void mark_dirty(Connection& conn) {
     if (!conn.dirty_hook.is_linked() && !conn.send_in_flight) {
@@ -120,6 +130,7 @@ class Sender {
   ShardCounters& counters_;
   MemoryAccount& memory_;
   SendEvents& events_;
+  const ShardTime& now_;  // the shard clock, read once per loop iteration
   SendContextPool contexts_;
   const void* receive_buffers_ = nullptr;
   Connection::DirtyList dirty_;

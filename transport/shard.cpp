@@ -39,7 +39,7 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
       line_(line_service_config(shared, index), shared.x_hash, line_seam_, shared.counters[index],
             std::random_device{}() ^ (std::uint64_t{index} << 32)),
       memory_(shared.memory[index]),
-      sender_(loop_.ring(), config_, index, counters_, memory_, send_events_),
+      sender_(loop_.ring(), config_, index, counters_, memory_, send_events_, now_),
       gate_(shared, gate_events_),
       clocks_(config_, clock_events_),
       lifecycle_({.ring = loop_.ring(),

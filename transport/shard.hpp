@@ -100,6 +100,10 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   bool at_capacity(Protocol protocol) const;
   void on_stop();
   void on_tick(const io_uring_cqe& cqe);
+  // Past the high watermark the hub stops reading senders until memory frees, so clients that do not
+  // read what is queued for them could hold it there, and every client with it, for good (18 of them
+  // under their own cap filled the budget): those stalled past --write-deadline-ms are cut, ERROR 6.
+  void cut_stalled_consumers();
   void arm_tick();
   void trim_heap_after_burst();
 

@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <vector>
+
 #include "transport/large_block_memory.hpp"
 #include "transport/op_tag.hpp"
 #include "transport/shard.hpp"
@@ -124,6 +126,9 @@ void Shard::on_tick(const io_uring_cqe&) {
     acceptor_.arm_all();  // an accept that failed for a transient error gets another go
   }
   clocks_.expire(now_);
+  if (!gate_.open()) {
+    cut_stalled_consumers();
+  }
   sender_.on_tick();
   if (index_ == 0) {
     trim_heap_after_burst();
@@ -161,6 +166,25 @@ void Shard::trim_heap_after_burst() {
   }
   memory_at_last_trim_ = memory;
   last_trim_ = now_;
+}
+
+void Shard::cut_stalled_consumers() {
+  std::vector<Connection*> stalled;
+  for (Connection& conn : lifecycle_.connections()) {
+    if (sender_.stalled(conn)) {
+      stalled.push_back(&conn);
+    }
+  }
+  if (stalled.empty()) {
+    return;
+  }
+  spdlog::warn(
+      "shard {}: hub memory past the high watermark: {} clients that took nothing for {} ms cut as "
+      "slow consumers",
+      index_, stalled.size(), config_.write_deadline.count());
+  for (Connection* conn : stalled) {
+    sender_.cut_stalled(*conn);
+  }
 }
 
 }  // namespace ringhub

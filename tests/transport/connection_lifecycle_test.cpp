@@ -78,7 +78,7 @@ class ConnectionLifecycleTest : public ::testing::Test {
   ConnectionLifecycleTest()
       : shared_(config_, 1, kTableSize, kDirectorySlots, HashKey{}),
         gate_(shared_, gate_events_),
-        sender_(ring_, config_, 0, shared_.counters[0], shared_.memory[0], send_events_),
+        sender_(ring_, config_, 0, shared_.counters[0], shared_.memory[0], send_events_, now_),
         lifecycle_({.ring = ring_,
                     .shard_index = 0,
                     .shutdown_grace = kGrace,
@@ -168,6 +168,7 @@ class ConnectionLifecycleTest : public ::testing::Test {
   NoGateEvents gate_events_;
   MemoryGate gate_;
   SendToLifecycle send_events_;
+  ShardTime now_{};  // the sender's clock: no test here stalls a send
   Sender sender_;
   ServicesLog services_;
   ConnectionLifecycle lifecycle_;

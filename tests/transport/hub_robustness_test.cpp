@@ -841,6 +841,7 @@ TEST_P(HubRobustnessShardedTest, ASenderPausedForMemoryThatResetsIsSeenAtOnce) {
   HubConfig settings = config();
   settings.max_memory = 8 * kMiB;
   settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
+  settings.write_deadline = 60s;    // the receiver's stall is this test's memory, not what it tests
   start_hub(settings);
   SocketPeer receiver = connect_socket_peer();  // never reads: what it is sent stays charged
   SocketPeer sender = connect_socket_peer();
@@ -874,6 +875,7 @@ TEST_P(HubRobustnessShardedTest, MemoryBudgetPausesTheHeavySenderAndLosesNothing
   HubConfig settings = config();
   settings.max_memory = kBudget;
   settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
+  settings.write_deadline = 60s;    // the receiver reads late on purpose (a 2 s stall would cut it)
   start_hub(settings);
   SocketPeer receiver = connect_socket_peer();
   SocketPeer sender = connect_socket_peer();
@@ -921,6 +923,52 @@ TEST_P(HubRobustnessShardedTest, MemoryBudgetPausesTheHeavySenderAndLosesNothing
   EXPECT_TRUE(eventually([&] { return stats().read_paused_connections == 0; }));
   EXPECT_TRUE(wait_at_rest(idle)) << "memory_in_use " << stats().memory_in_use << ", idle "
                                   << idle.memory_in_use;
+}
+
+// Clients that never read, each under its own --max-outbound-bytes, must not hold the budget, and with it
+// every client, for good: the sender's frames are light (never paused as heavy), so without a write
+// deadline memory reached the budget, the hub read nobody, and a client paused there never got an
+// answer. Past the high watermark the stalled readers are cut with ERROR 6 and the others go on.
+TEST_P(HubRobustnessShardedTest, StalledReadersPastTheHighWatermarkAreCutAndTheHubGoesOn) {
+  constexpr std::size_t kBudget = 8 * kMiB;
+  constexpr int kStalled = 3;
+  HubConfig settings = config();
+  settings.max_memory = kBudget;
+  settings.recv_buffer_count = 16;  // the reserve must hold twice the receive pools (512 KiB a shard)
+  settings.write_deadline = 500ms;
+  start_hub(settings);
+  std::vector<SocketPeer> stalled;
+  stalled.reserve(kStalled);
+  std::vector<UserId> ids;
+  for (int i = 0; i < kStalled; ++i) {
+    stalled.push_back(connect_socket_peer());
+    ASSERT_NO_FATAL_FAILURE(shrink_receive_buffer(stalled.back().client.fd()));
+    ids.push_back(stalled.back().id);
+  }
+  SocketPeer sender = connect_socket_peer();
+  SocketPeer control = connect_socket_peer();
+  ASSERT_NO_FATAL_FAILURE(bound_sends(sender.client.fd(), 2s));
+  std::jthread writer([&] {  // 16 KiB frames (light) to each, 24 MiB in all: three times the budget
+    const Bytes body = filler(16 * kKiB);
+    for (int i = 0; i < 512; ++i) {
+      for (const UserId id : ids) {
+        const UserId to[] = {id};
+        if (!sender.client.relay(to, body).ok()) {
+          return;  // the hub stopped reading it for a while: the cut frees the memory
+        }
+      }
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return stats().slow_consumer_closes == kStalled; }))
+      << "slow consumer closes " << stats().slow_consumer_closes << ", memory_in_use "
+      << stats().memory_in_use << " of " << kBudget;
+  writer.join();
+  Result<UserId> id = control.client.identity(kWait);
+  ASSERT_TRUE(id.ok()) << "the hub stopped answering: " << id.error().message;
+  EXPECT_EQ(*id, control.id);
+  EXPECT_TRUE(eventually([&] { return stats().memory_in_use < kBudget / 2; }))
+      << "memory_in_use " << stats().memory_in_use;
+  EXPECT_EQ(stats().connections, 2U);
 }
 
 TEST_F(HubRobustnessTest, BudgetTooSmallForTheReceivePoolsIsRefusedAtStart) {
