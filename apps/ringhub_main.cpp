@@ -49,8 +49,8 @@ void add_flags(CLI::App& app, Options& o) {
       ->check(ringhub::cli::whole_number(o.hub.max_line_bytes, ringhub::kShortestUsableMaxLineBytes));
   app.add_option("--max-line-pending-bytes", o.hub.max_line_pending_bytes,
                  "Unanswered `message X` one line connection may have (X bytes + 256 each) while hub "
-                 "memory is past half of --max-memory; over it the hub stops reading it until oks come "
-                 "back or memory falls below 3/8")
+                 "memory is past half of --max-memory; what it sends past that is held back until oks "
+                 "come back or memory falls below 3/8")
       ->capture_default_str()
       ->check(ringhub::cli::positive(o.hub.max_line_pending_bytes));
   app.add_flag(

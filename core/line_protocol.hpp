@@ -27,9 +27,9 @@ inline constexpr std::string_view kLineTooLongLine = "error line too long\n";
 // it by X, origin and target, and the cross-shard messages that carry it (measured sizes, rounded up).
 inline constexpr std::size_t kPendingEntryOverheadBytes = 256;
 // What one connection's unanswered `message X` may hold, once hub memory is past half its budget, before
-// the hub stops reading it (until `ok`s bring it down, or memory falls): 1 MiB is thousands of messages,
-// far beyond a client that waits for its ok, and small next to the memory budget, so a pipelining client
-// is throttled, never cut.
+// what it sends is held back (until `ok`s bring it down, or memory falls): 1 MiB is thousands of
+// messages, far beyond a client that waits for its ok, and small next to the memory budget, so a
+// pipelining client is slowed, never cut.
 inline constexpr std::size_t kDefaultMaxLinePendingBytes = std::size_t{1} << 20;
 // The cost a `message X` is charged while it is pending.
 constexpr std::size_t pending_cost(std::size_t x_size) {

@@ -13,6 +13,11 @@ namespace {
 // A forward that lands on a shard whose line connections all left meanwhile is sent elsewhere; after
 // this many misses in a row the message waits (still pending) until its origin gives up or retries.
 constexpr unsigned kMaxForwardTries = 8;
+
+// What `held` has allocated: nothing while its bytes fit in the string itself.
+std::size_t allocated(const std::string& held) {
+  return held.capacity() > std::string().capacity() ? held.capacity() + 1 : 0;
+}
 }  // namespace
 
 LineService::LineService(const LineServiceConfig& config, const KeyedHash& x_hash, LineSeam& seam,
@@ -69,6 +74,8 @@ LinePeer* LineService::reachable(protocol::UserId id) {
 void LineService::remove(LinePeer& peer) {
   peers_.erase(peer);
   leave_pick(peer);
+  drop_held(peer);  // as its pending messages below: nobody is left to answer
+
   // Every shard may own an X this connection sent or was asked to answer. Origin first: a message it
   // sent to itself is then dropped, not handed on (core/line_pending.hpp).
   const LineEndpoint gone{config_.shard_index, peer.id};
@@ -87,11 +94,14 @@ void LineService::on_line(LinePeer& peer, std::string_view line) {
   const LineEndpoint sender{config_.shard_index, peer.id};
   switch (command.verb) {
     case LineCommand::Verb::kMessage:
-      // Never refused: past the allowance the connection is simply not read any further until its
-      // oks come back (over_allowance).
-      peer.line_pending_bytes += pending_cost(command.payload.size());
-      counters_.line_messages_in.add(1);
-      post_line(owner_of(command.payload), ShardMessage::Kind::kLineAdd, command.payload, sender);
+      // Never refused: past the allowance, with hub memory past half the budget, it is held back (a
+      // few bytes where taking it in costs 256 more) until oks bring the allowance down. Reading on
+      // reaches the oks the same client queued behind its messages.
+      if (peer.line_held_count != 0 || (over_allowance(peer) && seam_.holding_back())) {
+        hold_back(peer, command.payload);
+      } else {
+        take_in(peer, command.payload);
+      }
       break;
     case LineCommand::Verb::kOk:
       post_line(owner_of(command.payload), ShardMessage::Kind::kLineOk, command.payload, sender);
@@ -101,6 +111,50 @@ void LineService::on_line(LinePeer& peer, std::string_view line) {
       seam_.write(peer, kUnknownCommandLine);
       break;
   }
+}
+
+void LineService::take_in(LinePeer& peer, std::string_view x) {
+  peer.line_pending_bytes += pending_cost(x.size());
+  counters_.line_messages_in.add(1);
+  post_line(owner_of(x), ShardMessage::Kind::kLineAdd, x, LineEndpoint{config_.shard_index, peer.id});
+}
+
+void LineService::hold_back(LinePeer& peer, std::string_view x) {
+  held_bytes_ -= allocated(peer.line_held);
+  peer.line_held.append(x);
+  peer.line_held.push_back('\n');  // X holds no newline
+  held_bytes_ += allocated(peer.line_held);
+  ++peer.line_held_count;
+  ++held_messages_;
+}
+
+void LineService::release_held(LinePeer& peer) {
+  std::string& held = peer.line_held;
+  while (peer.line_held_count != 0 && !(over_allowance(peer) && seam_.holding_back())) {
+    const std::size_t end = held.find('\n', peer.line_held_head);
+    take_in(peer, std::string_view(held).substr(peer.line_held_head, end - peer.line_held_head));
+    peer.line_held_head = end + 1;
+    --peer.line_held_count;
+    --held_messages_;
+  }
+  if (peer.line_held_count == 0) {
+    drop_held(peer);
+  } else if (peer.line_held_head > held.size() / 2) {  // what was taken in goes, amortised
+    held.erase(0, peer.line_held_head);
+    peer.line_held_head = 0;
+  }
+  if (peer.line_throttled && peer.line_held_count == 0) {
+    peer.line_throttled = false;
+    seam_.resume_reading(peer);
+  }
+}
+
+void LineService::drop_held(LinePeer& peer) {
+  held_messages_ -= peer.line_held_count;
+  held_bytes_ -= allocated(peer.line_held);
+  std::string().swap(peer.line_held);
+  peer.line_held_head = 0;
+  peer.line_held_count = 0;
 }
 
 void LineService::on_message(const LineMessage& message) {
@@ -259,9 +313,8 @@ void LineService::on_deliver_ok(const LineMessage& message) {
 
 void LineService::return_allowance(LinePeer& peer, std::string_view x) {
   peer.line_pending_bytes -= std::min(peer.line_pending_bytes, pending_cost(x.size()));
-  if (peer.line_throttled && peer.line_pending_bytes <= config_.max_pending_bytes / 2) {
-    peer.line_throttled = false;  // half the allowance again: read it (hysteresis, not per ok)
-    seam_.resume_reading(peer);
+  if (peer.line_held_count != 0 && peer.line_pending_bytes <= config_.max_pending_bytes / 2) {
+    release_held(peer);  // half the allowance again (hysteresis, not per ok)
   }
 }
 

@@ -24,8 +24,11 @@ class LineSeam {
  public:
   // Queues a copy of `text` to `peer`. May find the peer a slow consumer and close it.
   virtual void write(LinePeer& peer, std::string_view text) = 0;
-  // `peer`'s allowance came back under the low mark: read it again.
+  // `peer` holds no message back any more: read it again if it was throttled.
   virtual void resume_reading(LinePeer& peer) = 0;
+  // Whether hub memory is past half the budget, where messages past a connection's allowance are held
+  // back (transport/memory_gate).
+  virtual bool holding_back() const = 0;
   // Hands `message` to shard `target` (this one included); the seam owns it from here.
   virtual void post(unsigned target, LineMessage* message) = 0;
   // Line connections open on `shard`, as last published (another shard's figure may lag).
@@ -43,8 +46,8 @@ struct LineServiceConfig {
   // Whether messages forwarded to a connection that left unanswered go to someone else (else they
   // stay pending until their origin's timeout and retry).
   bool reforward = true;
-  // A connection with more than this many pending_cost bytes unanswered is not read
-  // (--max-line-pending-bytes).
+  // A connection with more than this many pending_cost bytes unanswered has the messages it sends held
+  // back while hub memory is past half the budget (--max-line-pending-bytes).
   std::size_t max_pending_bytes = 0;
 };
 
@@ -74,10 +77,17 @@ class LineService {
   // The hub is stopping: forward nothing more.
   void stop() { stopping_ = true; }
 
-  // Whether `peer` must not be read until its oks come back.
+  // Whether `peer` has more unanswered than its allowance.
   bool over_allowance(const LinePeer& peer) const {
     return peer.line_pending_bytes > config_.max_pending_bytes;
   }
+  // Takes in what `peer` held back, oldest first, as far as its allowance and hub memory let it; once
+  // nothing is held, a throttled peer is read again. The shard calls it when hub memory falls below
+  // where messages are held back; oks call it when they bring the allowance down.
+  void release_held(LinePeer& peer);
+  // Messages held back on this shard, and the bytes that holds (allocated).
+  std::size_t held_messages() const { return held_messages_; }
+  std::size_t held_bytes() const { return held_bytes_; }
   unsigned owner_of(std::string_view x) const;
   Registry& peers() { return peers_; }
   std::size_t peer_count() const { return peers_.size(); }
@@ -94,6 +104,10 @@ class LineService {
   void post_line(unsigned target, ShardMessage::Kind kind, std::string_view x, LineEndpoint endpoint,
                  std::uint64_t seq = 0);
   void return_allowance(LinePeer& peer, std::string_view x);
+  // `message X` taken in: counted against the allowance and sent to X's owner shard.
+  void take_in(LinePeer& peer, std::string_view x);
+  void hold_back(LinePeer& peer, std::string_view x);
+  void drop_held(LinePeer& peer);
   void on_add(const LineMessage& message);
   void on_forward(const LineMessage& message);
   void on_ok(const LineMessage& message);
@@ -110,6 +124,8 @@ class LineService {
   PendingMessages pending_;      // messages whose X this shard owns
   std::mt19937_64 rng_;
   bool stopping_ = false;
+  std::size_t held_messages_ = 0;
+  std::size_t held_bytes_ = 0;  // what every peer's line_held has allocated
 };
 
 }  // namespace ringhub

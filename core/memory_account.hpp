@@ -79,12 +79,16 @@ class MemoryBudget {
   // every connection, on each loop iteration.
   static constexpr std::size_t kWideReadAheadBelowDivisor = 16;
   static constexpr std::size_t kNarrowReadAheadFromDivisor = 8;
-  // A line connection over its pending allowance (--max-line-pending-bytes) is throttled only from half
-  // the budget on, and read again below 3/8: below that a client that pipelines past its allowance
-  // costs nothing the budget cannot hold, and throttling it could stall clients whose oks wait behind
-  // their own messages. Half leaves the reserve and the heavy senders' range to the relay protocol.
-  static constexpr std::size_t kLineThrottleDivisor = 2;
-  static constexpr std::size_t kLineReleaseNumerator = 3;
+  // From half the budget (until below 3/8) the `message X` a line connection sends past its pending
+  // allowance (--max-line-pending-bytes) are held back: read and kept as a few bytes each, not taken
+  // in, so the connection is still read and the oks it queued behind them arrive. Below half the budget
+  // a client that pipelines past its allowance costs nothing the budget cannot hold. From the high
+  // watermark a connection holding messages back is not read, as a heavy sender (until below 5/8):
+  // stopping it earlier stalled clients whose oks wait behind their own messages (5/8 stalled four
+  // clients of 8,000 messages each on an 8 MiB budget, their allowances and the messages they sent
+  // themselves being past it).
+  static constexpr std::size_t kLineHoldBackDivisor = 2;
+  static constexpr std::size_t kLineReleaseNumerator = 3;  // of kResumeDenominator (8ths)
 
   explicit MemoryBudget(std::size_t limit)
       : limit_(limit),
@@ -92,7 +96,7 @@ class MemoryBudget {
         low_(limit / kResumeDenominator * kResumeNumerator),
         wide_below_(limit / kWideReadAheadBelowDivisor),
         narrow_from_(limit / kNarrowReadAheadFromDivisor),
-        line_throttle_from_(limit / kLineThrottleDivisor),
+        line_hold_back_from_(limit / kLineHoldBackDivisor),
         line_release_below_(limit / kResumeDenominator * kLineReleaseNumerator) {}
 
   std::size_t limit() const { return limit_; }
@@ -113,10 +117,14 @@ class MemoryBudget {
   bool allows_wide_read_ahead(std::int64_t in_use, bool until_now) const {
     return in_use < static_cast<std::int64_t>(until_now ? narrow_from_ : wide_below_);
   }
-  // Whether line connections over their pending allowance are throttled now, given whether they were
+  // Whether line messages past a connection's allowance are held back now, given whether they were
   // until now (hysteresis).
-  bool throttles_lines(std::int64_t in_use, bool until_now) const {
-    return in_use >= static_cast<std::int64_t>(until_now ? line_release_below_ : line_throttle_from_);
+  bool holds_back_lines(std::int64_t in_use, bool until_now) const {
+    return in_use >= static_cast<std::int64_t>(until_now ? line_release_below_ : line_hold_back_from_);
+  }
+  // Whether a line connection holding messages back is not read now (hysteresis: a heavy sender's).
+  bool throttles_held_lines(std::int64_t in_use, bool until_now) const {
+    return in_use >= static_cast<std::int64_t>(until_now ? low_ : high_);
   }
 
  private:
@@ -125,7 +133,7 @@ class MemoryBudget {
   std::size_t low_;
   std::size_t wide_below_;
   std::size_t narrow_from_;
-  std::size_t line_throttle_from_;
+  std::size_t line_hold_back_from_;
   std::size_t line_release_below_;
 };
 

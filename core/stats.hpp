@@ -37,6 +37,9 @@ enum class MetricType { kCounter, kGauge };
     "written to until their close.")                                                                       \
   X(line_pending, Count, kShard, kGauge, "ringhub_line_pending_messages", "",                              \
     "Line-protocol messages forwarded and not yet acknowledged.")                                          \
+  X(line_held_back, Count, kShard, kGauge, "ringhub_line_held_back_messages", "",                          \
+    "Line-protocol messages read but held back: sent past their connection's pending allowance while "     \
+    "hub memory is past half the budget.")                                                                 \
   X(buffer_bytes_in_use, Count, kShard, kGauge, "ringhub_buffer_bytes_in_use", "",                         \
     "Receive-buffer bytes out of the ring now.")                                                           \
   X(memory_budget, Count, kHub, kGauge, "ringhub_memory_budget_bytes", "",                                 \

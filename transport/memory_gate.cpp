@@ -16,7 +16,10 @@ MemoryGate::Narrowed MemoryGate::update() {
   const bool was_wide = wide_read_ahead_;
   wide_read_ahead_ = shared_.budget.allows_wide_read_ahead(hub_memory_, was_wide);
   narrowed.read_ahead = was_wide && !wide_read_ahead_;
-  throttling_lines_ = shared_.budget.throttles_lines(hub_memory_, throttling_lines_);
+  const bool was_holding_back = holding_back_lines_;
+  holding_back_lines_ = shared_.budget.holds_back_lines(hub_memory_, was_holding_back);
+  narrowed.lines_released = was_holding_back && !holding_back_lines_;
+  throttling_held_lines_ = shared_.budget.throttles_held_lines(hub_memory_, throttling_held_lines_);
   return narrowed;
 }
 
@@ -50,16 +53,20 @@ void MemoryGate::throttle_lines(Connection& conn) {
   conn.line_throttled = true;
   conn.stop_waiting();
   throttled_lines_.push_back(conn);
+  ++paused_count_;
 }
 
 void MemoryGate::end_line_throttle(Connection& conn) {
+  if (conn.waiting()) {  // on throttled_lines_: a throttled line connection waits on nothing else
+    conn.stop_waiting();
+    --paused_count_;
+  }
   conn.line_throttled = false;
-  conn.stop_waiting();
 }
 
 void MemoryGate::resume_ready() {
   grant_reservations();
-  while (!throttling_lines_ && !throttled_lines_.empty()) {
+  while (!throttling_held_lines_ && !throttled_lines_.empty()) {
     Connection& conn = throttled_lines_.front();
     end_line_throttle(conn);
     events_.on_resumed(conn);

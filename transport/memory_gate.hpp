@@ -30,8 +30,9 @@ class MemoryGate {
 
   // Where a new reading of hub memory moved the verdicts: what recvs already armed must now stop.
   struct Narrowed {
-    bool gate = false;        // connections the gate now keeps out must stop reading
-    bool read_ahead = false;  // multishot recvs armed with the wide limit must re-arm with the narrow one
+    bool gate = false;            // connections the gate now keeps out must stop reading
+    bool read_ahead = false;      // multishot recvs armed with the wide limit must re-arm with the narrow one
+    bool lines_released = false;  // line messages are no longer held back: take in what was held
   };
   // Reads hub memory (charged plus reserved) once for this loop iteration.
   Narrowed update();
@@ -42,16 +43,18 @@ class MemoryGate {
   std::uint32_t read_ahead_limit() const { return wide_read_ahead_ ? kWideReadAhead : kNarrowReadAhead; }
   static bool beyond_narrow_read_ahead(std::uint32_t recv_limit) { return recv_limit > kNarrowReadAhead; }
   bool must_pause(const Connection& conn) const;
-  // Past half the budget: a line connection over its pending allowance is not read (MemoryBudget).
-  bool throttles_lines() const { return throttling_lines_; }
+  // Past half the budget: line messages past a connection's allowance are held back (MemoryBudget).
+  bool holds_back_lines() const { return holding_back_lines_; }
+  // Past the high watermark: a line connection holding messages back is not read.
+  bool throttles_held_lines() const { return throttling_held_lines_; }
 
   // Stops reading `conn` until the budget lets its weight in again.
   void pause(Connection& conn);
-  // Stops reading line connection `conn`, over its pending allowance, until oks bring it down
-  // (LineService) or hub memory falls below where lines are throttled.
+  // Stops reading line connection `conn`, which holds messages back, until it holds none (LineService)
+  // or hub memory falls below where such connections are throttled.
   void throttle_lines(Connection& conn);
-  // `conn` is no longer throttled (its oks brought it down): it leaves the gate's list.
-  static void end_line_throttle(Connection& conn);
+  // `conn` is no longer throttled (it holds nothing back): it leaves the gate's list.
+  void end_line_throttle(Connection& conn);
   // `conn` began a large frame that does not fit yet: it waits, first come first served.
   void await_reservation(Connection& conn);
   // Grants what reservations now fit and lets in the weights the budget allows again, telling the
@@ -93,13 +96,14 @@ class MemoryGate {
   GateEvents& events_;
   Connection::WaitingList paused_[2];             // by Weight
   Connection::WaitingList awaiting_reservation_;  // large frames begun, waiting for room to finish
-  Connection::WaitingList throttled_lines_;       // line connections over their allowance
+  Connection::WaitingList throttled_lines_;       // line connections holding messages back, not read
   std::size_t paused_count_ = 0;
   std::uint64_t pauses_ = 0;
   ReadGate verdict_ = ReadGate::kOpen;  // the budget's verdict at the start of this iteration
   bool wide_read_ahead_ = true;         // the budget's read-ahead verdict at the start of this iteration
-  bool throttling_lines_ = false;       // the budget's line verdict at the start of this iteration
-  std::int64_t hub_memory_ = 0;         // hub-wide bytes charged and reserved, read once per iteration
+  bool holding_back_lines_ = false;     // the budget's line verdicts at the start of this iteration
+  bool throttling_held_lines_ = false;
+  std::int64_t hub_memory_ = 0;  // hub-wide bytes charged and reserved, read once per iteration
 };
 
 }  // namespace ringhub

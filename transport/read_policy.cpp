@@ -2,10 +2,6 @@
 // transport/read_policy.hpp.
 #include "transport/read_policy.hpp"
 
-#include <algorithm>
-#include <limits>
-
-#include "core/line_protocol.hpp"
 #include "transport/op_tag.hpp"
 
 namespace ringhub {
@@ -20,14 +16,14 @@ void classify_by_partial_frame(Connection& conn, std::size_t partial_bytes) {
   conn.reads_directly = conn.reads_directly || partial_bytes > kDirectReadFrameBytes;
 }
 
-ReadStep ReadPolicy::next_step(Connection& conn, bool over_line_allowance) {
+ReadStep ReadPolicy::next_step(Connection& conn, bool holds_lines_back) {
   if (conn.state == ConnState::kClosing || conn.recv_armed || conn.read_paused || conn.line_throttled) {
     return ReadStep::kNothing;
   }
   if (conn.state == ConnState::kDraining) {
     return ReadStep::kRecv;  // input is discarded, but read until EOF so the close does not reset
   }
-  if (over_line_allowance && gate_.throttles_lines()) {
+  if (holds_lines_back && gate_.throttles_held_lines()) {
     return ReadStep::kThrottleLines;
   }
   if (conn.assembler.wants_direct()) {
@@ -41,10 +37,10 @@ bool ReadPolicy::reads_one_buffer_at_a_time(const Connection& conn) const {
   // A multishot recv keeps reading while data and buffers last (up to a megabyte before the hub sees the
   // first completion), so a connection near a bound is read one buffer per recv instead: a sender of
   // frames past kDirectReadFrameBytes (its next header then arrives alone and the body goes by direct
-  // receive), a line connection (its pending allowance is counted per line), everyone while the budget
-  // is past its high watermark, and a new connection until its first frame is whole.
-  // Without the kernel's multishot limit (before Linux 6.15) a heavy sender would read a frame or more
-  // ahead of its next header, so it is read one buffer at a time as well.
+  // receive), a line connection (a throttle on what it holds back applies between reads), everyone while the
+  // budget is past its high watermark, and a new connection until its first frame is whole. Without the
+  // kernel's multishot limit (before Linux 6.15) a heavy sender would read a frame or more ahead of its next
+  // header, so it is read one buffer at a time as well.
   return conn.reads_directly || (conn.heavy && !multishot_limit_supported_) || !gate_.open() ||
          conn.protocol == Protocol::kLine || conn.frames_in == 0;
 }
@@ -54,22 +50,7 @@ std::uint32_t ReadPolicy::one_shot_cap(const Connection& conn) const {
   // this much behind it, so 8,000 clients that open with a 1 MiB frame hold 16 MB until each has its
   // reservation (or waits for one), not what a full receive buffer would let in.
   const bool unproven = conn.frames_in == 0 && conn.protocol == Protocol::kRelay;
-  const std::uint32_t cap = !gate_.open() || unproven ? kPressureReadBytes : 0;
-  if (conn.protocol != Protocol::kLine || !gate_.throttles_lines()) {
-    return cap;  // a line connection's allowance holds only while lines are throttled
-  }
-  const std::uint32_t line_cap = line_read_cap(conn);
-  return cap == 0 ? line_cap : std::min(cap, line_cap);
-}
-
-std::uint32_t ReadPolicy::line_read_cap(const Connection& conn) const {
-  const std::size_t left = max_line_pending_bytes_ > conn.line_pending_bytes
-                               ? max_line_pending_bytes_ - conn.line_pending_bytes
-                               : 0;
-  const std::size_t bytes = std::max<std::size_t>(left / kMaxPendingCostPerInputByte, kMinLineReadBytes);
-  // Past a receive buffer's size the kernel reads a whole buffer; never 0, which would mean "no cap"
-  // and undo kPressureReadBytes in one_shot_cap.
-  return static_cast<std::uint32_t>(std::min<std::size_t>(bytes, std::numeric_limits<std::uint32_t>::max()));
+  return !gate_.open() || unproven ? kPressureReadBytes : 0;
 }
 
 uring::RecvShape ReadPolicy::recv_shape(const Connection& conn) const {

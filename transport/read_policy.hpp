@@ -25,11 +25,6 @@ inline constexpr std::uint32_t kLightFrameBytes = 64U << 10;
 // (docs/perf/engine-before-after.md, 12-06).
 inline constexpr std::uint32_t kDirectReadFrameBytes = 256U << 10;
 
-// A line connection is read in pieces that its lines' pending cost cannot take past its allowance
-// (--max-line-pending-bytes), but never smaller than this: it passes the allowance by at most what
-// this much input costs (kMaxPendingCostPerInputByte times it), not by a whole receive buffer.
-inline constexpr std::uint32_t kMinLineReadBytes = 256;
-
 // Past the high watermark a connection is read at most this much at a time: a client the hub cannot
 // yet tell from a large sender (its next header has not arrived) adds at most this before it is known
 // and made to wait, so 100k such clients hold 200 MB, inside the budget's reserve.
@@ -47,18 +42,17 @@ enum class ReadStep : std::uint8_t {
   kDirect,            // a direct receive into its large frame's block, whose room is reserved
   kAwaitReservation,  // its large frame's room is not free yet (MemoryGate::await_reservation)
   kPause,             // the budget keeps its weight out (MemoryGate::pause)
-  kThrottleLines,     // a line connection over its pending allowance: the oks that bring it down resume it
+  kThrottleLines,     // a line connection holding messages back, past the high watermark (MemoryBudget)
 };
 
 // Contract: owned by one shard with its gate, used on its thread only.
 class ReadPolicy {
  public:
-  ReadPolicy(MemoryGate& gate, std::size_t max_line_pending_bytes)
-      : gate_(gate), max_line_pending_bytes_(max_line_pending_bytes) {}
+  explicit ReadPolicy(MemoryGate& gate) : gate_(gate) {}
 
   // What to arm for `conn` now. Reserves its large frame's room through the gate when that is what
   // lets it read on (a frame begun is finished: the reservation, not the gate, decides).
-  ReadStep next_step(Connection& conn, bool over_line_allowance);
+  ReadStep next_step(Connection& conn, bool holds_lines_back);
   // How its recv into the receive buffers reads: multishot with the gate's read-ahead limit, or one
   // buffer at a time (capped while the hub cannot tell it from a large sender).
   uring::RecvShape recv_shape(const Connection& conn) const;
@@ -77,10 +71,8 @@ class ReadPolicy {
  private:
   bool reads_one_buffer_at_a_time(const Connection& conn) const;
   std::uint32_t one_shot_cap(const Connection& conn) const;
-  std::uint32_t line_read_cap(const Connection& conn) const;
 
   MemoryGate& gate_;
-  const std::size_t max_line_pending_bytes_;
   bool multishot_limit_supported_ = true;
 };
 

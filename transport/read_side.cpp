@@ -23,7 +23,7 @@ constexpr std::uint32_t kDirectRecvChunk = 256U << 10;
 }  // namespace
 
 void ReadSide::resume_reading(Connection& conn) {
-  switch (policy_.next_step(conn, events_.over_line_allowance(conn))) {
+  switch (policy_.next_step(conn, events_.holds_lines_back(conn))) {
     case ReadStep::kNothing: return;
     case ReadStep::kRecv: arm_recv(conn); return;
     case ReadStep::kDirect: arm_direct_recv(conn); return;

@@ -30,8 +30,8 @@ class ReadEvents {
   virtual void on_line_bytes(Connection& conn, const BlockRef& buffer, std::uint32_t length) = 0;
   // A frame that a direct receive completed; false stops the assembler (as its frame handler).
   virtual bool on_frame(Connection& conn, FrameView&& frame) = 0;
-  // Whether `conn` is a line connection over its pending allowance.
-  virtual bool over_line_allowance(const Connection& conn) const = 0;
+  // Whether `conn` is a line connection holding messages back (core/line_service.hpp).
+  virtual bool holds_lines_back(const Connection& conn) const = 0;
 
  protected:
   ~ReadEvents() = default;
@@ -47,7 +47,6 @@ struct ReadSideParts {
   ConnectionLifecycle& lifecycle;
   const ShardTime& now;  // the shard clock, read once per loop iteration
   std::size_t budget_limit;
-  std::size_t max_line_pending_bytes;
   ReadEvents& events;
 };
 
@@ -64,7 +63,7 @@ class ReadSide {
         now_(parts.now),
         budget_limit_(parts.budget_limit),
         events_(parts.events),
-        policy_(parts.gate, parts.max_line_pending_bytes) {}
+        policy_(parts.gate) {}
   ReadSide(const ReadSide&) = delete;
   ReadSide& operator=(const ReadSide&) = delete;
 

@@ -58,7 +58,6 @@ Shard::Shard(HubShared& shared, unsigned index, int relay_listen_fd, int line_li
              .lifecycle = lifecycle_,
              .now = now_,
              .budget_limit = shared.budget.limit(),
-             .max_line_pending_bytes = config_.max_line_pending_bytes,
              .events = read_events_}),
       mailbox_(index, shared.ring_fds, shared.messages_in_flight, shared.memory[index], loop_.ring(),
                router_) {
@@ -153,7 +152,11 @@ void Shard::before_wait() {
 
 void Shard::read_clock_and_budget() {
   now_ = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now());
-  read_.enforce(gate_.update());
+  const MemoryGate::Narrowed narrowed = gate_.update();
+  read_.enforce(narrowed);
+  if (narrowed.lines_released) {
+    release_held_lines();
+  }
 }
 
 bool Shard::finished() const {
@@ -165,8 +168,17 @@ bool Shard::finished() const {
 }
 
 void Shard::charge_pending_lines() {
-  memory_.recharge(pending_lines_charged_,
-                   line_.pending().bytes() + line_.pending().size() * kPendingEntryOverheadBytes);
+  memory_.recharge(
+      pending_lines_charged_,
+      line_.pending().bytes() + line_.pending().size() * kPendingEntryOverheadBytes + line_.held_bytes());
+}
+
+void Shard::release_held_lines() {
+  for (Connection& conn : lifecycle_.connections()) {
+    if (conn.protocol == Protocol::kLine && conn.line_held_count != 0) {
+      line_.release_held(conn);
+    }
+  }
 }
 
 void Shard::publish_counters() {
@@ -175,6 +187,7 @@ void Shard::publish_counters() {
   counters_.line_connections.set(line_.peer_count());
   counters_.closing_connections.set(lifecycle_.closing());
   counters_.line_pending.set(line_.pending().size());
+  counters_.line_held_back.set(line_.held_messages());
   counters_.copied_assembly_bytes.set(assembly_.copied_bytes);
   counters_.copied_out_bytes.set(sender_.copied_out_bytes());
   counters_.copied_reply_bytes.set(sender_.copied_reply_bytes());

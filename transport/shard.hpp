@@ -90,8 +90,11 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
   void read_clock_and_budget();
   io_uring_sqe* sqe();
   void publish_counters();
-  // Charges the memory account for the line messages pending on this shard (their table and X bytes).
+  // Charges the memory account for the line messages pending on this shard (their table and X bytes)
+  // and those its connections hold back.
   void charge_pending_lines();
+  // Hub memory fell below where line messages are held back: every connection takes in what it held.
+  void release_held_lines();
 
   // --- admission and stopping (shard_connections.cpp; the accepts are transport/acceptor, the drain
   // and close of a connection transport/connection_lifecycle)
@@ -121,8 +124,8 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
     bool on_frame(Connection& conn, FrameView&& frame) override {
       return shard_.on_frame(conn, std::move(frame));
     }
-    bool over_line_allowance(const Connection& conn) const override {
-      return conn.protocol == Protocol::kLine && shard_.line_.over_allowance(conn);
+    bool holds_lines_back(const Connection& conn) const override {
+      return conn.protocol == Protocol::kLine && conn.line_held_count != 0;
     }
 
    private:
@@ -169,6 +172,7 @@ class alignas(uring::kTagAlignment) Shard final : private uring::LoopHandler {
     explicit LineSeamOnShard(Shard& shard) : shard_(shard) {}
     void write(LinePeer& peer, std::string_view text) override;
     void resume_reading(LinePeer& peer) override;
+    bool holding_back() const override { return shard_.gate_.holds_back_lines(); }
     void post(unsigned target, LineMessage* message) override;
     std::uint32_t line_count(unsigned shard) const override;
     void publish_line_count(std::uint32_t count) override;

@@ -38,7 +38,7 @@ void Shard::LineSeamOnShard::write(LinePeer& peer, std::string_view text) {
 
 void Shard::LineSeamOnShard::resume_reading(LinePeer& peer) {
   auto& conn = static_cast<Connection&>(peer);
-  MemoryGate::end_line_throttle(conn);
+  shard_.gate_.end_line_throttle(conn);
   shard_.read_.resume_reading(conn);
 }
 

@@ -120,6 +120,8 @@ class Simulator {
   }
   LinePeer& peer(protocol::UserId id) { return *peers_.at(id - 1); }
   const std::vector<protocol::UserId>& resumed() const { return resumed_; }
+  // Hub memory past half the budget, or not: messages past a connection's allowance are held back.
+  void hold_back_lines(bool on) { holding_back_ = on; }
 
  private:
   struct ShardSim final : LineSeam {
@@ -129,6 +131,7 @@ class Simulator {
       sim.log_.emplace_back(peer.id, text);
     }
     void resume_reading(LinePeer& peer) override { sim.resumed_.push_back(peer.id); }
+    bool holding_back() const override { return sim.holding_back_; }
     void post(unsigned target, LineMessage* message) override {
       sim.in_flight_.push_back(Posted{index, target, std::unique_ptr<LineMessage>(message)});
     }
@@ -148,6 +151,7 @@ class Simulator {
   std::map<protocol::UserId, std::string> written_;
   std::vector<std::pair<protocol::UserId, std::string>> log_;  // every write, in order
   std::vector<protocol::UserId> resumed_;
+  bool holding_back_ = false;
   std::deque<Posted> in_flight_;
   protocol::UserId last_id_ = 0;
 };
@@ -438,25 +442,68 @@ TEST(LineService, AStoppingShardForwardsNothing) {
   EXPECT_EQ(sim.service(0).pending().size(), 1U);
 }
 
-// Unanswered messages count against the sender's allowance; an ok brings it down, and a throttled
-// sender is read again once under half of it.
-TEST(LineService, OksReturnTheAllowanceAndResumeAThrottledSender) {
+// Unanswered messages count against the sender's allowance. Past it, while hub memory is past half the
+// budget, what it sends is held back (read, not taken in); oks that bring it under half the allowance
+// take the held messages in, oldest first, as far as the allowance goes, and a sender throttled for
+// holding messages back is read again once it holds none.
+TEST(LineService, PastTheAllowanceMessagesAreHeldBackUntilOksTakeThemIn) {
   Simulator sim(2, kSeedBase, true, kSmallAllowance);
   LinePeer& sender = sim.connect(0);
   sim.connect(1);
+  sim.hold_back_lines(true);
   const std::string x1 = forward_to_another(sim, sender, 0, 2, "a");
   const std::string x2 = forward_to_another(sim, sender, 1, 2, "b");
   EXPECT_EQ(sender.line_pending_bytes, pending_cost(x1.size()) + pending_cost(x2.size()));
   ASSERT_TRUE(sim.service(0).over_allowance(sender));
-  sender.line_throttled = true;  // what the shard does when it stops reading it
+  const std::uint64_t taken_in = sim.counters(0).line_messages_in.get();
+  for (const std::string x : {"held-1", "held-2", "held-3"}) {
+    sim.say(sender, command(message_line(x)));
+  }
+  EXPECT_TRUE(sim.in_flight().empty()) << "held back: nothing posted";
+  EXPECT_EQ(sender.line_held_count, 3U);
+  EXPECT_EQ(sim.service(0).held_messages(), 3U);
+  EXPECT_GT(sim.service(0).held_bytes(), 0U);
+  EXPECT_EQ(sim.counters(0).line_messages_in.get(), taken_in);
+  sender.line_throttled = true;  // what the shard does past 5/8 of the budget
+
   sim.say(sim.peer(*sim.receiver_of(x1)), command(ok_line(x1)));
   sim.settle();
-  EXPECT_TRUE(sim.resumed().empty());  // 1 of 2 answered: still above half the allowance
+  EXPECT_EQ(sender.line_held_count, 3U) << "1 of 2 answered: still above half the allowance";
   sim.say(sim.peer(*sim.receiver_of(x2)), command(ok_line(x2)));
   sim.settle();
-  EXPECT_EQ(sender.line_pending_bytes, 0U);
+  EXPECT_EQ(sender.line_held_count, 1U) << "taken in as far as the allowance goes: two of them";
+  EXPECT_EQ(sim.counters(0).line_messages_in.get(), taken_in + 2);
+  EXPECT_TRUE(sim.resumed().empty()) << "still holding one back";
+  ASSERT_TRUE(sim.receiver_of("held-1").has_value());
+  ASSERT_TRUE(sim.receiver_of("held-2").has_value());
+  EXPECT_FALSE(sim.receiver_of("held-3").has_value());
+
+  sim.hold_back_lines(false);  // hub memory fell: the shard releases every connection's held messages
+  sim.service(0).release_held(sender);
+  sim.settle();
+  EXPECT_EQ(sender.line_held_count, 0U);
+  EXPECT_EQ(sim.service(0).held_messages(), 0U);
+  EXPECT_EQ(sim.service(0).held_bytes(), 0U);
+  EXPECT_TRUE(sim.receiver_of("held-3").has_value());
   EXPECT_FALSE(sender.line_throttled);
   EXPECT_EQ(sim.resumed(), std::vector<protocol::UserId>{sender.id});
+}
+
+// A connection that leaves drops what it held back, as its pending messages: nobody is left to answer.
+TEST(LineService, AConnectionThatLeavesDropsWhatItHeldBack) {
+  Simulator sim(1, kSeedBase, true, kSmallAllowance);
+  LinePeer& sender = sim.connect(0);
+  sim.connect(0);
+  sim.hold_back_lines(true);
+  forward_to_another(sim, sender, 0, 1, "a");
+  forward_to_another(sim, sender, 0, 1, "b");
+  sim.say(sender, command(message_line("held")));
+  ASSERT_EQ(sim.service(0).held_messages(), 1U);
+  sim.disconnect(sender);
+  sim.settle();
+  EXPECT_EQ(sim.service(0).held_messages(), 0U);
+  EXPECT_EQ(sim.service(0).held_bytes(), 0U);
+  EXPECT_FALSE(sim.receiver_of("held").has_value());
 }
 
 // A message forwarded back to its own sender is released from its allowance at once: its ok can only

@@ -51,14 +51,20 @@ TEST(MemoryBudgetTest, HeavySendersResumeLaterThanLightOnes) {
   EXPECT_TRUE(budget.may_resume(499, Weight::kHeavy));
 }
 
-// Line connections over their allowance are throttled from half the budget, and read again below 3/8.
-TEST(MemoryBudgetTest, LinesAreThrottledFromHalfTheBudgetAndReleasedBelowThreeEighths) {
-  const MemoryBudget budget(800);
-  EXPECT_FALSE(budget.throttles_lines(399, false));
-  EXPECT_TRUE(budget.throttles_lines(400, false));
-  EXPECT_TRUE(budget.throttles_lines(300, true)) << "between the marks, it stays as it was";
-  EXPECT_FALSE(budget.throttles_lines(300, false));
-  EXPECT_FALSE(budget.throttles_lines(299, true));
+// Line messages past a connection's allowance are held back from half the budget until below 3/8; a
+// connection holding messages back is not read from 3/4 until below 5/8, as a heavy sender.
+TEST(MemoryBudgetTest, LinesAreHeldBackFromHalfTheBudgetAndThrottledFromTheHighWatermark) {
+  const MemoryBudget budget(1600);
+  EXPECT_FALSE(budget.holds_back_lines(799, false));
+  EXPECT_TRUE(budget.holds_back_lines(800, false));
+  EXPECT_TRUE(budget.holds_back_lines(600, true)) << "between the marks, it stays as it was";
+  EXPECT_FALSE(budget.holds_back_lines(600, false));
+  EXPECT_FALSE(budget.holds_back_lines(599, true));
+
+  EXPECT_FALSE(budget.throttles_held_lines(1199, false));
+  EXPECT_TRUE(budget.throttles_held_lines(1200, false));
+  EXPECT_TRUE(budget.throttles_held_lines(1000, true));
+  EXPECT_FALSE(budget.throttles_held_lines(999, true));
 }
 
 }  // namespace

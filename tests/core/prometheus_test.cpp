@@ -26,6 +26,7 @@ const std::vector<std::string> kFamilies = {
     "ringhub_connections",
     "ringhub_closing_connections",
     "ringhub_line_pending_messages",
+    "ringhub_line_held_back_messages",
     "ringhub_buffer_bytes_in_use",
     "ringhub_outbound_queued_bytes",
     "ringhub_frames_in_total",
@@ -278,6 +279,9 @@ ringhub_closing_connections 4
 # HELP ringhub_line_pending_messages Line-protocol messages forwarded and not yet acknowledged.
 # TYPE ringhub_line_pending_messages gauge
 ringhub_line_pending_messages 21
+# HELP ringhub_line_held_back_messages Line-protocol messages read but held back: sent past their connection's pending allowance while hub memory is past half the budget.
+# TYPE ringhub_line_held_back_messages gauge
+ringhub_line_held_back_messages 0
 # HELP ringhub_buffer_bytes_in_use Receive-buffer bytes out of the ring now.
 # TYPE ringhub_buffer_bytes_in_use gauge
 ringhub_buffer_bytes_in_use 1313

@@ -358,13 +358,14 @@ class HubLineTest : public LineFixture, public ::testing::WithParamInterface<uns
  protected:
   HubConfig config() const { return test_config(GetParam()); }
 
-  // The hub throttles a line client over its pending allowance only while its memory is past half the
-  // budget. This hub has a small budget, and a silent client alone on it first sends itself enough
-  // messages to hold half of it (forwarded back to their sender, they are not held against its
-  // allowance). Then a pipeliner with a `allowance`-byte allowance writes 3,000 messages past it; the
-  // silent client gets those forwarded to it and never answers: they are held against the pipeliner.
+  // The hub holds back what a line client sends past its pending allowance only while its memory is past
+  // half the budget, and stops reading a client that holds messages back from 3/4 of it. This hub has a
+  // small budget, and a silent client alone on it first sends itself enough messages to hold 3/4 of it
+  // (forwarded back to their sender, they are not held against its allowance). Then a pipeliner with a
+  // `allowance`-byte allowance writes 3,000 messages past it; the silent client gets those forwarded to
+  // it and never answers: they are held against the pipeliner.
   static constexpr std::size_t kSmallBudget = std::size_t{8} << 20;
-  static constexpr std::size_t kFillMessages = 20'000;  // about 5.2 MB of pending cost: past half of it
+  static constexpr std::size_t kFillMessages = 26'000;  // about 6.8 MB of pending cost: past 3/4 of it
   static constexpr std::size_t kPipelined = 3'000;
   struct Pipelined {
     LineSocket silent;
@@ -376,6 +377,7 @@ class HubLineTest : public LineFixture, public ::testing::WithParamInterface<uns
     c.max_memory = kSmallBudget;
     c.recv_buffer_size = 4096;  // a read past half the budget adds little
     c.recv_buffer_count = 64;   // a quarter of the budget holds twice every shard's pool
+    c.write_deadline = 60s;     // the pipeliner never reads: not what these tests are about
     start_hub(c);
     Pipelined run{.silent = connect_line(), .pipeliner = LineSocket()};
     EXPECT_TRUE(line_connections_become(1));
@@ -387,7 +389,7 @@ class HubLineTest : public LineFixture, public ::testing::WithParamInterface<uns
     while (run.silent.read_line(Ms{500})) {  // its own messages, forwarded back
     }
     EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, kFillMessages));
-    EXPECT_GE(stats().memory_in_use, kSmallBudget / MemoryBudget::kLineThrottleDivisor);
+    EXPECT_GE(stats().memory_in_use, kSmallBudget / MemoryBudget::kReserveDivisor * 3);
     // The pipeliner connects once lines are throttled: its first recv is then shaped by its allowance.
     run.pipeliner = connect_line();
     EXPECT_TRUE(line_connections_become(2));
@@ -409,6 +411,57 @@ class HubLineTest : public LineFixture, public ::testing::WithParamInterface<uns
     return held;
   }
   void start() { start_hub(config()); }
+
+  // Four clients each write 8,000 messages (about 1.6 MB of pending cost against a 1 MiB allowance)
+  // before answering anything, then answer every message they get on the same connection; every
+  // message must be answered once. Returns the most messages seen held back.
+  std::uint64_t run_pipelines_that_answer() {
+    constexpr std::size_t kClients = 4;
+    constexpr std::size_t kMessages = 8'000;
+    std::vector<LineSocket> clients;
+    std::vector<LineSocket*> readers;
+    clients.reserve(kClients);
+    readers.reserve(kClients);
+    for (std::size_t i = 0; i < kClients; ++i) {
+      clients.push_back(connect_line());
+    }
+    for (LineSocket& client : clients) {
+      readers.push_back(&client);
+    }
+    EXPECT_TRUE(line_connections_become(kClients));
+    const timeval send_limit{30, 0};  // a hub that stopped reading fails the test instead of hanging it
+    for (std::size_t i = 0; i < kClients; ++i) {
+      EXPECT_EQ(::setsockopt(clients[i].fd(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit), 0);
+      std::string burst;
+      for (std::size_t k = 0; k < kMessages; ++k) {
+        burst += message_line(numbered(numbered("c", i) + "-", k)) + "\n";
+      }
+      EXPECT_TRUE(clients[i].write(burst)) << "the hub stopped reading client " << i;
+    }
+    std::uint64_t held_peak = stats().line_held_back;
+    std::set<std::string> oks;
+    for (std::size_t lines = 0; oks.size() < kClients * kMessages; ++lines) {
+      if (lines % 1000 == 0) {
+        held_peak = std::max(held_peak, stats().line_held_back);
+      }
+      std::optional<LineFrom> got = read_line_from_any(readers);
+      if (!got.has_value()) {
+        ADD_FAILURE() << "stalled with " << oks.size() << " oks; " << stats().line_pending
+                      << " messages pending, " << stats().line_held_back << " held back";
+        return held_peak;
+      }
+      if (got->line.starts_with("ok ")) {
+        EXPECT_TRUE(oks.insert(got->line).second) << "duplicate " << got->line;
+      } else {
+        EXPECT_TRUE(got->line.starts_with(kMessagePrefix)) << got->line;
+        EXPECT_TRUE(clients[got->index].send_line(ok_line(got->line.substr(kMessagePrefix.size()))));
+      }
+    }
+    EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
+    EXPECT_TRUE(stat_becomes("line_held_back", &HubStats::line_held_back, 0));
+    EXPECT_EQ(stats().line_protocol_errors, 0U);
+    return held_peak;
+  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Shards, HubLineTest, ::testing::Values(1U, 3U),
@@ -629,43 +682,23 @@ TEST_P(HubLineTest, PipeliningClientFarPastItsAllowanceIsReadOnAndLosesNothing) 
 // behind its own messages. While hub memory is far below half the budget the hub reads them all, so
 // none waits on another (a per-connection throttle alone stalled these four for good).
 TEST_P(HubLineTest, PipelinersWhoseOksWaitBehindTheirOwnMessagesAllFinish) {
-  constexpr std::size_t kClients = 4;
-  constexpr std::size_t kMessages = 8'000;  // about 1.6 MB of pending cost each against 1 MiB
   start();
-  std::vector<LineSocket> clients;
-  std::vector<LineSocket*> readers;
-  clients.reserve(kClients);
-  readers.reserve(kClients);
-  for (std::size_t i = 0; i < kClients; ++i) {
-    clients.push_back(connect_line());
-  }
-  for (LineSocket& client : clients) {
-    readers.push_back(&client);
-  }
-  ASSERT_TRUE(line_connections_become(kClients));
-  const timeval send_limit{30, 0};  // a hub that stopped reading fails the test instead of hanging it
-  for (std::size_t i = 0; i < kClients; ++i) {
-    ASSERT_EQ(::setsockopt(clients[i].fd(), SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit), 0);
-    std::string burst;
-    for (std::size_t k = 0; k < kMessages; ++k) {
-      burst += message_line(numbered(numbered("c", i) + "-", k)) + "\n";
-    }
-    ASSERT_TRUE(clients[i].write(burst)) << "the hub stopped reading client " << i;
-  }
-  std::set<std::string> oks;
-  while (oks.size() < kClients * kMessages) {
-    std::optional<LineFrom> got = read_line_from_any(readers);
-    ASSERT_TRUE(got.has_value()) << "stalled with " << oks.size() << " oks; " << stats().line_pending
-                                 << " messages pending";
-    if (got->line.starts_with("ok ")) {
-      ASSERT_TRUE(oks.insert(got->line).second) << "duplicate " << got->line;
-    } else {
-      ASSERT_TRUE(got->line.starts_with(kMessagePrefix)) << got->line;
-      ASSERT_TRUE(clients[got->index].send_line(ok_line(got->line.substr(kMessagePrefix.size()))));
-    }
-  }
-  EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, 0));
-  EXPECT_EQ(stats().line_protocol_errors, 0U);
+  EXPECT_EQ(run_pipelines_that_answer(), 0U) << "held back far below half the budget";
+}
+
+// The same on a small budget that the run passes by far (8.4 MB of pending cost against 8 MiB): past half
+// of it the messages past each client's allowance are held back, a few bytes each, and each client is
+// still read, so the oks queued behind them arrive (a throttle at half the budget stalled them for good).
+TEST_P(HubLineTest, PipelinersWhoseOksWaitBehindTheirOwnMessagesFinishPastHalfTheBudget) {
+  HubConfig c = config();
+  c.max_memory = kSmallBudget;
+  c.recv_buffer_size = 4096;
+  c.recv_buffer_count = 64;
+  // Four allowances past half the budget must stay under its high watermark, where a client holding
+  // messages back is no longer read (as 1,000 clients at the default 1 MiB would on the default budget).
+  c.max_line_pending_bytes = std::size_t{256} << 10;
+  start_hub(c);
+  EXPECT_GT(run_pipelines_that_answer(), 0U) << "nothing was held back: the run did not pass half the budget";
 }
 
 // A line left without its newline past the frame timeout ends the connection with `error line timeout`
@@ -697,17 +730,19 @@ TEST_P(HubLineTest, AThrottledClientThatResetsIsGoneWithItsPendingMessages) {
   Pipelined run = start_pipelining(4096);
   ASSERT_FALSE(held_by_silent(run).empty());  // until the pipeliner is throttled
   ASSERT_GT(stats().line_pending, kFillMessages);
+  ASSERT_GT(stats().line_held_back, 0U);
   ASSERT_LT(stats().line_messages_in, kFillMessages + kPipelined) << "the pipeliner was not throttled";
   const linger reset{1, 0};
   ASSERT_EQ(::setsockopt(run.pipeliner.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
   run.pipeliner.close();
   EXPECT_TRUE(line_connections_become(1));
   EXPECT_TRUE(stat_becomes("line_pending", &HubStats::line_pending, kFillMessages));
+  EXPECT_TRUE(stat_becomes("line_held_back", &HubStats::line_held_back, 0));
 }
 
-// A throttled client is read again once hub memory falls below 3/8 of the budget, though its own
-// messages are still unanswered: here the silent client answers the messages it sent itself, which held
-// most of that memory, and still holds the pipeliner's.
+// A throttled client takes in what it held back and is read again once hub memory falls below 3/8 of
+// the budget, though its own messages are still unanswered: here the silent client answers the messages
+// it sent itself, which held most of that memory, and still holds the pipeliner's.
 TEST_P(HubLineTest, AThrottledClientIsReadAgainOnceMemoryFalls) {
   Pipelined run = start_pipelining(4096);
   ASSERT_FALSE(held_by_silent(run).empty());  // until the pipeliner is throttled
@@ -721,17 +756,15 @@ TEST_P(HubLineTest, AThrottledClientIsReadAgainOnceMemoryFalls) {
       << "the pipeliner was not read again";
 }
 
-// The pending allowance is passed by at most one small read's worth of messages, not by a receive
-// buffer's (a 30 KB write of short messages had 1,276 pending on a 4 KiB allowance): a line connection is
-// read in pieces its remaining allowance can take. Messages forwarded back to the pipeliner do not count
-// (nor does it read them); those that reach the silent receiver are the ones held against it.
+// Past half the budget the pending allowance is passed by at most one message (a 30 KB write of short
+// messages once had 1,276 pending on a 4 KiB allowance): what comes after is held back, then the
+// pipeliner is not read. Messages forwarded back to the pipeliner do not count (nor does it read them);
+// those that reach the silent receiver are the ones held against it.
 TEST_P(HubLineTest, PendingAllowanceIsPassedByAtMostOneSmallRead) {
   constexpr std::size_t kAllowance = 4096;
   Pipelined run = start_pipelining(kAllowance);
   const std::vector<std::string> held = held_by_silent(run);  // until the pipeliner is throttled
-  const std::size_t bound =
-      (kAllowance + kMinLineReadBytes * kMaxPendingCostPerInputByte) / pending_cost(numbered("p", 0).size()) +
-      1;
+  const std::size_t bound = kAllowance / pending_cost(numbered("p", 0).size()) + 1;
   EXPECT_GE(held.size(), 1U);
   EXPECT_LE(held.size(), bound) << "messages held against a " << kAllowance << "-byte allowance";
 

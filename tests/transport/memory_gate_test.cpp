@@ -172,34 +172,46 @@ TEST_F(MemoryGateTest, AWaitingConnectionWhoseFrameIsGoneIsLetInWithoutAReservat
   EXPECT_EQ(reserved(), 0);
 }
 
-// Line connections throttled over their allowance are let in once hub memory falls below where lines
-// are released, whatever their own pending bytes (those are LineService's to bring down).
-TEST_F(MemoryGateTest, ThrottledLineConnectionsAreLetInWhenMemoryFallsBelowTheLineRelease) {
+// Line connections throttled while holding messages back are let in once hub memory falls below 5/8,
+// whatever they still hold (LineService takes it in as the allowance and memory allow); they count as
+// paused meanwhile. Falling below 3/8 is reported once: what every connection held is then taken in.
+TEST_F(MemoryGateTest, ThrottledLineConnectionsAreLetInWhenMemoryFalls) {
+  const std::size_t sixteenth = shared_.budget.limit() / 16;
   const auto first = connection();
   const auto second = connection();
   const auto forgotten = connection();
-  set_memory_in_use(shared_.budget.limit() / 2);
+  set_memory_in_use(12 * sixteenth);
   gate_.update();
-  ASSERT_TRUE(gate_.throttles_lines());
+  ASSERT_TRUE(gate_.holds_back_lines());
+  ASSERT_TRUE(gate_.throttles_held_lines());
   for (Connection* conn : {first.get(), second.get(), forgotten.get()}) {
     gate_.throttle_lines(*conn);
     EXPECT_TRUE(conn->line_throttled);
   }
+  EXPECT_EQ(gate_.paused_count(), 3U);
   gate_.forget(*forgotten);
   EXPECT_FALSE(forgotten->line_throttled);
-  MemoryGate::end_line_throttle(*second);  // its oks brought it down (the shard resumes it)
+  gate_.end_line_throttle(*second);  // it holds nothing back any more (the shard resumes it)
   EXPECT_FALSE(second->waiting());
+  EXPECT_EQ(gate_.paused_count(), 1U);
 
-  set_memory_in_use(shared_.budget.limit() / 8 * 3);
-  gate_.update();
+  set_memory_in_use(10 * sixteenth);
+  EXPECT_FALSE(gate_.update().lines_released);
   gate_.resume_ready();
-  EXPECT_TRUE(log_.resumed.empty()) << "between the marks lines stay throttled";
-  set_memory_in_use(shared_.budget.limit() / 8 * 3 - 1);
-  gate_.update();
+  EXPECT_TRUE(log_.resumed.empty()) << "between the marks it stays throttled";
+  set_memory_in_use(10 * sixteenth - 1);
+  EXPECT_FALSE(gate_.update().lines_released) << "still past 3/8: messages are still held back";
   gate_.resume_ready();
   ASSERT_EQ(log_.resumed, std::vector<Connection*>{first.get()});
   EXPECT_FALSE(first->line_throttled);
   EXPECT_FALSE(first->waiting());
+  EXPECT_EQ(gate_.paused_count(), 0U);
+  EXPECT_TRUE(gate_.holds_back_lines());
+
+  set_memory_in_use(6 * sixteenth - 1);
+  EXPECT_TRUE(gate_.update().lines_released);
+  EXPECT_FALSE(gate_.holds_back_lines());
+  EXPECT_FALSE(gate_.update().lines_released) << "reported once";
 }
 
 TEST_F(MemoryGateTest, ForgetTakesAPausedConnectionOffItsList) {

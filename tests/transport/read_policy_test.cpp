@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <limits>
 #include <memory>
 
 #include "tests/transport/gate_fixture.hpp"
@@ -14,8 +13,6 @@
 
 namespace ringhub {
 namespace {
-
-constexpr std::size_t kLinePendingAllowance = 64U << 10;
 
 class ReadPolicyTest : public gate_testing::GateFixture {
  protected:
@@ -41,13 +38,13 @@ class ReadPolicyTest : public gate_testing::GateFixture {
     set_memory_in_use(shared_.budget.high_watermark());
     gate_.update();
   }
-  void where_lines_are_throttled() {
-    set_memory_in_use(shared_.budget.limit() / MemoryBudget::kLineThrottleDivisor);
+  void where_held_lines_are_throttled() {
+    set_memory_in_use(shared_.budget.high_watermark());
     gate_.update();
-    ASSERT_TRUE(gate_.throttles_lines());
+    ASSERT_TRUE(gate_.throttles_held_lines());
   }
 
-  ReadPolicy policy_{gate_, kLinePendingAllowance};
+  ReadPolicy policy_{gate_};
 };
 
 TEST_F(ReadPolicyTest, ANewRelayConnectionReadsOneCappedBufferUntilItsFirstFrame) {
@@ -62,46 +59,26 @@ TEST_F(ReadPolicyTest, ANewRelayConnectionReadsOneCappedBufferUntilItsFirstFrame
   EXPECT_EQ(then.multishot_limit, gate_.read_ahead_limit());
 }
 
-TEST_F(ReadPolicyTest, ALineConnectionIsReadInPiecesItsAllowanceCanTake) {
+TEST_F(ReadPolicyTest, ALineConnectionIsReadOneWholeBufferAtATime) {
   const auto conn = line_connection();
-  conn->line_pending_bytes = kLinePendingAllowance + 1;
-  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, 0U)
-      << "while lines are not throttled, the allowance does not shape the read";
-
-  where_lines_are_throttled();
-  conn->line_pending_bytes = 0;
+  conn->frames_in = 1;
   const uring::RecvShape shape = policy_.recv_shape(*conn);
-  EXPECT_FALSE(shape.multishot) << "its pending allowance is counted line by line";
-  EXPECT_EQ(shape.one_shot_cap, kLinePendingAllowance / kMaxPendingCostPerInputByte)
-      << "the shortest messages filling the read just reach the allowance";
-
-  conn->line_pending_bytes = kLinePendingAllowance - 1000;
-  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, kMinLineReadBytes) << "near it, the smallest read";
-  conn->line_pending_bytes = kLinePendingAllowance + 1;
-  EXPECT_EQ(policy_.recv_shape(*conn).one_shot_cap, kMinLineReadBytes);
-
-  const ReadPolicy roomy(gate_, kDefaultMaxLinePendingBytes);
-  conn->line_pending_bytes = 0;
-  EXPECT_GE(roomy.recv_shape(*conn).one_shot_cap, kDefaultRecvBufferSize) << "far from it, a whole buffer";
-
-  const ReadPolicy boundless(gate_, std::numeric_limits<std::size_t>::max() / 2);
-  EXPECT_NE(boundless.recv_shape(*conn).one_shot_cap, 0U) << "0 would mean no cap at all";
-  past_high_watermark();
-  EXPECT_EQ(boundless.recv_shape(*conn).one_shot_cap, kPressureReadBytes) << "the pressure cap still holds";
+  EXPECT_FALSE(shape.multishot) << "a throttle on what it holds back applies between reads";
+  EXPECT_EQ(shape.one_shot_cap, 0U);
 }
 
-// Over its allowance, a line connection is throttled only from half the budget on: below it, a client
-// whose oks wait behind its own pipelined messages must still be read, or such clients stall each other.
-TEST_F(ReadPolicyTest, ALineConnectionOverItsAllowanceIsThrottledOnlyFromHalfTheBudget) {
+// A line connection that holds messages back is throttled only from the high watermark: below it, it is
+// read on, so the oks a client queued behind its own messages arrive.
+TEST_F(ReadPolicyTest, ALineConnectionHoldingMessagesBackIsThrottledOnlyFromTheHighWatermark) {
   const auto conn = line_connection();
   conn->frames_in = 1;
   EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kRecv);
-  set_memory_in_use(shared_.budget.limit() / MemoryBudget::kLineThrottleDivisor - 1);
+  set_memory_in_use(shared_.budget.high_watermark() - 1);
   gate_.update();
   EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kRecv);
-  where_lines_are_throttled();
+  where_held_lines_are_throttled();
   EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kThrottleLines);
-  EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kRecv) << "within its allowance it is read";
+  EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kRecv) << "holding nothing back, it is read";
 }
 
 TEST_F(ReadPolicyTest, PastTheHighWatermarkEveryoneReadsOneCappedBuffer) {
@@ -153,7 +130,7 @@ TEST_F(ReadPolicyTest, WithoutTheKernelsLimitHeavySendersReadOneBufferAtATime) {
 TEST_F(ReadPolicyTest, NextStepFollowsTheConnectionsState) {
   const auto conn = proven();
   EXPECT_EQ(policy_.next_step(*conn, false), ReadStep::kRecv);
-  where_lines_are_throttled();
+  where_held_lines_are_throttled();
   EXPECT_EQ(policy_.next_step(*conn, true), ReadStep::kThrottleLines);
   set_memory_in_use(0);
   gate_.update();
