@@ -35,11 +35,6 @@ inline constexpr std::size_t kDefaultMaxLinePendingBytes = std::size_t{1} << 20;
 constexpr std::size_t pending_cost(std::size_t x_size) {
   return x_size + kPendingEntryOverheadBytes;
 }
-// The most pending cost one byte of input can add: the shortest `message X` line (a one-byte X and
-// "\n") costs pending_cost(1). A reader sizes its reads by it to stay near the allowance.
-inline constexpr std::size_t kShortestMessageLineBytes = 10;  // "message " + X + "\n"
-inline constexpr std::size_t kMaxPendingCostPerInputByte =
-    (pending_cost(1) + kShortestMessageLineBytes - 1) / kShortestMessageLineBytes;
 // Sent instead of serving a connection past --max-connections; then the hub closes it.
 inline constexpr std::string_view kServerFullLine = "error server full\n";
 // Sent to a connection that stopped reading past its outbound cap; then the hub closes it.
