@@ -53,6 +53,7 @@ class Control:
         self.me = self._request(self.sock, IDENTITY)
         self.peer_id = self._request(self.peer, IDENTITY)
         self.samples = []
+        self.stuck = None  # why a round trip got no answer within the sockets' 10 s, if one did
 
     @staticmethod
     def _read_frame(sock):
@@ -82,12 +83,20 @@ class Control:
                 raise ConnectionError(f"control client got ERROR {payload[0]}")
 
     def round_trip(self):
+        """One timed round trip; a hub that does not answer within 10 s is recorded, not raised, and
+        the control client stops trying (its stream may hold half a reply)."""
+        if self.stuck:
+            return
         start = time.perf_counter()
-        self._request(self.sock, IDENTITY)
-        self._request(self.sock, LIST)
-        self.sock.sendall(relay([self.peer_id], b"x" * 64))
-        while self._read_frame(self.peer)[0] != DELIVER:
-            pass
+        try:
+            self._request(self.sock, IDENTITY)
+            self._request(self.sock, LIST)
+            self.sock.sendall(relay([self.peer_id], b"x" * 64))
+            while self._read_frame(self.peer)[0] != DELIVER:
+                pass
+        except (TimeoutError, ConnectionError) as error:
+            self.stuck = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            return
         self.samples.append(time.perf_counter() - start)
 
     def close(self):
@@ -219,13 +228,15 @@ def attack_unfinished(addr, scale, warm=False):
     return socks, pump
 
 
-def attack_stalled(addr, scale):
-    """Receivers that never read, while one sender fans 1 MiB bodies out to all of them."""
-    readers = connect_many(addr, scale["stalled"], rcvbuf=64 * 1024)
+def attack_stalled(addr, count, body_size, rcvbuf, one_frame_each=False):
+    """Receivers that never read, while one sender sends `body_size` bodies to all of them: one frame
+    fanned out to all (one shared block), or one frame to each (a block each)."""
+    readers = connect_many(addr, count, rcvbuf=rcvbuf)
     ids = identities(addr, readers)
     sender = connect_many(addr, 1)
     pump = Pump()
-    message = relay(ids[:255], b"s" * MAX_BODY)
+    body = b"s" * body_size
+    message = b"".join(relay([i], body) for i in ids) if one_frame_each else relay(ids[:255], body)
     pump.add(sender[0], message, repeat=message)
     return readers + sender, pump
 
@@ -253,7 +264,11 @@ def attack_slowloris(addr, scale):
 ATTACKS = {
     "unfinished": lambda addr, scale: attack_unfinished(addr, scale),
     "warm-unfinished": lambda addr, scale: attack_unfinished(addr, scale, warm=True),
-    "stalled": lambda addr, scale: attack_stalled(addr, scale),
+    "stalled": lambda addr, scale: attack_stalled(addr, scale["stalled"], MAX_BODY, 64 * 1024),
+    # Bodies under 64 KiB, a frame to each: the sender is light, never paused as heavy, so the readers'
+    # queues (each under its own --max-outbound-bytes) can fill the budget; the write deadline cuts them
+    # (probe 9a).
+    "stalled-light": lambda addr, scale: attack_stalled(addr, scale["stalled_light"], 60_000, 4096, True),
     "list-flood": lambda addr, scale: attack_flood(addr, scale, LIST),
     "identity-flood": lambda addr, scale: attack_flood(addr, scale, IDENTITY),
     "slowloris": lambda addr, scale: attack_slowloris(addr, scale),
@@ -314,6 +329,7 @@ def run_attack(name, args, addr, scale):
         "connections": len(socks),
         "seconds": args.duration,
         "control_round_trips": len(control.samples),
+        "control_stuck": control.stuck,
         "control_p50_ms": 1000 * percentile(control.samples, 0.50),
         "control_p99_ms": 1000 * percentile(control.samples, 0.99),
         "control_max_ms": 1000 * max(control.samples, default=float("nan")),
@@ -353,9 +369,9 @@ def main():
     for name in args.attacks:
         if name not in ATTACKS:
             sys.exit(f"ringhub-attack: unknown attack {name!r}; known: {', '.join(ATTACKS)}")
-    scale = {"unfinished": 8000, "stalled": 128, "idle_peers": 1000, "slowloris": 5000}
+    scale = {"unfinished": 8000, "stalled": 128, "stalled_light": 24, "idle_peers": 1000, "slowloris": 5000}
     if args.quick:
-        scale = {"unfinished": 40, "stalled": 8, "idle_peers": 20, "slowloris": 50}
+        scale = {"unfinished": 40, "stalled": 8, "stalled_light": 6, "idle_peers": 20, "slowloris": 50}
     if args.connections:
         scale = {name: args.connections for name in scale}
     results = [run_attack(name, args, (host, int(port)), scale) for name in args.attacks]
@@ -381,6 +397,8 @@ def failures(results, args):
     for r in results:
         if r["control_round_trips"] == 0:
             found.append(f"{r['attack']}: the control client was not served")
+        if r["control_stuck"]:
+            found.append(f"{r['attack']}: a control round trip got no answer within 10 s ({r['control_stuck']})")
         if args.check_budget and r["hub_charged_peak_mib"] * 2**20 > args.check_budget:
             found.append(f"{r['attack']}: charged memory {r['hub_charged_peak_mib']:.0f} MiB passed the budget")
         if args.recovery_limit and r["sigterm_exit_s"] is None and (
