@@ -100,7 +100,10 @@ void check_against_stream(const Outcome& out, std::span<const std::uint8_t> byte
 
 void check_parse(std::string_view line) {
   const LineCommand command = parse_line(line);
-  if (line.size() > kMessagePrefix.size() && line.starts_with(kMessagePrefix)) {
+  if (!line.empty() && line.back() == '\r') {  // an X ending in "\r" could never be answered
+    require(command.verb == LineCommand::Verb::kUnknown && command.payload.empty(),
+            "a line ending in \\r is unknown");
+  } else if (line.size() > kMessagePrefix.size() && line.starts_with(kMessagePrefix)) {
     require(command.verb == LineCommand::Verb::kMessage, "\"message X\" parses as message");
     require(command.payload == line.substr(kMessagePrefix.size()), "message payload is X");
   } else if (line.size() > kOkPrefix.size() && line.starts_with(kOkPrefix)) {
@@ -113,7 +116,8 @@ void check_parse(std::string_view line) {
 }
 
 // X (no newline, not empty) formatted by append_*_line, split and parsed again, is X; a trailing "\r"
-// of X is the one the splitter strips (docs/protocol.md: one "\r" before "\n" is not content).
+// of X is the one the splitter strips (docs/protocol.md: one "\r" before "\n" is not content), and an X
+// that still ends in "\r" after that is refused as unknown.
 void check_round_trip(std::string_view x) {
   if (x.empty() || x.find('\n') != std::string_view::npos) {
     return;
@@ -136,8 +140,9 @@ void check_round_trip(std::string_view x) {
   }
   const LineCommand message = parse_line(lines[0]);
   const LineCommand ok = parse_line(lines[1]);
-  if (want.empty()) {
-    require(message.verb == LineCommand::Verb::kUnknown && ok.verb == LineCommand::Verb::kUnknown, "X=\\r");
+  if (want.empty() || want.back() == '\r') {  // X=\r, or X ending in \r\r: unknown (docs/protocol.md)
+    require(message.verb == LineCommand::Verb::kUnknown && ok.verb == LineCommand::Verb::kUnknown,
+            "X ending in \\r is unknown");
     return;
   }
   require(message.verb == LineCommand::Verb::kMessage && message.payload == want, "message X round-trips");
